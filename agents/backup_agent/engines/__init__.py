@@ -1,0 +1,1 @@
+"""Database and file engines: each knows how to dump, check, and restore one kind of target."""

@@ -1,0 +1,89 @@
+"""The engine interface the agent's streaming pipeline and restore executor are written against.
+
+An engine turns a target's local connection config into a running dump (a byte stream plus an exit
+status), validates that stream incrementally (bounded memory) so a truncated or empty dump can never
+be completed as a backup, and restores such a stream into a destination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import BinaryIO, Literal, Protocol
+
+
+class InvalidDumpError(Exception):
+    """The dump stream is not well-formed for its format (empty, truncated, wrong magic...)."""
+
+
+class EngineError(Exception):
+    """An engine operation failed; ``stage`` says where, ``stderr_tail`` is already redacted."""
+
+    def __init__(self, message: str, *, stage: str, exit_code: int | None = None, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+
+
+@dataclass(frozen=True)
+class Versions:
+    tool_version: str | None
+    server_version: str | None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DumpOutcome:
+    exit_code: int
+    stderr_tail: str  # redacted, at most a few KiB
+
+
+class RunningDump(Protocol):
+    """A dump in progress. ``stream`` yields the raw dump bytes; ``wait`` reaps it after EOF."""
+
+    stream: BinaryIO
+
+    def wait(self) -> DumpOutcome: ...
+
+    def terminate(self) -> None:
+        """Stop the dump (SIGTERM to its process group, then SIGKILL); safe to call twice."""
+        ...
+
+
+class StreamValidator(Protocol):
+    """Sees every raw dump byte in order; ``finish`` raises InvalidDumpError if the whole was bad."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def finish(self) -> dict[str, object]:
+        """Return facts for the manifest (e.g. table count); raise InvalidDumpError when invalid."""
+        ...
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    destination: str
+    verification: dict[str, object] = field(default_factory=dict)
+
+
+RestoreMode = Literal["clone", "in-place", "drill"]
+
+
+class Engine(Protocol):
+    name: str  # "postgresql", "mariadb", "sqlite", "files", "command"
+    format: str  # e.g. "pg_dump-custom", "mariadb-sql", "sqlite-db", "tar", "command"
+    extension: str  # object key extension before ".zst", e.g. "pgdump", "sql", "sqlite", "tar", "bin"
+
+    def versions(self) -> Versions: ...
+
+    def check(self) -> list[str]:
+        """Problems found connecting to the target and finding its tools; empty when healthy."""
+        ...
+
+    def start_dump(self) -> RunningDump: ...
+
+    def validator(self) -> StreamValidator: ...
+
+    def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
+        """Restore the raw (decompressed) dump stream into this engine's target."""
+        ...

@@ -1,0 +1,264 @@
+"""Events on the pipeline's own EventBridge bus (see docs/contracts.md).
+
+Each model is one ``detail-type``; ``EVENT_TYPES`` maps (source, detail-type) to its model so that
+every consumer parses with the same definition.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from backup_contracts.naming import NAME_PATTERN, SOURCE_AGENT, SOURCE_PIPELINE, SOURCE_REQUESTS
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+
+STDERR_TAIL_MAX = 4096
+
+
+class DetailType(StrEnum):
+    BACKUP_STARTED = "Backup Started"
+    BACKUP_SUCCEEDED = "Backup Succeeded"
+    BACKUP_FAILED = "Backup Failed"
+    RESTORE_STARTED = "Restore Started"
+    RESTORE_SUCCEEDED = "Restore Succeeded"
+    RESTORE_FAILED = "Restore Failed"
+    AGENT_HEARTBEAT = "Agent Heartbeat"
+    RESTORE_REQUESTED = "Restore Requested"
+    RESTORE_APPROVED = "Restore Approved"
+    BACKUP_REQUESTED = "Backup Requested"
+    BACKUP_MISSING = "Backup Missing"
+    RESTORE_REJECTED = "Restore Rejected"
+    ALERT_RAISED = "Alert Raised"
+    ALERT_RESOLVED = "Alert Resolved"
+
+
+class Contract(BaseModel):
+    """Base of every contract: unknown fields are refused, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- agent → pipeline
+
+
+class BackupStarted(Contract):
+    job_id: Identifier
+    run_id: Identifier
+    target: Name
+    agent: Name
+    trigger: Literal["schedule", "user", "admin", "drill", "pre-restore"] = "schedule"
+    started_at: AwareDatetime
+    bucket: str
+    key: str
+
+
+class BackupSucceeded(BackupStarted):
+    finished_at: AwareDatetime
+    version_id: str | None = None
+    bytes_in: int = Field(ge=0)
+    bytes_stored: int = Field(gt=0)
+    sha256: Sha256Hex
+    engine: str
+    format: str
+    compression: str
+    tool_version: str | None = None
+    server_version: str | None = None
+    duration_s: float = Field(ge=0)
+
+
+class BackupFailed(BackupStarted):
+    finished_at: AwareDatetime
+    stage: Literal["dump", "upload", "verify", "config"]
+    exit_code: int | None = None
+    error: str
+    stderr_tail: str = Field(default="", max_length=STDERR_TAIL_MAX)
+
+
+class RestoreStarted(Contract):
+    restore_id: Identifier
+    job_id: Identifier
+    agent: Name
+    source_target: Name
+    source_run_id: Identifier
+    destination: str
+    mode: Literal["clone", "in-place", "drill"]
+    started_at: AwareDatetime
+
+
+class RestoreSucceeded(RestoreStarted):
+    finished_at: AwareDatetime
+    duration_s: float = Field(ge=0)
+    safety_backup_run_id: Identifier | None = None
+    verification: dict[str, Any] = Field(default_factory=dict)
+
+
+class RestoreFailed(RestoreStarted):
+    finished_at: AwareDatetime
+    stage: Literal["download", "verify-object", "safety-backup", "restore", "verify-restore", "config"]
+    error: str
+    destination_touched: bool
+    stderr_tail: str = Field(default="", max_length=STDERR_TAIL_MAX)
+
+
+class AgentHeartbeat(Contract):
+    agent: Name
+    version: str
+    targets: list[Name]
+    sent_at: AwareDatetime
+
+
+# --------------------------------------------------------------------------- people → pipeline
+
+
+class BackupSelector(Contract):
+    """Which backup to restore: exactly one of latest, at (latest at or before), run_id."""
+
+    latest: bool = False
+    at: AwareDatetime | None = None
+    run_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BackupSelector:
+        chosen = [self.latest, self.at is not None, self.run_id is not None]
+        if sum(chosen) != 1:
+            raise ValueError("choose exactly one of: latest=true, at=<timestamp>, run_id=<id>")
+        return self
+
+
+class RestoreRequested(Contract):
+    restore_id: Identifier
+    target: Name
+    backup: BackupSelector = Field(default_factory=lambda: BackupSelector(latest=True))
+    destination: Name | None = Field(
+        default=None, description="clone destination target; omitted with mode in-place"
+    )
+    mode: Literal["clone", "in-place"] = "clone"
+    requested_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _destination_matches_mode(self) -> RestoreRequested:
+        if self.mode == "clone" and self.destination is None:
+            raise ValueError("a clone restore needs a destination target (or use mode in-place)")
+        if self.mode == "in-place" and self.destination not in (None, self.target):
+            raise ValueError("an in-place restore writes to the target itself; drop destination")
+        return self
+
+
+class RestoreApproved(Contract):
+    restore_id: Identifier
+    approval_token: Annotated[str, StringConstraints(min_length=16, max_length=128)]
+    approved_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class BackupRequested(Contract):
+    request_id: Identifier
+    target: Name
+    requested_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+# --------------------------------------------------------------------------- pipeline → anyone
+
+
+class BackupMissing(Contract):
+    target: Name
+    agent: Name
+    problem: str
+    since: AwareDatetime
+    last_good_at: AwareDatetime | None = None
+
+
+class RestoreRejected(Contract):
+    restore_id: Identifier
+    target: str
+    reason_code: str
+    reason: str
+    requested_by: str
+
+
+EVENT_TYPES: dict[tuple[str, str], type[Contract]] = {
+    (SOURCE_AGENT, DetailType.BACKUP_STARTED): BackupStarted,
+    (SOURCE_AGENT, DetailType.BACKUP_SUCCEEDED): BackupSucceeded,
+    (SOURCE_AGENT, DetailType.BACKUP_FAILED): BackupFailed,
+    (SOURCE_AGENT, DetailType.RESTORE_STARTED): RestoreStarted,
+    (SOURCE_AGENT, DetailType.RESTORE_SUCCEEDED): RestoreSucceeded,
+    (SOURCE_AGENT, DetailType.RESTORE_FAILED): RestoreFailed,
+    (SOURCE_AGENT, DetailType.AGENT_HEARTBEAT): AgentHeartbeat,
+    (SOURCE_REQUESTS, DetailType.RESTORE_REQUESTED): RestoreRequested,
+    (SOURCE_REQUESTS, DetailType.RESTORE_APPROVED): RestoreApproved,
+    (SOURCE_REQUESTS, DetailType.BACKUP_REQUESTED): BackupRequested,
+    (SOURCE_PIPELINE, DetailType.BACKUP_MISSING): BackupMissing,
+    (SOURCE_PIPELINE, DetailType.RESTORE_REJECTED): RestoreRejected,
+}
+DETAIL_TYPE_OF: dict[type[Contract], tuple[str, str]] = {model: key for key, model in EVENT_TYPES.items()}
+
+# Events routed to the audit function: the agent's backup and restore lifecycle and heartbeats.
+AUDIT_PATTERN: dict[str, Any] = {
+    "source": [SOURCE_AGENT],
+    "detail-type": [
+        DetailType.BACKUP_STARTED.value,
+        DetailType.BACKUP_SUCCEEDED.value,
+        DetailType.BACKUP_FAILED.value,
+        DetailType.RESTORE_STARTED.value,
+        DetailType.RESTORE_SUCCEEDED.value,
+        DetailType.RESTORE_FAILED.value,
+        DetailType.AGENT_HEARTBEAT.value,
+    ],
+}
+# On-demand backups go to the dispatcher.
+BACKUP_REQUEST_PATTERN: dict[str, Any] = {
+    "source": [SOURCE_REQUESTS],
+    "detail-type": [DetailType.BACKUP_REQUESTED.value],
+}
+# Restore requests, approvals, and the agent's restore outcomes go to the restore coordinator.
+RESTORE_PATTERN: dict[str, Any] = {
+    "source": [SOURCE_REQUESTS, SOURCE_AGENT],
+    "detail-type": [
+        DetailType.RESTORE_REQUESTED.value,
+        DetailType.RESTORE_APPROVED.value,
+        DetailType.RESTORE_STARTED.value,
+        DetailType.RESTORE_SUCCEEDED.value,
+        DetailType.RESTORE_FAILED.value,
+    ],
+}
+
+
+class UnknownEventError(ValueError):
+    """An event whose (source, detail-type) is not part of the contract."""
+
+
+def parse_event(source: str, detail_type: str, detail: dict[str, Any] | str) -> Contract:
+    """Parse an event's detail into its contract model; raise with a clear reason when it is not one."""
+    model = EVENT_TYPES.get((source, detail_type))
+    if model is None:
+        raise UnknownEventError(f"no contract for source={source!r} detail-type={detail_type!r}")
+    if isinstance(detail, str):
+        return model.model_validate_json(detail)
+    return model.model_validate(detail)
+
+
+def put_events_entry(event: Contract, bus_name: str, when: datetime | None = None) -> dict[str, Any]:
+    """The PutEvents entry for a contract event; source and detail-type come from the model's type."""
+    source, detail_type = DETAIL_TYPE_OF[type(event)]
+    entry: dict[str, Any] = {
+        "Source": source,
+        "DetailType": detail_type,
+        "Detail": event.model_dump_json(exclude_none=True),
+        "EventBusName": bus_name,
+    }
+    if when is not None:
+        entry["Time"] = when
+    return entry
+
+
+def to_json(event: Contract) -> str:
+    return json.dumps(event.model_dump(mode="json", exclude_none=True), sort_keys=True)

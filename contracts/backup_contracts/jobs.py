@@ -1,0 +1,49 @@
+"""Job messages on an agent's SQS queue. No credentials, ever: the agent's local config maps a
+target name to how it connects."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, Field, HttpUrl
+
+from backup_contracts.events import Contract, Identifier, Name, Sha256Hex
+
+JobKind = Literal["backup", "restore", "drill"]
+Trigger = Literal["schedule", "user", "admin", "drill", "pre-restore"]
+
+
+class RestoreSource(Contract):
+    """The backup object a restore or drill reads, and how the agent may read it."""
+
+    run_id: Identifier
+    target: Name
+    bucket: str
+    key: str
+    version_id: str | None = None
+    sha256: Sha256Hex
+    bytes_stored: int = Field(gt=0)
+    engine: str
+    format: str
+    compression: str
+    presigned_url: HttpUrl | None = Field(
+        default=None, description="short-lived GET URL for exactly this object; the signer holds kms:Decrypt"
+    )
+
+
+class Job(Contract):
+    job_id: Identifier
+    kind: JobKind
+    agent: Name
+    target: Name
+    trigger: Trigger
+    issued_at: AwareDatetime
+    deadline: AwareDatetime
+    bucket: str
+    key_prefix: str = Field(description="the object key for this run is chosen below this prefix")
+    retention_class: Name
+    # restore and drill jobs only
+    restore_id: Identifier | None = None
+    destination: str | None = None
+    mode: Literal["clone", "in-place", "drill"] | None = None
+    source: RestoreSource | None = None

@@ -1,0 +1,123 @@
+"""Backup schedules: ``cron(<5 fields>)`` in the target's time zone, or ``rate(<n> <unit>)``.
+
+One definition serves the fleet validation at synth time and the dispatcher at run time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+_RATE_RE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_CRON_RE = re.compile(r"^cron\((.+)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+_DURATION_RE = re.compile(r"^(\d+)\s*(m|h|d)$")
+_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30m', '26h', '7d' → timedelta."""
+    match = _DURATION_RE.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ScheduleError(f"{text!r} is not a duration; write a positive number and a unit, e.g. 30m, 26h, 7d")
+    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A parsed schedule. Slots are the instants at which a run is due, in UTC."""
+
+    expression: str
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ScheduleError(f"unknown time zone {self.timezone!r}; use an IANA name like Europe/Berlin") from exc
+        if self._rate_seconds() is None and self._cron_fields() is None:
+            raise ScheduleError(
+                f"{self.expression!r} is not a schedule; write cron(<minute> <hour> <day> <month> <weekday>)"
+                " like cron(0 2 * * *), or rate(<n> minutes|hours|days) like rate(6 hours)"
+            )
+
+    def _rate_seconds(self) -> int | None:
+        match = _RATE_RE.match(self.expression.strip())
+        if not match:
+            return None
+        amount = int(match.group(1))
+        if amount == 0:
+            raise ScheduleError(f"{self.expression!r}: a rate must be at least 1")
+        return amount * _UNIT_SECONDS[match.group(2).rstrip("s")]
+
+    def _cron_fields(self) -> str | None:
+        match = _CRON_RE.match(self.expression.strip())
+        if not match:
+            return None
+        fields = match.group(1).strip()
+        if len(fields.split()) != 5 or not croniter.is_valid(fields):
+            raise ScheduleError(
+                f"{self.expression!r} is not a valid cron expression; it needs five fields"
+                " (minute hour day-of-month month day-of-week), e.g. cron(0 2 * * *)"
+            )
+        return fields
+
+    def slots_after(self, start: datetime) -> Iterator[datetime]:
+        """Due instants strictly after ``start``, ascending, in UTC."""
+        rate = self._rate_seconds()
+        if rate is not None:
+            elapsed = (start - _EPOCH).total_seconds()
+            slot = _EPOCH + timedelta(seconds=(int(elapsed // rate) + 1) * rate)
+            while True:
+                yield slot
+                slot += timedelta(seconds=rate)
+        fields = self._cron_fields()
+        assert fields is not None  # noqa: S101 - guaranteed by __post_init__
+        it = croniter(fields, start.astimezone(ZoneInfo(self.timezone)))
+        while True:
+            yield it.get_next(datetime).astimezone(UTC)
+
+    def latest_slot_at_or_before(self, now: datetime) -> datetime | None:
+        """The most recent due instant not after ``now`` (None if none within the look-back window)."""
+        rate = self._rate_seconds()
+        if rate is not None:
+            elapsed = (now - _EPOCH).total_seconds()
+            return _EPOCH + timedelta(seconds=int(elapsed // rate) * rate)
+        fields = self._cron_fields()
+        assert fields is not None  # noqa: S101
+        it = croniter(fields, (now + timedelta(seconds=1)).astimezone(ZoneInfo(self.timezone)))
+        return it.get_prev(datetime).astimezone(UTC)
+
+    def max_interval(self, horizon: timedelta = timedelta(days=366)) -> timedelta:
+        """Longest gap between two consecutive slots over the horizon (a year covers every cron)."""
+        rate = self._rate_seconds()
+        if rate is not None:
+            return timedelta(seconds=rate)
+        slots = self.slots_after(_EPOCH)
+        previous = next(slots)
+        longest = timedelta(0)
+        end = previous + horizon
+        for count, slot in enumerate(slots):
+            longest = max(longest, slot - previous)
+            previous = slot
+            if slot > end or count > 20_000:
+                break
+        return longest

@@ -1,0 +1,1 @@
+"""The pipeline's Lambda functions: thin handlers over plain-Python domain logic."""
