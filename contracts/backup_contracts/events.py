@@ -136,9 +136,7 @@ class RestoreRequested(Contract):
     restore_id: Identifier
     target: Name
     backup: BackupSelector = Field(default_factory=lambda: BackupSelector(latest=True))
-    destination: Name | None = Field(
-        default=None, description="clone destination target; omitted with mode in-place"
-    )
+    destination: Name | None = Field(default=None, description="clone destination target; omitted with mode in-place")
     mode: Literal["clone", "in-place"] = "clone"
     requested_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]

@@ -180,7 +180,8 @@ def _semantic_errors(fleet: Fleet) -> list[str]:
             elif fleet.target(other)[1].engine != target.engine:
                 errors.append(
                     f"agent {agent.name!r} > target {target.name!r}: restore destination {other!r} uses engine"
-                    f" {fleet.target(other)[1].engine!r}, not {target.engine!r}. Fix: pick a destination of the same engine"
+                    f" {fleet.target(other)[1].engine!r}, not {target.engine!r}."
+                    " Fix: pick a destination of the same engine"
                 )
     return errors
 

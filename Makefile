@@ -1,0 +1,65 @@
+# One entry point for every job. `make demo` and `make test` work on a fresh machine: they create
+# the virtualenv and install the pinned dependencies (and the pinned npm CDK CLI) first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo test lint typecheck synth nag unit bench bench-agent bench-control schemas clean install
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
+
+## The pipeline's main job, locally on embedded defaults: moto server, dispatcher, real agent,
+## audit ledger, watchdog and a restore round trip. Exits non-zero saying why if any step fails.
+demo: $(VENV)/.installed
+	$(PY) -m local_pipeline
+
+## Every test and gate: lint, types, request schemas up to date, synth with cdk-nag, cfn-lint, pytest.
+test: install
+	./scripts/ensure-services.sh
+	$(MAKE) lint typecheck schemas-check synth unit
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+schemas:
+	$(PY) -m backup_contracts.schemas write schemas
+
+schemas-check:
+	$(PY) -m backup_contracts.schemas check schemas
+
+synth:
+	npx cdk synth --quiet > /dev/null
+	$(BIN)/cfn-lint --ignore-checks W3005 --format parseable -- cdk.out/*.template.json
+
+unit:
+	$(BIN)/pytest
+
+bench: bench-agent bench-control
+
+bench-agent: $(VENV)/.installed
+	$(PY) -m bench.agent_stream
+
+bench-control: $(VENV)/.installed
+	$(PY) -m bench.control_plane
+
+clean:
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache
