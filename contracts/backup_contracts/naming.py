@@ -58,3 +58,28 @@ RETENTION_TAG = "retention"
 
 def retention_tag_value(retention_class: str, tier: str) -> str:
     return f"{retention_class}-{tier}"
+
+
+# Queues that buffer bus events for the event-driven Lambdas (rule → SQS → Lambda, with a DLQ).
+def audit_events_queue_name(pipeline: str) -> str:
+    return f"{pipeline}-audit-events"
+
+
+def restore_events_queue_name(pipeline: str) -> str:
+    return f"{pipeline}-restore-events"
+
+
+def events_dlq_name(queue_name: str) -> str:
+    return f"{queue_name}-dlq"
+
+
+def ledger_table_name(pipeline: str) -> str:
+    return f"{pipeline}-ledger"
+
+
+def alert_topic_name(pipeline: str) -> str:
+    return f"{pipeline}-alerts"
+
+
+EVENTS_QUEUE_VISIBILITY_TIMEOUT_S = 180  # ≥ 6 × the consuming Lambda's timeout (30 s)
+EVENTS_QUEUE_MAX_RECEIVE_COUNT = 5

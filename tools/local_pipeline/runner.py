@@ -1,0 +1,188 @@
+"""Drive the local pipeline: tick the scheduled functions, run real agent processes, and drain the
+rule-fed queues into the event-driven handlers — what EventBridge and Lambda do in AWS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local_pipeline.moto_server import MotoEndpoint
+from local_pipeline.resources import LocalResources
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class PipelineStepError(RuntimeError):
+    """A step of the local pipeline failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """The attributes Powertools reads from a Lambda context."""
+
+    function_name: str
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = ""
+    invoked_function_arn: str = ""
+
+    @staticmethod
+    def for_function(name: str, resources: LocalResources) -> LambdaContext:
+        return LambdaContext(
+            function_name=name,
+            aws_request_id=str(uuid.uuid4()),
+            invoked_function_arn=f"arn:aws:lambda:{resources.region}:{resources.account}:function:{name}",
+        )
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def scheduled_event(resources: LocalResources, rule: str, now: datetime) -> dict[str, Any]:
+    """The event an EventBridge schedule delivers to a Lambda."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": resources.account,
+        "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": resources.region,
+        "resources": [f"arn:aws:events:{resources.region}:{resources.account}:rule/{rule}"],
+        "detail": {},
+    }
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class LocalPipeline:
+    def __init__(self, endpoint: MotoEndpoint, resources: LocalResources, fleet_file: Path) -> None:
+        self.endpoint = endpoint
+        self.resources = resources
+        self.fleet_file = fleet_file
+        self.session: boto3.Session = endpoint.session()
+        self.sqs = self.session.client("sqs")
+
+    @property
+    def function_environment(self) -> dict[str, str]:
+        return self.resources.function_environment(str(self.fleet_file))
+
+    # ------------------------------------------------------------------ scheduled functions
+    def _invoke(self, name: str, handler: Handler, event: dict[str, Any]) -> Any:
+        with environment(self.function_environment):
+            return handler(event, LambdaContext.for_function(f"{self.resources.pipeline}-{name}", self.resources))
+
+    def tick_dispatcher(self, now: datetime) -> Any:
+        from backup_functions.dispatcher.handler import handler
+
+        return self._invoke("dispatcher", handler, scheduled_event(self.resources, "dispatcher-schedule", now))
+
+    def tick_watchdog(self, now: datetime) -> Any:
+        from backup_functions.watchdog.handler import handler
+
+        return self._invoke("watchdog", handler, scheduled_event(self.resources, "watchdog-schedule", now))
+
+    # ------------------------------------------------------------------ event-driven functions
+    def _sqs_records(self, queue_url: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        arn = f"arn:aws:sqs:{self.resources.region}:{self.resources.account}:{queue_url.rsplit('/', 1)[1]}"
+        return [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": message.get("MessageAttributes", {}),
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": self.resources.region,
+            }
+            for message in messages
+        ]
+
+    def drain(self, queue_url: str, name: str, handler: Handler) -> int:
+        """Feed every message on a rule-fed queue to its handler in SQS batches, as Lambda's event
+        source mapping does; raise if the handler reports any record as failed."""
+        handled = 0
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                return handled
+            response = self._invoke(name, handler, {"Records": self._sqs_records(queue_url, messages)}) or {}
+            failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if failed:
+                raise PipelineStepError(f"{name}: {len(failed)} of {len(messages)} events were rejected (see log)")
+            handled += len(messages)
+
+    def drain_audit(self) -> int:
+        from backup_functions.audit.handler import handler
+
+        return self.drain(self.resources.audit_queue_url, "audit", handler)
+
+    def drain_restore_events(self) -> int:
+        from backup_functions.restore.handler import handler
+
+        return self.drain(self.resources.restore_queue_url, "restore", handler)
+
+    # ------------------------------------------------------------------ agents
+    def run_agent(self, config_path: Path, *extra_env: tuple[str, str]) -> subprocess.CompletedProcess[str]:
+        """Run a real agent process until its queue is empty."""
+        env = {**os.environ, **self.endpoint.environment(), **dict(extra_env)}
+        return subprocess.run(
+            [sys.executable, "-m", "backup_agent.cli", "--config", str(config_path), "run", "--once"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    # ------------------------------------------------------------------ what a person sees
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts delivered to the on-call inbox since the last call (SNS → SQS envelope unwrapped)."""
+        delivered = []
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.resources.alerts_inbox_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                return delivered
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                delivered.append(
+                    {
+                        "subject": envelope.get("Subject", ""),
+                        "message": envelope.get("Message", ""),
+                        "attributes": {
+                            key: value.get("Value") for key, value in envelope.get("MessageAttributes", {}).items()
+                        },
+                    }
+                )
+                self.sqs.delete_message(QueueUrl=self.resources.alerts_inbox_url, ReceiptHandle=message["ReceiptHandle"])
