@@ -29,7 +29,7 @@ def parse_duration(text: str) -> timedelta:
     """'30m', '26h', '7d' → timedelta."""
     match = _DURATION_RE.match(text.strip())
     if not match or int(match.group(1)) == 0:
-        raise ScheduleError(f"{text!r} is not a duration; write a positive number and a unit, e.g. 30m, 26h, 7d")
+        raise ScheduleError(f"{text!r} is not a duration. Fix: write a positive number and a unit, e.g. 30m, 26h, 7d")
     return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
 
 
@@ -52,10 +52,10 @@ class Schedule:
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ScheduleError(f"unknown time zone {self.timezone!r}; use an IANA name like Europe/Berlin") from exc
+            raise ScheduleError(f"unknown time zone {self.timezone!r}. Fix: use an IANA name like Europe/Berlin") from exc
         if self._rate_seconds() is None and self._cron_fields() is None:
             raise ScheduleError(
-                f"{self.expression!r} is not a schedule; write cron(<minute> <hour> <day> <month> <weekday>)"
+                f"{self.expression!r} is not a schedule. Fix: write cron(<minute> <hour> <day> <month> <weekday>)"
                 " like cron(0 2 * * *), or rate(<n> minutes|hours|days) like rate(6 hours)"
             )
 
@@ -65,7 +65,7 @@ class Schedule:
             return None
         amount = int(match.group(1))
         if amount == 0:
-            raise ScheduleError(f"{self.expression!r}: a rate must be at least 1")
+            raise ScheduleError(f"{self.expression!r}: a rate of zero never runs. Fix: use rate(1 hour) or more")
         return amount * _UNIT_SECONDS[match.group(2).rstrip("s")]
 
     def _cron_fields(self) -> str | None:
@@ -73,10 +73,15 @@ class Schedule:
         if not match:
             return None
         fields = match.group(1).strip()
-        if len(fields.split()) != 5 or not croniter.is_valid(fields):
+        if len(fields.split()) != 5:
             raise ScheduleError(
-                f"{self.expression!r} is not a valid cron expression; it needs five fields"
-                " (minute hour day-of-month month day-of-week), e.g. cron(0 2 * * *)"
+                f"{self.expression!r} has {len(fields.split())} cron fields, not five."
+                " Fix: write cron(<minute> <hour> <day-of-month> <month> <day-of-week>), e.g. cron(0 2 * * *)"
+            )
+        if not croniter.is_valid(fields):
+            raise ScheduleError(
+                f"{self.expression!r} is not a valid cron expression (a field is out of range or malformed)."
+                " Fix: minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-6, e.g. cron(0 2 * * *)"
             )
         return fields
 

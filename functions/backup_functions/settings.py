@@ -25,7 +25,7 @@ class FunctionSettings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def settings() -> FunctionSettings:
-    return FunctionSettings()  # type: ignore[call-arg]  # values come from the environment
+    return FunctionSettings()
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,1 @@
+"""CDK stacks and constructs: one construct per capability, composed by ``PipelineStack``."""

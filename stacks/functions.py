@@ -1,0 +1,308 @@
+"""The four Lambdas (dispatcher, audit, watchdog, restore coordinator), their triggers and least-privilege roles.
+
+Each function has its own role whose permissions come from ``grant_*`` calls (plus writing to its own
+log group). Event-driven functions are fed from the bus through an SQS queue (+DLQ) with partial batch
+responses, so a malformed event lands in a DLQ instead of being lost or blocking the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct, IConstruct
+
+from backup_contracts import events as contract_events
+from backup_contracts import naming
+from backup_contracts.fleet import Fleet
+from backup_functions.settings import FunctionSettings
+from stacks.agent_access import encrypted_queue
+from stacks.event_bus import event_pattern
+from stacks.lambda_package import FLEET_FILE_NAME
+from stacks.nag import acknowledge
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+RUNTIME_PYTHON_VERSION = "3.14"  # what pip builds the dependency wheels for; must match RUNTIME
+LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+FUNCTION_TIMEOUT = Duration.seconds(60)
+EVENT_QUEUE_VISIBILITY = Duration.seconds(6 * 60)  # >= 6 x function timeout, as AWS recommends
+EVENT_QUEUE_MAX_RECEIVE_COUNT = 3
+LOG_LEVEL = "INFO"
+
+AUDIT_OBJECT_ACTIONS = (
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectAttributes",
+    "s3:GetObjectVersionAttributes",
+    "s3:GetObjectTagging",
+    "s3:GetObjectVersionTagging",
+    "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
+)
+RESTORE_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
+
+HANDLERS = {
+    "dispatcher": "backup_functions.dispatcher.handler.handler",
+    "audit": "backup_functions.audit.handler.handler",
+    "watchdog": "backup_functions.watchdog.handler.handler",
+    "restore": "backup_functions.restore.handler.handler",
+}
+
+
+def metrics_namespace(pipeline: str) -> str:
+    """Powertools metrics namespace and ``service`` dimension value shared by every function."""
+    return pipeline
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Resources every function may be granted access to."""
+
+    fleet: Fleet
+    code: lambda_.Code
+    key: kms.IKey
+    bucket: s3.IBucket
+    table: dynamodb.ITable
+    bus: events.IEventBus
+    topic: sns.ITopic
+    agent_queues: tuple[sqs.IQueue, ...]
+
+
+class Functions(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, shared: Shared) -> None:
+        super().__init__(scope, construct_id)
+        self._shared = shared
+        self.environment = self._environment()
+        self.dlqs: dict[str, sqs.Queue] = {}
+        self.functions: dict[str, lambda_.Function] = {}
+        self.dispatcher = self._build_dispatcher()
+        self.audit = self._build_audit()
+        self.watchdog = self._build_watchdog()
+        self.restore = self._build_restore()
+
+    # --- environment -------------------------------------------------------------------------------
+    def _environment(self) -> dict[str, str]:
+        s = self._shared
+        stack = Stack.of(self)
+        values = {
+            "ledger_table": s.table.table_name,
+            "bus_name": s.bus.event_bus_name,
+            "bucket_name": s.bucket.bucket_name,
+            "alert_topic_arn": s.topic.topic_arn,
+            "kms_key_arn": s.key.key_arn,
+            "job_queue_url_prefix": f"https://sqs.{stack.region}.{stack.url_suffix}/{stack.account}/",
+            "fleet_file": FLEET_FILE_NAME,
+        }
+        missing = set(FunctionSettings.model_fields) ^ set(values)
+        if missing:  # the settings model and the stack must agree exactly
+            raise ValueError(f"FunctionSettings fields and Lambda environment differ: {sorted(missing)}")
+        environment = {name.upper(): value for name, value in values.items()}
+        pipeline = s.fleet.pipeline.name
+        environment |= {
+            "POWERTOOLS_SERVICE_NAME": pipeline,
+            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(pipeline),
+            "POWERTOOLS_LOG_LEVEL": LOG_LEVEL,
+        }
+        return environment
+
+    # --- building blocks ---------------------------------------------------------------------------
+    def _function(self, name: str, description: str) -> lambda_.Function:
+        scope = Construct(self, name.capitalize())
+        log_group = logs.LogGroup(scope, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.RETAIN)
+        role = iam.Role(
+            scope,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{self._shared.fleet.pipeline.name} {name} function",
+        )
+        function = lambda_.Function(
+            scope,
+            "Function",
+            description=description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=HANDLERS[name],
+            code=self._shared.code,
+            role=role,
+            environment=self.environment,
+            memory_size=512,
+            timeout=FUNCTION_TIMEOUT,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+        )
+        # The function writes only its own log group (instead of the AWSLambdaBasicExecutionRole managed policy).
+        log_group.grant_write(role)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Log streams are created at run time with generated names; the grant is scoped to this function's"
+            " own log group.",
+            applies_to=[f"Resource::<{Stack.of(self).get_logical_id(log_group.node.default_child)}.Arn>:*"],  # type: ignore[arg-type]
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "X-Ray PutTraceSegments/PutTelemetryRecords do not support resource-level permissions (active tracing).",
+            applies_to=["Resource::*"],
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "kms:GenerateDataKey*/ReEncrypt* come from grant_* on the pipeline's single KMS key (ledger,"
+            " queues, topic); the resource is that one key, not a wildcard.",
+            applies_to=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+        )
+        self.functions[name] = function
+        return function
+
+    def _event_queue(self, name: str) -> sqs.Queue:
+        """The SQS buffer between the bus and an event-driven function (+ its DLQ)."""
+        scope = Construct(self, f"{name.capitalize()}Events")
+        dlq = encrypted_queue(scope, "Dlq", key=self._shared.key, retention=Duration.seconds(naming.DLQ_RETENTION_S))
+        self.dlqs[name] = dlq
+        return encrypted_queue(
+            scope,
+            "Queue",
+            key=self._shared.key,
+            visibility_timeout=EVENT_QUEUE_VISIBILITY,
+            dead_letter=sqs.DeadLetterQueue(queue=dlq, max_receive_count=EVENT_QUEUE_MAX_RECEIVE_COUNT),
+        )
+
+    def _feed_from_bus(self, function: lambda_.Function, name: str, pattern: dict[str, list[str]]) -> events.Rule:
+        """bus → rule → SQS queue (undeliverable events and poison messages both end in its DLQ) → function."""
+        queue = self._event_queue(name)
+        rule = events.Rule(
+            self,
+            f"{name.capitalize()}Rule",
+            description=f"{name}: events from the pipeline bus",
+            event_bus=self._shared.bus,
+            event_pattern=event_pattern(pattern),
+            targets=[targets.SqsQueue(queue, dead_letter_queue=self.dlqs[name])],
+        )
+        function.add_event_source(sources.SqsEventSource(queue, batch_size=10, report_batch_item_failures=True))
+        return rule
+
+    def _grant_ledger(self, function: lambda_.Function) -> None:
+        self._shared.table.grant_read_write_data(function)
+        acknowledge(
+            function.role,  # type: ignore[arg-type]
+            "AwsSolutions-IAM5",
+            "The function queries the ledger's watch-deadline GSI; grant_read_write_data scopes it to this"
+            " table's indexes.",
+            applies_to=[f"Resource::<{self._table_logical_id()}.Arn>/index/*"],
+        )
+
+    def _table_logical_id(self) -> str:
+        return self._logical_id(self._shared.table)
+
+    def _logical_id(self, construct: IConstruct) -> str:
+        return Stack.of(self).get_logical_id(construct.node.default_child)  # type: ignore[arg-type]
+
+    def _grant_backup_objects(self, function: lambda_.Function, actions: tuple[str, ...]) -> None:
+        """Object-level access to the backups under agents/ (no bucket-level or list permission, no delete)."""
+        s = self._shared
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=list(actions), resources=[s.bucket.arn_for_objects(f"{naming.AGENT_PREFIX_ROOT}/*")]
+            )
+        )
+        s.key.grant_decrypt(function)  # reading an SSE-KMS object decrypts its data key
+        acknowledge(
+            function.role,  # type: ignore[arg-type]
+            "AwsSolutions-IAM5",
+            "Backup object keys are generated per run (agent/target/date/run id); access is limited to"
+            " object-level actions under the agents/ prefix, with no delete and no listing.",
+            applies_to=[f"Resource::<{self._logical_id(s.bucket)}.Arn>/{naming.AGENT_PREFIX_ROOT}/*"],
+        )
+
+    def _grant_send_jobs(self, function: lambda_.Function) -> None:
+        for queue in self._shared.agent_queues:
+            queue.grant_send_messages(function)
+
+    # --- the four functions ------------------------------------------------------------------------
+    def _build_dispatcher(self) -> lambda_.Function:
+        s = self._shared
+        function = self._function("dispatcher", "Finds due targets and sends jobs to agent queues")
+        self._grant_ledger(function)
+        self._grant_send_jobs(function)
+        s.bus.grant_put_events_to(function)
+        events.Rule(
+            self,
+            "DispatcherSchedule",
+            description="dispatcher tick (a missed tick is caught up by the next one)",
+            schedule=events.Schedule.rate(Duration.minutes(s.fleet.pipeline.dispatcher_interval_minutes)),
+            targets=[targets.LambdaFunction(function, retry_attempts=0)],
+        )
+        # On-demand requests are invoked asynchronously; ones that still fail after retries are kept in a DLQ.
+        requests_dlq = encrypted_queue(
+            Construct(self, "DispatcherRequests"), "Dlq", key=s.key, retention=Duration.seconds(naming.DLQ_RETENTION_S)
+        )
+        self.dlqs["dispatcher"] = requests_dlq
+        acknowledge(
+            requests_dlq,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the on-demand request rule's Lambda target;"
+            " cdk-nag only recognises DLQs of other queues.",
+        )
+        events.Rule(
+            self,
+            "DispatcherRequestsRule",
+            description="on-demand backups from the bus",
+            event_bus=s.bus,
+            event_pattern=event_pattern(contract_events.BACKUP_REQUEST_PATTERN),
+            targets=[
+                targets.LambdaFunction(
+                    function, retry_attempts=2, max_event_age=Duration.hours(1), dead_letter_queue=requests_dlq
+                )
+            ],
+        )
+        return function
+
+    def _build_audit(self) -> lambda_.Function:
+        s = self._shared
+        function = self._function("audit", "Turns agent events into ledger state and applies retention tags")
+        self._grant_ledger(function)
+        # Cross-checks each backup object (HEAD: size, checksum, encryption) and applies its retention tag.
+        self._grant_backup_objects(function, AUDIT_OBJECT_ACTIONS)
+        s.bus.grant_put_events_to(function)
+        s.topic.grant_publish(function)
+        self._feed_from_bus(function, "audit", contract_events.AUDIT_PATTERN)
+        return function
+
+    def _build_watchdog(self) -> lambda_.Function:
+        s = self._shared
+        function = self._function("watchdog", "Compares expected with actual runs and raises alerts")
+        self._grant_ledger(function)
+        s.topic.grant_publish(function)
+        s.bus.grant_put_events_to(function)
+        events.Rule(
+            self,
+            "WatchdogSchedule",
+            description="watchdog tick",
+            schedule=events.Schedule.rate(Duration.minutes(s.fleet.pipeline.watchdog_interval_minutes)),
+            targets=[targets.LambdaFunction(function)],
+        )
+        return function
+
+    def _build_restore(self) -> lambda_.Function:
+        s = self._shared
+        function = self._function("restore", "Validates restore requests and dispatches them to agents")
+        self._grant_ledger(function)
+        self._grant_send_jobs(function)
+        # Signs short-lived GET URLs for exactly the object to restore: the signer holds read + kms:Decrypt.
+        self._grant_backup_objects(function, RESTORE_OBJECT_ACTIONS)
+        s.bus.grant_put_events_to(function)
+        s.topic.grant_publish(function)
+        self._feed_from_bus(function, "restore", contract_events.RESTORE_PATTERN)
+        return function

@@ -1,0 +1,69 @@
+"""The backup pipeline stack: composes one construct per capability and exports what users need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from backup_contracts.fleet import Fleet
+from stacks.agent_access import AgentAccess
+from stacks.alerting import Alerting
+from stacks.event_bus import EventBus
+from stacks.functions import Functions, Shared
+from stacks.ledger import Ledger
+from stacks.monitoring import Monitoring
+from stacks.storage import Storage
+
+
+class PipelineStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, fleet: Fleet, code: lambda_.Code, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.fleet = fleet
+        self.storage = Storage(self, "Storage", fleet=fleet)
+        key = self.storage.key
+        self.ledger = Ledger(self, "Ledger", key=key)
+        self.events = EventBus(self, "Events", pipeline=fleet.pipeline.name)
+        self.agent_access = AgentAccess(
+            self, "AgentAccess", fleet=fleet, key=key, bucket=self.storage.bucket, bus=self.events.bus
+        )
+        self.alerting = Alerting(self, "Alerting", fleet=fleet, key=key)
+        self.functions = Functions(
+            self,
+            "Functions",
+            shared=Shared(
+                fleet=fleet,
+                code=code,
+                key=key,
+                bucket=self.storage.bucket,
+                table=self.ledger.table,
+                bus=self.events.bus,
+                topic=self.alerting.topic,
+                agent_queues=tuple(agent.queue for agent in self.agent_access.agents.values()),
+            ),
+        )
+        dlqs = {f"agent-{name}": agent.dlq for name, agent in self.agent_access.agents.items()}
+        dlqs |= {f"{name}-events": dlq for name, dlq in self.functions.dlqs.items()}
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            fleet=fleet,
+            topic=self.alerting.topic,
+            dlqs=dlqs,  # type: ignore[arg-type]
+            functions=self.functions.functions,  # type: ignore[arg-type]
+            watchdog=self.functions.watchdog,
+        )
+        self._outputs()
+
+    def _outputs(self) -> None:
+        CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="backup bucket")
+        CfnOutput(self, "BusName", value=self.events.bus.event_bus_name, description="pipeline event bus")
+        CfnOutput(self, "KeyArn", value=self.storage.key.key_arn, description="KMS key of bucket, ledger, queues")
+        CfnOutput(self, "LedgerTable", value=self.ledger.table.table_name, description="audit ledger table")
+        CfnOutput(self, "AlertTopicArn", value=self.alerting.topic.topic_arn, description="alert topic")
+        for name, agent in self.agent_access.agents.items():
+            ident = "".join(part.capitalize() for part in name.split("-"))
+            CfnOutput(self, f"Agent{ident}QueueUrl", value=agent.queue.queue_url, description=f"{name}: job queue")
+            CfnOutput(self, f"Agent{ident}RoleArn", value=agent.role.role_arn, description=f"{name}: IAM role")

@@ -1,0 +1,169 @@
+"""Storage: the customer-managed KMS key and the backup bucket (plus its access-log bucket)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from backup_contracts.fleet import Fleet
+from backup_contracts.naming import RETENTION_TAG, retention_tag_value
+from stacks.nag import acknowledge
+
+NONCURRENT_VERSION_DAYS = 7
+ABORT_MULTIPART_DAYS = 1
+ACCESS_LOG_DAYS = 365
+
+
+class Storage(Construct):
+    """KMS key (rotation on) and a versioned, SSE-KMS, TLS-only bucket with per-retention-tier lifecycle."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, fleet: Fleet) -> None:
+        super().__init__(scope, construct_id)
+        self.key = self._build_key(fleet)
+        self.access_logs = self._build_access_log_bucket()
+        self.bucket = self._build_bucket(fleet)
+
+    def _build_key(self, fleet: Fleet) -> kms.Key:
+        key = kms.Key(
+            self,
+            "Key",
+            description=f"{fleet.pipeline.name}: backups, ledger, queues and alerts",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # CloudWatch alarms publish to the KMS-encrypted alert topic; they need to use the key for that.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToUseTheKeyForTheAlertTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            )
+        )
+        return key
+
+    def _build_access_log_bucket(self) -> s3.Bucket:
+        # S3 server access logs can only be delivered to an SSE-S3 bucket (not SSE-KMS).
+        logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=Duration.days(ACCESS_LOG_DAYS),
+                    noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
+                    abort_incomplete_multipart_upload_after=Duration.days(ABORT_MULTIPART_DAYS),
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            logs,
+            "AwsSolutions-S1",
+            "This is the server access log bucket of the backup bucket; logging it into itself would loop.",
+        )
+        return logs
+
+    def _build_bucket(self, fleet: Fleet) -> s3.Bucket:
+        lock = fleet.pipeline.object_lock
+        retention = None
+        if lock.enabled:
+            duration = Duration.days(lock.days)
+            retention = (
+                s3.ObjectLockRetention.compliance(duration)
+                if lock.mode == "COMPLIANCE"
+                else s3.ObjectLockRetention.governance(duration)
+            )
+        bucket = s3.Bucket(
+            self,
+            "Backups",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="backups/",
+            lifecycle_rules=self._lifecycle_rules(fleet),
+            object_lock_enabled=True if lock.enabled else None,
+            object_lock_default_retention=retention,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self._deny_other_encryption(bucket)
+        return bucket
+
+    @staticmethod
+    def _lifecycle_rules(fleet: Fleet) -> list[s3.LifecycleRule]:
+        rules = [
+            s3.LifecycleRule(
+                id=f"retention-{value}",
+                tag_filters={RETENTION_TAG: value},
+                expiration=Duration.days(days),
+                noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
+            )
+            for class_name, retention_class in sorted(fleet.retention_classes.items())
+            for tier, days in retention_class.tiers().items()
+            for value in [retention_tag_value(class_name, tier)]
+        ]
+        rules.append(
+            s3.LifecycleRule(
+                id="abort-incomplete-multipart-uploads",
+                abort_incomplete_multipart_upload_after=Duration.days(ABORT_MULTIPART_DAYS),
+                expired_object_delete_marker=True,
+            )
+        )
+        return rules
+
+    def _deny_other_encryption(self, bucket: s3.Bucket) -> None:
+        """Every object is SSE-KMS with this key: a put may omit the headers (bucket default) but never override it.
+
+        Statement 1 denies any SSE other than aws:kms (e.g. AES256). Statement 2 denies naming another key.
+        Statement 3 closes the gap where ``aws:kms`` without a key id would fall back to the AWS-managed aws/s3 key.
+        """
+        objects = bucket.arn_for_objects("*")
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyPutWithoutKmsEncryption",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[objects],
+                conditions={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+            )
+        )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyPutWithAnotherKmsKey",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[objects],
+                conditions={
+                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.key_arn}
+                },
+            )
+        )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyPutWithKmsButNoKeyId",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[objects],
+                conditions={
+                    "StringEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+                    "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "true"},
+                },
+            )
+        )

@@ -1,0 +1,175 @@
+"""Storage alone: KMS key and backup bucket security properties, lifecycle per retention tier, Object Lock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk import Stack
+from aws_cdk.assertions import Match, Template
+
+from backup_contracts.fleet import Fleet
+from backup_contracts.naming import RETENTION_TAG, retention_tag_value
+from stacks.storage import Storage
+
+
+def _storage(stack: Stack, fleet: Fleet) -> tuple[Storage, Template]:
+    storage = Storage(stack, "Storage", fleet=fleet)
+    return storage, Template.from_stack(stack)
+
+
+def _backup_bucket(stack: Stack, storage: Storage, template: Template) -> dict[str, Any]:
+    return template.to_json()["Resources"][stack.get_logical_id(storage.bucket.node.default_child)]  # type: ignore[arg-type]
+
+
+def _bucket_policy_statements(template: Template) -> list[dict[str, Any]]:
+    policies = template.find_resources("AWS::S3::BucketPolicy")
+    return [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_key_rotation_is_on_and_key_is_retained(bare_stack: Stack, fleet: Fleet) -> None:
+    _, template = _storage(bare_stack, fleet)
+    template.has_resource("AWS::KMS::Key", {"Properties": {"EnableKeyRotation": True}, "DeletionPolicy": "Retain"})
+
+
+def test_bucket_uses_sse_kms_with_the_pipeline_key_and_bucket_key(bare_stack: Stack, fleet: Fleet) -> None:
+    storage, template = _storage(bare_stack, fleet)
+    key_id = bare_stack.get_logical_id(storage.key.node.default_child)  # type: ignore[arg-type]
+    encryption = _backup_bucket(bare_stack, storage, template)["Properties"]["BucketEncryption"]
+    assert encryption == {
+        "ServerSideEncryptionConfiguration": [
+            {
+                "BucketKeyEnabled": True,
+                "ServerSideEncryptionByDefault": {
+                    "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]},
+                    "SSEAlgorithm": "aws:kms",
+                },
+            }
+        ]
+    }
+
+
+def test_bucket_is_versioned_private_and_retained(bare_stack: Stack, fleet: Fleet) -> None:
+    storage, template = _storage(bare_stack, fleet)
+    bucket = _backup_bucket(bare_stack, storage, template)
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["Properties"]["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["DeletionPolicy"] == "Retain"
+
+
+def test_every_bucket_denies_requests_without_tls(bare_stack: Stack, fleet: Fleet) -> None:
+    _, template = _storage(bare_stack, fleet)
+    policies = template.find_resources("AWS::S3::BucketPolicy")
+    assert len(policies) == 2  # backup bucket and access-log bucket
+    for policy in policies.values():
+        assert any(
+            s["Effect"] == "Deny"
+            and s["Action"] == "s3:*"
+            and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            and s["Principal"] == {"AWS": "*"}
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        )
+
+
+def test_put_without_kms_encryption_is_denied(bare_stack: Stack, fleet: Fleet) -> None:
+    _, template = _storage(bare_stack, fleet)
+    statement = next(s for s in _bucket_policy_statements(template) if s.get("Sid") == "DenyPutWithoutKmsEncryption")
+    assert statement["Effect"] == "Deny"
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Condition"] == {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}}
+
+
+def test_put_with_another_kms_key_is_denied(bare_stack: Stack, fleet: Fleet) -> None:
+    storage, template = _storage(bare_stack, fleet)
+    key_id = bare_stack.get_logical_id(storage.key.node.default_child)  # type: ignore[arg-type]
+    statements = {s.get("Sid"): s for s in _bucket_policy_statements(template)}
+    other_key = statements["DenyPutWithAnotherKmsKey"]
+    assert other_key["Effect"] == "Deny"
+    assert other_key["Action"] == "s3:PutObject"
+    assert other_key["Condition"] == {
+        "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": {"Fn::GetAtt": [key_id, "Arn"]}}
+    }
+    # aws:kms without a key id would silently use the AWS-managed aws/s3 key: denied too.
+    assert statements["DenyPutWithKmsButNoKeyId"]["Effect"] == "Deny"
+    assert statements["DenyPutWithKmsButNoKeyId"]["Condition"] == {
+        "StringEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+        "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "true"},
+    }
+
+
+def test_one_lifecycle_rule_per_retention_class_tier(bare_stack: Stack, fleet: Fleet) -> None:
+    storage, template = _storage(bare_stack, fleet)
+    rules = _backup_bucket(bare_stack, storage, template)["Properties"]["LifecycleConfiguration"]["Rules"]
+    tagged = {rule["TagFilters"][0]["Value"]: rule for rule in rules if "TagFilters" in rule}
+    expected = {
+        retention_tag_value(name, tier): days
+        for name, retention_class in fleet.retention_classes.items()
+        for tier, days in retention_class.tiers().items()
+    }
+    assert {value: rule["ExpirationInDays"] for value, rule in tagged.items()} == expected
+    for value, rule in tagged.items():
+        assert rule["TagFilters"] == [{"Key": RETENTION_TAG, "Value": value}]
+        assert rule["Status"] == "Enabled"
+        assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
+
+
+def test_lifecycle_follows_the_fleet_retention_classes(bare_stack: Stack, fleet_with: Callable[..., Fleet]) -> None:
+    fleet = fleet_with(retention_classes={"standard": {"daily_days": 3}, "short": {"daily_days": 1, "weekly_days": 9}})
+    storage, template = _storage(bare_stack, fleet)
+    rules = _backup_bucket(bare_stack, storage, template)["Properties"]["LifecycleConfiguration"]["Rules"]
+    tagged = {rule["TagFilters"][0]["Value"]: rule["ExpirationInDays"] for rule in rules if "TagFilters" in rule}
+    assert tagged == {"standard-daily": 3, "short-daily": 1, "short-weekly": 9}
+
+
+def test_incomplete_multipart_uploads_are_aborted_after_one_day(bare_stack: Stack, fleet: Fleet) -> None:
+    storage, template = _storage(bare_stack, fleet)
+    rules = _backup_bucket(bare_stack, storage, template)["Properties"]["LifecycleConfiguration"]["Rules"]
+    abort = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
+    assert len(abort) == 1
+    assert abort[0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert "TagFilters" not in abort[0]
+    assert "Prefix" not in abort[0]
+
+
+def test_server_access_logs_go_to_a_separate_bucket(bare_stack: Stack, fleet: Fleet) -> None:
+    storage, template = _storage(bare_stack, fleet)
+    logs_id = bare_stack.get_logical_id(storage.access_logs.node.default_child)  # type: ignore[arg-type]
+    logging = _backup_bucket(bare_stack, storage, template)["Properties"]["LoggingConfiguration"]
+    assert logging["DestinationBucketName"] == {"Ref": logs_id}
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+            "PublicAccessBlockConfiguration": Match.object_like({"BlockPublicAcls": True}),
+        },
+    )
+
+
+def test_object_lock_is_absent_by_default(bare_stack: Stack, fleet: Fleet) -> None:
+    assert not fleet.pipeline.object_lock.enabled
+    storage, template = _storage(bare_stack, fleet)
+    properties = _backup_bucket(bare_stack, storage, template)["Properties"]
+    assert "ObjectLockEnabled" not in properties
+    assert "ObjectLockConfiguration" not in properties
+
+
+@pytest.mark.parametrize(("mode", "days"), [("GOVERNANCE", 7), ("COMPLIANCE", 30)])
+def test_object_lock_is_on_with_default_retention_when_configured(
+    bare_stack: Stack, fleet_with: Callable[..., Fleet], mode: str, days: int
+) -> None:
+    fleet = fleet_with(pipeline={"object_lock": {"enabled": True, "mode": mode, "days": days}})
+    storage, template = _storage(bare_stack, fleet)
+    properties = _backup_bucket(bare_stack, storage, template)["Properties"]
+    assert properties["ObjectLockEnabled"] is True
+    assert properties["ObjectLockConfiguration"] == {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}},
+    }

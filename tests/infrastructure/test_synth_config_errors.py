@@ -1,0 +1,95 @@
+"""A fleet with a mistake fails `python app.py` (what `cdk synth` runs) with a message naming file, entry and fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _synth(fleet_file: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        # This is how the CDK CLI hands context (cdk.json + `-c fleet=...`) to the app.
+        "CDK_CONTEXT_JSON": json.dumps({"fleet": str(fleet_file)}),
+        "CDK_OUTDIR": str(tmp_path / "cdk.out"),
+    }
+    return subprocess.run(
+        [sys.executable, str(REPO / "app.py")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _write(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    path = tmp_path / "bad-fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def raw() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "fleet.yaml").read_text())
+
+
+def _assert_fails_clearly(result: subprocess.CompletedProcess[str], fleet_file: Path, *expected: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert str(fleet_file) in result.stderr
+    for text in expected:
+        assert text in result.stderr
+    assert not (fleet_file.parent / "cdk.out" / "manifest.json").exists()
+
+
+def test_unknown_engine_fails_synth(tmp_path: Path, raw: dict[str, Any]) -> None:
+    raw["agents"][0]["targets"][0]["engine"] = "postgress"
+    fleet_file = _write(tmp_path, raw)
+    _assert_fails_clearly(
+        _synth(fleet_file, tmp_path),
+        fleet_file,
+        "targets[0] 'app-sqlite' > engine",
+        "unknown engine 'postgress'",
+        "Fix: use one of: postgresql",
+    )
+
+
+def test_bad_cron_fails_synth(tmp_path: Path, raw: dict[str, Any]) -> None:
+    raw["agents"][0]["targets"][0]["schedule"] = "cron(0 25 * * *)"
+    fleet_file = _write(tmp_path, raw)
+    _assert_fails_clearly(
+        _synth(fleet_file, tmp_path), fleet_file, "targets[0] 'app-sqlite' > schedule", "e.g. cron(0 2 * * *)"
+    )
+
+
+def test_duplicate_target_fails_synth(tmp_path: Path, raw: dict[str, Any]) -> None:
+    raw["agents"][0]["targets"][1]["name"] = raw["agents"][0]["targets"][0]["name"]
+    raw["agents"][0]["targets"][0].pop("restore_to", None)
+    raw["agents"][0]["targets"][0].pop("drill", None)
+    fleet_file = _write(tmp_path, raw)
+    _assert_fails_clearly(_synth(fleet_file, tmp_path), fleet_file, "duplicate target name", "'app-sqlite'", "Fix:")
+
+
+def test_rpo_shorter_than_schedule_interval_fails_synth(tmp_path: Path, raw: dict[str, Any]) -> None:
+    raw["agents"][0]["targets"][2]["rpo"] = "2h"  # orders-pg runs every 6 hours
+    fleet_file = _write(tmp_path, raw)
+    _assert_fails_clearly(
+        _synth(fleet_file, tmp_path), fleet_file, "targets[2] 'orders-pg'", "rpo 2h is shorter than", "Fix: raise rpo"
+    )
+
+
+def test_missing_fleet_file_fails_synth(tmp_path: Path) -> None:
+    fleet_file = tmp_path / "nope.yaml"
+    _assert_fails_clearly(_synth(fleet_file, tmp_path), fleet_file, "fleet file not found", "Fix:")
