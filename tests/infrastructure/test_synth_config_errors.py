@@ -70,7 +70,11 @@ def test_bad_cron_fails_synth(tmp_path: Path, raw: dict[str, Any]) -> None:
     raw["agents"][0]["targets"][0]["schedule"] = "cron(0 25 * * *)"
     fleet_file = _write(tmp_path, raw)
     _assert_fails_clearly(
-        _synth(fleet_file, tmp_path), fleet_file, "targets[0] 'app-sqlite' > schedule", "e.g. cron(0 2 * * *)"
+        _synth(fleet_file, tmp_path),
+        fleet_file,
+        "targets[0] 'app-sqlite' > schedule",
+        "'cron(0 25 * * *)' is not a valid cron expression",
+        "Fix: minute 0-59, hour 0-23",
     )
 
 
