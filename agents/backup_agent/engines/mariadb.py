@@ -1,0 +1,248 @@
+"""MariaDB/MySQL: ``mariadb-dump`` (else ``mysqldump``), restore by piping into ``mariadb`` (else ``mysql``).
+
+Dump flags: ``--single-transaction --routines --triggers --events --hex-blob
+--default-character-set=utf8mb4`` and the database name as a plain argument, deliberately **without**
+``--databases``: the dump then contains no ``CREATE DATABASE``/``USE`` statements and restores into
+whichever database the client connects to, which is what clone restores into another name need.
+``--single-transaction`` gives a consistent snapshot of InnoDB tables only (MyISAM/Aria tables are
+not locked); routines and events come from the same run.
+
+The password (when configured) is written to a 0600 ``[client]`` option file in a private temp dir
+and passed as ``--defaults-extra-file=<path>`` — the first argument, a path, never the secret.
+``-p``/``--password`` and ``MYSQL_PWD`` are never used (an inherited ``MYSQL_PWD`` is removed).
+
+Restore modes:
+- ``clone``/``drill``: ``CREATE DATABASE IF NOT EXISTS``; an existing destination with tables is
+  refused; on failure a database this call created is dropped again.
+- ``in-place``: the dump's ``DROP TABLE IF EXISTS``/``CREATE TABLE``/``INSERT`` replace each dumped
+  table. MariaDB DDL is not transactional: a failure leaves the database partially restored, which
+  the error says (the restore executor takes a safety backup first). Tables created after the backup
+  are left alone and listed as ``extra_tables``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from typing import BinaryIO
+
+from backup_agent import proc
+from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
+from backup_agent.engines.config import MariaDBConfig, Resolve
+from backup_agent.engines.validators import Deferred, MariaDBSqlValidator
+
+log = logging.getLogger(__name__)
+
+
+def option_value(value: str) -> str:
+    """Quote a value for a MySQL/MariaDB option file."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
+
+
+def sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def sql_ident(value: str) -> str:
+    return "`" + value.replace("`", "``") + "`"
+
+
+class MariaDBEngine:
+    name = "mariadb"
+    format = "mariadb-sql"
+    extension = "sql"
+
+    def __init__(self, target: str, config: MariaDBConfig, resolve: Resolve, *, grace: float = 5.0) -> None:
+        self.target = target
+        self.config = config
+        self._resolve = resolve
+        self._grace = grace
+
+    def _binary(self, configured: str | None, candidates: tuple[str, ...]) -> str:
+        if configured:
+            return configured
+        for candidate in candidates:
+            if shutil.which(candidate):
+                return candidate
+        return candidates[0]
+
+    @property
+    def dump_binary(self) -> str:
+        return self._binary(self.config.dump_binary, ("mariadb-dump", "mysqldump"))
+
+    @property
+    def client_binary(self) -> str:
+        return self._binary(self.config.client_binary, ("mariadb", "mysql"))
+
+    def _secrets(self) -> tuple[dict[str, str], proc.Redactor, proc.SecretFiles, list[str]]:
+        """(child env, redactor, secret files, leading argv options)."""
+        files = proc.SecretFiles()
+        redact = proc.Redactor()
+        if self.config.password is None:
+            return proc.child_env(), redact, files, []
+        password = self._resolve(self.config.password)
+        redact.add(password)
+        path = files.write("my.cnf", f"[client]\npassword={option_value(password)}\n")
+        env = proc.child_env(drop=("MYSQL_PWD",), secrets=[password])
+        return env, redact, files, [f"--defaults-extra-file={path}"]
+
+    def _connection_args(self) -> list[str]:
+        c = self.config
+        return [f"--host={c.host}", f"--port={c.port}", f"--user={c.user}", "--default-character-set=utf8mb4"]
+
+    def dump_argv(self, leading: list[str]) -> list[str]:
+        return [
+            self.dump_binary,
+            *leading,
+            *self._connection_args(),
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            self.config.database,
+        ]
+
+    def _client_argv(self, leading: list[str], database: str | None) -> list[str]:
+        argv = [self.client_binary, *leading, *self._connection_args(), "--binary-mode"]
+        return [*argv, database] if database else argv
+
+    def _query(self, sql: str, *, database: str | None = None, stage: str = "restore") -> list[list[str]]:
+        env, redact, files, leading = self._secrets()
+        argv = [*self._client_argv(leading, database), "--batch", "--skip-column-names", "--raw"]
+        try:
+            code, out, err = proc.run_capture(argv, env=env, redact=redact, input_bytes=sql.encode())
+        finally:
+            files.cleanup()
+        if code != 0:
+            raise EngineError(
+                f"{self.client_binary} failed (exit {code}): {err.strip()[-500:]}",
+                stage=stage,
+                exit_code=code,
+                stderr_tail=err,
+            )
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def versions(self) -> Versions:
+        code, out, _ = proc.run_capture([self.dump_binary, "--version"], env=None, redact=proc.Redactor())
+        tool = out.strip() if code == 0 else None
+        warnings: list[str] = []
+        server: str | None = None
+        try:
+            rows = self._query("SELECT VERSION();", stage="check")
+            server = rows[0][0] if rows else None
+        except EngineError as exc:
+            warnings.append(f"cannot read the server version: {exc}")
+        return Versions(tool_version=tool, server_version=server, warnings=tuple(warnings))
+
+    def check(self) -> list[str]:
+        problems = [
+            f"{tool} not found on PATH. Fix: install the MariaDB client or set dump_binary/client_binary"
+            for tool in (self.dump_binary, self.client_binary)
+            if shutil.which(tool) is None
+        ]
+        if problems:
+            return problems
+        try:
+            rows = self._query(self._schema_exists_sql(self.config.database), stage="check")
+        except EngineError as exc:
+            return [f"cannot connect to {self.config.host}:{self.config.port}: {exc}"]
+        if not rows or rows[0][0] == "0":
+            problems.append(
+                f"database {self.config.database!r} does not exist or is not visible to {self.config.user!r}"
+            )
+        problems.extend(self.versions().warnings)
+        return problems
+
+    def start_dump(self) -> proc.ProcessDump:
+        env, redact, files, leading = self._secrets()
+        return proc.ProcessDump(
+            self.dump_argv(leading), env=env, redact=redact, cleanup=files.cleanup, grace=self._grace
+        )
+
+    def validator(self) -> MariaDBSqlValidator:
+        return MariaDBSqlValidator()
+
+    @staticmethod
+    def _schema_exists_sql(db: str) -> str:
+        # values are quoted with sql_string, identifiers with sql_ident, in every generated statement
+        return f"SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = {sql_string(db)};"  # noqa: S608
+
+    def _tables(self, db: str) -> list[str]:
+        rows = self._query(
+            "SELECT table_name FROM information_schema.tables"  # noqa: S608 - quoted with sql_string
+            f" WHERE table_schema = {sql_string(db)} AND table_type = 'BASE TABLE' ORDER BY table_name;"
+        )
+        return [row[0] for row in rows]
+
+    def drop_restored(self) -> str:
+        """Drop this target's database: cleanup of a drill/clone scratch destination. Destroys its data."""
+        self._query(f"DROP DATABASE IF EXISTS {sql_ident(self.config.database)};", stage="cleanup")
+        return f"dropped database {self.config.database}"
+
+    def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
+        db = self.config.database
+        created = False
+        if mode in ("clone", "drill"):
+            exists = self._query(self._schema_exists_sql(db))
+            if exists[0][0] == "0":
+                self._query(f"CREATE DATABASE {sql_ident(db)} CHARACTER SET utf8mb4;")
+                created = True
+            elif self._tables(db):
+                raise EngineError(
+                    f"clone destination database {db!r} is not empty; refusing to restore over it."
+                    " Fix: choose a new database name or restore in-place",
+                    stage="restore",
+                )
+        validator = MariaDBSqlValidator()
+        tap = Deferred(validator)
+        env, redact, files, leading = self._secrets()
+        try:
+            code, err, _out = proc.run_feed(
+                self._client_argv(leading, db), stream, env=env, redact=redact, observe=tap.feed
+            )
+        finally:
+            files.cleanup()
+        problem: str | None = None
+        if code != 0:
+            problem = f"{self.client_binary} exited {code}"
+        else:
+            try:
+                tap.finish()
+            except InvalidDumpError as exc:
+                problem = str(exc)
+        if problem is not None:
+            state = "partially restored (MariaDB DDL is not transactional)"
+            if created:
+                try:
+                    self._query(f"DROP DATABASE IF EXISTS {sql_ident(db)};")
+                    state = "dropped again (it was created by this restore)"
+                except EngineError as exc:
+                    state = f"partially restored and could not be dropped: {exc}"
+            raise EngineError(
+                f"restore into {db!r} failed: {problem}; destination {state}",
+                stage="restore",
+                exit_code=code,
+                stderr_tail=err,
+            )
+        tables = self._tables(db)
+        rows: dict[str, int] = {}
+        if tables:
+            union = " UNION ALL ".join(
+                f"SELECT {sql_string(t)}, COUNT(*) FROM {sql_ident(db)}.{sql_ident(t)}"  # noqa: S608 - quoted
+                for t in tables
+            )
+            rows = {name: int(count) for name, count in self._query(union + ";")}
+        verification: dict[str, object] = {
+            "tables": len(tables),
+            "archive_tables": validator.create_tables,
+            "rows": rows,
+            "total_rows": sum(rows.values()),
+            "bytes": validator.finish()["bytes"],
+        }
+        if mode == "in-place":
+            verification["extra_tables"] = sorted(set(tables) - set(validator.table_names))
+        return RestoreReport(
+            destination=f"mariadb://{self.config.host}:{self.config.port}/{db}", verification=verification
+        )

@@ -1,0 +1,273 @@
+"""PostgreSQL: ``pg_dump --format=custom --compress=0`` per database, restore with ``pg_restore``.
+
+The password (when configured) reaches pg_dump/pg_restore/psql only through a ``PGPASSFILE`` — a
+0600 file in a private 0700 temp dir, deleted when the child is reaped — never argv, and an inherited
+``PGPASSWORD`` is removed from the child's environment so the file is authoritative. Connection
+parameters travel as one quoted conninfo string (``host=... port=... user=... dbname=...``), so no
+database name can be mistaken for an option.
+
+Restore modes:
+- ``clone``/``drill``: the destination database is created (``TEMPLATE template0``) when missing; an
+  existing destination must be empty (no tables, views, sequences...) or the restore is refused.
+  ``pg_restore --no-owner --exit-on-error``; when it fails, a database this call created is dropped.
+- ``in-place``: ``pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction``,
+  so a failure rolls everything back. Objects created after the backup that are not in the archive
+  are left alone and listed as ``extra_tables`` in the verification.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from typing import BinaryIO
+
+from backup_agent import proc
+from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
+from backup_agent.engines.config import PostgresConfig, Resolve
+from backup_agent.engines.validators import Deferred, PgCustomValidator
+
+log = logging.getLogger(__name__)
+
+_USER_RELATIONS = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%';
+"""
+
+_ROW_COUNTS = """
+SELECT table_schema || '.' || table_name,
+       (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name),
+                                            false, true, '')))[1]::text
+FROM information_schema.tables
+WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
+ORDER BY 1;
+"""
+
+
+def conninfo_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def major_version(text: str | None) -> int | None:
+    """15 from '15.20 (Debian ...)' or 'pg_dump (PostgreSQL) 15.20'; 9 for '9.6.24'."""
+    if not text:
+        return None
+    match = re.search(r"PostgreSQL\)\s*(\d+)", text) or re.search(r"(\d+)", text)
+    return int(match.group(1)) if match else None
+
+
+class PostgresEngine:
+    name = "postgresql"
+    format = "pg_dump-custom"
+    extension = "pgdump"
+
+    def __init__(self, target: str, config: PostgresConfig, resolve: Resolve, *, grace: float = 5.0) -> None:
+        self.target = target
+        self.config = config
+        self._resolve = resolve
+        self._grace = grace
+
+    # ---------------------------------------------------------------- connection plumbing
+
+    def conninfo(self, database: str | None = None) -> str:
+        c = self.config
+        parts = {
+            "host": c.host,
+            "port": str(c.port),
+            "user": c.user,
+            "dbname": database or c.database,
+            "connect_timeout": "10",
+            "application_name": "backup-agent",
+        }
+        if c.sslmode:
+            parts["sslmode"] = c.sslmode
+        return " ".join(f"{key}={conninfo_quote(value)}" for key, value in parts.items())
+
+    def _secrets(self) -> tuple[dict[str, str], proc.Redactor, proc.SecretFiles]:
+        files = proc.SecretFiles()
+        redact = proc.Redactor()
+        if self.config.password is None:
+            return proc.child_env(), redact, files
+        password = self._resolve(self.config.password)
+        redact.add(password)
+        passfile = files.write("pgpass", f"*:*:*:*:{pgpass_escape(password)}\n")
+        env = proc.child_env({"PGPASSFILE": passfile}, drop=("PGPASSWORD",), secrets=[password])
+        return env, redact, files
+
+    def dump_argv(self) -> list[str]:
+        return [self.config.pg_dump, "--format=custom", "--compress=0", "--no-password", "--dbname", self.conninfo()]
+
+    def _psql(
+        self,
+        sql: str,
+        *,
+        database: str | None = None,
+        variables: dict[str, str] | None = None,
+        stage: str = "restore",
+    ) -> str:
+        env, redact, files = self._secrets()
+        argv = [self.config.psql, "-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-F", "\t"]
+        for key, value in (variables or {}).items():
+            argv += ["-v", f"{key}={value}"]
+        argv += ["-d", self.conninfo(database), "-f", "-"]
+        try:
+            code, out, err = proc.run_capture(argv, env=env, redact=redact, input_bytes=sql.encode())
+        finally:
+            files.cleanup()
+        if code != 0:
+            raise EngineError(
+                f"psql failed (exit {code}): {err.strip()[-500:]}", stage=stage, exit_code=code, stderr_tail=err
+            )
+        return out
+
+    # ---------------------------------------------------------------- Engine protocol
+
+    def versions(self) -> Versions:
+        code, out, _err = proc.run_capture([self.config.pg_dump, "--version"], env=None, redact=proc.Redactor())
+        tool = out.strip() if code == 0 else None
+        server: str | None = None
+        warnings: list[str] = []
+        try:
+            server = self._psql("SHOW server_version;", stage="check").strip() or None
+        except EngineError as exc:
+            warnings.append(f"cannot read the server version: {exc}")
+        client_major, server_major = major_version(tool), major_version(server)
+        if client_major is not None and server_major is not None and client_major < server_major:
+            warnings.append(
+                f"pg_dump {client_major} is older than the server ({server_major}); pg_dump refuses newer servers."
+                f" Fix: install postgresql-client-{server_major} and set pg_dump/pg_restore in the target config"
+            )
+        for warning in warnings:
+            log.warning("%s: %s", self.target, warning)
+        return Versions(tool_version=tool, server_version=server, warnings=tuple(warnings))
+
+    def check(self) -> list[str]:
+        problems = [
+            f"{tool} not found on PATH. Fix: install the PostgreSQL client or set {key} in the target config"
+            for key, tool in (
+                ("pg_dump", self.config.pg_dump),
+                ("pg_restore", self.config.pg_restore),
+                ("psql", self.config.psql),
+            )
+            if shutil.which(tool) is None
+        ]
+        if problems:
+            return problems
+        try:
+            self._psql("SELECT 1;", stage="check")
+        except EngineError as exc:
+            return [f"cannot connect to {self.config.host}:{self.config.port}/{self.config.database}: {exc}"]
+        problems.extend(self.versions().warnings)
+        return problems
+
+    def start_dump(self) -> proc.ProcessDump:
+        env, redact, files = self._secrets()
+        return proc.ProcessDump(self.dump_argv(), env=env, redact=redact, cleanup=files.cleanup, grace=self._grace)
+
+    def validator(self) -> PgCustomValidator:
+        return PgCustomValidator()
+
+    def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
+        db = self.config.database
+        created = False
+        if mode in ("clone", "drill"):
+            exists = self._psql(
+                "SELECT count(*) FROM pg_database WHERE datname = :'dbname';",
+                database=self.config.maintenance_database,
+                variables={"dbname": db},
+            ).strip()
+            if exists == "0":
+                self._psql(
+                    'CREATE DATABASE :"dbname" TEMPLATE template0;',
+                    database=self.config.maintenance_database,
+                    variables={"dbname": db},
+                )
+                created = True
+            elif int(self._psql(_USER_RELATIONS, database=db).strip() or "0") > 0:
+                raise EngineError(
+                    f"clone destination database {db!r} is not empty; refusing to restore over it."
+                    " Fix: choose a new database name or restore in-place",
+                    stage="restore",
+                )
+            argv = [self.config.pg_restore, "--no-owner", "--exit-on-error", "--no-password"]
+        else:
+            argv = [
+                self.config.pg_restore,
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--exit-on-error",
+                "--single-transaction",
+                "--no-password",
+            ]
+        argv += ["--dbname", self.conninfo(db)]
+        validator = PgCustomValidator()
+        tap = Deferred(validator)
+        env, redact, files = self._secrets()
+        try:
+            code, err, _out = proc.run_feed(argv, stream, env=env, redact=redact, observe=tap.feed)
+        finally:
+            files.cleanup()
+        problem: str | None = None
+        if code != 0:
+            problem = f"pg_restore exited {code}"
+        else:
+            try:
+                tap.finish()
+            except InvalidDumpError as exc:
+                problem = str(exc)
+        if problem is not None:
+            state = "rolled back (single transaction)" if mode == "in-place" else "partially restored"
+            if created:
+                try:
+                    self._psql(
+                        'DROP DATABASE IF EXISTS :"dbname";',
+                        database=self.config.maintenance_database,
+                        variables={"dbname": db},
+                    )
+                    state = "dropped again (it was created by this restore)"
+                except EngineError as exc:
+                    state = f"partially restored and could not be dropped: {exc}"
+            raise EngineError(
+                f"restore into {db!r} failed: {problem}; destination {state}",
+                stage="restore",
+                exit_code=code,
+                stderr_tail=err,
+            )
+        return RestoreReport(
+            destination=f"postgresql://{self.config.host}:{self.config.port}/{db}",
+            verification=self._verify(db, validator),
+        )
+
+    def drop_restored(self) -> str:
+        """Drop this target's database: cleanup of a drill/clone scratch destination. Destroys its data."""
+        self._psql(
+            'DROP DATABASE IF EXISTS :"dbname" WITH (FORCE);',
+            database=self.config.maintenance_database,
+            variables={"dbname": self.config.database},
+            stage="cleanup",
+        )
+        return f"dropped database {self.config.database}"
+
+    def _verify(self, db: str, validator: PgCustomValidator) -> dict[str, object]:
+        rows: dict[str, int] = {}
+        for line in self._psql(_ROW_COUNTS, database=db).splitlines():
+            if "\t" in line:
+                name, count = line.split("\t", 1)
+                rows[name] = int(count)
+        archived = set(validator.table_names)
+        return {
+            "tables": len(rows),
+            "archive_tables": validator.tables,
+            "rows": rows,
+            "total_rows": sum(rows.values()),
+            "missing_tables": sorted(archived - set(rows)),
+            "extra_tables": sorted(set(rows) - archived) if archived else [],
+            "large_objects": validator.large_objects,
+            "bytes": validator.finish()["bytes"],
+        }

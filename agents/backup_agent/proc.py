@@ -1,0 +1,417 @@
+"""Subprocess helpers for the engines: process groups, bounded stderr tails, redaction, secret files.
+
+Rules enforced here:
+- argv is always a list (never a shell string) and never carries a secret; secrets reach children
+  through their environment or a 0600 file in a private 0700 temp directory (``SecretFiles``).
+- every child runs in its own session/process group so ``terminate`` can stop it and its children.
+- stderr is drained continuously by a thread (a chatty child can never block on a full pipe); only
+  the last bytes are kept, and they are redacted before anyone sees them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import select
+import shlex
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, BinaryIO, cast
+
+from backup_agent.engines.base import DumpOutcome, EngineError
+
+log = logging.getLogger(__name__)
+
+MASK = "***"
+TAIL_BYTES = 4096
+_KEEP_BYTES = 64 * 1024  # raw stderr kept before redaction; redaction happens before the final cut
+CHUNK = 1024 * 1024
+
+_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    # password=..., PGPASSWORD=..., MYSQL_PWD=..., --password ..., secret: ..., token=...
+    (
+        re.compile(r"(?i)((?:pg)?password|passwd|mysql_pwd|pwd|secret|token)(\s*[=:]\s*|\s+)(\"[^\"]*\"|'[^']*'|\S+)"),
+        lambda m: f"{m.group(1)}{m.group(2)}{MASK}",
+    ),
+    # scheme://user:password@host
+    (re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)"), lambda m: f"{m.group(1)}{MASK}{m.group(3)}"),
+    # mysql-style -p<password> as a separate word (never -P<port>, which is upper case)
+    (re.compile(r"(^|\s)-p(\S+)"), lambda m: f"{m.group(1)}-p{MASK}"),
+)
+
+
+def _registered_secrets() -> frozenset[str]:
+    """Secrets the agent resolved elsewhere (``backup_agent.redaction``), when that module is present."""
+    try:
+        from backup_agent.redaction import known_secrets
+    except ImportError:
+        return frozenset()
+    return known_secrets()
+
+
+class Redactor:
+    """Masks known secret values (longest first) and common credential shapes in text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def add(self, secret: str) -> None:
+        if secret and secret not in self._secrets:
+            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        for secret in sorted({*self._secrets, *_registered_secrets()}, key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        for pattern, repl in _PATTERNS:
+            text = pattern.sub(repl, text)
+        return text
+
+
+def tail_text(raw: bytes, redact: Callable[[str], str], limit: int = TAIL_BYTES) -> str:
+    """Decode, redact, then keep the last ``limit`` bytes (on a character boundary)."""
+    text = redact(raw.decode("utf-8", errors="replace"))
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[-limit:].decode("utf-8", errors="ignore")
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """A quoted, loggable command line (argv never carries secrets; redact anyway)."""
+    return Redactor()(shlex.join(argv))
+
+
+class StderrCollector:
+    """Drains a binary stream in a thread, keeping only the last ``_KEEP_BYTES`` bytes."""
+
+    def __init__(self, stream: IO[bytes] | None) -> None:
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        if stream is not None:
+            self._thread = threading.Thread(target=self._drain, args=(stream,), name="stderr-drain", daemon=True)
+            self._thread.start()
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while True:
+                chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+                if not chunk:
+                    break
+                self.write(chunk)
+        with contextlib.suppress(OSError):
+            stream.close()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._buf += data
+            if len(self._buf) > _KEEP_BYTES:
+                del self._buf[: len(self._buf) - _KEEP_BYTES]
+
+    def join(self, timeout: float | None = None) -> bytes:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._lock:
+            return bytes(self._buf)
+
+
+class SecretFiles:
+    """A private 0700 temp dir holding 0600 files with secrets; removed by ``cleanup`` (idempotent)."""
+
+    def __init__(self) -> None:
+        self._dir: str | None = None
+
+    def write(self, name: str, content: str) -> str:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="backup-agent-")  # mkdtemp is 0700
+        path = os.path.join(self._dir, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        return path
+
+    def cleanup(self) -> None:
+        directory, self._dir = self._dir, None
+        if directory is None:
+            return
+        for entry in os.listdir(directory):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, entry))
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+
+
+def child_env(
+    extra: Mapping[str, str] | None = None, drop: Iterable[str] = (), secrets: Iterable[str] = ()
+) -> dict[str, str]:
+    """The agent's environment for a child, minus ``drop`` and minus any variable holding one of
+    ``secrets`` (e.g. the ``{env: DB_PASSWORD}`` the password was resolved from), plus ``extra``."""
+    hidden = {s for s in secrets if s}
+    env = {key: value for key, value in os.environ.items() if value not in hidden}
+    for name in drop:
+        env.pop(name, None)
+    env.update(extra or {})
+    return env
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the child's process group, then SIGKILL it after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        proc.wait()
+    else:
+        # the leader is gone; whatever it started in its group (and ignored SIGTERM) goes too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: int | None = subprocess.DEVNULL,
+    stdout: int | None = subprocess.PIPE,
+    cwd: str | None = None,
+) -> subprocess.Popen[bytes]:
+    log.debug("starting %s", command_line(argv))
+    return subprocess.Popen(  # argv list, no shell
+        list(argv),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+class ProcessDump:
+    """A ``RunningDump`` backed by a child process whose stdout is the dump stream."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None,
+        redact: Redactor,
+        cleanup: Callable[[], None] | None = None,
+        grace: float = 5.0,
+        map_exit: Callable[[int, bytes], int] | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        self._redact = redact
+        self._cleanup = cleanup
+        self._grace = grace
+        self._map_exit = map_exit
+        self._outcome: DumpOutcome | None = None
+        self._lock = threading.Lock()
+        try:
+            self.proc = spawn(argv, env=env, cwd=cwd)
+        except OSError:
+            if cleanup:
+                cleanup()
+            raise
+        assert self.proc.stdout is not None  # noqa: S101 - Popen(stdout=PIPE) guarantees it
+        self.stream: BinaryIO = cast(BinaryIO, self.proc.stdout)
+        self._stderr = StderrCollector(self.proc.stderr)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait(self) -> DumpOutcome:
+        with self._lock:
+            if self._outcome is None:
+                code = self.proc.wait()
+                raw = self._stderr.join()
+                if self._map_exit is not None:
+                    code = self._map_exit(code, raw)
+                self._outcome = DumpOutcome(exit_code=code, stderr_tail=tail_text(raw, self._redact))
+                with contextlib.suppress(OSError):
+                    self.stream.close()
+                if self._cleanup:
+                    self._cleanup()
+            return self._outcome
+
+    def terminate(self) -> None:
+        kill_group(self.proc, self._grace)
+        with contextlib.suppress(OSError):
+            self.stream.close()
+        if self._cleanup:
+            self._cleanup()
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class ThreadDump:
+    """A ``RunningDump`` produced in-process: ``producer(write)`` runs in a thread writing into a pipe.
+
+    The producer's exception becomes exit code 1 with its (redacted) message as the stderr tail;
+    ``terminate`` makes the next ``write`` raise, so the producer stops and cleans up.
+    """
+
+    def __init__(self, producer: Callable[[Callable[[bytes], None]], None], *, redact: Redactor, name: str) -> None:
+        self._redact = redact
+        self._cancel = threading.Event()
+        self._code = 0
+        self._stderr = StderrCollector(None)
+        read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self.stream: BinaryIO = os.fdopen(read_fd, "rb")
+        self._outcome: DumpOutcome | None = None
+        self._thread = threading.Thread(target=self._run, args=(producer,), name=name, daemon=True)
+        self._thread.start()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._cancel.is_set():
+                raise _Cancelled
+            try:
+                written = os.write(self._write_fd, view[:CHUNK])
+            except BlockingIOError:
+                select.select([], [self._write_fd], [], 0.2)
+                continue
+            view = view[written:]
+
+    def _run(self, producer: Callable[[Callable[[bytes], None]], None]) -> None:
+        try:
+            producer(self._write)
+        except _Cancelled:
+            self._code = 143
+            self._stderr.write(b"terminated\n")
+        except BrokenPipeError:
+            self._code = 141
+            self._stderr.write(b"reader closed the stream\n")
+        except Exception as exc:  # noqa: BLE001 - any producer failure must become a failed dump, not a crash
+            self._code = 1
+            self._stderr.write(f"{type(exc).__name__}: {exc}\n".encode())
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self._write_fd)
+
+    def wait(self) -> DumpOutcome:
+        if self._outcome is None:
+            self._thread.join()
+            self._outcome = DumpOutcome(exit_code=self._code, stderr_tail=tail_text(self._stderr.join(), self._redact))
+        return self._outcome
+
+    def terminate(self) -> None:
+        self._cancel.set()
+        self._thread.join(timeout=30)
+        with contextlib.suppress(OSError):
+            self.stream.close()
+
+
+def pump(
+    source: BinaryIO,
+    sinks: Sequence[subprocess.Popen[bytes]],
+    *,
+    observe: Callable[[bytes], None] | None = None,
+    drain: bool = False,
+) -> None:
+    """Copy ``source`` into every sink's stdin; a sink that exits early (EPIPE) is dropped, not fatal.
+
+    When every sink has gone, copying stops, unless ``drain``: then ``observe`` still sees the rest."""
+    live = [p for p in sinks if p.stdin is not None]
+    try:
+        while True:
+            chunk = source.read(CHUNK)
+            if not chunk:
+                break
+            if observe is not None:
+                observe(chunk)
+            for proc in list(live):
+                try:
+                    proc.stdin.write(chunk)  # type: ignore[union-attr]
+                except (BrokenPipeError, ValueError):
+                    live.remove(proc)
+            if not live and not drain:
+                break
+    finally:
+        for proc in sinks:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    proc.stdin.close()
+
+
+def run_feed(
+    argv: Sequence[str],
+    source: BinaryIO,
+    *,
+    env: Mapping[str, str] | None,
+    redact: Redactor,
+    observe: Callable[[bytes], None] | None = None,
+    cwd: str | None = None,
+) -> tuple[int, str, bytes]:
+    """Run ``argv`` with ``source`` piped into its stdin. Returns (exit code, redacted stderr tail, stdout)."""
+    try:
+        proc = spawn(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
+    except OSError as exc:
+        raise EngineError(f"cannot start {argv[0]}: {exc.strerror or exc}", stage="restore", exit_code=127) from exc
+    out = StderrCollector(proc.stdout)  # stdout of restore tools is small; keep its tail
+    err = StderrCollector(proc.stderr)
+    try:
+        pump(source, [proc], observe=observe)
+        code = proc.wait()
+    except BaseException:
+        kill_group(proc, 5.0)
+        raise
+    return code, tail_text(err.join(), redact), out.join()
+
+
+def run_capture(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None,
+    redact: Redactor,
+    input_bytes: bytes | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, str, str]:
+    """Run a short command to completion. Returns (exit code, stdout, redacted stderr tail)."""
+    try:
+        result = subprocess.run(  # argv list, no shell
+            list(argv),
+            input=input_bytes,
+            stdin=None if input_bytes is not None else subprocess.DEVNULL,
+            capture_output=True,
+            env=dict(env) if env is not None else None,
+            timeout=timeout,
+            start_new_session=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        return 127, "", f"{argv[0]}: command not found"
+    except subprocess.TimeoutExpired as exc:
+        return 124, "", tail_text(exc.stderr or b"", redact) + f"\n{argv[0]}: timed out after {timeout:g}s"
+    return result.returncode, result.stdout.decode("utf-8", "replace"), tail_text(result.stderr, redact)
+
+
+def fsync_dir(path: str | Path) -> None:
+    fd = os.open(str(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,117 @@
+"""The pg_dump custom-format parser across archive versions (PostgreSQL 12-15: 1.14, 16: 1.15, 17: 1.16).
+
+Only pg_dump 15 is installed here, so archives of the other layouts are synthesized by a tiny writer
+that follows pg_backup_archiver.c (WriteHead/WriteToc) and pg_backup_custom.c (data blocks); the
+writer itself is checked against the real ``pg_restore`` for the 1.14 layout.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from backup_agent.engines.base import InvalidDumpError
+from backup_agent.engines.validators import PgCustomValidator
+
+
+def w_int(value: int) -> bytes:
+    return bytes([1 if value < 0 else 0]) + abs(value).to_bytes(4, "little")
+
+
+def w_str(value: str | None) -> bytes:
+    if value is None:
+        return w_int(-1)
+    raw = value.encode()
+    return w_int(len(raw)) + raw
+
+
+TABLE_DEFN = "CREATE TABLE public.t (id integer);\n"
+
+
+def synth_archive(version: tuple[int, int, int], *, with_data: bool = True) -> bytes:
+    out = b"PGDMP" + bytes([*version, 4, 8, 1])
+    out += bytes([0]) if version[:2] >= (1, 15) else w_int(0)  # compression: algorithm byte / level int
+    for field in (1, 2, 3, 4, 5, 126, 0):  # creation time
+        out += w_int(field)
+    out += w_str("synth") + w_str("16.4") + w_str("16.4")
+    entries = [
+        (1, "ENCODING", "ENCODING", False, "SET client_encoding = 'UTF8';\n", None),
+        (2, "STDSTRINGS", "STDSTRINGS", False, "SET standard_conforming_strings = 'on';\n", None),
+        (3, "TABLE", "t", False, TABLE_DEFN, None),
+        (4, "TABLE DATA", "t", with_data, "", "COPY public.t (id) FROM stdin;\n"),
+    ]
+    out += w_int(len(entries))
+    for dump_id, desc, tag, has_data, defn, copy in entries:
+        out += w_int(dump_id) + w_int(1 if has_data else 0) + w_str("0") + w_str(str(16000 + dump_id))
+        out += w_str(tag) + w_str(desc) + w_int(3 if desc == "TABLE DATA" else 2)
+        out += w_str(defn) + w_str("") + w_str(copy)
+        out += w_str("public" if desc.startswith("TABLE") else None) + w_str("")
+        if version[:2] >= (1, 14):
+            out += w_str("heap" if desc == "TABLE" else None)
+        if version[:2] >= (1, 16):
+            out += w_int(ord("r") if desc.startswith("TABLE") else 0)
+        out += w_str("postgres") + w_str("false")
+        out += (w_str("3") if desc == "TABLE DATA" else b"") + w_str(None)
+        out += bytes([1 if has_data else 3]) + bytes(8)
+    if with_data:
+        payload = b"1\n2\n3\n\\.\n\n"
+        out += bytes([1]) + w_int(4) + w_int(len(payload)) + payload + w_int(0)
+    return out
+
+
+def check(data: bytes, step: int = 3) -> dict[str, object]:
+    validator = PgCustomValidator()
+    for i in range(0, len(data), step):
+        validator.feed(data[i : i + step])
+    return validator.finish()
+
+
+@pytest.mark.skipif(shutil.which("pg_restore") is None, reason="pg_restore is not installed")
+def test_the_synthetic_writer_produces_what_pg_restore_reads() -> None:
+    script = subprocess.run(
+        ["pg_restore", "--file=-"], input=synth_archive((1, 14, 0)), capture_output=True, check=False, timeout=30
+    )
+
+    assert script.returncode == 0, script.stderr.decode()
+    assert "CREATE TABLE public.t" in script.stdout.decode()
+    assert "COPY public.t (id) FROM stdin;\n1\n2\n3\n" in script.stdout.decode()
+
+
+@pytest.mark.parametrize("version", [(1, 14, 0), (1, 15, 0), (1, 16, 0)])
+def test_complete_archives_of_each_version_are_accepted(version: tuple[int, int, int]) -> None:
+    facts = check(synth_archive(version))
+
+    assert facts["tables"] == 1
+    assert facts["data_blocks"] == 1
+    assert facts["completeness_checked"] is True
+
+
+@pytest.mark.parametrize("version", [(1, 14, 0), (1, 15, 0), (1, 16, 0)])
+def test_every_truncation_of_each_version_is_rejected(version: tuple[int, int, int]) -> None:
+    data = synth_archive(version)
+
+    for cut in range(len(data)):
+        with pytest.raises(InvalidDumpError):
+            check(data[:cut], step=4096)
+
+
+def test_an_archive_whose_announced_data_block_never_came_is_rejected() -> None:
+    data = synth_archive((1, 16, 0))
+    block = bytes([1]) + w_int(4) + w_int(10) + b"1\n2\n3\n\\.\n\n" + w_int(0)
+    assert data.endswith(block)
+    toc_only = data[: -len(block)]
+
+    with pytest.raises(InvalidDumpError, match="announced data blocks never arrived"):
+        check(toc_only)
+
+
+def test_an_unknown_future_version_gets_a_header_only_check() -> None:
+    data = synth_archive((1, 16, 0)).replace(b"PGDMP\x01\x10", b"PGDMP\x01\x11", 1)
+
+    facts = check(data)
+
+    assert facts["completeness_checked"] is False
+    with pytest.raises(InvalidDumpError):
+        check(data[:20])
