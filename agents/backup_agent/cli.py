@@ -1,0 +1,363 @@
+"""``backup-agent``: run the queue consumer, take a one-off backup, or check this host's setup.
+
+Exit codes: 0 ok; 1 a backup failed (or, with --once, any job failed); 2 config error (file invalid,
+target unknown, secret unresolvable); 3 ``check`` found problems; 4 AWS unreachable or refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from backup_agent.aws import client, client_config
+from backup_agent.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
+from backup_agent.engines.base import Engine
+from backup_agent.events import EventBridgeSink
+from backup_agent.logs import setup_logging
+from backup_agent.pipeline import BackupRun, JobRefusedError, check_job
+from backup_agent.progress import ProgressBar
+from backup_agent.secrets import SecretError, SecretResolver
+from backup_agent.state import CompletedJobs, StateError
+from backup_agent.version import VERSION as __version__
+from backup_contracts.jobs import Job
+from backup_contracts.naming import agent_prefix
+
+log = logging.getLogger("backup_agent")
+
+EXIT_OK = 0
+EXIT_BACKUP_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_CHECK_FAILED = 3
+EXIT_AWS = 4
+
+
+class Clients:
+    """The agent's AWS clients, created once per process (never at import time)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self._cache: dict[str, Any] = {}
+
+    def get(self, service: str) -> Any:
+        if service not in self._cache:
+            if service == "s3":
+                cfg = client_config(
+                    max_attempts=self.config.upload.max_attempts,
+                    pool=self.config.upload.parts_in_flight * self.config.concurrency + 4,
+                )
+            elif service == "sqs":
+                cfg = client_config(read_timeout=60)
+            else:
+                cfg = client_config()
+            self._cache[service] = client(service, region=self.config.region, config=cfg)
+        return self._cache[service]
+
+
+def make_engine_factory(config: AgentConfig, resolver: SecretResolver) -> Callable[[str], Engine]:
+    """Target name -> engine, through the engines package (secrets resolved by reference)."""
+    from backup_agent.engines import build_engine
+
+    def factory(target: str) -> Engine:
+        if target not in config.targets:
+            raise JobRefusedError(f"target {target!r} is not in this host's config")
+        engine: Engine = build_engine(target, config.targets[target], resolver)
+        return engine
+
+    return factory
+
+
+def _resolver(clients: Clients) -> SecretResolver:
+    return SecretResolver(client_factory=clients.get)
+
+
+def secret_refs(value: Any) -> list[Any]:
+    """Every secret reference inside a target's config (so that `check` can prove each resolves)."""
+    from pydantic import BaseModel
+
+    if type(value).__name__ == "SecretRef":
+        return [value]
+    if isinstance(value, BaseModel):
+        return [ref for name in type(value).model_fields for ref in secret_refs(getattr(value, name))]
+    if isinstance(value, dict):
+        return [ref for item in value.values() for ref in secret_refs(item)]
+    if isinstance(value, list | tuple):
+        return [ref for item in value for ref in secret_refs(item)]
+    return []
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _restore_runner(
+    config: AgentConfig, clients: Clients, events: EventBridgeSink, engine_factory: Callable[[str], Engine]
+) -> Callable[[Job, threading.Event], Any] | None:
+    """Restore/drill jobs run through ``backup_agent.restore.RestoreRun`` when that module is present."""
+    try:
+        from backup_agent.restore import RestoreRefusedError, RestoreRun
+    except ImportError:
+        return None
+
+    def run(job: Job, cancel: threading.Event) -> Any:
+        try:
+            return RestoreRun(
+                job, config, engine_factory=engine_factory, events=events, s3=clients.get("s3"), cancel=cancel
+            ).execute()
+        except RestoreRefusedError as exc:
+            raise JobRefusedError(str(exc)) from exc
+
+    return run
+
+
+def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
+    from backup_agent.consumer import Consumer
+
+    clients = Clients(config)
+    events = EventBridgeSink(clients.get("events"), config.bus_name)
+    engine_factory = make_engine_factory(config, _resolver(clients))
+    consumer = Consumer(
+        config,
+        sqs=clients.get("sqs"),
+        s3=clients.get("s3"),
+        events=events,
+        engine_factory=engine_factory,
+        completed=CompletedJobs(config.state_dir),
+        restore_runner=_restore_runner(config, clients, events, engine_factory),
+        drain=args.once,
+    )
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        consumer.stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "agent %s started (version %s, %d target(s), concurrency %d)",
+        config.agent,
+        __version__,
+        len(config.targets),
+        config.concurrency,
+    )
+    return consumer.run()
+
+
+def admin_job(config: AgentConfig, target: str, now: datetime) -> Job:
+    if not config.bucket:
+        raise ConfigError(
+            "config", ["`backup TARGET` needs `bucket:` in the config. Fix: add the backup bucket's name"]
+        )
+    return Job(
+        job_id=f"admin.{target}.{now:%Y%m%dT%H%M%SZ}.{uuid.uuid4().hex[:8]}",
+        kind="backup",
+        agent=config.agent,
+        target=target,
+        trigger="admin",
+        issued_at=now,
+        deadline=now + timedelta(hours=24),
+        bucket=config.bucket,
+        key_prefix=agent_prefix(config.agent),
+        retention_class=config.retention_class,
+    )
+
+
+def cmd_backup(config: AgentConfig, args: argparse.Namespace) -> int:
+    clients = Clients(config)
+    job = admin_job(config, args.target, datetime.now(UTC))
+    check_job(job, config)
+    engine = make_engine_factory(config, _resolver(clients))(args.target)
+    progress = ProgressBar(args.target) if sys.stderr.isatty() and not args.json_logs else None
+    run = BackupRun(
+        job,
+        engine,
+        config,
+        s3=clients.get("s3"),
+        events=EventBridgeSink(clients.get("events"), config.bus_name),
+        progress=progress,
+        completed=CompletedJobs(config.state_dir),
+    )
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        run.terminate()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    outcome = run.execute()
+    if progress is not None:
+        progress.close()
+    event = outcome.event
+    sys.stdout.write(event.model_dump_json(indent=2, exclude_none=True) + "\n")
+    return EXIT_OK if outcome.ok else EXIT_BACKUP_FAILED
+
+
+def cmd_check(config: AgentConfig, args: argparse.Namespace) -> int:
+    clients = Clients(config)
+    problems: list[str] = []
+    out = sys.stdout
+
+    def say(status: str, what: str) -> None:
+        out.write(f"[{status:>4}] {what}\n")
+
+    say("ok", f"config: agent {config.agent}, {len(config.targets)} target(s)")
+    try:
+        CompletedJobs(config.state_dir)
+        say("ok", f"state_dir {config.state_dir} writable")
+    except (StateError, OSError) as exc:
+        problems.append(str(exc))
+        say("FAIL", f"state_dir: {exc}")
+    factory_resolver = _resolver(clients)
+    try:
+        factory = make_engine_factory(config, factory_resolver)
+    except ImportError as exc:
+        problems.append(f"engines unavailable: {exc}")
+        say("FAIL", f"engines unavailable: {exc}")
+        factory = None
+    for name in sorted(config.targets):
+        if factory is None:
+            break
+        try:
+            for ref in secret_refs(config.targets[name]):
+                factory_resolver.resolve(ref)
+            engine = factory(name)
+            found = engine.check()
+            versions = engine.versions()
+        except (SecretError, JobRefusedError) as exc:
+            problems.append(f"{name}: {exc}")
+            say("FAIL", f"target {name}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - report any engine failure as a problem of this target
+            problems.append(f"{name}: {exc}")
+            say("FAIL", f"target {name}: {exc}")
+            continue
+        for problem in found:
+            problems.append(f"{name}: {problem}")
+            say("FAIL", f"target {name}: {problem}")
+        if not found:
+            say(
+                "ok",
+                f"target {name} ({engine.name}): tool {versions.tool_version or '?'}, "
+                f"server {versions.server_version or '?'}",
+            )
+        for warning in versions.warnings:
+            say("warn", f"target {name}: {warning}")
+    aws_checks: list[tuple[str, Callable[[], Any], bool]] = [
+        ("AWS credentials (sts get-caller-identity)", lambda: clients.get("sts").get_caller_identity(), True),
+        (
+            "job queue attributes",
+            lambda: clients.get("sqs").get_queue_attributes(
+                QueueUrl=config.queue_url, AttributeNames=["QueueArn", "VisibilityTimeout", "RedrivePolicy"]
+            ),
+            True,
+        ),
+        ("event bus", lambda: clients.get("events").describe_event_bus(Name=config.bus_name), False),
+        ("KMS key", lambda: clients.get("kms").describe_key(KeyId=config.kms_key_id), False),
+    ]
+    aws_failed = False
+    aws_problems = 0
+    for label, call, required in aws_checks:
+        try:
+            result = call()
+        except Exception as exc:  # noqa: BLE001 - any failure is a finding of the check
+            if required:
+                aws_failed = True
+                aws_problems += 1
+                problems.append(f"{label}: {exc}")
+                say("FAIL", f"{label}: {exc}")
+            else:
+                say("warn", f"{label} not verifiable with this role: {exc}")
+            continue
+        detail = ""
+        if "Arn" in result:
+            detail = f" ({result['Arn']})"
+        elif "Attributes" in result:
+            attrs = result["Attributes"]
+            detail = (
+                f" (visibility {attrs.get('VisibilityTimeout')} s, DLQ {'yes' if 'RedrivePolicy' in attrs else 'NO'})"
+            )
+        say("ok", f"{label}{detail}")
+    say("info", "nothing was uploaded")
+    if aws_failed and len(problems) == aws_problems:
+        return EXIT_AWS
+    return EXIT_CHECK_FAILED if problems else EXIT_OK
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backup-agent",
+        description="backup-pipeline host agent: streams database dumps into KMS-encrypted S3.",
+        epilog="Exit codes: 0 ok, 1 backup failed, 2 config error, 3 check found problems, 4 AWS unreachable.",
+    )
+    parser.add_argument("--version", action="version", version=f"backup-agent {__version__}")
+    parser.add_argument(
+        "--config", metavar="PATH", help=f"agent config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})"
+    )
+    logs = parser.add_mutually_exclusive_group()
+    logs.add_argument("--json-logs", action="store_true", default=None, help="JSON log lines (default when not a TTY)")
+    logs.add_argument("--text-logs", action="store_false", dest="json_logs", help="human-readable log lines")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="consume backup jobs from this agent's queue")
+    run.add_argument(
+        "--once",
+        "--drain",
+        dest="once",
+        action="store_true",
+        help="process what is on the queue, then exit when it is empty",
+    )
+    backup = sub.add_parser("backup", help="take one backup of TARGET now (trigger 'admin')")
+    backup.add_argument("target", metavar="TARGET")
+    sub.add_parser("check", help="verify config, connectivity, tool versions and AWS access; uploads nothing")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[AgentConfig, argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "backup": cmd_backup,
+    "check": cmd_check,
+}
+
+
+def _fixed_mmap_threshold(threshold: int = 1024 * 1024) -> None:
+    """Make glibc serve every allocation >= 1 MiB (part buffers) with mmap and return it on free.
+
+    By default glibc raises its mmap threshold dynamically after the first large free, after which
+    8 MiB part buffers come from per-thread heaps that do not shrink: RSS then creeps up by tens of
+    MiB. A fixed threshold keeps the agent's memory ~ parts in flight x part size. No-op elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _fixed_mmap_threshold()
+    setup_logging(json_logs=args.json_logs, level=logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        config = load_config(args.config)
+        return COMMANDS[args.command](config, args)
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        return EXIT_CONFIG
+    except (JobRefusedError, SecretError, StateError) as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The agent's local config file (YAML, one per host), validated with errors that name the line and the fix.
+
+Targets map a target name (as in the fleet file) to how this host connects to it; the entries are
+the engines' connection models (``backup_agent.engines.config``), with secrets by reference only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, field_validator
+
+from backup_contracts.naming import NAME_PATTERN, agent_prefix
+
+DEFAULT_CONFIG_PATH = Path("/etc/backup-agent/agent.yaml")
+CONFIG_ENV = "BACKUP_AGENT_CONFIG"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+
+
+class ConfigError(Exception):
+    """The config file is unusable; ``problems`` lists each one with its line and fix."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        super().__init__(
+            f"{path}: " + "; ".join(problems)
+            if len(problems) == 1
+            else f"{path}: {len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Compression(_Model):
+    level: int = Field(default=1, ge=1, le=22, description="zstd level; 1 compresses database dumps well and fast")
+    threads: int = Field(default=0, ge=0, le=256, description="zstd worker threads; 0 = all cores")
+
+    @property
+    def zstd_threads(self) -> int:
+        """The ``zstandard`` ``threads`` argument: -1 means one per core."""
+        return -1 if self.threads == 0 else self.threads
+
+    def describe(self) -> str:
+        return f"zstd-{self.level}"
+
+
+class UploadSettings(_Model):
+    parts_in_flight: int = Field(default=4, ge=1, le=64, description="parts uploading at once (memory ~ this x part)")
+    max_attempts: int = Field(default=5, ge=1, le=20, description="attempts per S3 request (standard retry mode)")
+
+
+class AgentConfig(_Model):
+    agent: Name
+    region: str = Field(min_length=1)
+    queue_url: str = Field(pattern=r"^https?://\S+$")
+    bus_name: str = Field(min_length=1)
+    kms_key_id: str = Field(min_length=1, description="SSE-KMS key (ARN, id or alias) for every upload")
+    bucket: str | None = Field(default=None, description="bucket for one-off `backup TARGET` runs")
+    retention_class: Name = Field(default="standard", description="retention class of one-off runs")
+    compression: Compression = Field(default_factory=Compression)
+    upload: UploadSettings = Field(default_factory=UploadSettings)
+    concurrency: int = Field(default=1, ge=1, le=16)
+    state_dir: Path = Path("/var/lib/backup-agent")
+    heartbeat_minutes: float = Field(default=5, gt=0, le=60)
+    visibility_timeout_s: int = Field(default=300, ge=30, le=43200, description="visibility kept while a job runs")
+    targets: dict[Name, Any] = Field(min_length=1)
+
+    @field_validator("targets")
+    @classmethod
+    def _entries_are_mappings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, entry in value.items():
+            if not isinstance(entry, dict) and not isinstance(entry, BaseModel):
+                raise ValueError(f"target {name!r} must be a mapping with at least `engine:`")
+        return value
+
+    @property
+    def prefix(self) -> str:
+        return agent_prefix(self.agent)
+
+
+def _target_adapter() -> TypeAdapter[Any] | None:
+    """The engines' discriminated union of target connection models, when that module is installed."""
+    try:
+        from backup_agent.engines import config as engine_config
+    except ImportError:
+        return None
+    for name in ("TargetConfig", "EngineConfig", "TargetConnection", "AnyTarget", "Target"):
+        candidate = getattr(engine_config, name, None)
+        if candidate is not None:
+            return TypeAdapter(candidate)
+    return None
+
+
+# --------------------------------------------------------------------------- line numbers
+
+
+@dataclass(frozen=True)
+class _Located:
+    line: int | None
+    node: yaml.Node | None
+
+
+def _locate(root: yaml.Node | None, loc: tuple[Any, ...]) -> _Located:
+    """Walk the composed YAML node tree along a pydantic error location; skip union tags."""
+    node = root
+    best = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+            if match is None:
+                continue  # a union tag or a missing key: stay on the enclosing mapping
+            node = best = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = best = node.value[part]
+        else:
+            continue
+    if best is None:
+        return _Located(None, None)
+    return _Located(best.start_mark.line + 1, best)
+
+
+def _fix(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    field = str(err["loc"][-1]) if err["loc"] else "value"
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return f"add `{field}:`"
+    if kind == "extra_forbidden":
+        return f"remove `{field}` (unknown setting) or fix its spelling"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        expected = ctx.get("expected_tags", "")
+        return f"set `engine:` to one of {expected}" if expected else "set `engine:`"
+    if kind == "literal_error":
+        return f"use one of {ctx.get('expected', '')}"
+    if kind == "string_pattern_mismatch":
+        if field == "agent" or (len(err["loc"]) == 2 and err["loc"][0] == "targets"):
+            return "use lowercase letters, digits and '-', at most 40 characters"
+        return f"match the pattern {ctx.get('pattern', '')}"
+    if kind.startswith(("greater", "less")):
+        return "use a value in the allowed range"
+    return "correct the value"
+
+
+def _describe(err: dict[str, Any], root: yaml.Node | None) -> str:
+    located = _locate(root, tuple(err["loc"]))
+    where = " > ".join(str(p) for p in err["loc"]) or "(top level)"
+    line = f"line {located.line}: " if located.line else ""
+    message = err["msg"]
+    if err["type"] == "missing":
+        message = "required setting is missing"
+    return f"{line}{where}: {message}. Fix: {_fix(err)}"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def parse_config(text: str, source: str | Path = "<config>") -> AgentConfig:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError(source, [f"{line}YAML syntax error: {exc.problem}. Fix: correct the YAML syntax"]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["expected a mapping with agent, region, queue_url, bus_name, kms_key_id, targets"])
+    problems: list[str] = []
+    try:
+        config = AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_describe(dict(e), root) for e in exc.errors())
+        config = None
+    adapter = _target_adapter()
+    targets = data.get("targets")
+    parsed_targets: dict[str, Any] = {}
+    if adapter is not None and isinstance(targets, dict):
+        for name, entry in targets.items():
+            try:
+                parsed_targets[name] = adapter.validate_python(entry)
+            except ValidationError as exc:
+                for e in exc.errors():
+                    err = dict(e)
+                    err["loc"] = ("targets", name, *e["loc"])
+                    problems.append(_describe(err, root))
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    if parsed_targets:
+        config = config.model_copy(update={"targets": parsed_targets})
+    return config
+
+
+def load_config(path: str | Path | None = None) -> AgentConfig:
+    resolved = config_path(path)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            resolved, [f"cannot read the config file: {exc.strerror}. Fix: create it or pass --config"]
+        ) from exc
+    return parse_config(text, resolved)

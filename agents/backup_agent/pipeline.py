@@ -1,0 +1,476 @@
+"""The streaming backup pipeline: dump stdout -> zstd -> SHA-256 -> S3 multipart upload.
+
+Only a clean dump becomes a backup: the upload is completed only when the dump exited 0, produced
+bytes, and the engine's validator accepted the whole stream. Anything else aborts the multipart
+upload (nothing becomes visible) and reports ``Backup Failed`` with the stage that failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import zstandard
+
+from backup_agent.config import AgentConfig
+from backup_agent.engines.base import Engine, EngineError, InvalidDumpError, RunningDump, Versions
+from backup_agent.events import EventSink
+from backup_agent.redaction import redact
+from backup_agent.state import CompletedJobs
+from backup_agent.uploader import MultipartUpload, UploadError
+from backup_agent.version import VERSION as __version__
+from backup_contracts.events import STDERR_TAIL_MAX, BackupFailed, BackupStarted, BackupSucceeded
+from backup_contracts.jobs import Job
+from backup_contracts.naming import RETENTION_TAG, agent_prefix, backup_object_key, manifest_key, retention_tag_value
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1024 * 1024
+MANIFEST_VERSION = 1
+Stage = Literal["dump", "upload", "verify", "config"]
+ProgressFn = Callable[[int, int], None]
+INTERRUPTED = "interrupted by SIGTERM"
+
+
+class JobRefusedError(Exception):
+    """The job cannot be run by this agent (wrong agent, prefix, unknown target...); not retryable."""
+
+
+class _Failure(Exception):
+    def __init__(self, stage: Stage, error: str, *, exit_code: int | None = None, stderr_tail: str = "") -> None:
+        super().__init__(error)
+        self.stage = stage
+        self.error = error
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+
+
+@dataclass
+class RunOutcome:
+    """What one run produced: the final event and whether retrying the job could help."""
+
+    event: BackupSucceeded | BackupFailed
+    interrupted: bool = False
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return isinstance(self.event, BackupSucceeded)
+
+    @property
+    def succeeded(self) -> BackupSucceeded:
+        if not isinstance(self.event, BackupSucceeded):
+            raise TypeError(f"the run failed: {self.event.error}")
+        return self.event
+
+    @property
+    def failed(self) -> BackupFailed:
+        if not isinstance(self.event, BackupFailed):
+            raise TypeError("the run succeeded")
+        return self.event
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+
+
+def object_key_for(job: Job, config: AgentConfig, run_id: str, started: datetime, extension: str) -> str:
+    """The run's object key: the naming layout, kept below the job's key prefix, which must be ours."""
+    own = agent_prefix(config.agent)
+    if not job.key_prefix.startswith(own) or ".." in job.key_prefix:
+        raise JobRefusedError(f"job {job.job_id} asks for key prefix {job.key_prefix!r}, outside this agent's {own!r}")
+    key = backup_object_key(config.agent, job.target, run_id, started, f"{extension}.zst")
+    if key.startswith(job.key_prefix):
+        return key
+    return job.key_prefix.rstrip("/") + "/" + key[len(own) :]
+
+
+def check_job(job: Job, config: AgentConfig, *, kinds: tuple[str, ...] = ("backup",)) -> None:
+    if job.agent != config.agent:
+        raise JobRefusedError(f"job {job.job_id} is for agent {job.agent!r}, this is {config.agent!r}")
+    if job.kind not in kinds:
+        raise JobRefusedError(f"job {job.job_id} is a {job.kind} job; this agent runs {', '.join(kinds)} jobs")
+    if job.kind != "backup":
+        return  # restore/drill jobs name their destination; the restore executor checks it
+    if job.target not in config.targets:
+        raise JobRefusedError(
+            f"job {job.job_id} names target {job.target!r}, which is not in this host's config "
+            f"(known: {', '.join(sorted(config.targets))})"
+        )
+
+
+def config_failure(job: Job, config: AgentConfig, error: str, now: datetime) -> BackupFailed:
+    """The Failed event of a run that could not start (its target's config or secrets are unusable)."""
+    run_id = new_run_id(now)
+    return BackupFailed(
+        job_id=job.job_id,
+        run_id=run_id,
+        target=job.target,
+        agent=config.agent,
+        trigger=job.trigger,
+        started_at=now,
+        bucket=job.bucket,
+        key=object_key_for(job, config, run_id, now, "none"),
+        finished_at=now,
+        stage="config",
+        error=redact(error)[:2000],
+    )
+
+
+class _PartSink:
+    """Receives compressed bytes from zstd; hashes them and cuts them into growing parts.
+
+    Compressed output arrives in small pieces (zstd's ~128 KiB output buffer); they are kept in a
+    list and joined once per part (one copy), cutting at a piece boundary, so a part is at least its
+    scheduled size and at most one piece larger (S3 requires only >= 5 MiB for all but the last).
+    A slot of the upload pool is reserved before the join, so a part is only materialized when it
+    can be sent: memory ~ parts_in_flight x part size + one part being collected.
+    """
+
+    def __init__(self, upload: MultipartUpload) -> None:
+        self._upload = upload
+        self._pieces: list[bytes] = []
+        self._pending = 0
+        self.sha256 = hashlib.sha256()
+        self.bytes_stored = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.bytes_stored += len(data)
+        self._pieces.append(bytes(data))
+        self._pending += len(data)
+        if self._pending >= self._upload.current_part_size():
+            self._cut()
+        return len(data)
+
+    def _cut(self) -> None:
+        self._upload.reserve()
+        pieces, self._pieces, self._pending = self._pieces, [], 0
+        part = b"".join(pieces)
+        pieces.clear()
+        self._upload.submit_reserved(part)
+
+    def flush_last(self) -> None:
+        if self._pending or self._upload.next_part == 1:
+            self._cut()
+
+
+class BackupRun:
+    """One attempt at one backup job; ``execute`` always ends with exactly one Succeeded or Failed event."""
+
+    def __init__(
+        self,
+        job: Job,
+        engine: Engine,
+        config: AgentConfig,
+        *,
+        s3: Any,
+        events: EventSink,
+        cancel: threading.Event | None = None,
+        progress: ProgressFn | None = None,
+        completed: CompletedJobs | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.job = job
+        self.engine = engine
+        self.config = config
+        self.s3 = s3
+        self.events = events
+        self.cancel = cancel or threading.Event()
+        self.progress = progress
+        self.completed = completed
+        self.clock = clock
+        self.started = clock()
+        self.run_id = new_run_id(self.started)
+        self.key = object_key_for(job, config, self.run_id, self.started, engine.extension)
+        self._dump: RunningDump | None = None
+        self._dump_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ events
+    def _base(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job.job_id,
+            "run_id": self.run_id,
+            "target": self.job.target,
+            "agent": self.config.agent,
+            "trigger": self.job.trigger,
+            "started_at": self.started,
+            "bucket": self.job.bucket,
+            "key": self.key,
+        }
+
+    def _failed(self, failure: _Failure) -> BackupFailed:
+        tail = redact(failure.stderr_tail)[-STDERR_TAIL_MAX:]
+        return BackupFailed(
+            **self._base(),
+            finished_at=self.clock(),
+            stage=failure.stage,
+            exit_code=failure.exit_code,
+            error=redact(failure.error)[:2000],
+            stderr_tail=tail,
+        )
+
+    def terminate(self) -> None:
+        """Ask the run to stop (SIGTERM path): the dump is terminated and the upload aborted."""
+        self.cancel.set()
+        with self._dump_lock:
+            if self._dump is not None:
+                self._dump.terminate()
+
+    # ------------------------------------------------------------------ the run
+    def execute(self) -> RunOutcome:
+        log.info("backup started", extra={"ctx_job": self.job.job_id, "ctx_run": self.run_id, "ctx_key": self.key})
+        self.events.emit(BackupStarted(**self._base()))
+        t0 = time.monotonic()
+        upload = MultipartUpload(
+            self.s3,
+            bucket=self.job.bucket,
+            key=self.key,
+            kms_key_id=self.config.kms_key_id,
+            tagging=f"{RETENTION_TAG}={retention_tag_value(self.job.retention_class, 'daily')}",
+            metadata={
+                "engine": self.engine.name,
+                "format": self.engine.format,
+                "compression": self.config.compression.describe(),
+                "job-id": self.job.job_id,
+                "run-id": self.run_id,
+                "manifest": manifest_key(self.key).rsplit("/", 1)[-1],
+            },
+            parts_in_flight=self.config.upload.parts_in_flight,
+        )
+        try:
+            versions = self._versions()
+            result = self._stream(upload)
+            manifest = self._manifest(versions, result)
+            response = upload.complete()
+            self._put_manifest(manifest)
+        except _Failure as failure:
+            upload.abort()
+            event = self._failed(failure)
+            log.error(
+                "backup failed at stage %s: %s",
+                failure.stage,
+                event.error,
+                extra={"ctx_job": self.job.job_id, "ctx_run": self.run_id},
+            )
+            self.events.emit(event)
+            return RunOutcome(event, interrupted=failure.error == INTERRUPTED)
+        except UploadError as exc:
+            upload.abort()
+            event = self._failed(_Failure("upload", str(exc)))
+            log.error("backup failed at stage upload: %s", event.error, extra={"ctx_job": self.job.job_id})
+            self.events.emit(event)
+            return RunOutcome(event)
+        except Exception as exc:
+            # A bug or an unexpected library error: still never a backup, and still reported.
+            log.exception("backup run crashed", extra={"ctx_job": self.job.job_id, "ctx_run": self.run_id})
+            upload.abort()
+            event = self._failed(_Failure("dump", f"agent error: {exc!r}"))
+            self.events.emit(event)
+            return RunOutcome(event)
+        except BaseException:
+            upload.abort()
+            raise
+        version_id = response.get("VersionId")
+        succeeded = BackupSucceeded(
+            **self._base(),
+            finished_at=self.clock(),
+            version_id=None if version_id in (None, "null") else version_id,
+            bytes_in=manifest["bytes_in"],
+            bytes_stored=manifest["bytes_stored"],
+            sha256=manifest["sha256"],
+            engine=self.engine.name,
+            format=self.engine.format,
+            compression=manifest["compression"],
+            tool_version=versions.tool_version,
+            server_version=versions.server_version,
+            duration_s=round(time.monotonic() - t0, 3),
+        )
+        log.info(
+            "backup succeeded: %d bytes in, %d stored",
+            succeeded.bytes_in,
+            succeeded.bytes_stored,
+            extra={"ctx_job": self.job.job_id, "ctx_run": self.run_id, "ctx_key": self.key},
+        )
+        if self.completed is not None:
+            self.completed.record(
+                self.job.job_id, run_id=self.run_id, event=succeeded.model_dump(mode="json"), emitted=False
+            )
+        self.events.emit(succeeded)
+        if self.completed is not None:
+            self.completed.record(self.job.job_id, emitted=True)
+        return RunOutcome(succeeded, manifest=manifest)
+
+    def _versions(self) -> Versions:
+        try:
+            versions = self.engine.versions()
+        except Exception as exc:  # noqa: BLE001 - versions are informative; the dump decides success
+            log.warning("could not read tool/server versions: %s", exc)
+            return Versions(None, None)
+        for warning in versions.warnings:
+            log.warning("%s", warning, extra={"ctx_target": self.job.target})
+        return versions
+
+    def _stream(self, upload: MultipartUpload) -> dict[str, Any]:
+        try:
+            upload.start()
+        except UploadError as exc:
+            raise _Failure("upload", str(exc)) from exc
+        if self.cancel.is_set():
+            raise _Failure("dump", INTERRUPTED)
+        try:
+            dump = self.engine.start_dump()
+        except EngineError as exc:
+            raise _Failure("dump", str(exc), exit_code=exc.exit_code, stderr_tail=exc.stderr_tail) from exc
+        except OSError as exc:
+            raise _Failure("dump", f"cannot start the dump: {exc}") from exc
+        with self._dump_lock:
+            self._dump = dump
+        if self.cancel.is_set():
+            dump.terminate()
+        validator = self.engine.validator()
+        cctx = zstandard.ZstdCompressor(
+            level=self.config.compression.level, threads=self.config.compression.zstd_threads, write_checksum=True
+        )
+        sink = _PartSink(upload)
+        writer = cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
+        read = getattr(dump.stream, "read1", dump.stream.read)
+        bytes_in = 0
+        invalid: str | None = None
+        try:
+            while True:
+                chunk = read(READ_CHUNK)
+                if not chunk:
+                    break
+                if self.cancel.is_set():
+                    raise _Failure("dump", INTERRUPTED)
+                bytes_in += len(chunk)
+                if invalid is None:
+                    try:
+                        validator.feed(chunk)
+                    except InvalidDumpError as exc:
+                        invalid = str(exc) or "the dump stream is not well-formed"
+                        dump.terminate()
+                        break
+                writer.write(chunk)
+                if self.progress is not None:
+                    self.progress(bytes_in, sink.bytes_stored)
+            if self.cancel.is_set():
+                raise _Failure("dump", INTERRUPTED)
+            if invalid is None:
+                writer.flush(zstandard.FLUSH_FRAME)
+                sink.flush_last()
+                if self.progress is not None:
+                    self.progress(bytes_in, sink.bytes_stored)
+        except UploadError as exc:
+            dump.terminate()
+            self._reap(dump)
+            raise _Failure("upload", str(exc)) from exc
+        except _Failure:
+            dump.terminate()
+            self._reap(dump)
+            raise
+        except BaseException:
+            dump.terminate()
+            self._reap(dump)
+            raise
+        outcome = self._reap(dump)
+        if self.cancel.is_set():
+            raise _Failure("dump", INTERRUPTED, exit_code=outcome.exit_code if outcome else None)
+        if invalid is not None:
+            raise _Failure(
+                "verify",
+                invalid,
+                exit_code=outcome.exit_code if outcome else None,
+                stderr_tail=outcome.stderr_tail if outcome else "",
+            )
+        if outcome is None:
+            raise _Failure("dump", "the dump process could not be reaped")
+        if outcome.exit_code != 0:
+            raise _Failure(
+                "dump",
+                f"the dump tool exited with status {outcome.exit_code}",
+                exit_code=outcome.exit_code,
+                stderr_tail=outcome.stderr_tail,
+            )
+        if bytes_in == 0:
+            raise _Failure("dump", "the dump produced no output", exit_code=0, stderr_tail=outcome.stderr_tail)
+        try:
+            facts = validator.finish()
+        except InvalidDumpError as exc:
+            raise _Failure(
+                "verify", str(exc) or "the dump stream is not well-formed", exit_code=0, stderr_tail=outcome.stderr_tail
+            ) from exc
+        try:
+            upload.wait()
+        except UploadError as exc:
+            raise _Failure("upload", str(exc)) from exc
+        return {
+            "bytes_in": bytes_in,
+            "bytes_stored": sink.bytes_stored,
+            "sha256": sink.sha256.hexdigest(),
+            "parts": upload.next_part - 1,
+            "validator": facts,
+        }
+
+    @staticmethod
+    def _reap(dump: RunningDump) -> Any:
+        try:
+            return dump.wait()
+        except EngineError as exc:
+            log.warning("dump wait failed: %s", exc)
+            return None
+
+    def _manifest(self, versions: Versions, result: dict[str, Any]) -> dict[str, Any]:
+        hint = getattr(self.engine, "restore_hint", None)
+        return {
+            "manifest_version": MANIFEST_VERSION,
+            "agent": self.config.agent,
+            "agent_version": __version__,
+            "target": self.job.target,
+            "job_id": self.job.job_id,
+            "run_id": self.run_id,
+            "trigger": self.job.trigger,
+            "started_at": self.started.isoformat(),
+            "bucket": self.job.bucket,
+            "key": self.key,
+            "engine": self.engine.name,
+            "format": self.engine.format,
+            "tool_version": versions.tool_version,
+            "server_version": versions.server_version,
+            "version_warnings": list(versions.warnings),
+            "compression": self.config.compression.describe(),
+            "bytes_in": result["bytes_in"],
+            "bytes_stored": result["bytes_stored"],
+            "sha256": result["sha256"],
+            "sha256_of": "stored object bytes (zstd-compressed)",
+            "parts": result["parts"],
+            "validator": result["validator"],
+            "restore_hint": hint
+            or f"backupctl restore (or: aws s3 cp s3://{self.job.bucket}/{self.key} - | zstd -d | "
+            f"<{self.engine.name} restore of format {self.engine.format}>)",
+        }
+
+    def _put_manifest(self, manifest: dict[str, Any]) -> None:
+        body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+        try:
+            self.s3.put_object(
+                Bucket=self.job.bucket,
+                Key=manifest_key(self.key),
+                Body=body,
+                ContentType="application/json",
+                ServerSideEncryption="aws:kms",
+                SSEKMSKeyId=self.config.kms_key_id,
+                Tagging=f"{RETENTION_TAG}={retention_tag_value(self.job.retention_class, 'daily')}",
+            )
+        except Exception as exc:  # noqa: BLE001
+            # The backup object is complete and valid; the manifest's facts are also in the event.
+            log.error("backup completed but its manifest could not be written: %s", exc)

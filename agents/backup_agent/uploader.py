@@ -1,0 +1,187 @@
+"""S3 multipart upload with SSE-KMS, per-part SHA-256 checksums, growing parts and bounded memory.
+
+Part-size schedule (``part_size``, the minimum size of each part; the pipeline cuts a part at the
+first compressed-output boundary past it, i.e. at most ~128 KiB larger): 8 MiB for parts 1-1000,
+then the size doubles every 1000 parts (16 MiB, 32 MiB, ... 4 GiB for parts 9001-10000). 10,000
+parts therefore cover 1000 x 8 MiB x (2^10 - 1) ~ 7.8 TiB >= S3's 5 TiB object limit, no part
+exceeds 5 GiB, and every dump below ~7.8 GiB stored bytes uses 8 MiB parts, so memory stays ~ parts_in_flight x 8 MiB.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+S3_MIN_PART = 5 * MiB
+S3_MAX_PART = 5 * GiB
+S3_MAX_PARTS = 10_000
+S3_MAX_OBJECT = 5 * TiB
+
+BASE_PART_SIZE = 8 * MiB
+PARTS_PER_STEP = 1000
+
+
+def part_size(part_number: int) -> int:
+    """Size of part ``part_number`` (1-based): 8 MiB, doubling every 1000 parts."""
+    if not 1 <= part_number <= S3_MAX_PARTS:
+        raise ValueError(f"part number {part_number} outside 1..{S3_MAX_PARTS}")
+    return BASE_PART_SIZE << ((part_number - 1) // PARTS_PER_STEP)
+
+
+class UploadError(Exception):
+    """The multipart upload failed (after botocore's retries); the upload must be aborted."""
+
+
+def _b64sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+class MultipartUpload:
+    """One multipart upload. ``submit`` blocks while ``parts_in_flight`` parts are uploading."""
+
+    def __init__(
+        self,
+        s3: Any,
+        *,
+        bucket: str,
+        key: str,
+        kms_key_id: str,
+        tagging: str,
+        metadata: dict[str, str],
+        parts_in_flight: int = 4,
+    ) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self._kms_key_id = kms_key_id
+        self._tagging = tagging
+        self._metadata = metadata
+        self._slots = threading.BoundedSemaphore(parts_in_flight)
+        self._pool = ThreadPoolExecutor(max_workers=parts_in_flight, thread_name_prefix="upload-part")
+        self._futures: list[Future[dict[str, Any]]] = []
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self.upload_id: str | None = None
+        self.next_part = 1
+        self.bytes_sent = 0
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._error
+
+    def start(self) -> None:
+        try:
+            response = self._s3.create_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                ServerSideEncryption="aws:kms",
+                SSEKMSKeyId=self._kms_key_id,
+                Tagging=self._tagging,
+                Metadata=self._metadata,
+                ChecksumAlgorithm="SHA256",
+                ContentType="application/zstd",
+            )
+        except Exception as exc:
+            raise UploadError(f"cannot start the multipart upload of s3://{self.bucket}/{self.key}: {exc}") from exc
+        self.upload_id = response["UploadId"]
+
+    def current_part_size(self) -> int:
+        return part_size(self.next_part)
+
+    def submit(self, data: bytes) -> None:
+        """Queue one part for upload (blocks for a free slot); raises UploadError once any part failed."""
+        self.reserve()
+        self.submit_reserved(data)
+
+    def reserve(self) -> None:
+        """Wait for a free upload slot; raises UploadError as soon as any earlier part has failed."""
+        if self._error is not None:
+            raise UploadError(f"upload of part failed: {self._error}") from self._error
+        self._slots.acquire()
+        if self._error is not None:
+            self._slots.release()
+            raise UploadError(f"upload of part failed: {self._error}") from self._error
+
+    def submit_reserved(self, data: bytes) -> None:
+        """Upload ``data`` as the next part in the slot taken by ``reserve``."""
+        if self.next_part > S3_MAX_PARTS:
+            self._slots.release()
+            raise UploadError("the stream exceeds S3's 10,000 parts (maximum object size)")
+        number = self.next_part
+        self.next_part += 1
+        self._futures.append(self._pool.submit(self._upload_part, number, data))
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        try:
+            checksum = _b64sha256(data)
+            response = self._s3.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumSHA256=checksum,
+                ChecksumAlgorithm="SHA256",
+            )
+            with self._lock:
+                self.bytes_sent += len(data)
+            return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
+        except BaseException as exc:
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+            raise
+        finally:
+            self._slots.release()
+
+    def wait(self) -> list[dict[str, Any]]:
+        """Wait for every part; raise UploadError if any failed."""
+        parts = []
+        for future in self._futures:
+            try:
+                parts.append(future.result())
+            except Exception as exc:
+                raise UploadError(f"upload of part failed: {exc}") from exc
+        return parts
+
+    def complete(self) -> dict[str, Any]:
+        parts = self.wait()
+        try:
+            response: dict[str, Any] = self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except Exception as exc:
+            raise UploadError(f"cannot complete the multipart upload: {exc}") from exc
+        finally:
+            self._pool.shutdown(wait=False)
+        return response
+
+    def abort(self) -> bool:
+        """Abort the upload (after in-flight parts settle, so no part lands after the abort)."""
+        self._error = self._error or UploadError("aborted")
+        for future in self._futures:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.upload_id is None:
+            return True
+        try:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+        except Exception:
+            log.exception(
+                "could not abort multipart upload %s of %s; the lifecycle rule will remove it", self.upload_id, self.key
+            )
+            return False
+        log.info("multipart upload aborted", extra={"ctx_key": self.key})
+        return True
