@@ -1,0 +1,88 @@
+"""Where backupctl finds the pipeline: flags, then environment variables, then the fleet file.
+
+| flag        | environment                         | default                                        |
+|-------------|-------------------------------------|------------------------------------------------|
+| --fleet     | BACKUP_FLEET_FILE                   | ./fleet.yaml                                   |
+| --table     | BACKUP_LEDGER_TABLE                 | <pipeline>-ledger (from the fleet's name)      |
+| --bus       | BACKUP_BUS_NAME                     | <pipeline>-bus (from the fleet's name)         |
+| --region    | AWS_REGION / AWS_DEFAULT_REGION     | boto3's default                                |
+
+boto3 honours AWS_ENDPOINT_URL, so the same commands work against the local moto pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from backup_contracts import naming
+from backup_contracts.fleet import Fleet, load_fleet
+from backup_functions.ledger import Ledger
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; the message says how. Exit code 2."""
+
+
+def add_global_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fleet", default=os.environ.get("BACKUP_FLEET_FILE", "fleet.yaml"), help="fleet file")
+    parser.add_argument("--table", default=os.environ.get("BACKUP_LEDGER_TABLE"), help="ledger table name")
+    parser.add_argument("--bus", default=os.environ.get("BACKUP_BUS_NAME"), help="event bus name")
+    parser.add_argument(
+        "--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"), help="AWS region"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+
+@dataclass
+class Context:
+    """Resolved settings and lazily created clients for one command."""
+
+    fleet_file: Path
+    table_name: str | None = None
+    bus: str | None = None
+    region: str | None = None
+    json: bool = False
+    session: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Context:
+        return cls(fleet_file=Path(args.fleet), table_name=args.table, bus=args.bus, region=args.region, json=args.json)
+
+    @cached_property
+    def fleet(self) -> Fleet:
+        return load_fleet(self.fleet_file)
+
+    @property
+    def has_fleet(self) -> bool:
+        return self.fleet_file.exists()
+
+    def _pipeline(self, what: str, flag: str, env: str) -> str:
+        if not self.has_fleet:
+            raise UsageError(f"no {what} given and no fleet file at {self.fleet_file}. Fix: pass {flag} or set {env}")
+        return self.fleet.pipeline.name
+
+    @property
+    def table(self) -> str:
+        return self.table_name or naming.ledger_table_name(
+            self._pipeline("ledger table", "--table", "BACKUP_LEDGER_TABLE")
+        )
+
+    @property
+    def bus_name(self) -> str:
+        return self.bus or naming.event_bus_name(self._pipeline("event bus", "--bus", "BACKUP_BUS_NAME"))
+
+    def client(self, service: str) -> Any:
+        if self.session is None:
+            self.session = boto3.Session(region_name=self.region) if self.region else boto3.Session()
+        return self.session.client(service)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.table, self.client("dynamodb"))

@@ -1,0 +1,100 @@
+"""``backupctl history TARGET``: the target's runs, newest first (one Query of its partition)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+
+from backup_contracts import ledger as keys
+from backup_functions.alerts import ascii_line, format_age, format_bytes, format_time
+from backupctl.context import Context, UsageError
+from backupctl.render import RED, table, to_json, use_colour
+
+ERROR_COLUMN_MAX = 60
+
+
+def _when(run: dict[str, Any], name: str) -> datetime | None:
+    value = run.get(name)
+    if not value:
+        return None
+    return value if isinstance(value, datetime) else keys.parse_iso(str(value))
+
+
+def history_json(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    fields = (
+        "run_id",
+        "job_id",
+        "trigger",
+        "state",
+        "started_at",
+        "finished_at",
+        "duration_s",
+        "bytes_stored",
+        "sha256",
+        "bucket",
+        "key",
+        "version_id",
+        "stage",
+        "exit_code",
+        "error",
+    )
+    return [{name: run.get(name) for name in fields if run.get(name) is not None} for run in runs]
+
+
+def render_history(target: str, runs: list[dict[str, Any]], *, colour: bool = False) -> str:
+    """Runs as a table, newest first (as given)."""
+    if not runs:
+        return f"{target}: no runs recorded\n"
+    headers = ["STARTED", "FINISHED", "DURATION", "STATE", "SIZE", "TRIGGER", "RUN", "ERROR"]
+    cells, colours = [], []
+    for run in runs:
+        started, finished = _when(run, "started_at"), _when(run, "finished_at")
+        duration = run.get("duration_s")
+        if duration is None and started and finished:
+            duration = (finished - started).total_seconds()
+        size = run.get("bytes_stored")
+        state = str(run.get("state", "?"))
+        cells.append(
+            [
+                format_time(started) if started else "-",
+                format_time(finished) if finished else "-",
+                format_age(timedelta(seconds=float(duration))) if duration is not None else "-",
+                state,
+                format_bytes(int(size)) if size is not None else "-",
+                str(run.get("trigger", "-")),
+                str(run.get("run_id", "-")),
+                ascii_line(str(run["error"]), ERROR_COLUMN_MAX) if run.get("error") else "",
+            ]
+        )
+        colours.append(RED if colour and state not in ("succeeded", "started") else None)
+    return f"{target}: {len(runs)} run(s), newest first\n" + table(headers, cells, colours)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    if ctx.has_fleet:
+        try:
+            ctx.fleet.target(args.target)
+        except KeyError:
+            raise UsageError(f"unknown target {args.target!r}: not in {ctx.fleet_file}") from None
+    runs = ctx.ledger.runs(args.target, limit=args.limit, newest_first=True)
+    if ctx.json:
+        sys.stdout.write(to_json(history_json(runs)))
+    else:
+        sys.stdout.write(render_history(args.target, runs, colour=use_colour(sys.stdout)))
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("history", help="a target's runs, newest first")
+    parser.add_argument("target")
+    parser.add_argument("--limit", type=_positive, default=20, help="how many runs (default 20)")
+    parser.set_defaults(command=run)

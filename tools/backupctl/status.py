@@ -1,0 +1,231 @@
+"""``backupctl status``: one line per target — last good backup, its age against the RPO, size, state.
+
+Reads: the fleet file names the targets (the ledger has no "all targets" partition, and a Scan is
+never used); their state rows come with BatchGetItem (one call per 100 targets), the agents' rows the
+same way, and open incidents with one Query of the INCIDENTS partition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from backup_contracts import ledger as keys
+from backup_contracts.fleet import Fleet
+from backup_functions.alerts import format_age, format_bytes, format_time
+from backup_functions.ledger import Ledger
+from backupctl.context import Context
+from backupctl.render import GREEN, RED, YELLOW, table, to_json, use_colour
+
+OK = "OK"
+RUNNING = "RUNNING"
+NO_BACKUP_YET = "NO BACKUP YET"
+BREACHED = "RPO BREACHED"
+FAILED = "FAILED"
+UNVERIFIED = "UNVERIFIED"
+STUCK = "STUCK"
+NOT_STARTED = "NOT STARTED"
+HEALTHY_STATES = frozenset({OK, RUNNING, NO_BACKUP_YET})
+
+
+def _moment(item: dict[str, Any] | None, name: str) -> datetime | None:
+    value = (item or {}).get(name)
+    return keys.parse_iso(str(value)) if value else None
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One target's status, from its state row, its agent's row and the open incidents."""
+
+    target: str
+    agent: str
+    engine: str
+    rpo: timedelta
+    last_good_at: datetime | None = None
+    last_good_bytes: int | None = None
+    last_good_run_id: str | None = None
+    last_run_state: str | None = None
+    last_run_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    last_failure_error: str | None = None
+    rpo_deadline: datetime | None = None
+    agent_heartbeat_at: datetime | None = None
+    incidents: tuple[str, ...] = ()
+    last_drill_at: datetime | None = None
+    last_rto_s: float | None = None
+
+    @classmethod
+    def from_items(
+        cls,
+        *,
+        target: str,
+        agent: str,
+        engine: str,
+        rpo: timedelta,
+        state: dict[str, Any] | None,
+        agent_state: dict[str, Any] | None = None,
+        incidents: tuple[str, ...] = (),
+    ) -> StatusRow:
+        state = state or {}
+        size = state.get("last_good_bytes")
+        rto = state.get("last_rto_s")
+        return cls(
+            target=target,
+            agent=agent,
+            engine=engine,
+            rpo=rpo,
+            last_good_at=_moment(state, "last_good_at"),
+            last_good_bytes=int(size) if size is not None else None,
+            last_good_run_id=state.get("last_good_run_id"),
+            last_run_state=state.get("last_run_state"),
+            last_run_at=_moment(state, "last_run_at"),
+            last_failure_at=_moment(state, "last_failure_at"),
+            last_failure_error=state.get("last_failure_error"),
+            rpo_deadline=_moment(state, keys.WATCH_DEADLINE) if state.get(keys.WATCH_KIND) == "rpo" else None,
+            agent_heartbeat_at=_moment(agent_state, "last_heartbeat_at"),
+            incidents=incidents,
+            last_drill_at=_moment(state, "last_drill_at"),
+            last_rto_s=float(rto) if rto is not None else None,
+        )
+
+    def age(self, now: datetime) -> timedelta | None:
+        return now - self.last_good_at if self.last_good_at else None
+
+    def state(self, now: datetime) -> str:
+        """The one word an on-call engineer needs first; problems before progress."""
+        if "end" in self.incidents:
+            return STUCK
+        newest_good = self.last_good_at or datetime.min.replace(tzinfo=UTC)
+        if self.last_failure_at and self.last_failure_at > newest_good:
+            return UNVERIFIED if self.last_run_state == "unverified" or "unverified" in self.incidents else FAILED
+        if self.last_good_at and now - self.last_good_at > self.rpo:
+            return BREACHED
+        if self.last_good_at is None and ((self.rpo_deadline and self.rpo_deadline <= now) or "rpo" in self.incidents):
+            return BREACHED
+        if "start" in self.incidents:
+            return NOT_STARTED
+        if self.last_run_state == "started":
+            return RUNNING
+        return OK if self.last_good_at else NO_BACKUP_YET
+
+    def breached(self, now: datetime) -> bool:
+        return self.state(now) not in HEALTHY_STATES
+
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        age = self.age(now)
+        return {
+            "target": self.target,
+            "agent": self.agent,
+            "engine": self.engine,
+            "state": self.state(now),
+            "rpo_s": int(self.rpo.total_seconds()),
+            "last_good_at": self.last_good_at,
+            "last_good_age_s": int(age.total_seconds()) if age is not None else None,
+            "last_good_bytes": self.last_good_bytes,
+            "last_good_run_id": self.last_good_run_id,
+            "last_run_state": self.last_run_state,
+            "last_run_at": self.last_run_at,
+            "last_failure_at": self.last_failure_at,
+            "last_failure_error": self.last_failure_error,
+            "agent_heartbeat_at": self.agent_heartbeat_at,
+            "open_incidents": list(self.incidents),
+            "last_drill_at": self.last_drill_at,
+            "last_rto_s": self.last_rto_s,
+        }
+
+
+def _age_vs_rpo(row: StatusRow, now: datetime) -> str:
+    age = row.age(now)
+    rpo = format_age(row.rpo)
+    return f"- / {rpo}" if age is None else f"{format_age(age)} / {rpo}"
+
+
+def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False) -> str:
+    """The status table. Drill/RTO columns appear once any target has a drill recorded."""
+    headers = ["TARGET", "AGENT", "LAST GOOD BACKUP", "AGE / RPO", "SIZE", "STATE", "INCIDENTS"]
+    with_drills = any(r.last_drill_at or r.last_rto_s is not None for r in rows)
+    if with_drills:
+        headers += ["LAST DRILL", "RTO"]
+    cells: list[list[str]] = []
+    colours: list[str | None] = []
+    for row in rows:
+        state = row.state(now)
+        line = [
+            row.target,
+            row.agent,
+            format_time(row.last_good_at) if row.last_good_at else "never",
+            _age_vs_rpo(row, now),
+            format_bytes(row.last_good_bytes) if row.last_good_bytes is not None else "-",
+            state,
+            ",".join(row.incidents) or "-",
+        ]
+        if with_drills:
+            line += [
+                format_time(row.last_drill_at) if row.last_drill_at else "-",
+                format_age(timedelta(seconds=row.last_rto_s)) if row.last_rto_s is not None else "-",
+            ]
+        cells.append(line)
+        colours.append(None if not colour else (GREEN if state == OK else YELLOW if state in HEALTHY_STATES else RED))
+    breached = sum(1 for r in rows if r.breached(now))
+    summary = f"{len(rows)} target(s), {breached} need attention - {format_time(now)}\n"
+    return table(headers, cells, colours) + summary
+
+
+def collect_status(ledger: Ledger, fleet: Fleet) -> list[StatusRow]:
+    """Status rows for every target of the fleet (BatchGetItem + one incidents Query)."""
+    pairs = fleet.targets()
+    states = ledger.get_target_states([t.name for _, t in pairs])
+    agent_items = ledger.batch_get([(keys.agent_pk(a.name), keys.STATE_SK) for a in fleet.agents])
+    agents = {pk.removeprefix("AGENT#"): item for (pk, _), item in agent_items.items()}
+    incidents: dict[str, list[str]] = {}
+    for incident in ledger.list_incidents():
+        subject, kind = str(incident.get("subject", "")), str(incident.get("kind", ""))
+        if subject.startswith("target:"):
+            incidents.setdefault(subject.removeprefix("target:"), []).append(kind)
+        elif subject.startswith("agent:"):
+            incidents.setdefault(f"agent:{subject.removeprefix('agent:')}", []).append(kind)
+    rows = []
+    for agent, target in pairs:
+        kinds = incidents.get(target.name, []) + [f"agent-{k}" for k in incidents.get(f"agent:{agent.name}", [])]
+        rows.append(
+            StatusRow.from_items(
+                target=target.name,
+                agent=agent.name,
+                engine=target.engine,
+                rpo=target.rpo_delta,
+                state=states.get(target.name),
+                agent_state=agents.get(agent.name),
+                incidents=tuple(sorted(kinds)),
+            )
+        )
+    return rows
+
+
+def render_status_table(
+    session: Any, table_name: str, fleet: Fleet, *, now: datetime | None = None, colour: bool = False
+) -> str:
+    """What ``backupctl status`` prints, for a boto3 session and ledger table; the local demo calls this."""
+    ledger = Ledger(table_name, session.client("dynamodb"))
+    return render_status(collect_status(ledger, fleet), now or datetime.now(UTC), colour=colour)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    now = datetime.now(UTC)
+    fleet = ctx.fleet  # the list of targets: status needs the fleet file
+    rows = collect_status(ctx.ledger, fleet)
+    if ctx.json:
+        sys.stdout.write(to_json([row.as_json(now) for row in rows]))
+    else:
+        sys.stdout.write(render_status(rows, now, colour=use_colour(sys.stdout)))
+    return 1 if args.fail_on_breach and any(row.breached(now) for row in rows) else 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("status", help="every target: last good backup, age vs RPO, size, state")
+    parser.add_argument(
+        "--fail-on-breach", action="store_true", help="exit 1 when any target needs attention (for scripts)"
+    )
+    parser.set_defaults(command=run)
