@@ -35,6 +35,7 @@ class DetailType(StrEnum):
     BACKUP_REQUESTED = "Backup Requested"
     BACKUP_MISSING = "Backup Missing"
     RESTORE_REJECTED = "Restore Rejected"
+    RESTORE_VALIDATED = "Restore Validated"
     ALERT_RAISED = "Alert Raised"
     ALERT_RESOLVED = "Alert Resolved"
 
@@ -71,6 +72,12 @@ class BackupSucceeded(BackupStarted):
     tool_version: str | None = None
     server_version: str | None = None
     duration_s: float = Field(ge=0)
+    s3_checksum_sha256: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}=(-[0-9]{1,5})?$")] | None = Field(
+        default=None,
+        description="S3's ChecksumSHA256 of the stored object: base64 of the SHA-256 for a single-part"
+        " upload, or the composite (SHA-256 of the parts' SHA-256 digests) followed by '-<parts>' for a"
+        " multipart upload; the audit compares it with the object's checksum in S3",
+    )
 
 
 class BackupFailed(BackupStarted):
@@ -183,6 +190,24 @@ class RestoreRejected(Contract):
     requested_by: str
 
 
+class RestoreValidated(Contract):
+    """A dry run's report: the request passed every check and this is what would be restored."""
+
+    restore_id: Identifier
+    target: Name
+    destination: Name
+    mode: Literal["clone", "in-place"]
+    requested_by: str
+    source_run_id: Identifier
+    source_started_at: AwareDatetime | None = None
+    source_finished_at: AwareDatetime | None = None
+    bytes_stored: int = Field(ge=0)
+    sha256: Sha256Hex
+    destination_agent: Name
+    requires_approval: bool = False
+    dry_run: bool = True
+
+
 EVENT_TYPES: dict[tuple[str, str], type[Contract]] = {
     (SOURCE_AGENT, DetailType.BACKUP_STARTED): BackupStarted,
     (SOURCE_AGENT, DetailType.BACKUP_SUCCEEDED): BackupSucceeded,
@@ -196,6 +221,7 @@ EVENT_TYPES: dict[tuple[str, str], type[Contract]] = {
     (SOURCE_REQUESTS, DetailType.BACKUP_REQUESTED): BackupRequested,
     (SOURCE_PIPELINE, DetailType.BACKUP_MISSING): BackupMissing,
     (SOURCE_PIPELINE, DetailType.RESTORE_REJECTED): RestoreRejected,
+    (SOURCE_PIPELINE, DetailType.RESTORE_VALIDATED): RestoreValidated,
 }
 DETAIL_TYPE_OF: dict[type[Contract], tuple[str, str]] = {model: key for key, model in EVENT_TYPES.items()}
 

@@ -3,7 +3,7 @@ target name to how it connects."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, HttpUrl
 
@@ -28,6 +28,10 @@ class RestoreSource(Contract):
     compression: str
     presigned_url: HttpUrl | None = Field(
         default=None, description="short-lived GET URL for exactly this object; the signer holds kms:Decrypt"
+    )
+    started_at: AwareDatetime | None = Field(default=None, description="when the backup's dump started")
+    manifest_facts: dict[str, Any] = Field(
+        default_factory=dict, description="facts from the backup's manifest the restore is verified against"
     )
 
 

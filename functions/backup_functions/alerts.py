@@ -1,0 +1,322 @@
+"""Alerts the on-call engineer receives: formatting (plain Python) and SNS publishing.
+
+One builder per incident kind, used by the audit function (failed, unverified: alerted at once)
+and by the watchdog (rpo, start, end, heartbeat: alerted at its tick). Every builder takes the
+same ``Situation`` and a phase (open / reminder / resolved) and returns an ``Alert``:
+
+- ``subject``: ASCII, at most 100 characters (SNS limits), saying pipeline, what happened,
+  target and host;
+- ``body``: since when, last good backup and its age, the error / stderr tail (redacted), the
+  next step as backupctl commands;
+- ``facts``: the same as JSON for machines, published as the ``alert`` message attribute (plus
+  ``kind``/``phase``/``target``/``agent`` string attributes usable in SNS filter policies).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+SUBJECT_MAX = 100
+ERROR_MAX = 500
+STDERR_IN_BODY_MAX = 4096
+STDERR_IN_JSON_MAX = 1024
+
+Phase = Literal["open", "reminder", "resolved"]
+
+# Incident kinds (ledger incident_sk(subject, kind)); watch kinds reuse the same words.
+FAILED = "failed"
+UNVERIFIED = "unverified"
+RPO = "rpo"
+NOT_STARTED = "start"
+STUCK = "end"
+AGENT_SILENT = "heartbeat"
+
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # key=value / key: value for anything that looks like a credential
+    (
+        re.compile(
+            r"(?i)\b([A-Z0-9_]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|credential)[A-Z0-9_]*)"
+            r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
+        ),
+        r"\1\2***",
+    ),
+    # scheme://user:password@host
+    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s@]+:)([^@\s]+)(@)"), r"\1***\3"),
+    # Authorization: Bearer xxx
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
+    # AWS access key ids
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "***"),
+)
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like a credential (the agent redacts too; this is the second net)."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def ascii_line(text: str, limit: int) -> str:
+    """One line of printable ASCII, at most ``limit`` characters (ellipsis when cut)."""
+    flat = " ".join(text.split())
+    flat = flat.encode("ascii", "replace").decode("ascii")
+    flat = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in flat)
+    if len(flat) > limit:
+        flat = flat[: limit - 3].rstrip() + "..."
+    return flat
+
+
+def format_age(delta: timedelta) -> str:
+    """3d 4h, 5h 12m, 7m, 40s."""
+    seconds = int(abs(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def format_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment.utcoffset() == timedelta(0) else moment.isoformat()
+
+
+def format_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What an alert is about. ``since`` is when the problem began; ``now`` the alert time."""
+
+    pipeline: str
+    agent: str
+    since: datetime
+    now: datetime
+    target: str | None = None
+    last_good_at: datetime | None = None
+    last_good_run_id: str | None = None
+    last_good_bytes: int | None = None
+    rpo: timedelta | None = None
+    job_id: str | None = None
+    run_id: str | None = None
+    deadline: datetime | None = None
+    stage: str | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    stderr_tail: str | None = None
+    problems: tuple[str, ...] = ()
+    notify_count: int = 0  # how many notifications went out before this one (reminders)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    phase: Phase
+    subject: str
+    body: str
+    facts: dict[str, Any]
+
+    def message_attributes(self) -> dict[str, dict[str, str]]:
+        attributes = {
+            "alert": json.dumps(self.facts, sort_keys=True, default=str),
+            "kind": self.kind,
+            "phase": self.phase,
+            "target": self.facts.get("target"),
+            "agent": self.facts.get("agent"),
+        }
+        return {
+            name: {"DataType": "String", "StringValue": str(value)}
+            for name, value in attributes.items()
+            if value not in (None, "")
+        }
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def _who(s: Situation) -> str:
+    return f"{s.target} on {s.agent}" if s.target else f"agent {s.agent}"
+
+
+def _subject(s: Situation, phase: Phase, headline: str, what: str) -> str:
+    label = {"open": headline, "reminder": f"STILL {headline}", "resolved": "RESOLVED"}[phase]
+    text = f"[{s.pipeline}] {label}: {_who(s)} - {what}"
+    return ascii_line(text, SUBJECT_MAX)
+
+
+def _last_good_line(s: Situation) -> str:
+    if s.last_good_at is None:
+        return "never (no verified backup recorded)"
+    parts = [f"{format_time(s.last_good_at)} ({format_age(s.now - s.last_good_at)} ago)"]
+    if s.last_good_run_id:
+        parts.append(f"run {s.last_good_run_id}")
+    if s.last_good_bytes is not None:
+        parts.append(format_bytes(s.last_good_bytes))
+    return ", ".join(parts)
+
+
+def _next_steps(s: Situation, kind: str, phase: Phase) -> list[str]:
+    if phase == "resolved":
+        return [f"backupctl history {s.target}" if s.target else "backupctl status"]
+    if kind == AGENT_SILENT:
+        return [
+            "backupctl status",
+            f"on host {s.agent}: systemctl status backup-agent; journalctl -u backup-agent --since -1h",
+        ]
+    steps = [f"backupctl history {s.target}"]
+    if kind == UNVERIFIED:
+        steps.append("check the object in S3 (size, checksum, encryption) against the run in the history")
+    if kind in (NOT_STARTED, STUCK):
+        steps.append(f"on host {s.agent}: systemctl status backup-agent; journalctl -u backup-agent --since -3h")
+    steps.append(f"backupctl backup-now {s.target}")
+    return steps
+
+
+def _facts(s: Situation, kind: str, phase: Phase, what: str, steps: list[str]) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "pipeline": s.pipeline,
+        "kind": kind,
+        "phase": phase,
+        "what": what,
+        "target": s.target,
+        "agent": s.agent,
+        "since": s.since.isoformat(),
+        "at": s.now.isoformat(),
+        "duration_s": int((s.now - s.since).total_seconds()),
+        "last_good_at": s.last_good_at.isoformat() if s.last_good_at else None,
+        "last_good_age_s": int((s.now - s.last_good_at).total_seconds()) if s.last_good_at else None,
+        "last_good_run_id": s.last_good_run_id,
+        "rpo_s": int(s.rpo.total_seconds()) if s.rpo else None,
+        "job_id": s.job_id,
+        "run_id": s.run_id,
+        "deadline": s.deadline.isoformat() if s.deadline else None,
+        "stage": s.stage,
+        "exit_code": s.exit_code,
+        "error": redact(s.error)[:ERROR_MAX] if s.error else None,
+        "stderr_tail": redact(s.stderr_tail)[-STDERR_IN_JSON_MAX:] if s.stderr_tail else None,
+        "problems": list(s.problems) or None,
+        "notify_count": s.notify_count,
+        "next_steps": steps,
+        **s.extra,
+    }
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def _build(s: Situation, kind: str, phase: Phase, *, headline: str, what: str, lines: list[str]) -> Alert:
+    steps = _next_steps(s, kind, phase)
+    if phase == "resolved":
+        title = f"RESOLVED after {format_age(s.now - s.since)}: {what} ({_who(s)})"
+    elif phase == "reminder":
+        title = f"Still open (reminder {s.notify_count}): {headline.lower()} - {what} ({_who(s)})"
+    else:
+        title = f"{headline}: {what} ({_who(s)})"
+    body = [title, ""]
+    body.append(f"Since:       {format_time(s.since)} ({format_age(s.now - s.since)} ago)")
+    if s.target:
+        body.append(f"Last good:   {_last_good_line(s)}")
+    if s.rpo is not None:
+        body.append(f"RPO:         {format_age(s.rpo)}")
+    body.extend(lines)
+    if s.job_id or s.run_id:
+        body.append(f"Job / run:   {s.job_id or '-'} / {s.run_id or '-'}")
+    if phase != "resolved" and s.error:
+        body.append(f"Error:       {redact(ascii_line(s.error, ERROR_MAX))}")
+    if phase != "resolved" and s.problems:
+        body.append("Problems:")
+        body.extend(f"  - {redact(p)}" for p in s.problems)
+    if phase != "resolved" and s.stderr_tail:
+        tail = redact(s.stderr_tail)[-STDERR_IN_BODY_MAX:]
+        body.extend(["", "Error output (last lines, redacted):", *[f"    {line}" for line in tail.splitlines()]])
+    body.extend(["", "Next step:", *[f"    {step}" for step in steps]])
+    body.extend(["", f"Alert time: {format_time(s.now)} - pipeline {s.pipeline}"])
+    subject_what = "backups good again" if phase == "resolved" else what
+    return Alert(
+        kind=kind,
+        phase=phase,
+        subject=_subject(s, phase, headline, subject_what),
+        body="\n".join(body) + "\n",
+        facts=_facts(s, kind, phase, what, steps),
+    )
+
+
+# --------------------------------------------------------------------------- one builder per kind
+
+
+def backup_failed(s: Situation, phase: Phase = "open") -> Alert:
+    stage = f"{s.stage} failed" if s.stage else "backup failed"
+    what = f"{stage} (exit {s.exit_code})" if s.exit_code is not None else stage
+    return _build(s, FAILED, phase, headline="BACKUP FAILED", what=what, lines=[])
+
+
+def backup_unverified(s: Situation, phase: Phase = "open") -> Alert:
+    what = "backup object does not match its run" + (f": {s.problems[0]}" if s.problems else "")
+    return _build(s, UNVERIFIED, phase, headline="BACKUP NOT VERIFIED", what=what, lines=[])
+
+
+def rpo_breached(s: Situation, phase: Phase = "open") -> Alert:
+    lines = []
+    if s.rpo is not None and s.last_good_at is not None:
+        lines.append(f"Breached by: {format_age(s.now - (s.last_good_at + s.rpo))}")
+    return _build(s, RPO, phase, headline="BACKUP MISSING", what="no good backup within RPO", lines=lines)
+
+
+def never_started(s: Situation, phase: Phase = "open") -> Alert:
+    lines = [f"Start due:   {format_time(s.deadline)}"] if s.deadline else []
+    return _build(
+        s, NOT_STARTED, phase, headline="BACKUP NOT STARTED", what="dispatched job never started", lines=lines
+    )
+
+
+def run_stuck(s: Situation, phase: Phase = "open") -> Alert:
+    lines = [f"Deadline:    {format_time(s.deadline)}"] if s.deadline else []
+    return _build(s, STUCK, phase, headline="BACKUP STUCK", what="run started but never ended", lines=lines)
+
+
+def agent_silent(s: Situation, phase: Phase = "open") -> Alert:
+    return _build(s, AGENT_SILENT, phase, headline="AGENT SILENT", what="no heartbeat from the agent", lines=[])
+
+
+BUILDERS: dict[str, Callable[[Situation, Phase], Alert]] = {
+    FAILED: backup_failed,
+    UNVERIFIED: backup_unverified,
+    RPO: rpo_breached,
+    NOT_STARTED: never_started,
+    STUCK: run_stuck,
+    AGENT_SILENT: agent_silent,
+}
+
+
+def build(kind: str, situation: Situation, phase: Phase = "open") -> Alert:
+    """The alert for an incident kind (see BUILDERS); KeyError names unknown kinds."""
+    try:
+        builder = BUILDERS[kind]
+    except KeyError:
+        raise KeyError(f"no alert builder for incident kind {kind!r}; known: {sorted(BUILDERS)}") from None
+    return builder(situation, phase)
+
+
+def publish(sns_client: Any, topic_arn: str, alert: Alert) -> str:
+    """Publish to the alert topic; returns the SNS MessageId. Errors propagate (the caller retries)."""
+    response = sns_client.publish(
+        TopicArn=topic_arn,
+        Subject=alert.subject,
+        Message=alert.body,
+        MessageAttributes=alert.message_attributes(),
+    )
+    return str(response["MessageId"])

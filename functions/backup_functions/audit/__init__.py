@@ -1,0 +1,1 @@
+"""Audit Lambda: agent events (SQS batch of EventBridge events) → ledger, verification, alerts."""

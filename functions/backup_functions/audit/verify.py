@@ -1,0 +1,163 @@
+"""Cross-check a backup object against the run that claims it (plain Python over S3 responses).
+
+A run counts as good only when the object exists in the pipeline's bucket under the agent's prefix,
+its size equals ``bytes_stored``, it is encrypted with SSE-KMS under the pipeline's key, and its
+content matches the run's SHA-256 by at least one independent source:
+
+1. the ``sha256`` user metadata (objects written in one PUT can carry it);
+2. S3's full-object ``ChecksumSHA256`` (single-part uploads with a SHA-256 checksum);
+3. S3's composite ``ChecksumSHA256`` of a multipart upload, compared with the composite the agent
+   reports in ``s3_checksum_sha256`` (S3 recomputed it from the bytes it received, part by part);
+4. otherwise the audit reads the object and hashes it, when it is no larger than a read limit.
+
+Any source that disagrees is a problem; no source at all is a problem too ("nothing to compare").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from backup_contracts.events import BackupSucceeded
+from backup_contracts.naming import agent_prefix
+
+SHA256_METADATA_KEY = "sha256"
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    problems: tuple[str, ...]
+    facts: dict[str, Any] = field(default_factory=dict)
+    checksum_compared: bool = True  # False: no checksum source found in the HEAD response
+
+    def as_item(self) -> dict[str, Any]:
+        """What the run record keeps (deterministic: no timestamps, so duplicates write the same)."""
+        return {"ok": self.ok, "problems": list(self.problems), **self.facts}
+
+
+def key_id(key: str) -> str:
+    """KMS key id from an ARN ('arn:aws:kms:r:a:key/<id>') or a bare id."""
+    return key.rsplit("/", 1)[-1] if key.startswith("arn:") else key
+
+
+def same_kms_key(actual: str | None, expected: str) -> bool:
+    if not actual:
+        return False
+    if actual.startswith("arn:") and expected.startswith("arn:"):
+        return actual == expected
+    return key_id(actual) == key_id(expected)
+
+
+def is_multipart(head: Mapping[str, Any]) -> bool:
+    etag = str(head.get("ETag", "")).strip('"')
+    return "-" in etag or "-" in str(head.get("ChecksumSHA256", "")) or head.get("ChecksumType") == "COMPOSITE"
+
+
+def _b64_to_hex(value: str) -> str | None:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+def full_object_sha256(head: Mapping[str, Any]) -> str | None:
+    """Hex SHA-256 from S3's ChecksumSHA256 when it covers the whole object (not a composite)."""
+    value = head.get("ChecksumSHA256")
+    if not value:
+        return None
+    checksum_type = head.get("ChecksumType")
+    if checksum_type == "FULL_OBJECT" or (checksum_type is None and not is_multipart(head)):
+        return _b64_to_hex(str(value))
+    return None
+
+
+def composite_base(value: str) -> str:
+    """'abc=-12' → 'abc=' (S3 returns the part count suffix on HeadObject; some emulators do not)."""
+    return value.split("-", 1)[0]
+
+
+def missing(reason: str) -> Verification:
+    return Verification(False, (reason,), {"object_found": False})
+
+
+def verify_head(head: Mapping[str, Any], event: BackupSucceeded, *, bucket: str, kms_key_arn: str) -> Verification:
+    """Compare a HeadObject response (ChecksumMode=ENABLED) with the event; every mismatch in words."""
+    problems: list[str] = []
+    if event.bucket != bucket:
+        problems.append(f"object is in bucket {event.bucket!r}, not the pipeline's bucket {bucket!r}")
+    if not event.key.startswith(agent_prefix(event.agent)):
+        problems.append(f"object key {event.key!r} is outside the agent's prefix {agent_prefix(event.agent)!r}")
+
+    size = head.get("ContentLength")
+    if size != event.bytes_stored:
+        problems.append(f"size is {size} bytes, the run reported {event.bytes_stored}")
+
+    sources: list[str] = []
+    metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+    meta_sha = metadata.get(SHA256_METADATA_KEY)
+    if meta_sha is not None:
+        sources.append("metadata")
+        if meta_sha.lower() != event.sha256:
+            problems.append(f"sha256 in object metadata is {meta_sha}, the run reported {event.sha256}")
+    s3_sha = full_object_sha256(head)
+    if s3_sha is not None:
+        sources.append("s3-full-object-checksum")
+        if s3_sha != event.sha256:
+            problems.append(f"S3 full-object SHA-256 is {s3_sha}, the run reported {event.sha256}")
+    s3_value = head.get("ChecksumSHA256")
+    if s3_sha is None and s3_value and event.s3_checksum_sha256:
+        sources.append("s3-composite-checksum")
+        if composite_base(str(s3_value)) != composite_base(event.s3_checksum_sha256):
+            problems.append(
+                f"S3 checksum of the parts is {s3_value}, the agent uploaded parts with {event.s3_checksum_sha256}"
+            )
+
+    sse = head.get("ServerSideEncryption")
+    actual_key = head.get("SSEKMSKeyId")
+    if sse != "aws:kms":
+        problems.append(f"object is not SSE-KMS encrypted (ServerSideEncryption={sse})")
+    elif not same_kms_key(actual_key, kms_key_arn):
+        problems.append(f"object is encrypted with KMS key {actual_key}, not the pipeline's key")
+
+    facts = {
+        "object_found": True,
+        "content_length": size,
+        "checksum_sources": sources,
+        "sse": sse,
+        "kms_key_id": key_id(actual_key) if actual_key else None,
+    }
+    return Verification(
+        not problems and bool(sources),
+        tuple(problems),
+        {k: v for k, v in facts.items() if v is not None},
+        checksum_compared=bool(sources),
+    )
+
+
+def with_content_hash(verification: Verification, event: BackupSucceeded, chunks: Iterable[bytes]) -> Verification:
+    """Add source 4: hash the object's bytes (read by the caller) and compare with the event."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    problems = list(verification.problems)
+    if digest.hexdigest() != event.sha256:
+        problems.append(f"SHA-256 of the object's content is {digest.hexdigest()}, the run reported {event.sha256}")
+    facts = dict(verification.facts)
+    facts["checksum_sources"] = [*facts.get("checksum_sources", []), "content-read"]
+    return Verification(not problems, tuple(problems), facts, checksum_compared=True)
+
+
+def nothing_to_compare(verification: Verification, read_limit: int) -> Verification:
+    problems = [
+        *verification.problems,
+        "no checksum to compare the object with: no sha256 metadata, no full-object S3 checksum, no"
+        f" s3_checksum_sha256 in the event, and the object is larger than the audit's read limit ({read_limit} bytes)."
+        " Fix: have the agent report s3_checksum_sha256",
+    ]
+    return Verification(False, tuple(problems), verification.facts, checksum_compared=False)

@@ -1,0 +1,1 @@
+"""Dispatcher Lambda: scheduled ticks and on-demand ``Backup Requested`` events."""
