@@ -52,7 +52,9 @@ class Schedule:
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ScheduleError(f"unknown time zone {self.timezone!r}. Fix: use an IANA name like Europe/Berlin") from exc
+            raise ScheduleError(
+                f"unknown time zone {self.timezone!r}. Fix: use an IANA name like Europe/Berlin"
+            ) from exc
         if self._rate_seconds() is None and self._cron_fields() is None:
             raise ScheduleError(
                 f"{self.expression!r} is not a schedule. Fix: write cron(<minute> <hour> <day> <month> <weekday>)"

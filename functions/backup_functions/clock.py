@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -12,11 +14,28 @@ class Clock(Protocol):
         ...
 
 
+_pinned: datetime | None = None
+
+
 class SystemClock:
-    """Wall-clock time."""
+    """Wall-clock time, which every handler uses by default — unless the local pipeline has pinned it
+    with ``frozen_clock`` to play a schedule tick at a chosen instant (there are no schedules in moto)."""
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return _pinned if _pinned is not None else datetime.now(UTC)
+
+
+@contextmanager
+def frozen_clock(moment: datetime | None) -> Iterator[None]:
+    """Within the block, ``SystemClock().now()`` returns ``moment``; ``None`` leaves the clock alone."""
+    global _pinned  # noqa: PLW0603 - one process-wide clock, pinned only by the local pipeline
+    if moment is not None and moment.tzinfo is None:
+        raise ValueError("frozen_clock needs a timezone-aware moment")
+    saved, _pinned = _pinned, (moment.astimezone(UTC) if moment is not None else _pinned)
+    try:
+        yield
+    finally:
+        _pinned = saved
 
 
 class SimulatedClock:

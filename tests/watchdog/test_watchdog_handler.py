@@ -12,7 +12,7 @@ import yaml
 from wd_env import TABLE, Env
 
 from backup_functions import settings as settings_module
-from backup_functions.clock import SimulatedClock
+from backup_functions.clock import frozen_clock
 from backup_functions.watchdog import handler as watchdog_handler
 from local_pipeline.runner import LambdaContext
 
@@ -35,11 +35,11 @@ def lambda_env(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     }.items():
         monkeypatch.setenv(name, value)
     settings_module.settings.cache_clear()
-    watchdog_handler._clients.cache_clear()
-    monkeypatch.setattr(watchdog_handler, "_clock", SimulatedClock(NOW))
-    yield env
+    watchdog_handler.configure(None)
+    with frozen_clock(NOW):
+        yield env
     settings_module.settings.cache_clear()
-    watchdog_handler._clients.cache_clear()
+    watchdog_handler.configure(None)
 
 
 def test_handler_ticks_alerts_and_emits_the_overdue_targets_metric(

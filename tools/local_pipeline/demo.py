@@ -10,6 +10,7 @@ and runs a restore round trip. Exits non-zero, saying why, when any step fails.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -51,6 +52,20 @@ class DemoWorld:
     agent_config: Path | None = None
     backup_key: str | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def agent_log_messages(stderr: str) -> list[str]:
+    """The agent's JSON log lines as a person reads them: time, message, and any error."""
+    lines = []
+    for raw in stderr.splitlines():
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            lines.append(raw[:200])
+            continue
+        detail = record.get("error") or record.get("stats") or ""
+        lines.append(f"{record.get('time', '')[11:19]} {record.get('message', '')} {detail}".rstrip()[:200])
+    return lines
 
 
 def write_agent_config(world: DemoWorld) -> Path:
@@ -108,9 +123,9 @@ class Demo:
         self.step(f"Agent {DEMO_AGENT} (a real `backup-agent run --once` process)")
         assert self.world.agent_config is not None  # noqa: S101 - set by seed()
         finished = self.world.pipeline.run_agent(self.world.agent_config)
-        self.out(f"agent exited {finished.returncode}; last log lines:")
-        for line in finished.stderr.strip().splitlines()[-6:]:
-            self.out(f"  {line[:200]}")
+        self.out(f"agent exited {finished.returncode}; its log:")
+        for line in agent_log_messages(finished.stderr):
+            self.out(f"  {line}")
         if finished.returncode not in (0, 1):  # 1 = some job failed, which the unreachable target must do
             raise PipelineStepError(f"the agent crashed (exit {finished.returncode}): {finished.stderr[-2000:]}")
 
@@ -119,10 +134,10 @@ class Demo:
 
     def verify_backup(self) -> None:
         self.step(f"Independent check of the {SOURCE_TARGET} backup in S3")
-        from backup_functions import ledger
+        from backup_functions.ledger import Ledger
 
-        table = self.world.pipeline.session.resource("dynamodb").Table(self.world.resources.ledger_table)
-        state = ledger.get_target_state(table, SOURCE_TARGET)
+        ledger = Ledger(self.world.resources.ledger_table, self.world.pipeline.session.client("dynamodb"))
+        state = ledger.get_target_state(SOURCE_TARGET)
         if not state or not state.get("last_good_key"):
             raise VerificationError(f"the ledger records no good backup of {SOURCE_TARGET}")
         key = str(state["last_good_key"])
@@ -138,15 +153,20 @@ class Demo:
             raise VerificationError(f"{key} does not decompress to a database equal to the source")
         self.world.backup_key = key
         self.out(f"s3://{self.world.resources.bucket}/{key}")
-        self.out(f"  {stored.size} bytes stored, SSE-KMS ({stored.kms_key_id.rsplit('/', 1)[-1]}), sha256 {stored.sha256}")
+        self.out(
+            f"  {stored.size} bytes stored, SSE-KMS ({stored.kms_key_id.rsplit('/', 1)[-1]}), sha256 {stored.sha256}"
+        )
         self.out("  decompresses to a valid SQLite database equal to the source (every row of every table)")
 
     def status(self, title: str) -> None:
         from backupctl.status import render_status_table
 
         self.step(title)
-        self.out(render_status_table(self.world.pipeline.session, self.world.resources.ledger_table,
-                                     self.world.fleet, now=self.now))
+        self.out(
+            render_status_table(
+                self.world.pipeline.session, self.world.resources.ledger_table, self.world.fleet, now=self.now
+            )
+        )
 
     def show_alerts(self, title: str) -> list[dict[str, Any]]:
         alerts = self.world.pipeline.alerts()
@@ -191,8 +211,9 @@ def run_demo(workdir: Path, fleet_file: Path | None = None, out: Callable[[str],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m local_pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--fleet", type=Path, help="fleet file (default: the embedded demo fleet)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory for inspection")
     args = parser.parse_args(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from moto.server import ThreadedMotoServer
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's fake credentials, not a secret
+    "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
@@ -35,6 +36,11 @@ class MotoEndpoint:
         """What a child process (an agent, the CLI) needs to talk to this server."""
         return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
 
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310 - loopback http
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            response.read()
+
     def session(self) -> boto3.Session:
         return boto3.Session(
             aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -51,6 +57,8 @@ def moto_server() -> Iterator[MotoEndpoint]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = MotoEndpoint(url=f"http://127.0.0.1:{port}")
+    # moto keeps its state per process, not per server: start every local pipeline from nothing.
+    endpoint.reset()
     saved = {key: os.environ.get(key) for key in endpoint.environment()}
     os.environ.update(endpoint.environment())
     try:

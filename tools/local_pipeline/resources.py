@@ -48,6 +48,10 @@ class LocalResources:
             "POWERTOOLS_SERVICE_NAME": self.pipeline,
             "POWERTOOLS_METRICS_NAMESPACE": "BackupPipeline",
             "POWERTOOLS_TRACE_DISABLED": "true",
+            # Locally the handlers' JSON logs and metric documents would drown what a person reads;
+            # failures still surface as exceptions and rejected batch items.
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_METRICS_DISABLED": "true",
         }
 
 

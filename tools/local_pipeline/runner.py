@@ -3,6 +3,7 @@ rule-fed queues into the event-driven handlers — what EventBridge and Lambda d
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -13,14 +14,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 
+from backup_functions.clock import frozen_clock
 from local_pipeline.moto_server import MotoEndpoint
 from local_pipeline.resources import LocalResources
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+DISPATCHER = "backup_functions.dispatcher.handler"
+AUDIT = "backup_functions.audit.handler"
+WATCHDOG = "backup_functions.watchdog.handler"
+RESTORE = "backup_functions.restore.handler"
 
 
 class PipelineStepError(RuntimeError):
@@ -84,25 +91,42 @@ class LocalPipeline:
         self.fleet_file = fleet_file
         self.session: boto3.Session = endpoint.session()
         self.sqs = self.session.client("sqs")
+        self._cold_start()
+
+    def _cold_start(self) -> None:
+        """Forget what earlier pipelines in this process cached — settings, fleet, clients — as a new
+        Lambda container would, so every handler talks to this pipeline's moto server."""
+        from backup_functions import settings
+
+        settings.settings.cache_clear()
+        settings.fleet.cache_clear()
+        for module in (DISPATCHER, AUDIT, WATCHDOG, RESTORE):
+            with environment(self.function_environment):
+                importlib.import_module(module).configure(None)
 
     @property
     def function_environment(self) -> dict[str, str]:
         return self.resources.function_environment(str(self.fleet_file))
 
     # ------------------------------------------------------------------ scheduled functions
-    def _invoke(self, name: str, handler: Handler, event: dict[str, Any]) -> Any:
+    def _handler(self, module: str) -> Handler:
+        """Import a handler inside the functions' environment, as Lambda does at cold start (Powertools
+        reads its settings when the module is imported)."""
+        with environment(self.function_environment):
+            return cast(Handler, importlib.import_module(module).handler)
+
+    def _invoke(self, name: str, module: str, event: dict[str, Any]) -> Any:
+        handler = self._handler(module)
         with environment(self.function_environment):
             return handler(event, LambdaContext.for_function(f"{self.resources.pipeline}-{name}", self.resources))
 
     def tick_dispatcher(self, now: datetime) -> Any:
-        from backup_functions.dispatcher.handler import handler
-
-        return self._invoke("dispatcher", handler, scheduled_event(self.resources, "dispatcher-schedule", now))
+        with frozen_clock(now):
+            return self._invoke("dispatcher", DISPATCHER, scheduled_event(self.resources, "dispatcher-schedule", now))
 
     def tick_watchdog(self, now: datetime) -> Any:
-        from backup_functions.watchdog.handler import handler
-
-        return self._invoke("watchdog", handler, scheduled_event(self.resources, "watchdog-schedule", now))
+        with frozen_clock(now):
+            return self._invoke("watchdog", WATCHDOG, scheduled_event(self.resources, "watchdog-schedule", now))
 
     # ------------------------------------------------------------------ event-driven functions
     def _sqs_records(self, queue_url: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,7 +146,7 @@ class LocalPipeline:
             for message in messages
         ]
 
-    def drain(self, queue_url: str, name: str, handler: Handler) -> int:
+    def drain(self, queue_url: str, name: str, module: str, now: datetime | None = None) -> int:
         """Feed every message on a rule-fed queue to its handler in SQS batches, as Lambda's event
         source mapping does; raise if the handler reports any record as failed."""
         handled = 0
@@ -132,7 +156,8 @@ class LocalPipeline:
             ).get("Messages", [])
             if not messages:
                 return handled
-            response = self._invoke(name, handler, {"Records": self._sqs_records(queue_url, messages)}) or {}
+            with frozen_clock(now):
+                response = self._invoke(name, module, {"Records": self._sqs_records(queue_url, messages)}) or {}
             failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
             for message in messages:
                 if message["MessageId"] not in failed:
@@ -141,15 +166,11 @@ class LocalPipeline:
                 raise PipelineStepError(f"{name}: {len(failed)} of {len(messages)} events were rejected (see log)")
             handled += len(messages)
 
-    def drain_audit(self) -> int:
-        from backup_functions.audit.handler import handler
+    def drain_audit(self, now: datetime | None = None) -> int:
+        return self.drain(self.resources.audit_queue_url, "audit", AUDIT, now)
 
-        return self.drain(self.resources.audit_queue_url, "audit", handler)
-
-    def drain_restore_events(self) -> int:
-        from backup_functions.restore.handler import handler
-
-        return self.drain(self.resources.restore_queue_url, "restore", handler)
+    def drain_restore_events(self, now: datetime | None = None) -> int:
+        return self.drain(self.resources.restore_queue_url, "restore", RESTORE, now)
 
     # ------------------------------------------------------------------ agents
     def run_agent(self, config_path: Path, *extra_env: tuple[str, str]) -> subprocess.CompletedProcess[str]:
@@ -167,7 +188,7 @@ class LocalPipeline:
     # ------------------------------------------------------------------ what a person sees
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts delivered to the on-call inbox since the last call (SNS → SQS envelope unwrapped)."""
-        delivered = []
+        delivered: list[dict[str, Any]] = []
         while True:
             messages = self.sqs.receive_message(
                 QueueUrl=self.resources.alerts_inbox_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
@@ -185,4 +206,6 @@ class LocalPipeline:
                         },
                     }
                 )
-                self.sqs.delete_message(QueueUrl=self.resources.alerts_inbox_url, ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(
+                    QueueUrl=self.resources.alerts_inbox_url, ReceiptHandle=message["ReceiptHandle"]
+                )

@@ -6,8 +6,8 @@ now, publish metrics. The logic lives in ``watchdog.logic``; tests call ``run_ti
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import boto3
@@ -26,12 +26,39 @@ SILENT_AGENTS = "SilentAgents"
 OPEN_INCIDENTS = "OpenIncidents"
 ALERTS_SENT = "AlertsSent"
 
-_clock: Clock = SystemClock()
+
+@dataclass
+class Runtime:
+    fleet: Fleet
+    table: str
+    topic_arn: str
+    dynamodb: Any
+    sns: Any
+    clock: Clock
 
 
-@lru_cache(maxsize=1)
-def _clients() -> tuple[Any, Any]:
-    return boto3.client("dynamodb"), boto3.client("sns")
+_runtime: Runtime | None = None
+
+
+def configure(runtime: Runtime | None) -> None:
+    """Inject the runtime (tests, local pipeline); None goes back to building it from the environment."""
+    global _runtime  # noqa: PLW0603 - one cached runtime per Lambda container
+    _runtime = runtime
+
+
+def runtime() -> Runtime:
+    global _runtime  # noqa: PLW0603
+    if _runtime is None:
+        cfg = settings()
+        _runtime = Runtime(
+            fleet=load_fleet(cfg.fleet_file),
+            table=cfg.ledger_table,
+            topic_arn=cfg.alert_topic_arn,
+            dynamodb=boto3.client("dynamodb"),
+            sns=boto3.client("sns"),
+            clock=SystemClock(),
+        )
+    return _runtime
 
 
 def build_watchdog(*, table: str, topic_arn: str, fleet: Fleet, dynamodb: Any, sns: Any) -> Watchdog:
@@ -67,11 +94,9 @@ def _summary(report: TickReport) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    cfg = settings()
-    fleet = load_fleet(cfg.fleet_file)
-    dynamodb, sns = _clients()
+    rt = runtime()
     report = run_tick(
-        _clock.now(), table=cfg.ledger_table, topic_arn=cfg.alert_topic_arn, fleet=fleet, dynamodb=dynamodb, sns=sns
+        rt.clock.now(), table=rt.table, topic_arn=rt.topic_arn, fleet=rt.fleet, dynamodb=rt.dynamodb, sns=rt.sns
     )
     metrics.add_metric(name=OVERDUE_TARGETS, unit=MetricUnit.Count, value=report.overdue_targets)
     metrics.add_metric(name=SILENT_AGENTS, unit=MetricUnit.Count, value=report.silent_agents)
