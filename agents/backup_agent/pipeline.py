@@ -287,6 +287,7 @@ class BackupRun:
             bytes_in=manifest["bytes_in"],
             bytes_stored=manifest["bytes_stored"],
             sha256=manifest["sha256"],
+            s3_checksum_sha256=upload.composite_sha256,
             engine=self.engine.name,
             format=self.engine.format,
             compression=manifest["compression"],

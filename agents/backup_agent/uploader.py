@@ -45,6 +45,13 @@ def _b64sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
+def composite_checksum(part_checksums: list[str]) -> str:
+    """S3's COMPOSITE SHA-256 of a multipart object: base64(sha256(part digests)) + "-<parts>". The
+    audit compares it with what S3 reports, so it knows S3 stored exactly the bytes the agent hashed."""
+    digests = b"".join(base64.b64decode(checksum) for checksum in part_checksums)
+    return f"{_b64sha256(digests)}-{len(part_checksums)}"
+
+
 class MultipartUpload:
     """One multipart upload. ``submit`` blocks while ``parts_in_flight`` parts are uploading."""
 
@@ -73,6 +80,7 @@ class MultipartUpload:
         self.upload_id: str | None = None
         self.next_part = 1
         self.bytes_sent = 0
+        self.composite_sha256: str | None = None  # S3's checksum-of-part-checksums, set by complete()
 
     @property
     def failed(self) -> BaseException | None:
@@ -155,6 +163,7 @@ class MultipartUpload:
 
     def complete(self) -> dict[str, Any]:
         parts = self.wait()
+        self.composite_sha256 = composite_checksum([part["ChecksumSHA256"] for part in parts])
         try:
             response: dict[str, Any] = self._s3.complete_multipart_upload(
                 Bucket=self.bucket,

@@ -114,6 +114,7 @@ def test_successful_run_emits_started_then_succeeded_with_version_and_sizes(stac
     assert done["sha256"] == outcome.succeeded.sha256
     assert done["server_version"] == "fake-server 2.0"
     assert events[0]["detail"]["run_id"] == done["run_id"]
+    assert done["s3_checksum_sha256"].endswith("-1")  # one part: the audit compares it with S3's own
 
 
 # ------------------------------------------------------------------ a bad dump never becomes a backup

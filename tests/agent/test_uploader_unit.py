@@ -103,3 +103,16 @@ def test_a_failed_part_stops_further_submissions_and_abort_cleans_up():
         submit_many()
     assert upload.abort()
     assert s3.aborted
+
+
+def test_composite_checksum_is_the_sha256_of_the_part_digests_with_the_part_count() -> None:
+    import base64
+    import hashlib
+
+    from backup_agent.uploader import composite_checksum
+
+    parts = [b"first part", b"second part", b"third"]
+    part_checksums = [base64.b64encode(hashlib.sha256(p).digest()).decode() for p in parts]
+    expected = base64.b64encode(hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).digest())
+    assert composite_checksum(part_checksums) == f"{expected.decode()}-3"
+    assert composite_checksum(part_checksums[:2]) != composite_checksum(part_checksums)
