@@ -7,6 +7,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from backup_contracts import naming
 from backup_contracts.fleet import Fleet
 
 
@@ -16,6 +17,7 @@ class Alerting(Construct):
         self.topic = sns.Topic(
             self,
             "Topic",
+            topic_name=naming.alert_topic_name(fleet.pipeline.name),
             display_name=f"{fleet.pipeline.name} alerts",
             master_key=key,
             enforce_ssl=True,

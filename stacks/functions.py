@@ -36,8 +36,9 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 RUNTIME_PYTHON_VERSION = "3.14"  # what pip builds the dependency wheels for; must match RUNTIME
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 FUNCTION_TIMEOUT = Duration.seconds(60)
-EVENT_QUEUE_VISIBILITY = Duration.seconds(6 * 60)  # >= 6 x function timeout, as AWS recommends
-EVENT_QUEUE_MAX_RECEIVE_COUNT = 3
+EVENT_QUEUE_VISIBILITY = Duration.seconds(naming.EVENTS_QUEUE_VISIBILITY_TIMEOUT_S)
+EVENT_QUEUE_MAX_RECEIVE_COUNT = naming.EVENTS_QUEUE_MAX_RECEIVE_COUNT
+EVENT_QUEUE_NAMES = {"audit": naming.audit_events_queue_name, "restore": naming.restore_events_queue_name}
 LOG_LEVEL = "INFO"
 
 AUDIT_OBJECT_ACTIONS = (
@@ -169,12 +170,20 @@ class Functions(Construct):
     def _event_queue(self, name: str) -> sqs.Queue:
         """The SQS buffer between the bus and an event-driven function (+ its DLQ)."""
         scope = Construct(self, f"{name.capitalize()}Events")
-        dlq = encrypted_queue(scope, "Dlq", key=self._shared.key, retention=Duration.seconds(naming.DLQ_RETENTION_S))
+        queue_name = EVENT_QUEUE_NAMES[name](self._shared.fleet.pipeline.name)
+        dlq = encrypted_queue(
+            scope,
+            "Dlq",
+            key=self._shared.key,
+            queue_name=naming.events_dlq_name(queue_name),
+            retention=Duration.seconds(naming.DLQ_RETENTION_S),
+        )
         self.dlqs[name] = dlq
         return encrypted_queue(
             scope,
             "Queue",
             key=self._shared.key,
+            queue_name=queue_name,
             visibility_timeout=EVENT_QUEUE_VISIBILITY,
             dead_letter=sqs.DeadLetterQueue(queue=dlq, max_receive_count=EVENT_QUEUE_MAX_RECEIVE_COUNT),
         )

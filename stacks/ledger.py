@@ -7,15 +7,16 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from backup_contracts import ledger
+from backup_contracts import ledger, naming
 
 
 class Ledger(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, key: kms.IKey) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, pipeline: str, key: kms.IKey) -> None:
         super().__init__(scope, construct_id)
         self.table = dynamodb.Table(
             self,
             "Table",
+            table_name=naming.ledger_table_name(pipeline),  # backupctl derives it from the fleet's name
             partition_key=dynamodb.Attribute(name=ledger.PK, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=ledger.SK, type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,

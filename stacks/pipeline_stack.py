@@ -24,7 +24,7 @@ class PipelineStack(Stack):
         self.fleet = fleet
         self.storage = Storage(self, "Storage", fleet=fleet)
         key = self.storage.key
-        self.ledger = Ledger(self, "Ledger", key=key)
+        self.ledger = Ledger(self, "Ledger", pipeline=fleet.pipeline.name, key=key)
         self.events = EventBus(self, "Events", pipeline=fleet.pipeline.name)
         self.agent_access = AgentAccess(
             self, "AgentAccess", fleet=fleet, key=key, bucket=self.storage.bucket, bus=self.events.bus

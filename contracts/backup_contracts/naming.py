@@ -81,5 +81,5 @@ def alert_topic_name(pipeline: str) -> str:
     return f"{pipeline}-alerts"
 
 
-EVENTS_QUEUE_VISIBILITY_TIMEOUT_S = 180  # at least 6x the consuming Lambda's timeout (30 s)
-EVENTS_QUEUE_MAX_RECEIVE_COUNT = 5
+EVENTS_QUEUE_VISIBILITY_TIMEOUT_S = 360  # at least 6x the consuming Lambda's timeout (60 s), as AWS advises
+EVENTS_QUEUE_MAX_RECEIVE_COUNT = 3

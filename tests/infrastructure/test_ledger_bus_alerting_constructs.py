@@ -22,7 +22,7 @@ def _key_id(stack: Stack, key: kms.Key) -> str:
 
 def test_ledger_table_keys_billing_pitr_kms_ttl_and_retention(bare_stack: Stack) -> None:
     key = kms.Key(bare_stack, "Key")
-    Ledger(bare_stack, "Ledger", key=key)
+    Ledger(bare_stack, "Ledger", pipeline="backup-pipeline", key=key)
     template = Template.from_stack(bare_stack)
     template.resource_count_is("AWS::DynamoDB::Table", 1)
     template.has_resource(
@@ -50,7 +50,7 @@ def test_ledger_table_keys_billing_pitr_kms_ttl_and_retention(bare_stack: Stack)
 
 
 def test_ledger_has_the_watch_deadline_index_projecting_all(bare_stack: Stack) -> None:
-    Ledger(bare_stack, "Ledger", key=kms.Key(bare_stack, "Key"))
+    Ledger(bare_stack, "Ledger", pipeline="backup-pipeline", key=kms.Key(bare_stack, "Key"))
     table = next(iter(Template.from_stack(bare_stack).find_resources("AWS::DynamoDB::Table").values()))
     assert table["Properties"]["GlobalSecondaryIndexes"] == [
         {

@@ -255,3 +255,30 @@ def test_outputs_give_users_what_they_need(template: Template, fleet: Fleet) -> 
         ident = "".join(part.capitalize() for part in agent.name.split("-"))
         expected |= {f"Agent{ident}QueueUrl", f"Agent{ident}RoleArn"}
     assert expected <= set(outputs)
+
+
+def test_resource_names_are_the_shared_ones_the_local_pipeline_and_cli_use(template: Any, fleet: Any) -> None:
+    """One definition of each name (backup_contracts.naming): the stack, `backupctl` defaults and the
+    local pipeline must agree, or a CLI pointed at a deployment would look in the wrong place."""
+    from backup_contracts import naming
+
+    pipeline = fleet.pipeline.name
+    tables = template.find_resources("AWS::DynamoDB::Table")
+    assert [t["Properties"]["TableName"] for t in tables.values()] == [naming.ledger_table_name(pipeline)]
+    topics = template.find_resources("AWS::SNS::Topic")
+    assert [t["Properties"]["TopicName"] for t in topics.values()] == [naming.alert_topic_name(pipeline)]
+    buses = template.find_resources("AWS::Events::EventBus")
+    assert [b["Properties"]["Name"] for b in buses.values()] == [naming.event_bus_name(pipeline)]
+    queue_names = {q["Properties"].get("QueueName") for q in template.find_resources("AWS::SQS::Queue").values()}
+    expected = {naming.audit_events_queue_name(pipeline), naming.restore_events_queue_name(pipeline)}
+    expected |= {naming.events_dlq_name(name) for name in list(expected)}
+    for agent in fleet.agents:
+        expected |= {naming.job_queue_name(pipeline, agent.name), naming.job_dlq_name(pipeline, agent.name)}
+    assert expected <= queue_names
+    audit_queue = next(
+        q
+        for q in template.find_resources("AWS::SQS::Queue").values()
+        if q["Properties"].get("QueueName") == naming.audit_events_queue_name(pipeline)
+    )
+    assert audit_queue["Properties"]["VisibilityTimeout"] == naming.EVENTS_QUEUE_VISIBILITY_TIMEOUT_S
+    assert audit_queue["Properties"]["RedrivePolicy"]["maxReceiveCount"] == naming.EVENTS_QUEUE_MAX_RECEIVE_COUNT
