@@ -20,6 +20,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/backup-agent/agent.yaml")
 CONFIG_ENV = "BACKUP_AGENT_CONFIG"
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+KMS_KEY_ARN_PATTERN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$"
 
 
 class ConfigError(Exception):
@@ -62,7 +63,11 @@ class AgentConfig(_Model):
     region: str = Field(min_length=1)
     queue_url: str = Field(pattern=r"^https?://\S+$")
     bus_name: str = Field(min_length=1)
-    kms_key_id: str = Field(min_length=1, description="SSE-KMS key (ARN, id or alias) for every upload")
+    kms_key_id: str = Field(
+        pattern=KMS_KEY_ARN_PATTERN,
+        description="the pipeline key's full ARN (stack output KeyArn): the bucket policy refuses uploads"
+        " that name the key by id or alias",
+    )
     bucket: str | None = Field(default=None, description="bucket for one-off `backup TARGET` runs")
     retention_class: Name = Field(default="standard", description="retention class of one-off runs")
     compression: Compression = Field(default_factory=Compression)
@@ -140,6 +145,8 @@ def _fix(err: dict[str, Any]) -> str:
         return f"set `engine:` to one of {expected}" if expected else "set `engine:`"
     if kind == "literal_error":
         return f"use one of {ctx.get('expected', '')}"
+    if kind == "string_pattern_mismatch" and field == "kms_key_id":
+        return "use the key's full ARN, arn:aws:kms:<region>:<account>:key/<id> (the stack output KeyArn)"
     if kind == "string_pattern_mismatch":
         if field == "agent" or (len(err["loc"]) == 2 and err["loc"][0] == "targets"):
             return "use lowercase letters, digits and '-', at most 40 characters"

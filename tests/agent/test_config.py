@@ -80,3 +80,13 @@ def test_yaml_syntax_error_names_the_line():
 def test_bad_compression_level_names_the_line():
     problems = _problems(GOOD.replace("level: 1,", "level: 99,"))
     assert problems[0].startswith("line 6: compression > level")
+
+
+def test_a_kms_key_alias_is_refused_with_the_arn_the_bucket_policy_needs() -> None:
+    text = GOOD.replace("kms_key_id: arn:aws:kms:us-east-1:123456789012:key/abc", "kms_key_id: alias/backups")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "agent.yaml")
+    problem = str(caught.value)
+    assert "kms_key_id" in problem
+    assert "line " in problem
+    assert "full ARN" in problem
