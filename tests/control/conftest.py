@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from local_pipeline.resources import create_ledger_table
+
 # Powertools reads these when backup_functions.observability is imported (at collection time).
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "backup-pipeline-test")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BackupPipelineTest")
@@ -244,25 +246,7 @@ def aws() -> Iterator[Aws]:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         ddb = session.client("dynamodb")
         table = "bp-test-ledger"
-        ddb.create_table(
-            TableName=table,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": n, "AttributeType": "S"}
-                for n in (keys.PK, keys.SK, keys.WATCH_SHARD, keys.WATCH_DEADLINE)
-            ],
-            KeySchema=[{"AttributeName": keys.PK, "KeyType": "HASH"}, {"AttributeName": keys.SK, "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": keys.WATCH_INDEX,
-                    "KeySchema": [
-                        {"AttributeName": keys.WATCH_SHARD, "KeyType": "HASH"},
-                        {"AttributeName": keys.WATCH_DEADLINE, "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
+        create_ledger_table(ddb, table)
         sns = session.client("sns")
         topic_arn = sns.create_topic(Name="bp-test-alerts")["TopicArn"]
         sqs = session.client("sqs")

@@ -14,6 +14,7 @@ import pytest
 from backup_contracts import ledger as keys
 from backup_contracts.naming import SOURCE_AGENT, backup_object_key
 from backup_functions.audit import handler as audit_handler
+from local_pipeline.resources import create_ledger_table
 
 from .conftest import Aws, LambdaContext, eventbridge_event, sqs_batch
 
@@ -175,25 +176,7 @@ def test_succeeded_before_started_gives_the_same_ledger(aws, auditor, lambda_con
 
 def _recreate_table(aws: Aws) -> None:
     ddb = aws.session.client("dynamodb")
-    ddb.create_table(
-        TableName=aws.table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": n, "AttributeType": "S"}
-            for n in (keys.PK, keys.SK, keys.WATCH_SHARD, keys.WATCH_DEADLINE)
-        ],
-        KeySchema=[{"AttributeName": keys.PK, "KeyType": "HASH"}, {"AttributeName": keys.SK, "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": keys.WATCH_INDEX,
-                "KeySchema": [
-                    {"AttributeName": keys.WATCH_SHARD, "KeyType": "HASH"},
-                    {"AttributeName": keys.WATCH_DEADLINE, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    create_ledger_table(ddb, aws.table)
 
 
 def test_older_success_never_overwrites_a_newer_last_good(aws, auditor, lambda_context):

@@ -19,6 +19,7 @@ from backup_functions.ledger import Ledger as LedgerAccess
 from backup_functions.ledger import NewJob
 from backup_functions.watchdog.handler import run_tick
 from backup_functions.watchdog.logic import TickReport
+from local_pipeline.resources import create_ledger_table
 
 REGION = "us-east-1"
 TABLE = "wd-ledger"
@@ -47,25 +48,7 @@ def make_fleet(targets: int = 2, agents: int = 1, *, rpo: str = "26h", schedule:
 
 
 def create_table(client: Any, table: str = TABLE) -> None:
-    client.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"}
-            for name in (keys.PK, keys.SK, keys.WATCH_SHARD, keys.WATCH_DEADLINE)
-        ],
-        KeySchema=[{"AttributeName": keys.PK, "KeyType": "HASH"}, {"AttributeName": keys.SK, "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": keys.WATCH_INDEX,
-                "KeySchema": [
-                    {"AttributeName": keys.WATCH_SHARD, "KeyType": "HASH"},
-                    {"AttributeName": keys.WATCH_DEADLINE, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    create_ledger_table(client, table)
 
 
 @dataclass

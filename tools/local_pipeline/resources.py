@@ -85,6 +85,34 @@ def _route(events: Any, bus: str, rule: str, pattern: dict[str, Any], queue_arn:
     events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
 
 
+def create_ledger_table(dynamodb: Any, table: str, *, kms_key_arn: str | None = None) -> None:
+    """The ledger as the stack defines it (keys, deadline index, TTL) — for the local pipeline and tests."""
+    encryption = {"SSESpecification": {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": kms_key_arn}}
+    dynamodb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in (ledger.PK, ledger.SK, ledger.WATCH_SHARD, ledger.WATCH_DEADLINE)
+        ],
+        KeySchema=[{"AttributeName": ledger.PK, "KeyType": "HASH"}, {"AttributeName": ledger.SK, "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": ledger.WATCH_INDEX,
+                "KeySchema": [
+                    {"AttributeName": ledger.WATCH_SHARD, "KeyType": "HASH"},
+                    {"AttributeName": ledger.WATCH_DEADLINE, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        **(encryption if kms_key_arn else {}),
+    )
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": ledger.TTL_ATTRIBUTE}
+    )
+
+
 def provision(fleet: Fleet, session: boto3.Session) -> LocalResources:
     pipeline = fleet.pipeline.name
     region = session.region_name or "us-east-1"
@@ -120,29 +148,7 @@ def provision(fleet: Fleet, session: boto3.Session) -> LocalResources:
     )
 
     table = naming.ledger_table_name(pipeline)
-    dynamodb.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"}
-            for name in (ledger.PK, ledger.SK, ledger.WATCH_SHARD, ledger.WATCH_DEADLINE)
-        ],
-        KeySchema=[{"AttributeName": ledger.PK, "KeyType": "HASH"}, {"AttributeName": ledger.SK, "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": ledger.WATCH_INDEX,
-                "KeySchema": [
-                    {"AttributeName": ledger.WATCH_SHARD, "KeyType": "HASH"},
-                    {"AttributeName": ledger.WATCH_DEADLINE, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn},
-    )
-    dynamodb.update_time_to_live(
-        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": ledger.TTL_ATTRIBUTE}
-    )
+    create_ledger_table(dynamodb, table, kms_key_arn=key_arn)
 
     bus = naming.event_bus_name(pipeline)
     events.create_event_bus(Name=bus)
