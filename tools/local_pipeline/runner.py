@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import boto3
 
+from backup_contracts.events import Contract, put_events_entry
 from backup_functions.clock import frozen_clock
 from local_pipeline.moto_server import MotoEndpoint
 from local_pipeline.resources import LocalResources
@@ -127,6 +128,17 @@ class LocalPipeline:
     def tick_watchdog(self, now: datetime) -> Any:
         with frozen_clock(now):
             return self._invoke("watchdog", WATCHDOG, scheduled_event(self.resources, "watchdog-schedule", now))
+
+    def tick_restore_drills(self, now: datetime) -> Any:
+        """The restore coordinator's schedule: start the restore drills that are due."""
+        with frozen_clock(now):
+            return self._invoke("restore", RESTORE, scheduled_event(self.resources, "restore-drill-schedule", now))
+
+    def put_event(self, event: Contract) -> None:
+        """What `backupctl` or `aws events put-events` does: one contract event on the pipeline's bus."""
+        response = self.session.client("events").put_events(Entries=[put_events_entry(event, self.resources.bus_name)])
+        if response.get("FailedEntryCount"):
+            raise PipelineStepError(f"the bus refused the event: {response['Entries']}")
 
     # ------------------------------------------------------------------ event-driven functions
     def _sqs_records(self, queue_url: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
