@@ -56,6 +56,7 @@ class StatusRow:
     incidents: tuple[str, ...] = ()
     last_drill_at: datetime | None = None
     last_rto_s: float | None = None
+    last_drill_ok: bool | None = None
 
     @classmethod
     def from_items(
@@ -71,7 +72,9 @@ class StatusRow:
     ) -> StatusRow:
         state = state or {}
         size = state.get("last_good_bytes")
-        rto = state.get("last_rto_s")
+        # written by the restore coordinator (backup_functions.restore.store.record_drill)
+        rto = state.get("last_drill_rto_s", state.get("last_rto_s"))
+        drill_ok = state.get("last_drill_ok")
         return cls(
             target=target,
             agent=agent,
@@ -89,6 +92,7 @@ class StatusRow:
             incidents=incidents,
             last_drill_at=_moment(state, "last_drill_at"),
             last_rto_s=float(rto) if rto is not None else None,
+            last_drill_ok=bool(drill_ok) if drill_ok is not None else None,
         )
 
     def age(self, now: datetime) -> timedelta | None:
@@ -134,7 +138,21 @@ class StatusRow:
             "open_incidents": list(self.incidents),
             "last_drill_at": self.last_drill_at,
             "last_rto_s": self.last_rto_s,
+            "last_drill_ok": self.last_drill_ok,
         }
+
+
+def _rto_cell(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 60 else format_age(timedelta(seconds=seconds))
+
+
+def _drill_cell(row: StatusRow) -> str:
+    if row.last_drill_at is None:
+        return "-"
+    verdict = "" if row.last_drill_ok is None else " ok" if row.last_drill_ok else " FAILED"
+    return f"{format_time(row.last_drill_at)}{verdict}"
 
 
 def _age_vs_rpo(row: StatusRow, now: datetime) -> str:
@@ -164,8 +182,8 @@ def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False)
         ]
         if with_drills:
             line += [
-                format_time(row.last_drill_at) if row.last_drill_at else "-",
-                format_age(timedelta(seconds=row.last_rto_s)) if row.last_rto_s is not None else "-",
+                _drill_cell(row),
+                _rto_cell(row.last_rto_s),
             ]
         cells.append(line)
         colours.append(None if not colour else (GREEN if state == OK else YELLOW if state in HEALTHY_STATES else RED))

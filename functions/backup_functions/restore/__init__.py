@@ -1,0 +1,1 @@
+"""Restore coordinator: requests, guards, approvals, dispatch to agents, drills."""

@@ -1,0 +1,230 @@
+"""Agent-side restore tests: a moto server (presigned URLs need a real HTTP endpoint), backups made by
+the agent's real streaming pipeline, and restores by ``backup_agent.restore.RestoreRun``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from backup_agent.config import AgentConfig, parse_config
+from backup_agent.engines import build_engine
+from backup_agent.engines.base import Engine
+from backup_agent.engines.postgresql import conninfo_quote
+from backup_agent.events import RecordingSink
+from backup_agent.pipeline import BackupRun, RunOutcome
+from backup_agent.restore import RestoreOutcome, RestoreRun
+from backup_contracts.events import BackupSucceeded
+from backup_contracts.jobs import Job, RestoreSource
+from backup_contracts.naming import agent_prefix
+
+AGENT = "db-host"
+REGION = "us-east-1"
+PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+MARIADB: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def _no_secret(ref: object) -> str:
+    raise AssertionError(f"no secrets in these tests: {ref!r}")
+
+
+@dataclass
+class AgentWorld:
+    endpoint: str
+    bucket: str
+    kms_key_arn: str
+    s3: Any
+    state_dir: Path
+    targets: dict[str, Any] = field(default_factory=dict)
+    events: RecordingSink = field(default_factory=RecordingSink)
+
+    @property
+    def config(self) -> AgentConfig:
+        data = {
+            "agent": AGENT,
+            "region": REGION,
+            "queue_url": f"{self.endpoint}/123456789012/unused",
+            "bus_name": "rt-bus",
+            "kms_key_id": self.kms_key_arn,
+            "bucket": self.bucket,
+            "state_dir": str(self.state_dir),
+            "compression": {"level": 1, "threads": 1},
+            "targets": self.targets,
+        }
+        return parse_config(json.dumps(data))
+
+    def engine(self, target: str) -> Engine:
+        return build_engine(target, self.config.targets[target], _no_secret)
+
+    # ------------------------------------------------------------------ backup through the real pipeline
+    def backup(self, target: str, *, trigger: str = "schedule") -> BackupSucceeded:
+        now = datetime.now(UTC)
+        job = Job(
+            job_id=f"{target}.{uuid.uuid4().hex[:10]}",
+            kind="backup",
+            agent=AGENT,
+            target=target,
+            trigger=trigger,
+            issued_at=now,
+            deadline=now + timedelta(hours=1),
+            bucket=self.bucket,
+            key_prefix=agent_prefix(AGENT),
+            retention_class="standard",
+        )
+        outcome: RunOutcome = BackupRun(job, self.engine(target), self.config, s3=self.s3, events=self.events).execute()
+        assert outcome.ok, f"the backup failed: {outcome.event}"
+        assert isinstance(outcome.event, BackupSucceeded)
+        self.manifests = getattr(self, "manifests", {})
+        self.manifests[outcome.event.run_id] = outcome.manifest
+        return outcome.event
+
+    # ------------------------------------------------------------------ restore
+    def presign(self, key: str, version_id: str | None) -> str:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        return str(self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=3600))
+
+    def restore_job(
+        self,
+        backup: BackupSucceeded,
+        *,
+        destination: str,
+        mode: str,
+        sha256: str | None = None,
+        use_version: bool = True,
+        url: str | None = None,
+        kind: str = "restore",
+    ) -> Job:
+        now = datetime.now(UTC)
+        version = backup.version_id if use_version else None
+        restore_id = f"r-{uuid.uuid4().hex[:10]}"
+        manifest = getattr(self, "manifests", {}).get(backup.run_id, {})
+        return Job(
+            job_id=restore_id,
+            kind=kind,
+            agent=AGENT,
+            target=destination,
+            trigger="drill" if kind == "drill" else "user",
+            issued_at=now,
+            deadline=now + timedelta(hours=1),
+            bucket=self.bucket,
+            key_prefix=agent_prefix(AGENT),
+            retention_class="standard",
+            restore_id=restore_id,
+            destination=destination,
+            mode=mode,
+            source=RestoreSource(
+                run_id=backup.run_id,
+                target=backup.target,
+                bucket=backup.bucket,
+                key=backup.key,
+                version_id=version,
+                sha256=sha256 or backup.sha256,
+                bytes_stored=backup.bytes_stored,
+                engine=backup.engine,
+                format=backup.format,
+                compression=backup.compression,
+                presigned_url=url or self.presign(backup.key, version),
+                started_at=backup.started_at,
+                manifest_facts=manifest.get("validator", {}),
+            ),
+        )
+
+    def restore(self, job: Job, **kwargs: Any) -> RestoreOutcome:
+        return RestoreRun(
+            job,
+            self.config,
+            engine_factory=self.engine,
+            events=self.events,
+            s3=self.s3,
+            spool_dir=self.state_dir / "spool",
+            **kwargs,
+        ).execute()
+
+    def types(self) -> list[str]:
+        return [type(e).__name__ for e in self.events.events]
+
+
+@pytest.fixture
+def agent_world(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AgentWorld:
+    req = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
+    urllib.request.urlopen(req).read()  # noqa: S310 - loopback moto server
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3", region_name=REGION, config=Config(signature_version="s3v4"))
+    kms = boto3.client("kms", region_name=REGION)
+    key_arn = kms.create_key(Description="backups")["KeyMetadata"]["Arn"]
+    bucket = f"rt-backups-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return AgentWorld(moto_endpoint, bucket, key_arn, s3, tmp_path / "state")
+
+
+# --------------------------------------------------------------------------- real database helpers
+
+
+def psql(db: str, sql: str, *, check: bool = True) -> str:
+    argv: list[str] = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", PG["host"], "-p", str(PG["port"])]
+    argv += ["-U", PG["user"], "-d", f"dbname={conninfo_quote(db)}", "-f", "-"]
+    result = subprocess.run(argv, input=sql.encode(), capture_output=True, timeout=60, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"psql failed: {result.stderr.decode()}")
+    return result.stdout.decode()
+
+
+def mariadb(sql: str, db: str | None = None, *, check: bool = True) -> str:
+    argv = ["mariadb", f"--host={MARIADB['host']}", f"--port={MARIADB['port']}", f"--user={MARIADB['user']}"]
+    argv += ["--batch", "--skip-column-names", "--default-character-set=utf8mb4"]
+    result = subprocess.run(
+        [*argv, *([db] if db else [])], input=sql.encode(), capture_output=True, timeout=60, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"mariadb failed: {result.stderr.decode()}")
+    return result.stdout.decode()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> None:
+    try:
+        psql("postgres", "SELECT 1;")
+    except (AssertionError, OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"PostgreSQL at {PG['host']}:{PG['port']} is unreachable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> None:
+    try:
+        mariadb("SELECT 1;")
+    except (AssertionError, OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"MariaDB at {MARIADB['host']}:{MARIADB['port']} is unreachable: {exc}")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"

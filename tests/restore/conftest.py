@@ -1,0 +1,332 @@
+"""The restore coordinator against in-process moto: the same resources the stack creates (provisioned
+by ``local_pipeline.resources`` from a test fleet), on a simulated clock.
+
+What people and agents see is captured the way they would see it: pipeline events through an extra
+EventBridge rule → SQS queue, SNS messages through the alert inbox (an SQS subscription), jobs on the
+agents' own queues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+import zstandard
+from botocore.config import Config
+from moto import mock_aws
+
+from backup_contracts.events import BackupSucceeded, put_events_entry
+from backup_contracts.fleet import Fleet, parse_fleet
+from backup_contracts.jobs import Job
+from backup_contracts.naming import SOURCE_AGENT, SOURCE_PIPELINE, backup_object_key, manifest_key
+from backup_functions.clock import SimulatedClock
+from backup_functions.ledger import Ledger
+from backup_functions.restore.logic import Coordinator, CoordinatorConfig, Outcome
+from backup_functions.restore.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
+from backup_functions.restore.store import RestoreStore
+from local_pipeline.resources import LocalResources, provision
+
+REGION = "us-east-1"
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+FLEET: dict[str, Any] = {
+    "version": 1,
+    "pipeline": {"name": "rt", "approval_timeout_minutes": 30, "job_deadline_minutes": 60},
+    "retention_classes": {"standard": {"daily_days": 14}, "short": {"daily_days": 7}},
+    "agents": [
+        {
+            "name": "db-host",
+            "targets": [
+                {
+                    "name": "app",
+                    "engine": "sqlite",
+                    "schedule": "rate(1 day)",
+                    "rpo": "26h",
+                    "restore_to": ["app-clone", "app-staging"],
+                    "drill": {"schedule": "rate(7 days)", "destination": "app-drill"},
+                },
+                {"name": "app-clone", "engine": "sqlite", "schedule": "rate(1 day)", "rpo": "2d", "retention": "short"},
+                {"name": "app-drill", "engine": "sqlite", "schedule": "rate(7 days)", "rpo": "8d"},
+                {"name": "app-other", "engine": "sqlite", "schedule": "rate(1 day)", "rpo": "2d"},
+                {
+                    "name": "orders",
+                    "engine": "postgresql",
+                    "schedule": "rate(6 hours)",
+                    "rpo": "7h",
+                    "protected": True,
+                    "restore_to": ["orders-copy"],
+                },
+                {"name": "orders-copy", "engine": "postgresql", "schedule": "rate(1 day)", "rpo": "26h"},
+                {"name": "shop", "engine": "mariadb", "schedule": "rate(1 day)", "rpo": "26h"},
+            ],
+        },
+        {
+            "name": "staging-host",
+            "targets": [
+                {
+                    "name": "app-staging",
+                    "engine": "sqlite",
+                    "schedule": "rate(1 day)",
+                    "rpo": "2d",
+                    "protected": True,
+                },
+            ],
+        },
+    ],
+}
+
+
+def restore_fleet() -> Fleet:
+    return parse_fleet(json.loads(json.dumps(FLEET)))
+
+
+@dataclass
+class Received:
+    subject: str
+    body: str
+    attributes: dict[str, str]
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        return json.loads(self.attributes.get("alert", "{}"))
+
+
+@dataclass
+class Backup:
+    target: str
+    agent: str
+    run_id: str
+    started_at: datetime
+    key: str
+    version_id: str | None
+    sha256: str
+    bytes_stored: int
+    payload: bytes
+    event: BackupSucceeded
+
+
+@dataclass
+class World:
+    fleet: Fleet
+    resources: LocalResources
+    session: boto3.Session
+    clock: SimulatedClock
+    coordinator: Coordinator
+    ledger: Ledger
+    capture_url: str
+    s3: Any
+    sqs: Any
+    captured: list[dict[str, Any]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ inputs
+    def envelope(self, source: str, detail_type: str, detail: dict[str, Any]) -> str:
+        return json.dumps(
+            {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "source": source,
+                "detail-type": detail_type,
+                "account": self.resources.account,
+                "time": self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": REGION,
+                "resources": [],
+                "detail": detail,
+            }
+        )
+
+    def request(self, **fields: Any) -> Outcome:
+        detail = {
+            "restore_id": fields.pop("restore_id", f"r-{uuid.uuid4().hex[:10]}"),
+            "requested_by": "alice@example.com",
+            "reason": "test restore",
+            **fields,
+        }
+        return self.coordinator.handle(self.envelope("backup.requests", "Restore Requested", detail))
+
+    def approve(self, restore_id: str, token: str, by: str = "bob@example.com") -> Outcome:
+        detail = {"restore_id": restore_id, "approval_token": token, "approved_by": by}
+        return self.coordinator.handle(self.envelope("backup.requests", "Restore Approved", detail))
+
+    def agent_event(self, detail_type: str, detail: dict[str, Any]) -> Outcome:
+        return self.coordinator.handle(
+            self.envelope(SOURCE_AGENT, detail_type, json.loads(json.dumps(detail, default=str)))
+        )
+
+    # ------------------------------------------------------------------ backups
+    def seed_backup(
+        self,
+        target: str,
+        *,
+        started: datetime,
+        state: str = "succeeded",
+        payload: bytes | None = None,
+        run_id: str | None = None,
+    ) -> Backup:
+        """A backup as the agent + audit leave it: a zstd object (with the agent's metadata), its
+        manifest, and the run record in the ledger."""
+        agent, target_cfg = self.fleet.target(target)
+        run_id = run_id or f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+        raw = payload if payload is not None else f"data of {target} at {started.isoformat()}".encode() * 50
+        stored = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(raw)
+        sha = hashlib.sha256(stored).hexdigest()
+        key = backup_object_key(agent.name, target, run_id, started, "sqlite.zst")
+        response = self.s3.put_object(
+            Bucket=self.resources.bucket,
+            Key=key,
+            Body=stored,
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=self.resources.kms_key_arn,
+            Metadata={"engine": target_cfg.engine, "format": "test", "compression": "zstd-1", "run-id": run_id},
+        )
+        manifest = {"sha256": sha, "bytes_stored": len(stored), "bytes_in": len(raw), "validator": {"tables": 3}}
+        self.s3.put_object(Bucket=self.resources.bucket, Key=manifest_key(key), Body=json.dumps(manifest).encode())
+        event = BackupSucceeded(
+            job_id=f"{target}.{started:%Y%m%dT%H%M%SZ}",
+            run_id=run_id,
+            target=target,
+            agent=agent.name,
+            started_at=started,
+            bucket=self.resources.bucket,
+            key=key,
+            finished_at=started + timedelta(seconds=30),
+            version_id=response.get("VersionId"),
+            bytes_in=len(raw),
+            bytes_stored=len(stored),
+            sha256=sha,
+            engine=target_cfg.engine,
+            format="test",
+            compression="zstd-1",
+            duration_s=30.0,
+        )
+        self.ledger.run_ended(event, state, expires_at=started + timedelta(days=30))
+        return Backup(target, agent.name, run_id, started, key, response.get("VersionId"), sha, len(stored), raw, event)
+
+    # ------------------------------------------------------------------ outputs
+    def pipeline_events(self) -> list[dict[str, Any]]:
+        """Events the coordinator put on the bus (source backup.pipeline), in arrival order."""
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.capture_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                return self.captured
+            for message in messages:
+                body = json.loads(message["Body"])
+                self.captured.append({"type": body["detail-type"], "detail": body["detail"]})
+                self.sqs.delete_message(QueueUrl=self.capture_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def alerts(self) -> list[Received]:
+        received: list[Received] = []
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.resources.alerts_inbox_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                return received
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                received.append(
+                    Received(
+                        envelope.get("Subject", ""),
+                        envelope.get("Message", ""),
+                        {k: v.get("Value") for k, v in envelope.get("MessageAttributes", {}).items()},
+                    )
+                )
+                self.sqs.delete_message(
+                    QueueUrl=self.resources.alerts_inbox_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    def jobs(self, agent: str) -> list[Job]:
+        """Jobs on an agent's queue (consumed)."""
+        found: list[Job] = []
+        url = self.resources.agent_queue_urls[agent]
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
+            if not messages:
+                return found
+            for message in messages:
+                found.append(Job.model_validate_json(message["Body"]))
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    def all_jobs(self) -> list[Job]:
+        return [job for agent in self.resources.agent_queue_urls for job in self.jobs(agent)]
+
+    def item(self, restore_id: str) -> dict[str, Any] | None:
+        return RestoreStore(self.ledger).get(restore_id)
+
+    def put_event(self, entry_event: Any) -> None:
+        self.session.client("events").put_events(Entries=[put_events_entry(entry_event, self.resources.bus_name)])
+
+
+def token_from(alert: Received) -> str:
+    for line in alert.body.splitlines():
+        if line.startswith("One-time approval token:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no token in the approval message:\n{alert.body}")
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def world(aws_credentials: None) -> Iterator[World]:
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        fleet = restore_fleet()
+        resources = provision(fleet, session)
+        sqs, events = session.client("sqs"), session.client("events")
+        capture_url = sqs.create_queue(QueueName="captured-pipeline-events")["QueueUrl"]
+        capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events.put_rule(
+            Name="capture-pipeline",
+            EventBusName=resources.bus_name,
+            EventPattern=json.dumps({"source": [SOURCE_PIPELINE]}),
+            State="ENABLED",
+        )
+        events.put_targets(
+            Rule="capture-pipeline", EventBusName=resources.bus_name, Targets=[{"Id": "q", "Arn": capture_arn}]
+        )
+        clock = SimulatedClock(T0)
+        ledger = Ledger(resources.ledger_table, session.client("dynamodb"))
+        s3 = session.client("s3", config=Config(signature_version="s3v4"))
+        coordinator = Coordinator(
+            fleet,
+            RestoreStore(ledger),
+            objects=S3ObjectStore(s3),
+            jobs=SqsJobQueue(sqs),
+            events=EventBridgePublisher(events, resources.bus_name),
+            notifier=SnsNotifier(session.client("sns"), resources.alert_topic_arn),
+            config=CoordinatorConfig.from_fleet(
+                fleet,
+                bus_name=resources.bus_name,
+                bucket=resources.bucket,
+                queue_url_prefix=resources.job_queue_url_prefix,
+            ),
+            clock=clock,
+        )
+        yield World(fleet, resources, session, clock, coordinator, ledger, capture_url, s3, sqs)
+
+
+# agent-side fixtures (moto server, real databases) live in agent_world.py
+from .agent_world import agent_world, mariadb_server, moto_endpoint, postgres_server  # noqa: E402, F401

@@ -1,0 +1,47 @@
+"""backupctl status shows the last drill (ok / FAILED) and its measured RTO from the target state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from backupctl.status import StatusRow, render_status
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def _row(**state: object) -> StatusRow:
+    return StatusRow.from_items(
+        target="app",
+        agent="db-host",
+        engine="sqlite",
+        rpo=timedelta(hours=26),
+        state={"last_good_at": "2026-11-22T02:00:00.000000Z", "last_good_bytes": 1000, **state},
+    )
+
+
+def test_status_shows_a_good_drill_and_its_rto() -> None:
+    row = _row(last_drill_at="2026-11-21T03:00:00.000000Z", last_drill_ok=True, last_drill_rto_s=95.5)
+
+    text = render_status([row], NOW)
+
+    line = text.splitlines()[2]
+    assert "LAST DRILL" in text.splitlines()[0]
+    assert "2026-11-21 03:00:00 UTC ok" in line
+    assert "1m" in line
+    assert row.as_json(NOW)["last_drill_ok"] is True
+
+
+def test_status_shows_a_failed_drill() -> None:
+    row = _row(last_drill_at="2026-11-21T03:00:00.000000Z", last_drill_ok=False, last_drill_rto_s=80)
+
+    assert "FAILED" in render_status([row], NOW).splitlines()[2]
+
+
+def test_status_has_no_drill_columns_without_drills() -> None:
+    assert "LAST DRILL" not in render_status([_row()], NOW)
+
+
+def test_a_sub_minute_rto_is_shown_in_seconds() -> None:
+    row = _row(last_drill_at="2026-11-21T03:00:00.000000Z", last_drill_ok=True, last_drill_rto_s=0.25)
+
+    assert render_status([row], NOW).splitlines()[2].rstrip().endswith("0.2s")

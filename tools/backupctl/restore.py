@@ -1,0 +1,224 @@
+"""Restore commands: ``restore`` (put a ``Restore Requested``), ``approve`` (put a ``Restore Approved``)
+and ``restore-status`` (read the request's ledger item). See docs/runbook.md.
+
+    backupctl restore TARGET [--at TIME | --run RUN_ID] (--to OTHER | --in-place) [--dry-run] --reason ...
+    backupctl approve RESTORE_ID [TOKEN]      # without TOKEN (or "-"): read from stdin / prompt
+    backupctl restore-status RESTORE_ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from backup_contracts import ledger as keys
+from backup_contracts.events import Contract, RestoreApproved, RestoreRequested, put_events_entry
+from backupctl.backup_now import PutEventsError, default_requester
+from backupctl.context import Context, UsageError
+from backupctl.render import to_json
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors())
+
+
+def parse_time(text: str) -> datetime:
+    """ISO-8601 with a zone (``2026-11-22T09:00:00Z`` or ``+01:00``); a naive time is refused."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at {text!r} is not an ISO-8601 time. Fix: e.g. --at 2026-11-22T09:00:00Z") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"--at {text!r} has no time zone. Fix: append Z (UTC) or an offset like +01:00")
+    return moment
+
+
+def build_restore_request(args: argparse.Namespace) -> RestoreRequested:
+    if args.at and args.run:
+        raise UsageError("choose one of --at and --run")
+    if not args.to and not args.in_place:
+        raise UsageError("say where to restore: --to OTHER_TARGET (a clone) or --in-place (over the target itself)")
+    selector: dict[str, Any] = {"latest": True}
+    if args.at:
+        selector = {"at": parse_time(args.at)}
+    elif args.run:
+        selector = {"run_id": args.run}
+    try:
+        return RestoreRequested(
+            restore_id=args.restore_id or f"r-{datetime.now().astimezone():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+            target=args.target,
+            backup=selector,
+            destination=None if args.in_place else args.to,
+            mode="in-place" if args.in_place else "clone",
+            requested_by=args.requested_by or default_requester(),
+            reason=args.reason,
+            dry_run=args.dry_run,
+        )
+    except ValidationError as exc:
+        raise UsageError(f"invalid restore request: {_problems(exc)}") from None
+
+
+def put(events: Any, event: Contract, bus: str) -> str:
+    response = events.put_events(Entries=[put_events_entry(event, bus)])
+    entry = response["Entries"][0]
+    if response.get("FailedEntryCount", 0) or "EventId" not in entry:
+        raise PutEventsError(f"EventBridge refused the event: {entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
+    return str(entry["EventId"])
+
+
+def run_restore(args: argparse.Namespace, ctx: Context) -> int:
+    request = build_restore_request(args)
+    if ctx.has_fleet:
+        try:
+            ctx.fleet.target(request.target)
+        except KeyError:
+            raise UsageError(f"unknown target {request.target!r}: not in {ctx.fleet_file}") from None
+    event_id = put(ctx.client("events"), request, ctx.bus_name)
+    if ctx.json:
+        sys.stdout.write(to_json({"restore_id": request.restore_id, "event_id": event_id, "bus": ctx.bus_name}))
+        return 0
+    where = f"in place over {request.target}" if request.mode == "in-place" else f"into {request.destination}"
+    what = "Dry run of a restore" if request.dry_run else "Restore"
+    sys.stdout.write(
+        f"{what} of {request.target} {where} requested: restore id {request.restore_id}"
+        f" (event {event_id} on {ctx.bus_name}).\n"
+        f"Follow it with: backupctl restore-status {request.restore_id}\n"
+    )
+    if request.mode == "in-place":
+        sys.stdout.write("A safety backup of the target is taken first; a protected target needs an approval.\n")
+    return 0
+
+
+def read_token(given: str | None) -> str:
+    if given and given != "-":
+        return given
+    if sys.stdin.isatty():
+        return getpass.getpass("approval token: ").strip()
+    return sys.stdin.readline().strip()
+
+
+def run_approve(args: argparse.Namespace, ctx: Context) -> int:
+    token = read_token(args.token)
+    try:
+        approval = RestoreApproved(
+            restore_id=args.restore_id,
+            approval_token=token,
+            approved_by=args.approved_by or default_requester(),
+        )
+    except ValidationError as exc:
+        raise UsageError(f"invalid approval: {_problems(exc)}") from None
+    event_id = put(ctx.client("events"), approval, ctx.bus_name)
+    if ctx.json:
+        sys.stdout.write(to_json({"restore_id": approval.restore_id, "event_id": event_id}))
+    else:
+        sys.stdout.write(
+            f"Approval for {approval.restore_id} sent (event {event_id}).\n"
+            f"Follow it with: backupctl restore-status {approval.restore_id}\n"
+        )
+    return 0
+
+
+_SHOWN = (
+    "state",
+    "kind",
+    "target",
+    "destination",
+    "mode",
+    "agent",
+    "requested_by",
+    "reason",
+    "dry_run",
+    "source_run_id",
+    "reason_code",
+    "rejection",
+    "approval_deadline",
+    "approved_by",
+    "deadline",
+    "stage",
+    "error",
+    "destination_touched",
+    "duration_s",
+    "safety_backup_run_id",
+)
+
+
+def status_view(item: dict[str, Any]) -> dict[str, Any]:
+    """What a person may see of a restore item (never the token hash or the job message)."""
+    view = {name: item[name] for name in ("restore_id", *_SHOWN) if name in item}
+    view["history"] = item.get("history", [])
+    if item.get("source"):
+        source = item["source"]
+        view["source"] = {k: source.get(k) for k in ("run_id", "key", "version_id", "started_at", "bytes_stored")}
+    if item.get("verification"):
+        view["verification"] = item["verification"]
+    return view
+
+
+def render_restore_status(view: dict[str, Any]) -> str:
+    lines = [f"Restore {view.get('restore_id')}: {str(view.get('state', '?')).upper()}"]
+    for name in _SHOWN[1:]:
+        if view.get(name) not in (None, ""):
+            lines.append(f"  {name.replace('_', ' '):<22}{view[name]}")
+    source = view.get("source")
+    if source:
+        lines.append(f"  {'backup':<22}run {source.get('run_id')} (dump started {source.get('started_at')})")
+    if view.get("history"):
+        lines.append("  steps:")
+        lines += [f"    {step.get('at')}  {step.get('state')}" for step in view["history"]]
+    verification = view.get("verification")
+    if verification:
+        checks = verification.get("checks", {}) if isinstance(verification, dict) else {}
+        lines.append("  verification:")
+        for key in ("integrity_check", "tables", "total_rows", "bytes", "cleanup"):
+            if key in checks:
+                lines.append(f"    {key:<20}{checks[key]}")
+    if view.get("safety_backup_run_id"):
+        target = view.get("destination")
+        lines.append(
+            f"  undo with: backupctl restore {target} --run {view['safety_backup_run_id']} --in-place --reason 'undo'"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_status(args: argparse.Namespace, ctx: Context) -> int:
+    item = ctx.ledger.get(keys.restore_pk(args.restore_id), keys.STATE_SK)
+    if item is None:
+        sys.stderr.write(f"backupctl: no restore {args.restore_id!r} in the ledger {ctx.table}\n")
+        return 1
+    view = status_view(item)
+    sys.stdout.write(to_json(view) if ctx.json else render_restore_status(view))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    restore = subparsers.add_parser("restore", help="request a restore of a target (see docs/runbook.md)")
+    restore.add_argument("target")
+    which = restore.add_mutually_exclusive_group()
+    which.add_argument("--at", help="latest good backup whose dump started at or before this time (ISO-8601)")
+    which.add_argument("--run", help="exactly this run id (backupctl history TARGET)")
+    where = restore.add_mutually_exclusive_group()
+    where.add_argument("--to", metavar="OTHER_TARGET", help="clone into this target (must be in restore_to)")
+    where.add_argument("--in-place", action="store_true", help="restore over the target (after a safety backup)")
+    restore.add_argument("--dry-run", action="store_true", help="validate and report; restore nothing")
+    restore.add_argument("--reason", required=True, help="why (kept in the ledger and the event)")
+    restore.add_argument("--requested-by", default=None, help="who asks (default: user@host)")
+    restore.add_argument("--restore-id", default=None, help="idempotency key (default: generated)")
+    restore.set_defaults(command=run_restore)
+
+    approve = subparsers.add_parser("approve", help="approve a restore of a protected target with its token")
+    approve.add_argument("restore_id")
+    approve.add_argument(
+        "token", nargs="?", default=None, help="the one-time token from the SNS message (omit or '-' to read stdin)"
+    )
+    approve.add_argument("--approved-by", default=None, help="who approves (default: user@host)")
+    approve.set_defaults(command=run_approve)
+
+    status = subparsers.add_parser("restore-status", help="state, steps and verification of a restore")
+    status.add_argument("restore_id")
+    status.set_defaults(command=run_status)
