@@ -314,4 +314,13 @@ class Functions(Construct):
         s.bus.grant_put_events_to(function)
         s.topic.grant_publish(function)
         self._feed_from_bus(function, "restore", contract_events.RESTORE_PATTERN)
+        # The coordinator's own tick: starts due restore drills, expires unanswered approvals, and fails
+        # restores whose agent never reported by their deadline.
+        events.Rule(
+            self,
+            "RestoreSchedule",
+            description="restore coordinator tick: drills, approval expiry, restore deadlines",
+            schedule=events.Schedule.rate(Duration.minutes(s.fleet.pipeline.watchdog_interval_minutes)),
+            targets=[targets.LambdaFunction(function)],
+        )
         return function

@@ -118,7 +118,12 @@ def test_function_environment_points_at_the_stack_resources(synthesized: Any) ->
 
 # --- triggers --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("name", "interval"), [("dispatcher", "dispatcher_interval_minutes"), ("watchdog", "watchdog_interval_minutes")]
+    ("name", "interval"),
+    [
+        ("dispatcher", "dispatcher_interval_minutes"),
+        ("watchdog", "watchdog_interval_minutes"),
+        ("restore", "watchdog_interval_minutes"),  # drills, approval expiry, restore deadlines
+    ],
 )
 def test_scheduled_functions_run_at_the_configured_rate(
     synthesized: Any, fleet: Fleet, name: str, interval: str
