@@ -12,7 +12,6 @@ crash in between is repaired by the SQS retry.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from backup_contracts.naming import RETENTION_TAG, manifest_key
 from backup_functions import alerts, retention
 from backup_functions.audit.verify import Verification, missing, nothing_to_compare, verify_head, with_content_hash
 from backup_functions.clock import Clock
+from backup_functions.envelope import MalformedEventError, unwrap
 from backup_functions.ledger import (
     FAILED,
     SUCCEEDED,
@@ -58,29 +58,11 @@ READ_CHUNK = 8 * 1024 * 1024
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
 
 
-class MalformedEventError(ValueError):
-    """The record is not a contract event; the message says why (it goes to the DLQ)."""
-
-
 def parse_envelope(body: str | Mapping[str, Any]) -> Contract:
     """An EventBridge event (as JSON text or dict) → its contract model, or MalformedEventError."""
-    if isinstance(body, str):
-        try:
-            envelope = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise MalformedEventError(f"record body is not JSON: {exc.msg} at position {exc.pos}") from None
-    else:
-        envelope = body
-    if not isinstance(envelope, dict):
-        raise MalformedEventError("record body is not an EventBridge event (expected a JSON object)")
-    absent = [name for name in ("source", "detail-type", "detail") if name not in envelope]
-    if absent:
-        raise MalformedEventError(f"record body is not an EventBridge event: missing {', '.join(absent)}")
-    detail = envelope["detail"]
-    if not isinstance(detail, dict | str):
-        raise MalformedEventError("event detail must be a JSON object")
+    source, detail_type, detail = unwrap(body)
     try:
-        return parse_event(str(envelope["source"]), str(envelope["detail-type"]), detail)
+        return parse_event(source, detail_type, detail)
     except UnknownEventError as exc:
         raise MalformedEventError(str(exc)) from None
     except ValueError as exc:  # pydantic ValidationError is a ValueError
@@ -89,7 +71,7 @@ def parse_envelope(body: str | Mapping[str, Any]) -> Contract:
             reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'detail'}: {e['msg']}" for e in errors())
         else:
             reason = str(exc)
-        raise MalformedEventError(f"{envelope['detail-type']!r} detail does not match the contract: {reason}") from None
+        raise MalformedEventError(f"{detail_type!r} detail does not match the contract: {reason}") from None
 
 
 @dataclass(frozen=True)

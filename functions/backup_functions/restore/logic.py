@@ -52,6 +52,7 @@ from backup_contracts.naming import SOURCE_REQUESTS, agent_prefix, job_queue_nam
 from backup_contracts.schedule import Schedule, ScheduleError
 from backup_functions.audit.verify import full_object_sha256
 from backup_functions.clock import Clock
+from backup_functions.envelope import MalformedEventError, unwrap
 from backup_functions.restore import messages
 from backup_functions.restore import store as st
 from backup_functions.restore.ports import EventPublisher, JobQueue, Notifier, ObjectStore
@@ -62,10 +63,6 @@ log = logging.getLogger(__name__)
 TOKEN_BYTES = 24  # 32 URL-safe characters
 RESTORE_END_GRACE = timedelta(minutes=15)  # after the job deadline, a silent restore is failed
 PRESIGN_MARGIN = timedelta(minutes=15)  # the URL outlives the job deadline by this much
-
-
-class MalformedEventError(ValueError):
-    """The record is not a restore-coordinator event we can answer; it goes to the DLQ."""
 
 
 @dataclass(frozen=True)
@@ -141,25 +138,7 @@ def hash_token(token: str) -> str:
 
 def parse_envelope(body: str | Mapping[str, Any]) -> tuple[str, str, Any]:
     """(source, detail-type, detail) of an EventBridge event given as JSON text or a dict."""
-    if isinstance(body, str):
-        try:
-            envelope = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise MalformedEventError(f"record body is not JSON: {exc.msg} at position {exc.pos}") from None
-    else:
-        envelope = body
-    if not isinstance(envelope, dict):
-        raise MalformedEventError("record body is not an EventBridge event (expected a JSON object)")
-    absent = [name for name in ("source", "detail-type", "detail") if name not in envelope]
-    if absent:
-        raise MalformedEventError(f"record body is not an EventBridge event: missing {', '.join(absent)}")
-    detail = envelope["detail"]
-    if isinstance(detail, str):
-        try:
-            detail = json.loads(detail)
-        except json.JSONDecodeError as exc:
-            raise MalformedEventError(f"event detail is not JSON: {exc.msg}") from None
-    return str(envelope["source"]), str(envelope["detail-type"]), detail
+    return unwrap(body)
 
 
 def _validation_reason(exc: ValidationError) -> str:

@@ -1,0 +1,37 @@
+"""EventBridge events as the event-driven Lambdas receive them (rule → SQS → Lambda): one unwrapping,
+with one error type whose message says why a record is not an event (it then goes to the DLQ)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+class MalformedEventError(ValueError):
+    """The record is not a contract event; the message says why (it goes to the DLQ)."""
+
+
+def unwrap(body: str | Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(source, detail-type, detail) of an EventBridge event given as JSON text or a dict."""
+    if isinstance(body, str):
+        try:
+            envelope = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise MalformedEventError(f"record body is not JSON: {exc.msg} at position {exc.pos}") from None
+    else:
+        envelope = body
+    if not isinstance(envelope, dict):
+        raise MalformedEventError("record body is not an EventBridge event (expected a JSON object)")
+    absent = [name for name in ("source", "detail-type", "detail") if name not in envelope]
+    if absent:
+        raise MalformedEventError(f"record body is not an EventBridge event: missing {', '.join(absent)}")
+    detail = envelope["detail"]
+    if isinstance(detail, str):
+        try:
+            detail = json.loads(detail)
+        except json.JSONDecodeError as exc:
+            raise MalformedEventError(f"event detail is not JSON: {exc.msg}") from None
+    if not isinstance(detail, dict):
+        raise MalformedEventError("event detail must be a JSON object")
+    return str(envelope["source"]), str(envelope["detail-type"]), detail
