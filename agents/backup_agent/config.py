@@ -54,7 +54,13 @@ class Compression(_Model):
 
 
 class UploadSettings(_Model):
-    parts_in_flight: int = Field(default=4, ge=1, le=64, description="parts uploading at once (memory ~ this x part)")
+    parts_in_flight: int = Field(
+        default=3,
+        ge=1,
+        le=64,
+        description="parts uploading at once (memory ~ this x part); 3 keeps the agent under 96 MiB"
+        " (docs/benchmarks.md) at the same wall time as 4",
+    )
     max_attempts: int = Field(default=5, ge=1, le=20, description="attempts per S3 request (standard retry mode)")
 
 

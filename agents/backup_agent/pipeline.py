@@ -34,6 +34,7 @@ from backup_contracts.naming import RETENTION_TAG, agent_prefix, backup_object_k
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
+ZSTD_PIECE_ROOM = 256 * 1024  # > zstd's output piece (ZSTD_CStreamOutSize, 128 KiB + a block header)
 MANIFEST_VERSION = 1
 Stage = Literal["dump", "upload", "verify", "config"]
 ProgressFn = Callable[[int, int], None]
@@ -128,39 +129,67 @@ def config_failure(job: Job, config: AgentConfig, error: str, now: datetime) -> 
 class _PartSink:
     """Receives compressed bytes from zstd; hashes them and cuts them into growing parts.
 
-    Compressed output arrives in small pieces (zstd's ~128 KiB output buffer); they are kept in a
-    list and joined once per part (one copy), cutting at a piece boundary, so a part is at least its
-    scheduled size and at most one piece larger (S3 requires only >= 5 MiB for all but the last).
-    A slot of the upload pool is reserved before the join, so a part is only materialized when it
-    can be sent: memory ~ parts_in_flight x part size + one part being collected.
+    Memory is what this class bounds. A part's upload slot is reserved *before* the part starts
+    filling, so at most ``parts_in_flight`` parts exist at once, the one being filled included.
+    Each part is one bytearray allocated at its scheduled size plus room for one zstd output piece;
+    zstd's output (~128 KiB pieces) is copied into it and the bytearray itself is handed to the
+    uploader: no per-piece copies, no join, no reallocation, hence no transient second copy of a
+    part. A part is at least its scheduled size and at most one piece larger (S3 requires only
+    >= 5 MiB for all but the last). Peak: parts_in_flight x (part size + 256 KiB).
     """
 
     def __init__(self, upload: MultipartUpload) -> None:
         self._upload = upload
-        self._pieces: list[bytes] = []
-        self._pending = 0
+        self._part: bytearray | None = None
+        self._fill = 0
         self.sha256 = hashlib.sha256()
         self.bytes_stored = 0
 
+    def _open(self) -> bytearray:
+        self._upload.reserve()
+        self._part = bytearray(self._upload.current_part_size() + ZSTD_PIECE_ROOM)
+        self._fill = 0
+        return self._part
+
     def write(self, data: bytes) -> int:
+        size = len(data)
         self.sha256.update(data)
-        self.bytes_stored += len(data)
-        self._pieces.append(bytes(data))
-        self._pending += len(data)
-        if self._pending >= self._upload.current_part_size():
+        self.bytes_stored += size
+        part = self._part if self._part is not None else self._open()
+        end = self._fill + size
+        if end > len(part):  # a piece larger than the room left: grow (zstd's pieces never are)
+            part.extend(bytes(end - len(part)))
+        part[self._fill : end] = data
+        self._fill = end
+        if end >= self._upload.current_part_size():
             self._cut()
-        return len(data)
+        return size
 
     def _cut(self) -> None:
-        self._upload.reserve()
-        pieces, self._pieces, self._pending = self._pieces, [], 0
-        part = b"".join(pieces)
-        pieces.clear()
+        part = self._part if self._part is not None else self._open()
+        del part[self._fill :]
+        self._part = None
+        self._fill = 0
         self._upload.submit_reserved(part)
 
     def flush_last(self) -> None:
-        if self._pending or self._upload.next_part == 1:
+        if self._part is not None or self._upload.next_part == 1:
             self._cut()
+
+
+def zstd_parameters(level: int, threads: int) -> zstandard.ZstdCompressionParameters:
+    """zstd parameters for a level and ``zstandard`` thread count, with a bounded job size.
+
+    Multi-threaded zstd cuts the input into jobs of 4 x the window by default (2 MiB at level 1,
+    8 MiB at level 3) and every worker holds its job's input and output: measured ~14 MiB at
+    level 1 and ~53 MiB at level 3 with two workers. Jobs of max(1 MiB, window) need ~8 / ~16 MiB
+    for the same speed and a ratio within 0.1%.
+    """
+    extra: dict[str, int] = {}
+    if threads != 0:
+        window_log = zstandard.ZstdCompressionParameters.from_level(level).window_log
+        extra["job_size"] = 1 << max(20, window_log)
+    return zstandard.ZstdCompressionParameters.from_level(level, threads=threads, write_checksum=True, **extra)
 
 
 class BackupRun:
@@ -338,9 +367,8 @@ class BackupRun:
         if self.cancel.is_set():
             dump.terminate()
         validator = self.engine.validator()
-        cctx = zstandard.ZstdCompressor(
-            level=self.config.compression.level, threads=self.config.compression.zstd_threads, write_checksum=True
-        )
+        compression = self.config.compression
+        cctx = zstandard.ZstdCompressor(compression_params=zstd_parameters(compression.level, compression.zstd_threads))
         sink = _PartSink(upload)
         writer = cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
         read = getattr(dump.stream, "read1", dump.stream.read)

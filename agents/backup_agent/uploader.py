@@ -41,7 +41,7 @@ class UploadError(Exception):
     """The multipart upload failed (after botocore's retries); the upload must be aborted."""
 
 
-def _b64sha256(data: bytes) -> str:
+def _b64sha256(data: bytes | bytearray) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
@@ -105,7 +105,7 @@ class MultipartUpload:
     def current_part_size(self) -> int:
         return part_size(self.next_part)
 
-    def submit(self, data: bytes) -> None:
+    def submit(self, data: bytes | bytearray) -> None:
         """Queue one part for upload (blocks for a free slot); raises UploadError once any part failed."""
         self.reserve()
         self.submit_reserved(data)
@@ -119,7 +119,7 @@ class MultipartUpload:
             self._slots.release()
             raise UploadError(f"upload of part failed: {self._error}") from self._error
 
-    def submit_reserved(self, data: bytes) -> None:
+    def submit_reserved(self, data: bytes | bytearray) -> None:
         """Upload ``data`` as the next part in the slot taken by ``reserve``."""
         if self.next_part > S3_MAX_PARTS:
             self._slots.release()
@@ -128,7 +128,7 @@ class MultipartUpload:
         self.next_part += 1
         self._futures.append(self._pool.submit(self._upload_part, number, data))
 
-    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, data: bytes | bytearray) -> dict[str, Any]:
         try:
             checksum = _b64sha256(data)
             response = self._s3.upload_part(
