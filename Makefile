@@ -56,6 +56,7 @@ unit:
 bench: bench-agent bench-control
 
 bench-agent: $(VENV)/.installed
+	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench.agent_stream
 
 bench-control: $(VENV)/.installed
