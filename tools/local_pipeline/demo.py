@@ -117,8 +117,13 @@ class Demo:
 
     def backup_cycle(self) -> None:
         self.step(f"Dispatcher tick at {self.now:%Y-%m-%d %H:%M} UTC")
-        result = self.world.pipeline.tick_dispatcher(self.now)
-        self.out(f"dispatcher: {result}")
+        result = self.world.pipeline.tick_dispatcher(self.now) or {}
+        self.out(
+            f"{result.get('due', '?')} of {result.get('targets', '?')} targets due: {result.get('created', '?')}"
+            f" expected-run rows written, {result.get('sent', '?')} jobs sent to the agent queues"
+        )
+        if result.get("not_sent"):
+            raise PipelineStepError(f"the dispatcher could not send jobs: {result['not_sent']}")
 
         self.step(f"Agent {DEMO_AGENT} (a real `backup-agent run --once` process)")
         assert self.world.agent_config is not None  # noqa: S101 - set by seed()
