@@ -4,7 +4,6 @@ the agent's real streaming pipeline, and restores by ``backup_agent.restore.Rest
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -15,13 +14,21 @@ from typing import Any
 
 import boto3
 import pytest
+from agent_engines.real_databases import (  # noqa: F401 - shared with the engine tests; fixtures re-exported
+    MARIADB,
+    PG,
+    mariadb,
+    mariadb_server,
+    postgres_server,
+    psql,
+    unique,
+)
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from backup_agent.config import AgentConfig, parse_config
 from backup_agent.engines import build_engine
 from backup_agent.engines.base import Engine
-from backup_agent.engines.postgresql import conninfo_quote
 from backup_agent.events import RecordingSink
 from backup_agent.pipeline import BackupRun, RunOutcome
 from backup_agent.restore import RestoreOutcome, RestoreRun
@@ -31,8 +38,6 @@ from backup_contracts.naming import agent_prefix
 
 AGENT = "db-host"
 REGION = "us-east-1"
-PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-MARIADB: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 
 
 @pytest.fixture(scope="session")
@@ -185,46 +190,3 @@ def agent_world(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     return AgentWorld(moto_endpoint, bucket, key_arn, s3, tmp_path / "state")
-
-
-# --------------------------------------------------------------------------- real database helpers
-
-
-def psql(db: str, sql: str, *, check: bool = True) -> str:
-    argv: list[str] = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", PG["host"], "-p", str(PG["port"])]
-    argv += ["-U", PG["user"], "-d", f"dbname={conninfo_quote(db)}", "-f", "-"]
-    result = subprocess.run(argv, input=sql.encode(), capture_output=True, timeout=60, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"psql failed: {result.stderr.decode()}")
-    return result.stdout.decode()
-
-
-def mariadb(sql: str, db: str | None = None, *, check: bool = True) -> str:
-    argv = ["mariadb", f"--host={MARIADB['host']}", f"--port={MARIADB['port']}", f"--user={MARIADB['user']}"]
-    argv += ["--batch", "--skip-column-names", "--default-character-set=utf8mb4"]
-    result = subprocess.run(
-        [*argv, *([db] if db else [])], input=sql.encode(), capture_output=True, timeout=60, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"mariadb failed: {result.stderr.decode()}")
-    return result.stdout.decode()
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> None:
-    try:
-        psql("postgres", "SELECT 1;")
-    except (AssertionError, OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"PostgreSQL at {PG['host']}:{PG['port']} is unreachable: {exc}")
-
-
-@pytest.fixture(scope="session")
-def mariadb_server() -> None:
-    try:
-        mariadb("SELECT 1;")
-    except (AssertionError, OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"MariaDB at {MARIADB['host']}:{MARIADB['port']} is unreachable: {exc}")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:10]}"
