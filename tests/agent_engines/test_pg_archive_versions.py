@@ -30,7 +30,8 @@ def w_str(value: str | None) -> bytes:
 TABLE_DEFN = "CREATE TABLE public.t (id integer);\n"
 
 
-def synth_archive(version: tuple[int, int, int], *, with_data: bool = True) -> bytes:
+def synth_archive(version: tuple[int, int, int], *, with_data: bool = True, rows: list[bytes] | None = None) -> bytes:
+    """An archive with one table; its data block holds one chunk per row (pg_dump -Z0 writes one per COPY row)."""
     out = b"PGDMP" + bytes([*version, 4, 8, 1])
     out += bytes([0]) if version[:2] >= (1, 15) else w_int(0)  # compression: algorithm byte / level int
     for field in (1, 2, 3, 4, 5, 126, 0):  # creation time
@@ -56,15 +57,19 @@ def synth_archive(version: tuple[int, int, int], *, with_data: bool = True) -> b
         out += (w_str("3") if desc == "TABLE DATA" else b"") + w_str(None)
         out += bytes([1 if has_data else 3]) + bytes(8)
     if with_data:
-        payload = b"1\n2\n3\n\\.\n\n"
-        out += bytes([1]) + w_int(4) + w_int(len(payload)) + payload + w_int(0)
+        chunks = rows if rows is not None else [b"1\n2\n3\n\\.\n\n"]
+        out += bytes([1]) + w_int(4) + b"".join(w_int(len(chunk)) + chunk for chunk in chunks) + w_int(0)
     return out
+
+
+def feed_all(validator: PgCustomValidator, data: bytes, step: int) -> None:
+    for i in range(0, len(data), step):
+        validator.feed(data[i : i + step])
 
 
 def check(data: bytes, step: int = 3) -> dict[str, object]:
     validator = PgCustomValidator()
-    for i in range(0, len(data), step):
-        validator.feed(data[i : i + step])
+    feed_all(validator, data, step)
     return validator.finish()
 
 
@@ -115,3 +120,37 @@ def test_an_unknown_future_version_gets_a_header_only_check() -> None:
     assert facts["completeness_checked"] is False
     with pytest.raises(InvalidDumpError):
         check(data[:20])
+
+
+ROWS = [f"{i}\n".encode() * (i % 7 + 1) for i in range(1, 40)] + [b"\\.\n\n"]
+
+
+def test_a_data_block_of_many_row_chunks_gives_the_same_verdict_however_the_stream_is_split() -> None:
+    data = synth_archive((1, 15, 0), rows=ROWS)
+    whole = check(data, step=len(data))
+
+    for step in range(1, 14):
+        assert check(data, step=step) == whole
+    assert whole["data_blocks"] == 1
+    for cut in range(len(data) - 200, len(data)):  # every cut inside the run of row chunks
+        with pytest.raises(InvalidDumpError, match="truncated"):
+            check(data[:cut], step=5)
+
+
+@pytest.mark.parametrize(
+    ("corrupt_length", "message"),
+    [
+        (bytes([2]) + (3).to_bytes(4, "little"), "bad integer sign byte 2"),
+        (w_int(-3), "negative data chunk length -3"),
+    ],
+    ids=["bad-sign-byte", "negative-length"],
+)
+def test_a_corrupt_row_chunk_length_is_rejected_at_once(corrupt_length: bytes, message: str) -> None:
+    data = synth_archive((1, 15, 0), rows=ROWS)
+    ninth_row = w_int(len(ROWS[8])) + ROWS[8]
+    assert data.count(ninth_row) == 1
+    corrupt = data.replace(ninth_row, corrupt_length + ROWS[8], 1)
+
+    for step in (1, 4, 4096):
+        with pytest.raises(InvalidDumpError, match=message):
+            feed_all(PgCustomValidator(), corrupt, step)

@@ -39,6 +39,8 @@ from backup_agent.engines.base import InvalidDumpError
 #   yield _Skip(n)     -> n bytes are discarded (never buffered)
 #   yield _AT_BOUNDARY -> marks a point where the stream may legitimately end; receives None
 #   yield _REST        -> everything that follows is accepted unparsed (the stream may end anywhere)
+#   yield _CHUNK_RUN   -> a run of length-prefixed chunks ended by a zero length is consumed by a
+#                         tight loop in the driver (no generator round trip per chunk); receives b""
 _Parser = Generator["int | _Skip | object", "bytes | None", None]
 
 
@@ -51,6 +53,7 @@ class _Skip:
 
 _AT_BOUNDARY = object()
 _REST = object()  # accept whatever follows, up to the end of the stream
+_CHUNK_RUN = object()  # length-prefixed chunks up to a zero length, handled by ``_chunk_run``
 
 
 class _ParsingValidator:
@@ -64,6 +67,9 @@ class _ParsingValidator:
         self._at_boundary = False
         self._error: str | None = None
         self._done = False
+        self._int_size = 4  # the width of a chunk length's magnitude (``_CHUNK_RUN``)
+        self._chunk_skip = 0  # payload bytes of the current chunk still to pass over
+        self._chunk_head = bytearray()  # a chunk length split across two fed pieces
         self._gen = self._parse()
         self._request: object = self._advance(None)
 
@@ -98,6 +104,9 @@ class _ParsingValidator:
             request = self._request
             if request is _REST:
                 return
+            if request is _CHUNK_RUN:
+                view = self._chunk_run(view)
+                continue
             if isinstance(request, _Skip):
                 take = min(request.n, len(view))
                 request.n -= take
@@ -119,6 +128,57 @@ class _ParsingValidator:
             self._after_end(bytes(view))
         if self._error is not None:  # definitive: stop the pipeline now rather than at finish()
             raise InvalidDumpError(f"invalid {self.name} after {self._total} bytes: {self._error}")
+
+    def _chunk_run(self, view: memoryview) -> memoryview:
+        """Consume length-prefixed chunks (sign byte + little-endian magnitude) up to a zero length.
+
+        pg_dump writes one chunk per COPY row, millions per GiB, so this is the validator's hot
+        loop: it walks positions in the fed piece and never buffers payload bytes. Returns what
+        is left of ``view`` after the terminating zero length (or an empty view if it needs more).
+        """
+        self._at_boundary = False
+        end = len(view)
+        pos = 0
+        head_size = 1 + self._int_size
+        skip = self._chunk_skip
+        head = self._chunk_head
+        while True:
+            if skip:
+                if skip > end - pos:
+                    self._chunk_skip = skip - (end - pos)
+                    return view[end:]
+                pos += skip
+                skip = 0
+            if head or end - pos < head_size:  # a length split across pieces: gather it
+                take = min(head_size - len(head), end - pos)
+                head += view[pos : pos + take]
+                pos += take
+                if len(head) < head_size:
+                    self._chunk_skip = 0
+                    return view[end:]
+                sign = head[0]
+                length = int.from_bytes(head[1:], "little")
+                head.clear()
+            else:
+                sign = view[pos]
+                length = int.from_bytes(view[pos + 1 : pos + head_size], "little")
+                pos += head_size
+            if sign > 1:
+                self._fail(f"bad integer sign byte {sign}")
+                return view[pos:]
+            if length == 0:
+                self._chunk_skip = 0
+                self._request = self._advance(b"")
+                return view[pos:]
+            if sign:
+                self._fail(f"negative data chunk length {-length}")
+                return view[pos:]
+            skip = length
+
+    def _fail(self, message: str) -> None:
+        self._error = message
+        self._done = True
+        self._request = None
 
     def _after_end(self, chunk: bytes) -> None:
         if self._error is None and chunk:
@@ -156,7 +216,6 @@ class PgCustomValidator(_ParsingValidator):
 
     def __init__(self) -> None:
         self.version: tuple[int, int, int] | None = None
-        self._int_size = 4
         self._off_size = 8
         self.dbname: str | None = None
         self.server_version: str | None = None
@@ -253,13 +312,7 @@ class PgCustomValidator(_ParsingValidator):
                 raise InvalidDumpError(f"unknown data block type {block[0]}")
 
     def _chunks(self) -> Generator[object, bytes | None, None]:
-        while True:
-            length = yield from self._int()
-            if length == 0:
-                return
-            if length < 0:
-                raise InvalidDumpError(f"negative data chunk length {length}")
-            yield _Skip(length)
+        yield _CHUNK_RUN  # the driver's tight loop: one generator round trip per block, not per row
 
     def _toc_entry(self) -> Generator[object, bytes | None, None]:
         assert self.version is not None  # noqa: S101
