@@ -4,10 +4,16 @@ Every client uses standard-mode retries with a bounded number of attempts, so a 
 SQS failure is retried and a permanent one surfaces as an error. The endpoint is never configured
 here: boto3 honours ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` from the environment.
 boto3 itself is imported lazily so that ``backup-agent --help`` stays fast.
+
+All clients of a process come from one boto3 session: each session loads its own copy of the
+service models and credential chain (about 7 MiB of the agent's resident memory per session).
+Sessions are not thread-safe, so creating a client is serialised; the clients themselves are.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,9 +34,17 @@ def client_config(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = 10, r
     )
 
 
-def client(service: str, *, region: str | None = None, config: Config | None = None) -> Any:
-    """A boto3 client for ``service`` (honours AWS_ENDPOINT_URL)."""
+_session_lock = threading.Lock()
+
+
+@functools.cache
+def _shared_session() -> Any:
     import boto3
 
-    session: Any = boto3.session.Session()
-    return session.client(service, region_name=region, config=config or client_config())
+    return boto3.session.Session()
+
+
+def client(service: str, *, region: str | None = None, config: Config | None = None) -> Any:
+    """A boto3 client for ``service`` (honours AWS_ENDPOINT_URL), from the process's one session."""
+    with _session_lock:
+        return _shared_session().client(service, region_name=region, config=config or client_config())
