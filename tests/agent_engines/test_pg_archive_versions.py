@@ -16,49 +16,58 @@ from backup_agent.engines.base import InvalidDumpError
 from backup_agent.engines.validators import PgCustomValidator
 
 
-def w_int(value: int) -> bytes:
-    return bytes([1 if value < 0 else 0]) + abs(value).to_bytes(4, "little")
+def w_int(value: int, size: int = 4) -> bytes:
+    return bytes([1 if value < 0 else 0]) + abs(value).to_bytes(size, "little")
 
 
-def w_str(value: str | None) -> bytes:
+def w_str(value: str | None, size: int = 4) -> bytes:
     if value is None:
-        return w_int(-1)
+        return w_int(-1, size)
     raw = value.encode()
-    return w_int(len(raw)) + raw
+    return w_int(len(raw), size) + raw
 
 
 TABLE_DEFN = "CREATE TABLE public.t (id integer);\n"
 
 
-def synth_archive(version: tuple[int, int, int], *, with_data: bool = True, rows: list[bytes] | None = None) -> bytes:
+def synth_archive(
+    version: tuple[int, int, int], *, with_data: bool = True, rows: list[bytes] | None = None, int_size: int = 4
+) -> bytes:
     """An archive with one table; its data block holds one chunk per row (pg_dump -Z0 writes one per COPY row)."""
-    out = b"PGDMP" + bytes([*version, 4, 8, 1])
-    out += bytes([0]) if version[:2] >= (1, 15) else w_int(0)  # compression: algorithm byte / level int
+
+    def wi(value: int) -> bytes:
+        return w_int(value, int_size)
+
+    def ws(value: str | None) -> bytes:
+        return w_str(value, int_size)
+
+    out = b"PGDMP" + bytes([*version, int_size, 8, 1])
+    out += bytes([0]) if version[:2] >= (1, 15) else wi(0)  # compression: algorithm byte / level int
     for field in (1, 2, 3, 4, 5, 126, 0):  # creation time
-        out += w_int(field)
-    out += w_str("synth") + w_str("16.4") + w_str("16.4")
+        out += wi(field)
+    out += ws("synth") + ws("16.4") + ws("16.4")
     entries = [
         (1, "ENCODING", "ENCODING", False, "SET client_encoding = 'UTF8';\n", None),
         (2, "STDSTRINGS", "STDSTRINGS", False, "SET standard_conforming_strings = 'on';\n", None),
         (3, "TABLE", "t", False, TABLE_DEFN, None),
         (4, "TABLE DATA", "t", with_data, "", "COPY public.t (id) FROM stdin;\n"),
     ]
-    out += w_int(len(entries))
+    out += wi(len(entries))
     for dump_id, desc, tag, has_data, defn, copy in entries:
-        out += w_int(dump_id) + w_int(1 if has_data else 0) + w_str("0") + w_str(str(16000 + dump_id))
-        out += w_str(tag) + w_str(desc) + w_int(3 if desc == "TABLE DATA" else 2)
-        out += w_str(defn) + w_str("") + w_str(copy)
-        out += w_str("public" if desc.startswith("TABLE") else None) + w_str("")
+        out += wi(dump_id) + wi(1 if has_data else 0) + ws("0") + ws(str(16000 + dump_id))
+        out += ws(tag) + ws(desc) + wi(3 if desc == "TABLE DATA" else 2)
+        out += ws(defn) + ws("") + ws(copy)
+        out += ws("public" if desc.startswith("TABLE") else None) + ws("")
         if version[:2] >= (1, 14):
-            out += w_str("heap" if desc == "TABLE" else None)
+            out += ws("heap" if desc == "TABLE" else None)
         if version[:2] >= (1, 16):
-            out += w_int(ord("r") if desc.startswith("TABLE") else 0)
-        out += w_str("postgres") + w_str("false")
-        out += (w_str("3") if desc == "TABLE DATA" else b"") + w_str(None)
+            out += wi(ord("r") if desc.startswith("TABLE") else 0)
+        out += ws("postgres") + ws("false")
+        out += (ws("3") if desc == "TABLE DATA" else b"") + ws(None)
         out += bytes([1 if has_data else 3]) + bytes(8)
     if with_data:
         chunks = rows if rows is not None else [b"1\n2\n3\n\\.\n\n"]
-        out += bytes([1]) + w_int(4) + b"".join(w_int(len(chunk)) + chunk for chunk in chunks) + w_int(0)
+        out += bytes([1]) + wi(4) + b"".join(wi(len(chunk)) + chunk for chunk in chunks) + wi(0)
     return out
 
 
@@ -135,6 +144,16 @@ def test_a_data_block_of_many_row_chunks_gives_the_same_verdict_however_the_stre
     for cut in range(len(data) - 200, len(data)):  # every cut inside the run of row chunks
         with pytest.raises(InvalidDumpError, match="truncated"):
             check(data[:cut], step=5)
+
+
+@pytest.mark.parametrize("int_size", [2, 3, 8])
+def test_archives_with_other_integer_widths_are_walked_row_by_row(int_size: int) -> None:
+    data = synth_archive((1, 15, 0), rows=ROWS, int_size=int_size)
+
+    assert check(data, step=7)["data_blocks"] == 1
+    for cut in (len(data) - 1, len(data) - int_size - 1, len(data) - 40):
+        with pytest.raises(InvalidDumpError, match="truncated"):
+            check(data[:cut], step=7)
 
 
 @pytest.mark.parametrize(

@@ -50,10 +50,14 @@ class RunningDump(Protocol):
         ...
 
 
+Chunk = bytes | bytearray | memoryview
+"""A piece of a dump stream. The pipeline passes views of a reused buffer: copy what you keep."""
+
+
 class StreamValidator(Protocol):
     """Sees every raw dump byte in order; ``finish`` raises InvalidDumpError if the whole was bad."""
 
-    def feed(self, chunk: bytes) -> None: ...
+    def feed(self, chunk: Chunk) -> None: ...
 
     def finish(self) -> dict[str, object]:
         """Return facts for the manifest (e.g. table count); raise InvalidDumpError when invalid."""

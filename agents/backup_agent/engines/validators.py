@@ -30,9 +30,11 @@ What each one checks:
 from __future__ import annotations
 
 import re
-from collections.abc import Generator
+import struct
+from collections.abc import Callable, Generator
+from typing import cast
 
-from backup_agent.engines.base import InvalidDumpError
+from backup_agent.engines.base import Chunk, InvalidDumpError
 
 # A parser is a generator that yields requests and receives bytes:
 #   yield n (int)      -> receives exactly n bytes
@@ -56,6 +58,18 @@ _REST = object()  # accept whatever follows, up to the end of the stream
 _CHUNK_RUN = object()  # length-prefixed chunks up to a zero length, handled by ``_chunk_run``
 
 
+def _length_reader(int_size: int) -> Callable[[memoryview, int], tuple[int, int]]:
+    """(sign byte, magnitude) of a pg_dump integer at a position, for the archive's int size."""
+    fmt = {1: "<BB", 2: "<BH", 4: "<BI", 8: "<BQ"}.get(int_size)
+    if fmt is not None:
+        return cast(Callable[[memoryview, int], tuple[int, int]], struct.Struct(fmt).unpack_from)
+
+    def read(buf: memoryview, pos: int) -> tuple[int, int]:
+        return buf[pos], int.from_bytes(buf[pos + 1 : pos + 1 + int_size], "little")
+
+    return read
+
+
 class _ParsingValidator:
     """Drives a request/response parser generator over arbitrarily split chunks."""
 
@@ -68,6 +82,7 @@ class _ParsingValidator:
         self._error: str | None = None
         self._done = False
         self._int_size = 4  # the width of a chunk length's magnitude (``_CHUNK_RUN``)
+        self._unpack_length = _length_reader(4)
         self._chunk_skip = 0  # payload bytes of the current chunk still to pass over
         self._chunk_head = bytearray()  # a chunk length split across two fed pieces
         self._gen = self._parse()
@@ -92,7 +107,7 @@ class _ParsingValidator:
             self._done = True
             return None
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: Chunk) -> None:
         self._total += len(chunk)
         if self._done:
             self._after_end(chunk)
@@ -125,7 +140,7 @@ class _ParsingValidator:
                 self._buf.clear()
                 self._request = self._advance(data)
         if view and self._done:
-            self._after_end(bytes(view))
+            self._after_end(view)
         if self._error is not None:  # definitive: stop the pipeline now rather than at finish()
             raise InvalidDumpError(f"invalid {self.name} after {self._total} bytes: {self._error}")
 
@@ -133,54 +148,57 @@ class _ParsingValidator:
         """Consume length-prefixed chunks (sign byte + little-endian magnitude) up to a zero length.
 
         pg_dump writes one chunk per COPY row, millions per GiB, so this is the validator's hot
-        loop: it walks positions in the fed piece and never buffers payload bytes. Returns what
-        is left of ``view`` after the terminating zero length (or an empty view if it needs more).
+        loop: one ``struct`` unpack and two additions per row, positions only, payload bytes never
+        copied. Returns what is left of ``view`` after the terminating zero length (or an empty
+        view if the run continues in the next piece).
         """
         self._at_boundary = False
         end = len(view)
-        pos = 0
         head_size = 1 + self._int_size
-        skip = self._chunk_skip
+        pos = self._chunk_skip  # payload still to pass over from the previous piece (may be > end)
         head = self._chunk_head
-        while True:
-            if skip:
-                if skip > end - pos:
-                    self._chunk_skip = skip - (end - pos)
-                    return view[end:]
-                pos += skip
-                skip = 0
-            if head or end - pos < head_size:  # a length split across pieces: gather it
-                take = min(head_size - len(head), end - pos)
-                head += view[pos : pos + take]
-                pos += take
-                if len(head) < head_size:
-                    self._chunk_skip = 0
-                    return view[end:]
-                sign = head[0]
-                length = int.from_bytes(head[1:], "little")
-                head.clear()
-            else:
-                sign = view[pos]
-                length = int.from_bytes(view[pos + 1 : pos + head_size], "little")
-                pos += head_size
-            if sign > 1:
-                self._fail(f"bad integer sign byte {sign}")
-                return view[pos:]
-            if length == 0:
-                self._chunk_skip = 0
-                self._request = self._advance(b"")
-                return view[pos:]
-            if sign:
-                self._fail(f"negative data chunk length {-length}")
-                return view[pos:]
-            skip = length
+        if head:  # a length split across pieces: complete it first
+            take = min(head_size - len(head), end)
+            head += view[:take]
+            if len(head) < head_size:
+                return view[end:]
+            sign, length = head[0], int.from_bytes(head[1:], "little")
+            head.clear()
+            pos = take
+            if sign or not length:
+                return self._chunk_run_ends(sign, length, view[pos:])
+            pos += length
+        unpack = self._unpack_length
+        while pos + head_size <= end:
+            sign, length = unpack(view, pos)
+            pos += head_size
+            if sign or not length:
+                return self._chunk_run_ends(sign, length, view[pos:])
+            pos += length
+        if pos >= end:
+            self._chunk_skip = pos - end
+        else:
+            self._chunk_skip = 0
+            head += view[pos:]
+        return view[end:]
+
+    def _chunk_run_ends(self, sign: int, length: int, rest: memoryview) -> memoryview:
+        """A chunk length that is not a plain positive one: the run's zero terminator, or an error."""
+        self._chunk_skip = 0
+        if sign > 1:
+            self._fail(f"bad integer sign byte {sign}")
+        elif length == 0:
+            self._request = self._advance(b"")
+        else:
+            self._fail(f"negative data chunk length {-length}")
+        return rest
 
     def _fail(self, message: str) -> None:
         self._error = message
         self._done = True
         self._request = None
 
-    def _after_end(self, chunk: bytes) -> None:
+    def _after_end(self, chunk: Chunk) -> None:
         if self._error is None and chunk:
             self._error = f"unexpected data after the end of the {self.name}"
 
@@ -264,6 +282,7 @@ class PgCustomValidator(_ParsingValidator):
         if not 1 <= int_size <= 8 or not 1 <= off_size <= 8:
             raise InvalidDumpError(f"implausible int/offset sizes {int_size}/{off_size}")
         self._int_size, self._off_size = int_size, off_size
+        self._unpack_length = _length_reader(int_size)
         if fmt != 1:
             raise InvalidDumpError(f"archive format {fmt} is not custom (1); use pg_dump --format=custom")
         if (vmaj, vmin) < (1, 12):
@@ -473,7 +492,7 @@ class MariaDBSqlValidator:
     def create_tables(self) -> int:
         return len(self.table_names)
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: Chunk) -> None:
         if not chunk:
             return
         self._total += len(chunk)
@@ -517,7 +536,7 @@ class SQLiteValidator:
         self._header = bytearray()
         self._total = 0
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: Chunk) -> None:
         if len(self._header) < 100:
             self._header += chunk[: 100 - len(self._header)]
             if len(self._header) >= len(_SQLITE_MAGIC) and not self._header.startswith(_SQLITE_MAGIC):
@@ -560,7 +579,7 @@ class NonEmptyValidator:
         self._head = bytearray()
         self._total = 0
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: Chunk) -> None:
         if len(self._head) < len(self._magic):
             self._head += chunk[: len(self._magic) - len(self._head)]
             if len(self._head) == len(self._magic) and bytes(self._head) != self._magic:
@@ -588,7 +607,7 @@ class Deferred:
         self.inner = inner
         self._error: InvalidDumpError | None = None
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: Chunk) -> None:
         if self._error is None:
             try:
                 self.inner.feed(chunk)
