@@ -21,6 +21,7 @@ from typing import Any, Literal
 import zstandard
 
 from backup_agent.config import AgentConfig
+from backup_agent.dumpstream import DumpReader
 from backup_agent.engines.base import Engine, EngineError, InvalidDumpError, RunningDump, Versions
 from backup_agent.events import EventSink
 from backup_agent.redaction import redact
@@ -33,7 +34,6 @@ from backup_contracts.naming import RETENTION_TAG, agent_prefix, backup_object_k
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1024 * 1024
 ZSTD_PIECE_ROOM = 256 * 1024  # > zstd's output piece (ZSTD_CStreamOutSize, 128 KiB + a block header)
 MANIFEST_VERSION = 1
 Stage = Literal["dump", "upload", "verify", "config"]
@@ -371,12 +371,17 @@ class BackupRun:
         cctx = zstandard.ZstdCompressor(compression_params=zstd_parameters(compression.level, compression.zstd_threads))
         sink = _PartSink(upload)
         writer = cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
-        read = getattr(dump.stream, "read1", dump.stream.read)
+        reader = DumpReader(dump.stream)
         bytes_in = 0
         invalid: str | None = None
         try:
             while True:
-                chunk = read(READ_CHUNK)
+                try:
+                    chunk = reader.read()  # a view of the reader's buffer, consumed before the next read
+                except (OSError, ValueError):
+                    if self.cancel.is_set():  # terminate() closed the stream under the read
+                        raise _Failure("dump", INTERRUPTED) from None
+                    raise
                 if not chunk:
                     break
                 if self.cancel.is_set():
