@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    from botocore.config import Config
+    from botocore.config import Config, _S3Dict
 
 DEFAULT_MAX_ATTEMPTS = 5
 
 
-def client_config(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = 10, read_timeout: float = 120.0) -> Config:
+def client_config(
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    pool: int = 10,
+    read_timeout: float = 120.0,
+    s3: dict[str, Any] | None = None,
+) -> Config:
     from botocore.config import Config
 
     return Config(
@@ -31,7 +37,15 @@ def client_config(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = 10, r
         read_timeout=read_timeout,
         max_pool_connections=pool,
         tcp_keepalive=True,
+        s3=cast("_S3Dict | None", s3),
     )
+
+
+# Upload parts carry their own SHA-256 (x-amz-checksum-sha256, a signed header that S3 verifies
+# against the body), so SigV4 need not hash every body a second time. Over HTTPS with a checksum
+# botocore already sends UNSIGNED-PAYLOAD; this makes a plain-HTTP endpoint (a local S3 such as
+# moto or MinIO) behave the same instead of costing one more pass over the stored bytes.
+S3_UPLOAD_SETTINGS: dict[str, Any] = {"payload_signing_enabled": False}
 
 
 _session_lock = threading.Lock()

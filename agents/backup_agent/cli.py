@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from backup_agent.aws import client, client_config
+from backup_agent.aws import S3_UPLOAD_SETTINGS, client, client_config
 from backup_agent.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
 from backup_agent.engines.base import Engine
 from backup_agent.events import EventBridgeSink
@@ -52,6 +52,7 @@ class Clients:
                 cfg = client_config(
                     max_attempts=self.config.upload.max_attempts,
                     pool=self.config.upload.parts_in_flight * self.config.concurrency + 4,
+                    s3=S3_UPLOAD_SETTINGS,
                 )
             elif service == "sqs":
                 cfg = client_config(read_timeout=60)
