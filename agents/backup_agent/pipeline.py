@@ -275,9 +275,15 @@ class BackupRun:
             },
             parts_in_flight=self.config.upload.parts_in_flight,
         )
+        versions_found: list[Versions] = []  # tool/server versions are asked for while the dump runs
+        versions_thread = threading.Thread(
+            target=lambda: versions_found.append(self._versions()), name="tool-versions", daemon=True
+        )
+        versions_thread.start()
         try:
-            versions = self._versions()
             result = self._stream(upload)
+            versions_thread.join()
+            versions = versions_found[0] if versions_found else Versions(None, None)
             manifest = self._manifest(versions, result)
             response = upload.complete()
             self._put_manifest(manifest)
@@ -350,12 +356,10 @@ class BackupRun:
         return versions
 
     def _stream(self, upload: MultipartUpload) -> dict[str, Any]:
-        try:
-            upload.start()
-        except UploadError as exc:
-            raise _Failure("upload", str(exc)) from exc
         if self.cancel.is_set():
             raise _Failure("dump", INTERRUPTED)
+        # The dump starts first: connecting and locking take the database a moment, and its first
+        # output waits in the pipe while the multipart upload is created.
         try:
             dump = self.engine.start_dump()
         except EngineError as exc:
@@ -366,6 +370,12 @@ class BackupRun:
             self._dump = dump
         if self.cancel.is_set():
             dump.terminate()
+        try:
+            upload.start()
+        except UploadError as exc:
+            dump.terminate()
+            self._reap(dump)
+            raise _Failure("upload", str(exc)) from exc
         validator = self.engine.validator()
         compression = self.config.compression
         cctx = zstandard.ZstdCompressor(compression_params=zstd_parameters(compression.level, compression.zstd_threads))

@@ -248,6 +248,25 @@ def test_failed_upload_terminates_the_dump(stack: Stack, agent_config: AgentConf
     assert stack.uploads() == []
 
 
+def test_s3_refusing_to_start_the_upload_stops_the_already_started_dump(stack: Stack, agent_config: AgentConfig):
+    s3 = s3_client(max_attempts=1)
+
+    def refuse(**_: object) -> None:
+        raise EndpointConnectionError(endpoint_url="http://s3.invalid")
+
+    s3.meta.events.register("before-send.s3.CreateMultipartUpload", refuse)
+    engine = FakeEngine(writer_argv(400 * MiB, compressible=False, delay=0.01))
+
+    outcome = run_backup(stack, agent_config, engine, s3=s3)
+
+    assert outcome.failed.stage == "upload"
+    assert "cannot start the multipart upload" in outcome.failed.error
+    assert engine.dumps[0].proc.returncode is not None  # reaped
+    assert engine.dumps[0].proc.returncode < 0  # killed, not left writing 400 MiB
+    assert stack.objects() == []
+    assert stack.types() == ["Backup Started", "Backup Failed"]
+
+
 # ------------------------------------------------------------------ the job's prefix
 
 
