@@ -10,7 +10,8 @@ Pipelines:
   limit   pg_dump -Fc -Z0 > /dev/null                      (what the source can deliver)
   script  pg_dump -Fc | aws s3 cp - s3://...               (the common script; zlib level 6)
   zstd    pg_dump -Fc -Z0 | zstd -T0 | aws s3 cp - s3://... (zstd CLI default level 3)
-  agent   backup-agent backup TARGET                        (zstd level from the config, SSE-KMS)
+  agent   backup-agent backup TARGET                        (the config's default compression, SSE-KMS)
+  agent-l1, agent-l3 (optional)                             (the agent with zstd level 1 / level 3)
 
     python -m bench.agent_stream                       # sizes 1,4 GiB, 3 rounds (make bench-agent)
     python -m bench.agent_stream --sizes 1 --rounds 1  # quick look
@@ -46,7 +47,7 @@ AGENT = "bench-host"
 BUS = "bench-bus"
 REGION = "us-east-1"
 VENV_BIN = Path(sys.executable).parent
-PIPELINES = ("limit", "script", "zstd", "agent", "agent-l3")
+PIPELINES = ("limit", "script", "zstd", "agent", "agent-l1", "agent-l3")
 DEFAULT_PIPELINES = ("limit", "script", "zstd", "agent")
 TARGETS = {
     "rss_mib": 96.0,  # agent peak RSS
@@ -298,7 +299,7 @@ class Bench:
         self.moto = moto
         self.workdir = workdir
         self.env = self._env()
-        self.config_paths = {"agent": workdir / "agent.yaml", "agent-l3": workdir / "agent-l3.yaml"}
+        self.config_paths = {name: workdir / f"{name}.yaml" for name in ("agent", "agent-l1", "agent-l3")}
         self.databases: dict[float, str] = {}
         self.aws = str(VENV_BIN / "aws") if (VENV_BIN / "aws").exists() else "aws"
         self.agent = str(VENV_BIN / "backup-agent")
@@ -325,10 +326,11 @@ class Bench:
             for size, name in databases.items()
         )
         for pipeline, path in self.config_paths.items():
-            level = 3 if pipeline == "agent-l3" else self.args.agent_level
-            compression = f"compression:\n  level: {level}\n"
+            level = {"agent-l1": 1, "agent-l3": 3}.get(pipeline, self.args.agent_level)
+            settings = [f"  level: {level}\n"] if level is not None else []
             if self.args.agent_threads is not None:
-                compression += f"  threads: {self.args.agent_threads}\n"
+                settings.append(f"  threads: {self.args.agent_threads}\n")
+            compression = "compression:\n" + "".join(settings) if settings else ""
             upload = f"upload:\n  parts_in_flight: {self.args.parts_in_flight}\n" if self.args.parts_in_flight else ""
             path.write_text(
                 f"agent: {AGENT}\nregion: {REGION}\n"
@@ -610,9 +612,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--pipelines",
         default=",".join(DEFAULT_PIPELINES),
         help=f"comma-separated, from {','.join(PIPELINES)} (default {','.join(DEFAULT_PIPELINES)}); "
-        "agent-l3 is the agent with zstd level 3",
+        "agent-l1 / agent-l3 are the agent with zstd level 1 / 3",
     )
-    p.add_argument("--agent-level", type=int, default=1, help="agent zstd level (default 1, the config default)")
+    p.add_argument(
+        "--agent-level", type=int, help="agent zstd level (default: the config default, dump-tuned parameters)"
+    )
     p.add_argument("--agent-threads", type=int, help="agent zstd threads (default: the config default)")
     p.add_argument("--parts-in-flight", type=int, help="agent parts in flight (default: the config default)")
     p.add_argument(
@@ -701,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(
         f"\nload average at start {facts['loadavg_start']}, at end {facts['loadavg_end']}; "
-        f"agent zstd level {args.agent_level}, threads {args.agent_threads or 'config default'}, "
+        f"agent zstd level {args.agent_level or 'config default'}, threads {args.agent_threads or 'config default'}, "
         f"parts in flight {args.parts_in_flight or 'config default'}"
     )
     if args.json:

@@ -40,8 +40,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The default compression: zstd parameters chosen for database dumps (docs/benchmarks.md, "Choosing
+# the default compression"). zstd's double-fast strategy, as at level 3, with a 1 MiB window, a
+# 2^17-entry hash table, a 2^16-entry chain table and 6-byte minimum matches. On the benchmark
+# dumps it stores 1 % less than pg_dump's zlib-6 and level 3, for ~75 % of level 3's CPU; level 1
+# stores 7 % more. The names are the zstd CLI's, so `zstd --zstd=<describe()>` reproduces it.
+DUMP_TUNED_ZSTD: dict[str, int] = {
+    "strategy": 2,
+    "window_log": 20,
+    "hash_log": 17,
+    "chain_log": 16,
+    "search_log": 1,
+    "min_match": 6,
+    "target_length": 0,
+}
+_ZSTD_CLI_NAMES = {
+    "strategy": "strat",
+    "window_log": "wlog",
+    "hash_log": "hlog",
+    "chain_log": "clog",
+    "search_log": "slog",
+    "min_match": "mml",
+    "target_length": "tlen",
+}
+
+
 class Compression(_Model):
-    level: int = Field(default=1, ge=1, le=22, description="zstd level; 1 compresses database dumps well and fast")
+    level: int | None = Field(
+        default=None,
+        ge=1,
+        le=22,
+        description="a standard zstd level; unset: parameters tuned for database dumps, which store less than"
+        " pg_dump's zlib-6 and zstd level 3 for less CPU than level 3 (docs/benchmarks.md)",
+    )
     threads: int = Field(default=0, ge=0, le=256, description="zstd worker threads; 0 = all cores")
 
     @property
@@ -50,7 +81,10 @@ class Compression(_Model):
         return -1 if self.threads == 0 else self.threads
 
     def describe(self) -> str:
-        return f"zstd-{self.level}"
+        """How the object was compressed, for its metadata and manifest (always starts with ``zstd``)."""
+        if self.level is not None:
+            return f"zstd-{self.level}"
+        return "zstd --zstd=" + ",".join(f"{_ZSTD_CLI_NAMES[k]}={v}" for k, v in DUMP_TUNED_ZSTD.items())
 
 
 class UploadSettings(_Model):

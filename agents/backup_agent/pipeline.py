@@ -7,6 +7,7 @@ upload (nothing becomes visible) and reports ``Backup Failed`` with the stage th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 import zstandard
 
-from backup_agent.config import AgentConfig
+from backup_agent.config import DUMP_TUNED_ZSTD, AgentConfig, Compression
 from backup_agent.dumpstream import DumpReader
 from backup_agent.engines.base import Engine, EngineError, InvalidDumpError, RunningDump, Versions
 from backup_agent.events import EventSink
@@ -177,19 +178,26 @@ class _PartSink:
             self._cut()
 
 
-def zstd_parameters(level: int, threads: int) -> zstandard.ZstdCompressionParameters:
-    """zstd parameters for a level and ``zstandard`` thread count, with a bounded job size.
+def zstd_parameters(compression: Compression) -> zstandard.ZstdCompressionParameters:
+    """zstd parameters for the configured compression, multi-threaded with a bounded job size.
 
     Multi-threaded zstd cuts the input into jobs of 4 x the window by default (2 MiB at level 1,
     8 MiB at level 3) and every worker holds its job's input and output: measured ~14 MiB at
     level 1 and ~53 MiB at level 3 with two workers. Jobs of max(1 MiB, window) need ~8 / ~16 MiB
     for the same speed and a ratio within 0.1%.
     """
+    threads = compression.zstd_threads
+    params = zstandard.ZstdCompressionParameters
     extra: dict[str, int] = {}
+    if compression.level is None:
+        window_log = DUMP_TUNED_ZSTD["window_log"]
+        make = functools.partial(params, **DUMP_TUNED_ZSTD)
+    else:
+        window_log = params.from_level(compression.level).window_log
+        make = functools.partial(params.from_level, compression.level)
     if threads != 0:
-        window_log = zstandard.ZstdCompressionParameters.from_level(level).window_log
         extra["job_size"] = 1 << max(20, window_log)
-    return zstandard.ZstdCompressionParameters.from_level(level, threads=threads, write_checksum=True, **extra)
+    return make(threads=threads, write_checksum=True, **extra)
 
 
 class BackupRun:
@@ -378,7 +386,7 @@ class BackupRun:
             raise _Failure("upload", str(exc)) from exc
         validator = self.engine.validator()
         compression = self.config.compression
-        cctx = zstandard.ZstdCompressor(compression_params=zstd_parameters(compression.level, compression.zstd_threads))
+        cctx = zstandard.ZstdCompressor(compression_params=zstd_parameters(compression))
         sink = _PartSink(upload)
         writer = cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
         reader = DumpReader(dump.stream)

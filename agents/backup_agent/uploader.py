@@ -1,10 +1,11 @@
 """S3 multipart upload with SSE-KMS, per-part SHA-256 checksums, growing parts and bounded memory.
 
 Part-size schedule (``part_size``, the minimum size of each part; the pipeline cuts a part at the
-first compressed-output boundary past it, i.e. at most ~128 KiB larger): 8 MiB for parts 1-1000,
-then the size doubles every 1000 parts (16 MiB, 32 MiB, ... 4 GiB for parts 9001-10000). 10,000
-parts therefore cover 1000 x 8 MiB x (2^10 - 1) ~ 7.8 TiB >= S3's 5 TiB object limit, no part
-exceeds 5 GiB, and every dump below ~7.8 GiB stored bytes uses 8 MiB parts, so memory stays ~ parts_in_flight x 8 MiB.
+first compressed-output boundary past it, i.e. at most ~128 KiB larger): 6 MiB for parts 1-1000,
+then the size doubles every 1000 parts (12 MiB, 24 MiB, ... 3 GiB for parts 9001-10000). 10,000
+parts therefore cover 1000 x 6 MiB x (2^10 - 1) ~ 5.9 TiB >= S3's 5 TiB object limit (5 MiB parts
+would fall just short), no part exceeds 5 GiB, and every dump below ~5.9 GiB stored bytes uses 6 MiB
+parts, so memory stays ~ parts_in_flight x 6 MiB.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ S3_MAX_PART = 5 * GiB
 S3_MAX_PARTS = 10_000
 S3_MAX_OBJECT = 5 * TiB
 
-BASE_PART_SIZE = 8 * MiB
+BASE_PART_SIZE = 6 * MiB
 PARTS_PER_STEP = 1000
 
 
 def part_size(part_number: int) -> int:
-    """Size of part ``part_number`` (1-based): 8 MiB, doubling every 1000 parts."""
+    """Size of part ``part_number`` (1-based): 6 MiB, doubling every 1000 parts."""
     if not 1 <= part_number <= S3_MAX_PARTS:
         raise ValueError(f"part number {part_number} outside 1..{S3_MAX_PARTS}")
     return BASE_PART_SIZE << ((part_number - 1) // PARTS_PER_STEP)

@@ -82,6 +82,13 @@ def test_bad_compression_level_names_the_line():
     assert problems[0].startswith("line 6: compression > level")
 
 
+def test_compression_defaults_to_the_dump_tuned_parameters_and_a_level_selects_standard_zstd():
+    default = parse_config(GOOD.replace("compression: { level: 1, threads: 0 }\n", ""), "agent.yaml").compression
+    assert default.level is None
+    assert default.describe() == "zstd --zstd=strat=2,wlog=20,hlog=17,clog=16,slog=1,mml=6,tlen=0"
+    assert parse_config(GOOD, "agent.yaml").compression.describe() == "zstd-1"
+
+
 def test_a_kms_key_alias_is_refused_with_the_arn_the_bucket_policy_needs() -> None:
     text = GOOD.replace("kms_key_id: arn:aws:kms:us-east-1:123456789012:key/abc", "kms_key_id: alias/backups")
     with pytest.raises(ConfigError) as caught:

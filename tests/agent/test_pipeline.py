@@ -73,7 +73,7 @@ def test_incompressible_stream_is_uploaded_in_several_parts_with_correct_checksu
 ):
     outcome = run_backup(stack, agent_config, FakeEngine(writer_argv(20 * MiB, compressible=False)))
 
-    assert outcome.manifest["parts"] == 3  # 8 + 8 + ~4 MiB
+    assert outcome.manifest["parts"] == 4  # 6 + 6 + 6 + ~2 MiB
     stored = stack.s3.get_object(Bucket=stack.bucket, Key=outcome.event.key)["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == outcome.succeeded.sha256
 
@@ -95,7 +95,7 @@ def test_manifest_sidecar_and_metadata_describe_the_backup(stack: Stack, agent_c
     assert manifest["bytes_in"] == 2 * MiB
     assert manifest["engine"] == "fake"
     assert manifest["tool_version"] == "fake 1.0"
-    assert manifest["compression"] == "zstd-1"
+    assert manifest["compression"] == "zstd-1"  # as configured by the fixture
     assert manifest["validator"] == {"bytes_seen": 2 * MiB}
     assert manifest["restore_hint"]
     metadata = stack.s3.head_object(Bucket=stack.bucket, Key=key)["Metadata"]

@@ -36,8 +36,8 @@ def test_no_part_exceeds_five_gib_and_none_is_below_five_mib():
 def test_parts_grow_monotonically_and_start_small_for_flat_memory():
     sizes = [part_size(n) for n in range(1, S3_MAX_PARTS + 1)]
     assert sizes == sorted(sizes)
-    assert sizes[0] == BASE_PART_SIZE == 8 * 1024 * 1024
-    assert sum(sizes[:1000]) >= 7 * 1024**3  # every stream below ~7.8 GiB stored uses 8 MiB parts
+    assert sizes[0] == BASE_PART_SIZE == 6 * 1024 * 1024
+    assert sum(sizes[:1000]) >= 5.8 * 1024**3  # every stream below ~5.9 GiB stored uses 6 MiB parts
 
 
 def test_part_numbers_outside_s3_range_are_rejected():
