@@ -331,8 +331,9 @@ def _fixed_mmap_threshold(threshold: int = 1024 * 1024) -> None:
     """Make glibc serve every allocation >= 1 MiB (part buffers) with mmap and return it on free.
 
     By default glibc raises its mmap threshold dynamically after the first large free, after which
-    8 MiB part buffers come from per-thread heaps that do not shrink: RSS then creeps up by tens of
-    MiB. A fixed threshold keeps the agent's memory ~ parts in flight x part size. No-op elsewhere.
+    part buffers (6 MiB and up) come from per-thread heaps that do not shrink: RSS then creeps up by
+    tens of MiB. A fixed threshold keeps the agent's memory ~ parts in flight x part size. No-op
+    elsewhere.
     """
     if not sys.platform.startswith("linux"):
         return
