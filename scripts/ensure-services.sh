@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local PostgreSQL and MariaDB used by the agent tests when they are installed but down.
-# On a machine without them this does nothing; the tests that need them then skip with a reason.
+# On a machine without them this does nothing; the tests that need them then skip with a reason
+# (an installed server that stays down makes them fail: see tests/agent_engines/real_databases.py).
 set -u
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -16,5 +17,5 @@ for _ in $(seq 1 30); do
   { ! [ -d /etc/postgresql ] || port_open 5432; } && { ! [ -x /usr/sbin/mariadbd ] || port_open 3306; } && exit 0
   sleep 1
 done
-echo "warning: a database server did not come up; tests that need it will skip" >&2
+echo "warning: an installed database server did not come up; the tests that need it will fail" >&2
 exit 0

@@ -1,11 +1,16 @@
 """The real local PostgreSQL and MariaDB servers, for every test that dumps or restores them: how to
-reach them, small client runners, unique names, and fixtures that skip with a reason only when a
-server is unreachable."""
+reach them, small client runners, unique names, and fixtures that need the servers.
+
+A server that is not installed on this machine makes its tests skip, with the reason. A server that
+is installed but unreachable makes them fail: CI machines have both, and a database test that
+quietly skipped there would be a test that never ran (``scripts/ensure-services.sh`` starts them).
+"""
 
 from __future__ import annotations
 
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +18,9 @@ from backup_agent.engines.postgresql import conninfo_quote
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+# What scripts/ensure-services.sh looks for to decide that a server is installed here.
+POSTGRESQL_INSTALLED = Path("/etc/postgresql")
+MARIADB_INSTALLED = Path("/usr/sbin/mariadbd")
 
 
 def psql(db: str, sql: str, *, check: bool = True) -> str:
@@ -68,12 +76,26 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
+def unreachable(server: str, problem: str, *, installed: bool) -> None:
+    """Skip when the server is not installed here; fail when it is installed but cannot be reached."""
+    if installed:
+        pytest.fail(
+            f"{server} is installed on this machine but {problem}; its tests must run here, not skip."
+            " Fix: start it (scripts/ensure-services.sh) and re-run"
+        )
+    pytest.skip(f"{server} is not installed on this machine and {problem}")
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> None:
     try:
         psql("postgres", "SELECT 1;")
     except (AssertionError, OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"PostgreSQL at {PG['host']}:{PG['port']} is unreachable: {exc}")
+        unreachable(
+            "PostgreSQL",
+            f"{PG['host']}:{PG['port']} is unreachable: {exc}",
+            installed=POSTGRESQL_INSTALLED.is_dir(),
+        )
 
 
 @pytest.fixture(scope="session")
@@ -81,4 +103,8 @@ def mariadb_server() -> None:
     try:
         mariadb("SELECT 1;")
     except (AssertionError, OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"MariaDB at {MARIADB['host']}:{MARIADB['port']} is unreachable: {exc}")
+        unreachable(
+            "MariaDB",
+            f"{MARIADB['host']}:{MARIADB['port']} is unreachable: {exc}",
+            installed=MARIADB_INSTALLED.exists(),
+        )
