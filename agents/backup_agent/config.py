@@ -43,8 +43,8 @@ class _Model(BaseModel):
 # The default compression: zstd parameters chosen for database dumps (docs/benchmarks.md, "Choosing
 # the default compression"). zstd's double-fast strategy, as at level 3, with a 1 MiB window, a
 # 2^17-entry hash table, a 2^16-entry chain table and 6-byte minimum matches. On the benchmark
-# dumps it stores 1 % less than pg_dump's zlib-6 and level 3, for ~75 % of level 3's CPU; level 1
-# stores 7 % more. The names are the zstd CLI's, so `zstd --zstd=<describe()>` reproduces it.
+# dumps it stores 0.7-1.3 % less than pg_dump's zlib-6 and level 3, for ~85 % of level 3's CPU;
+# level 1 stores 7 % more. The names are the zstd CLI's, so `zstd --zstd=<describe()>` reproduces it.
 DUMP_TUNED_ZSTD: dict[str, int] = {
     "strategy": 2,
     "window_log": 20,

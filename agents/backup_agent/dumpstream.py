@@ -13,9 +13,9 @@ compression. ``DumpReader`` instead
   writer never blocks on a full pipe because of the wait; a batch is handed on as soon as the pipe
   stays empty past ``max_wait``, so a slow or stalled dump still shows progress.
 
-Measured on the same dump: ~3,000 reads and 0.3 s of CPU, and pg_dump itself spends less CPU on
-wake-ups. If the pipe cannot be enlarged the reader never waits: it then reads what is there,
-as before, only without allocating.
+Measured on the same dump: ~8,000 reads in ~2,500 batches and 0.5 s of CPU, and pg_dump itself
+spends less CPU on wake-ups (1.9 -> 1.5 s). If the pipe cannot be enlarged the reader never waits:
+it then reads what is there, as before, only without allocating.
 """
 
 from __future__ import annotations
@@ -76,22 +76,24 @@ class DumpReader:
         self._max_wait_s = max_wait_s
         self._eof = False
         self.reads = 0
-        try:
-            self._fd: int | None = stream.fileno()
-        except (AttributeError, OSError, ValueError):
-            self._fd = None
-        capacity = enlarge_pipe(self._fd) if self._fd is not None else 0
-        self.pipe_size = capacity
-        self._wait_s = wait_s if capacity >= MIN_PIPE_FOR_WAITING else 0.0
-
-    def _read_into(self, view: memoryview) -> int:
         # Through the stream object, never the raw fd: a buffered reader holds its lock while it
         # reads, so a ``terminate`` that closes the stream from another thread waits for the read
         # instead of letting the fd number be reused under it.
+        self._readinto = getattr(stream, "readinto1", None) or getattr(stream, "readinto", None)
+        try:
+            fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        self.pipe_size = enlarge_pipe(fd) if fd is not None else 0
+        self._wait_s = wait_s if self.pipe_size >= MIN_PIPE_FOR_WAITING else 0.0
+        self._poller = select.poll()  # used only when waiting, i.e. for a pipe
+        if fd is not None:
+            self._poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+
+    def _read_into(self, view: memoryview) -> int:
         self.reads += 1
-        readinto = getattr(self._stream, "readinto1", None) or getattr(self._stream, "readinto", None)
-        if readinto is not None:
-            return int(readinto(view) or 0)
+        if self._readinto is not None:
+            return int(self._readinto(view) or 0)
         data = self._stream.read(len(view))
         view[: len(data)] = data
         return len(data)
@@ -115,11 +117,5 @@ class DumpReader:
             self._sleep(self._wait_s)
             # Read again only once there is something to read: a blocking read on a quiet pipe
             # would hold back the bytes already batched until the writer writes again.
-            if not self._readable(max(0.0, deadline - self._clock())):
+            if not self._poller.poll(int(max(0.0, deadline - self._clock()) * 1000)):
                 return self._view[:fill]
-
-    def _readable(self, timeout_s: float) -> bool:
-        assert self._fd is not None  # noqa: S101 - waiting is enabled only for a pipe
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        return bool(poller.poll(int(timeout_s * 1000)))
