@@ -25,8 +25,14 @@ from constructs import Construct, IConstruct
 
 from backup_contracts import events as contract_events
 from backup_contracts import naming
+from backup_contracts.environment import (
+    POWERTOOLS_LOG_LEVEL,
+    POWERTOOLS_METRICS_NAMESPACE,
+    POWERTOOLS_SERVICE_NAME,
+    FunctionEnvironment,
+    metrics_namespace,
+)
 from backup_contracts.fleet import Fleet
-from backup_functions.settings import FunctionSettings
 from stacks.agent_access import encrypted_queue
 from stacks.event_bus import event_pattern
 from stacks.lambda_package import FLEET_FILE_NAME
@@ -61,11 +67,6 @@ HANDLERS = {
 }
 
 
-def metrics_namespace(pipeline: str) -> str:
-    """Powertools metrics namespace and ``service`` dimension value shared by every function."""
-    return pipeline
-
-
 @dataclass(frozen=True)
 class Shared:
     """Resources every function may be granted access to."""
@@ -96,24 +97,22 @@ class Functions(Construct):
     def _environment(self) -> dict[str, str]:
         s = self._shared
         stack = Stack.of(self)
-        values = {
-            "ledger_table": s.table.table_name,
-            "bus_name": s.bus.event_bus_name,
-            "bucket_name": s.bucket.bucket_name,
-            "alert_topic_arn": s.topic.topic_arn,
-            "kms_key_arn": s.key.key_arn,
-            "job_queue_url_prefix": f"https://sqs.{stack.region}.{stack.url_suffix}/{stack.account}/",
-            "fleet_file": FLEET_FILE_NAME,
-        }
-        missing = set(FunctionSettings.model_fields) ^ set(values)
-        if missing:  # the settings model and the stack must agree exactly
-            raise ValueError(f"FunctionSettings fields and Lambda environment differ: {sorted(missing)}")
-        environment = {name.upper(): value for name, value in values.items()}
+        # FunctionEnvironment refuses a missing or unknown variable: the stack and the functions' settings
+        # model (which extends it) cannot disagree.
+        environment = FunctionEnvironment(
+            ledger_table=s.table.table_name,
+            bus_name=s.bus.event_bus_name,
+            bucket_name=s.bucket.bucket_name,
+            alert_topic_arn=s.topic.topic_arn,
+            kms_key_arn=s.key.key_arn,
+            job_queue_url_prefix=f"https://sqs.{stack.region}.{stack.url_suffix}/{stack.account}/",
+            fleet_file=FLEET_FILE_NAME,
+        ).variables()
         pipeline = s.fleet.pipeline.name
         environment |= {
-            "POWERTOOLS_SERVICE_NAME": pipeline,
-            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(pipeline),
-            "POWERTOOLS_LOG_LEVEL": LOG_LEVEL,
+            POWERTOOLS_SERVICE_NAME: pipeline,
+            POWERTOOLS_METRICS_NAMESPACE: metrics_namespace(pipeline),
+            POWERTOOLS_LOG_LEVEL: LOG_LEVEL,
         }
         return environment
 

@@ -10,8 +10,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from backup_contracts.environment import metrics_namespace
 from backup_contracts.fleet import Fleet
-from stacks.functions import metrics_namespace
 
 ALARM_PERIOD = Duration.minutes(5)
 DASHBOARD_METRICS = {

@@ -42,6 +42,7 @@ from backup_agent.state import CompletedJobs
 from backup_agent.version import VERSION as __version__
 from backup_contracts.events import AgentHeartbeat, BackupSucceeded, Contract
 from backup_contracts.jobs import Job
+from backup_contracts.validation import describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class Consumer:
         try:
             job = Job.model_validate_json(message["Body"])
         except ValidationError as exc:
-            reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+            reasons = describe_validation_error(exc, root="body", limit=5)
             log.error("malformed job message %s left for the DLQ: %s", message.get("MessageId"), reasons)
             self.stats["rejected"] += 1
             return "malformed"

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from backup_contracts.events import Contract, put_events_entry
+from backup_contracts.eventbus import PutEventsError, put_events
+from backup_contracts.events import DETAIL_TYPE_OF, Contract
+
+if TYPE_CHECKING:
+    from mypy_boto3_events.client import EventBridgeClient
+else:
+    EventBridgeClient = Any
 
 log = logging.getLogger(__name__)
 
-
-class PutEventsFailedError(Exception):
-    """PutEvents accepted the call but rejected entries; ``failed_entries`` pairs each entry with its error."""
-
-    def __init__(self, failed_entries: list[dict[str, Any]]) -> None:
-        self.failed_entries = failed_entries
-        codes = sorted({str(item.get("ErrorCode")) for item in failed_entries})
-        super().__init__(
-            f"PutEvents rejected {len(failed_entries)} entr{'y' if len(failed_entries) == 1 else 'ies'}: "
-            + ", ".join(codes)
-        )
+__all__ = ["EventBridgeSink", "EventSink", "PutEventsError", "RecordingSink"]
 
 
 class EventSink(Protocol):
@@ -27,23 +23,16 @@ class EventSink(Protocol):
 
 
 class EventBridgeSink:
-    """Puts each contract event on the bus; a partial failure raises ``PutEventsFailedError``."""
+    """Puts each contract event on the bus; a rejected entry raises ``PutEventsError``."""
 
-    def __init__(self, events_client: Any, bus_name: str) -> None:
+    def __init__(self, events_client: EventBridgeClient, bus_name: str) -> None:
         self._client = events_client
         self._bus = bus_name
 
     def emit(self, event: Contract) -> None:
-        entry = put_events_entry(event, self._bus)
-        response = self._client.put_events(Entries=[entry])
-        if response.get("FailedEntryCount", 0):
-            failed = [
-                {"entry": {"Source": entry["Source"], "DetailType": entry["DetailType"]}, **result}
-                for result in response.get("Entries", [])
-                if result.get("ErrorCode")
-            ]
-            raise PutEventsFailedError(failed)
-        log.info("event emitted: %s", entry["DetailType"], extra={"ctx_event": entry["DetailType"]})
+        put_events(self._client, [event], self._bus)
+        detail_type = DETAIL_TYPE_OF[type(event)][1]
+        log.info("event emitted: %s", detail_type, extra={"ctx_event": detail_type})
 
 
 class RecordingSink:

@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from backup_agent.redaction import RedactingFilter
+from backup_contracts.redaction import RedactingFilter
 
 
 class JsonFormatter(logging.Formatter):

@@ -25,13 +25,13 @@ from backup_agent.config import DUMP_TUNED_ZSTD, AgentConfig, Compression
 from backup_agent.dumpstream import DumpReader
 from backup_agent.engines.base import Engine, EngineError, InvalidDumpError, RunningDump, Versions
 from backup_agent.events import EventSink
-from backup_agent.redaction import redact
 from backup_agent.state import CompletedJobs
 from backup_agent.uploader import MultipartUpload, UploadError
 from backup_agent.version import VERSION as __version__
 from backup_contracts.events import STDERR_TAIL_MAX, BackupFailed, BackupStarted, BackupSucceeded
 from backup_contracts.jobs import Job
 from backup_contracts.naming import RETENTION_TAG, agent_prefix, backup_object_key, manifest_key, retention_tag_value
+from backup_contracts.redaction import redact
 
 log = logging.getLogger(__name__)
 

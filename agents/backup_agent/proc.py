@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import select
 import shlex
 import signal
@@ -25,54 +24,28 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from backup_agent.engines.base import DumpOutcome, EngineError
+from backup_contracts.redaction import redact
 
 log = logging.getLogger(__name__)
 
-MASK = "***"
 TAIL_BYTES = 4096
 _KEEP_BYTES = 64 * 1024  # raw stderr kept before redaction; redaction happens before the final cut
 CHUNK = 1024 * 1024
 
-_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
-    # password=..., PGPASSWORD=..., MYSQL_PWD=..., --password ..., secret: ..., token=...
-    (
-        re.compile(r"(?i)((?:pg)?password|passwd|mysql_pwd|pwd|secret|token)(\s*[=:]\s*|\s+)(\"[^\"]*\"|'[^']*'|\S+)"),
-        lambda m: f"{m.group(1)}{m.group(2)}{MASK}",
-    ),
-    # scheme://user:password@host
-    (re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)"), lambda m: f"{m.group(1)}{MASK}{m.group(3)}"),
-    # mysql-style -p<password> as a separate word (never -P<port>, which is upper case)
-    (re.compile(r"(^|\s)-p(\S+)"), lambda m: f"{m.group(1)}-p{MASK}"),
-)
-
-
-def _registered_secrets() -> frozenset[str]:
-    """Secrets the agent resolved elsewhere (``backup_agent.redaction``), when that module is present."""
-    try:
-        from backup_agent.redaction import known_secrets
-    except ImportError:
-        return frozenset()
-    return known_secrets()
-
 
 class Redactor:
-    """Masks known secret values (longest first) and common credential shapes in text."""
+    """The secrets one child was given; masks them, the process's registered secrets and credential
+    shapes through ``backup_contracts.redaction`` (the one place that knows how to mask)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = [s for s in secrets if s]
 
     def add(self, secret: str) -> None:
         if secret and secret not in self._secrets:
-            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+            self._secrets.append(secret)
 
     def __call__(self, text: str) -> str:
-        if not text:
-            return text
-        for secret in sorted({*self._secrets, *_registered_secrets()}, key=len, reverse=True):
-            text = text.replace(secret, MASK)
-        for pattern, repl in _PATTERNS:
-            text = pattern.sub(repl, text)
-        return text
+        return redact(text, extra=self._secrets)
 
 
 def tail_text(raw: bytes, redact: Callable[[str], str], limit: int = TAIL_BYTES) -> str:

@@ -7,13 +7,7 @@ import threading
 import time
 from typing import TextIO
 
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from backup_contracts.formatting import format_bytes
 
 
 class ProgressBar:
@@ -41,8 +35,8 @@ class ProgressBar:
         ratio = f"{bytes_in / stored:.2f}x" if stored else "-"
         spinner = "|/-\\"[int(elapsed * 4) % 4] if not end else " "
         line = (
-            f"\r{spinner} {self.label}: {human(bytes_in)} read, {human(stored)} stored, "
-            f"{human(bytes_in / elapsed)}/s, ratio {ratio}, {elapsed:.0f}s"
+            f"\r{spinner} {self.label}: {format_bytes(bytes_in)} read, {format_bytes(stored)} stored, "
+            f"{format_bytes(bytes_in / elapsed)}/s, ratio {ratio}, {elapsed:.0f}s"
         )
         with self._lock:
             self.stream.write(line.ljust(100) + end)

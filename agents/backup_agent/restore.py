@@ -49,9 +49,9 @@ import zstandard
 from backup_agent.config import AgentConfig
 from backup_agent.engines.base import Engine, EngineError, RestoreReport
 from backup_agent.events import EventSink
-from backup_agent.redaction import redact
 from backup_contracts.events import STDERR_TAIL_MAX, RestoreFailed, RestoreStarted, RestoreSucceeded
 from backup_contracts.jobs import Job
+from backup_contracts.redaction import redact
 
 log = logging.getLogger(__name__)
 

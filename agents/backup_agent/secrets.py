@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from backup_agent.redaction import register_secret
+from backup_contracts.redaction import register_secret
 
 ClientFactory = Callable[[str], Any]
 

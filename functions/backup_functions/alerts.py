@@ -15,11 +15,13 @@ same ``Situation`` and a phase (open / reminder / resolved) and returns an ``Ale
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
+
+from backup_contracts.formatting import ascii_line, format_age, format_bytes, format_time
+from backup_contracts.redaction import redact, redact_value
 
 SUBJECT_MAX = 100
 ERROR_MAX = 500
@@ -35,68 +37,6 @@ RPO = "rpo"
 NOT_STARTED = "start"
 STUCK = "end"
 AGENT_SILENT = "heartbeat"
-
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # key=value / key: value for anything that looks like a credential
-    (
-        re.compile(
-            r"(?i)\b([A-Z0-9_]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|credential)[A-Z0-9_]*)"
-            r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
-        ),
-        r"\1\2***",
-    ),
-    # scheme://user:password@host
-    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s@]+:)([^@\s]+)(@)"), r"\1***\3"),
-    # Authorization: Bearer xxx
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
-    # AWS access key ids
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "***"),
-)
-
-
-def redact(text: str) -> str:
-    """Mask anything that looks like a credential (the agent redacts too; this is the second net)."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def ascii_line(text: str, limit: int) -> str:
-    """One line of printable ASCII, at most ``limit`` characters (ellipsis when cut)."""
-    flat = " ".join(text.split())
-    flat = flat.encode("ascii", "replace").decode("ascii")
-    flat = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in flat)
-    if len(flat) > limit:
-        flat = flat[: limit - 3].rstrip() + "..."
-    return flat
-
-
-def format_age(delta: timedelta) -> str:
-    """3d 4h, 5h 12m, 7m, 40s."""
-    seconds = int(abs(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
-
-
-def format_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment.utcoffset() == timedelta(0) else moment.isoformat()
-
-
-def format_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -215,7 +155,8 @@ def _facts(s: Situation, kind: str, phase: Phase, what: str, steps: list[str]) -
         "next_steps": steps,
         **s.extra,
     }
-    return {k: v for k, v in facts.items() if v is not None}
+    # every text is masked whole before it is cut (above), and once more wherever it sits in the facts
+    return redact_value({k: v for k, v in facts.items() if v is not None})
 
 
 def _build(s: Situation, kind: str, phase: Phase, *, headline: str, what: str, lines: list[str]) -> Alert:

@@ -1,11 +1,17 @@
-"""EventBridge events as the event-driven Lambdas receive them (rule → SQS → Lambda): one unwrapping,
-with one error type whose message says why a record is not an event (it then goes to the DLQ)."""
+"""EventBridge events as the event-driven Lambdas receive them (rule → SQS → Lambda): one unwrapping and
+one parse into the contract models, with one error type whose message says why a record is not a
+contract event (it then goes to the DLQ)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic import ValidationError
+
+from backup_contracts.events import Contract, UnknownEventError, parse_event
+from backup_contracts.validation import describe_validation_error
 
 
 class MalformedEventError(ValueError):
@@ -35,3 +41,19 @@ def unwrap(body: str | Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(detail, dict):
         raise MalformedEventError("event detail must be a JSON object")
     return str(envelope["source"]), str(envelope["detail-type"]), detail
+
+
+def contract_event(source: str, detail_type: str, detail: dict[str, Any]) -> Contract:
+    """The contract model of an event's detail, or MalformedEventError saying what does not match."""
+    try:
+        return parse_event(source, detail_type, detail)
+    except UnknownEventError as exc:
+        raise MalformedEventError(str(exc)) from None
+    except ValidationError as exc:
+        reason = describe_validation_error(exc)
+        raise MalformedEventError(f"{detail_type!r} detail does not match the contract: {reason}") from None
+
+
+def parse_envelope(body: str | Mapping[str, Any]) -> Contract:
+    """An EventBridge event (as JSON text or dict) → its contract model, or MalformedEventError."""
+    return contract_event(*unwrap(body))

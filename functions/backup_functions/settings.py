@@ -1,26 +1,25 @@
-"""The Lambdas' environment, read once through a validated model (never ad hoc os.environ)."""
+"""The Lambdas' environment, read once through a validated model (never ad hoc os.environ).
+
+The variables themselves are defined once, in ``backup_contracts.environment`` (the stack sets them).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backup_contracts.environment import FunctionEnvironment
 from backup_contracts.fleet import Fleet, load_fleet
 
 
-class FunctionSettings(BaseSettings):
+class FunctionSettings(BaseSettings, FunctionEnvironment):
+    """``FunctionEnvironment`` read from the process environment (``LEDGER_TABLE``, ``BUS_NAME``, ...)."""
+
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
-    ledger_table: str = Field(min_length=1)
-    bus_name: str = Field(min_length=1)
-    bucket_name: str = Field(min_length=1)
-    alert_topic_arn: str = Field(min_length=1)
-    kms_key_arn: str = Field(min_length=1)
-    job_queue_url_prefix: str = Field(min_length=1, description="queue URL up to the queue name, ending with '/'")
-    fleet_file: Path = Field(description="the validated fleet, shipped with the code")
+    fleet_file: Path  # type: ignore[assignment]  # the same variable, as a path
 
 
 @lru_cache(maxsize=1)

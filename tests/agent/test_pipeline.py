@@ -172,7 +172,7 @@ def test_an_unexpected_error_mid_stream_is_reported_failed_and_leaves_nothing(st
 
 
 def test_stderr_tail_in_the_failed_event_is_redacted(stack: Stack, agent_config: AgentConfig):
-    from backup_agent.redaction import register_secret
+    from backup_contracts.redaction import register_secret
 
     register_secret("s3cr3t-Pa55word")
     engine = FakeEngine(writer_argv(10, exit_code=1, stderr="auth failed for password s3cr3t-Pa55word\n"))

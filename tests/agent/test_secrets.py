@@ -12,8 +12,8 @@ import pytest
 
 from backup_agent.engines.config import SecretRef
 from backup_agent.logs import JsonFormatter
-from backup_agent.redaction import RedactingFilter, redact
 from backup_agent.secrets import SecretError, SecretResolver
+from backup_contracts.redaction import RedactingFilter, redact
 
 from .conftest import REGION
 

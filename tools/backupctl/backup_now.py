@@ -11,13 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backup_contracts.events import BackupRequested, put_events_entry
+from backup_contracts.eventbus import put_events
+from backup_contracts.events import BackupRequested
+from backup_contracts.validation import describe_validation_error
 from backupctl.context import Context, UsageError
 from backupctl.render import to_json
-
-
-class PutEventsError(RuntimeError):
-    """EventBridge refused the entry; carries what it said."""
 
 
 def default_requester() -> str:
@@ -37,17 +35,12 @@ def build_request(target: str, reason: str, requested_by: str, request_id: str |
             reason=reason,
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UsageError(f"invalid backup request: {problems}") from None
+        raise UsageError(f"invalid backup request: {describe_validation_error(exc, root='request')}") from None
 
 
 def send_request(events: Any, request: BackupRequested, bus: str) -> str:
-    """PutEvents one entry; returns the EventBridge event id, raises PutEventsError on a failed entry."""
-    response = events.put_events(Entries=[put_events_entry(request, bus)])
-    entry = response["Entries"][0]
-    if response.get("FailedEntryCount", 0) or "EventId" not in entry:
-        raise PutEventsError(f"EventBridge refused the request: {entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
-    return str(entry["EventId"])
+    """PutEvents one entry; returns the EventBridge event id (``PutEventsError`` when refused)."""
+    return put_events(events, [request], bus)[0]
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

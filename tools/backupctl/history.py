@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from backup_contracts import ledger as keys
-from backup_functions.alerts import ascii_line, format_age, format_bytes, format_time
+from backup_contracts.formatting import ascii_line, format_age, format_bytes, format_time
 from backupctl.context import Context, UsageError
 from backupctl.render import RED, table, to_json, use_colour
 

@@ -18,14 +18,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from backup_contracts import ledger as keys
-from backup_contracts.events import Contract, RestoreApproved, RestoreRequested, put_events_entry
-from backupctl.backup_now import PutEventsError, default_requester
+from backup_contracts.eventbus import put_events
+from backup_contracts.events import Contract, RestoreApproved, RestoreRequested
+from backup_contracts.validation import describe_validation_error
+from backupctl.backup_now import default_requester
 from backupctl.context import Context, UsageError
 from backupctl.render import to_json
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors())
 
 
 def parse_time(text: str) -> datetime:
@@ -61,15 +59,12 @@ def build_restore_request(args: argparse.Namespace) -> RestoreRequested:
             dry_run=args.dry_run,
         )
     except ValidationError as exc:
-        raise UsageError(f"invalid restore request: {_problems(exc)}") from None
+        raise UsageError(f"invalid restore request: {describe_validation_error(exc, root='request')}") from None
 
 
 def put(events: Any, event: Contract, bus: str) -> str:
-    response = events.put_events(Entries=[put_events_entry(event, bus)])
-    entry = response["Entries"][0]
-    if response.get("FailedEntryCount", 0) or "EventId" not in entry:
-        raise PutEventsError(f"EventBridge refused the event: {entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
-    return str(entry["EventId"])
+    """PutEvents one entry; returns the EventBridge event id (``PutEventsError`` when refused)."""
+    return put_events(events, [event], bus)[0]
 
 
 def run_restore(args: argparse.Namespace, ctx: Context) -> int:
@@ -112,7 +107,7 @@ def run_approve(args: argparse.Namespace, ctx: Context) -> int:
             approved_by=args.approved_by or default_requester(),
         )
     except ValidationError as exc:
-        raise UsageError(f"invalid approval: {_problems(exc)}") from None
+        raise UsageError(f"invalid approval: {describe_validation_error(exc, root='request')}") from None
     event_id = put(ctx.client("events"), approval, ctx.bus_name)
     if ctx.json:
         sys.stdout.write(to_json({"restore_id": approval.restore_id, "event_id": event_id}))

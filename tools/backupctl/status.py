@@ -15,7 +15,7 @@ from typing import Any
 
 from backup_contracts import ledger as keys
 from backup_contracts.fleet import Fleet
-from backup_functions.alerts import format_age, format_bytes, format_time
+from backup_contracts.formatting import format_age, format_bytes, format_time
 from backup_functions.ledger import Ledger
 from backupctl.context import Context
 from backupctl.render import GREEN, RED, YELLOW, table, to_json, use_colour

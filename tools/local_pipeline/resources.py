@@ -11,6 +11,13 @@ from typing import Any
 import boto3
 
 from backup_contracts import ledger, naming
+from backup_contracts.environment import (
+    POWERTOOLS_LOG_LEVEL,
+    POWERTOOLS_METRICS_NAMESPACE,
+    POWERTOOLS_SERVICE_NAME,
+    FunctionEnvironment,
+    metrics_namespace,
+)
 from backup_contracts.events import AUDIT_PATTERN, BACKUP_REQUEST_PATTERN, RESTORE_PATTERN
 from backup_contracts.fleet import Fleet
 
@@ -36,21 +43,23 @@ class LocalResources:
     alerts_inbox_url: str = ""  # an SQS subscription to the alert topic: what the on-call engineer receives
 
     def function_environment(self, fleet_file: str) -> dict[str, str]:
-        """The Lambdas' environment, as the stack sets it (backup_functions.settings.FunctionSettings)."""
+        """The Lambdas' environment, as the stack sets it (``backup_contracts.environment``)."""
         return {
-            "LEDGER_TABLE": self.ledger_table,
-            "BUS_NAME": self.bus_name,
-            "BUCKET_NAME": self.bucket,
-            "ALERT_TOPIC_ARN": self.alert_topic_arn,
-            "KMS_KEY_ARN": self.kms_key_arn,
-            "JOB_QUEUE_URL_PREFIX": self.job_queue_url_prefix,
-            "FLEET_FILE": fleet_file,
-            "POWERTOOLS_SERVICE_NAME": self.pipeline,
-            "POWERTOOLS_METRICS_NAMESPACE": "BackupPipeline",
+            **FunctionEnvironment(
+                ledger_table=self.ledger_table,
+                bus_name=self.bus_name,
+                bucket_name=self.bucket,
+                alert_topic_arn=self.alert_topic_arn,
+                kms_key_arn=self.kms_key_arn,
+                job_queue_url_prefix=self.job_queue_url_prefix,
+                fleet_file=fleet_file,
+            ).variables(),
+            POWERTOOLS_SERVICE_NAME: self.pipeline,
+            POWERTOOLS_METRICS_NAMESPACE: metrics_namespace(self.pipeline),
             "POWERTOOLS_TRACE_DISABLED": "true",
             # Locally the handlers' JSON logs and metric documents would drown what a person reads;
             # failures still surface as exceptions and rejected batch items.
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            POWERTOOLS_LOG_LEVEL: "WARNING",
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
 

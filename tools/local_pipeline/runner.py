@@ -18,7 +18,8 @@ from typing import Any, cast
 
 import boto3
 
-from backup_contracts.events import Contract, put_events_entry
+from backup_contracts.eventbus import PutEventsError, put_events
+from backup_contracts.events import Contract
 from backup_functions.clock import frozen_clock
 from local_pipeline.moto_server import MotoEndpoint
 from local_pipeline.resources import LocalResources
@@ -136,9 +137,10 @@ class LocalPipeline:
 
     def put_event(self, event: Contract) -> None:
         """What `backupctl` or `aws events put-events` does: one contract event on the pipeline's bus."""
-        response = self.session.client("events").put_events(Entries=[put_events_entry(event, self.resources.bus_name)])
-        if response.get("FailedEntryCount"):
-            raise PipelineStepError(f"the bus refused the event: {response['Entries']}")
+        try:
+            put_events(self.session.client("events"), [event], self.resources.bus_name)
+        except PutEventsError as exc:
+            raise PipelineStepError(f"the bus refused the event: {exc}") from exc
 
     # ------------------------------------------------------------------ event-driven functions
     def _sqs_records(self, queue_url: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

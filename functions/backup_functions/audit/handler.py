@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from backup_functions import settings as settings_module
 from backup_functions.audit import logic
 from backup_functions.clock import Clock, SystemClock
+from backup_functions.envelope import MalformedEventError, parse_envelope
 from backup_functions.ledger import FAILED, SUCCEEDED, UNVERIFIED, Ledger
 from backup_functions.observability import (
     BACKUP_DURATION_SECONDS,
@@ -91,8 +92,8 @@ def _record_metrics(outcome: logic.Outcome) -> None:
 @tracer.capture_method(capture_response=False)
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     try:
-        event = logic.parse_envelope(record.body)
-    except logic.MalformedEventError as exc:
+        event = parse_envelope(record.body)
+    except MalformedEventError as exc:
         logger.error(
             "audit: malformed event rejected (it goes to the DLQ after the queue's maxReceiveCount)",
             extra={"reason": str(exc), "message_id": record.message_id},

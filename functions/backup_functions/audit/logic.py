@@ -13,7 +13,6 @@ crash in between is repaired by the SQS retry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,15 +29,12 @@ from backup_contracts.events import (
     RestoreFailed,
     RestoreStarted,
     RestoreSucceeded,
-    UnknownEventError,
-    parse_event,
 )
 from backup_contracts.fleet import Fleet, Target
 from backup_contracts.naming import RETENTION_TAG, manifest_key
 from backup_functions import alerts, retention
 from backup_functions.audit.verify import Verification, missing, nothing_to_compare, verify_head, with_content_hash
 from backup_functions.clock import Clock
-from backup_functions.envelope import MalformedEventError, unwrap
 from backup_functions.ledger import (
     FAILED,
     SUCCEEDED,
@@ -56,22 +52,6 @@ RESOLVED_BY_GOOD_BACKUP = (alerts.FAILED, alerts.UNVERIFIED)
 DEFAULT_READ_LIMIT = 1024**3  # hash objects up to 1 GiB when S3 has no comparable checksum
 READ_CHUNK = 8 * 1024 * 1024
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound"}
-
-
-def parse_envelope(body: str | Mapping[str, Any]) -> Contract:
-    """An EventBridge event (as JSON text or dict) → its contract model, or MalformedEventError."""
-    source, detail_type, detail = unwrap(body)
-    try:
-        return parse_event(source, detail_type, detail)
-    except UnknownEventError as exc:
-        raise MalformedEventError(str(exc)) from None
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        errors = getattr(exc, "errors", None)
-        if callable(errors):
-            reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'detail'}: {e['msg']}" for e in errors())
-        else:
-            reason = str(exc)
-        raise MalformedEventError(f"{detail_type!r} detail does not match the contract: {reason}") from None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from backup_contracts.events import BackupRequested, DetailType
 from backup_contracts.fleet import Fleet
 from backup_contracts.naming import SOURCE_REQUESTS
+from backup_contracts.validation import describe_validation_error
 from backup_functions import settings as settings_module
 from backup_functions.clock import Clock, SystemClock
 from backup_functions.dispatcher import logic
@@ -73,7 +74,7 @@ def _handle_request(rt: Runtime, event: dict[str, Any]) -> dict[str, Any]:
     try:
         req = BackupRequested.model_validate(event.get("detail"))
     except ValidationError as exc:
-        reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'detail'}: {e['msg']}" for e in exc.errors())
+        reason = describe_validation_error(exc)
         logger.error(
             "Backup Requested rejected: malformed detail", extra={"reason": reason, "event_id": event.get("id")}
         )

@@ -50,6 +50,7 @@ from backup_contracts.fleet import Agent, Fleet, Target
 from backup_contracts.jobs import Job, RestoreSource
 from backup_contracts.naming import SOURCE_REQUESTS, agent_prefix, job_queue_name
 from backup_contracts.schedule import Schedule, ScheduleError
+from backup_contracts.validation import describe_validation_error
 from backup_functions.audit.verify import full_object_sha256
 from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
@@ -141,10 +142,6 @@ def parse_envelope(body: str | Mapping[str, Any]) -> tuple[str, str, Any]:
     return unwrap(body)
 
 
-def _validation_reason(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'detail'}: {e['msg']}" for e in exc.errors())
-
-
 def _source_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "run_id": run["run_id"],
@@ -200,9 +197,9 @@ class Coordinator:
             raise MalformedEventError(str(exc)) from None
         except ValidationError as exc:
             if isinstance(event_id := _restore_id_of(detail), str) and detail_type == "Restore Approved":
-                return self._reject_approval(event_id, "invalid-request", _validation_reason(exc))
+                return self._reject_approval(event_id, "invalid-request", describe_validation_error(exc))
             raise MalformedEventError(
-                f"{detail_type!r} detail does not match the contract: {_validation_reason(exc)}"
+                f"{detail_type!r} detail does not match the contract: {describe_validation_error(exc)}"
             ) from None
         if isinstance(event, RestoreApproved):
             return self.approved(event)
@@ -225,7 +222,7 @@ class Coordinator:
             request = RestoreRequested.model_validate(detail)
         except ValidationError as exc:
             request = None
-            invalid = _validation_reason(exc)
+            invalid = describe_validation_error(exc)
         summary = {
             "kind": "restore",
             "target": str(raw.get("target", ""))[:128],
@@ -285,7 +282,7 @@ class Coordinator:
             try:
                 request = RestoreRequested.model_validate(_request_fields(item))
             except ValidationError as exc:
-                return self._reject(restore_id, "invalid-request", _validation_reason(exc), now=now)
+                return self._reject(restore_id, "invalid-request", describe_validation_error(exc), now=now)
             return self._decide(restore_id, request, now)
         if state == st.REJECTED and not item.get("notified_at"):
             self._notify_rejection(item, now)

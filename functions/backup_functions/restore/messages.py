@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from backup_functions.alerts import SUBJECT_MAX, Alert, ascii_line, format_bytes, format_time, redact
+from backup_contracts.formatting import ascii_line, format_bytes, format_time
+from backup_contracts.redaction import redact, redact_value
+from backup_functions.alerts import SUBJECT_MAX, Alert
 
 REJECTED = "restore-rejected"
 APPROVAL = "restore-approval"
@@ -51,7 +53,8 @@ def _subject(pipeline: str, headline: str, what: str) -> str:
 
 
 def _clean(facts: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in facts.items() if v is not None}
+    """The machine-readable facts: no empty fields, every text masked."""
+    return redact_value({k: v for k, v in facts.items() if v is not None})
 
 
 def _source_line(source: Mapping[str, Any] | None) -> str:

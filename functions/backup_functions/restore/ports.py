@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from backup_contracts.events import Contract, put_events_entry
+from backup_contracts.eventbus import put_events
+from backup_contracts.events import Contract
 from backup_contracts.naming import manifest_key
 from backup_functions.alerts import Alert, publish
 
@@ -43,14 +44,6 @@ class EventPublisher(Protocol):
 
 class Notifier(Protocol):
     def notify(self, alert: Alert) -> str: ...
-
-
-class PutEventsFailedError(RuntimeError):
-    """PutEvents rejected the entry; ``failed`` carries the error entries (the record is retried)."""
-
-    def __init__(self, failed: list[dict[str, Any]]) -> None:
-        self.failed = failed
-        super().__init__(f"PutEvents rejected the event: {failed}")
 
 
 _MISSING_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "405", "MethodNotAllowed", "InvalidArgument"}
@@ -113,9 +106,7 @@ class EventBridgePublisher:
         self._bus = bus_name
 
     def publish(self, event: Contract) -> None:
-        response = self._events.put_events(Entries=[put_events_entry(event, self._bus)])
-        if response.get("FailedEntryCount", 0):
-            raise PutEventsFailedError([e for e in response.get("Entries", []) if e.get("ErrorCode")])
+        put_events(self._events, [event], self._bus)
 
 
 class SnsNotifier:
