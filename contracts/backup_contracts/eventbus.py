@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from backup_contracts.events import Contract, put_events_entry
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 else:
     EventBridgeClient = Any
 
@@ -46,7 +47,7 @@ def put_events(
     failed: list[dict[str, Any]] = []
     for start in range(0, len(events), PUT_EVENTS_MAX_ENTRIES):
         entries = [put_events_entry(event, bus_name, when) for event in events[start : start + PUT_EVENTS_MAX_ENTRIES]]
-        response = client.put_events(Entries=entries)
+        response = client.put_events(Entries=cast("list[PutEventsRequestEntryTypeDef]", entries))
         results: list[Any] = list(response.get("Entries", []))
         results += [{"ErrorCode": "NoResult"}] * (len(entries) - len(results))  # never assume delivery
         for entry, result in zip(entries, results, strict=False):

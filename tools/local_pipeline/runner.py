@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -143,7 +143,7 @@ class LocalPipeline:
             raise PipelineStepError(f"the bus refused the event: {exc}") from exc
 
     # ------------------------------------------------------------------ event-driven functions
-    def _sqs_records(self, queue_url: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _sqs_records(self, queue_url: str, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         arn = f"arn:aws:sqs:{self.resources.region}:{self.resources.account}:{queue_url.rsplit('/', 1)[1]}"
         return [
             {
