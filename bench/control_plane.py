@@ -34,10 +34,11 @@ from backup_contracts.events import AgentHeartbeat, BackupStarted, BackupSucceed
 from backup_contracts.fleet import Fleet, parse_fleet
 from backup_contracts.naming import backup_object_key
 from backup_functions.audit.logic import AuditConfig, Auditor
-from backup_functions.clock import SimulatedClock
 from backup_functions.dispatcher import logic as dispatcher
 from backup_functions.ledger import Ledger, serialize
+from backup_functions.ports import S3ObjectStore, SnsNotifier, SqsJobQueue
 from backup_functions.watchdog.handler import run_tick
+from local_pipeline.clock import SimulatedClock
 from local_pipeline.resources import LocalResources, provision
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
@@ -185,7 +186,7 @@ def measure_dispatcher(fleet: Fleet, session: boto3.Session, resources: LocalRes
     ):
         counter.reset()
         started = time.perf_counter()
-        result = dispatcher.tick(fleet, ledger, sqs, cfg, now)
+        result = dispatcher.tick(fleet, ledger, SqsJobQueue(sqs), cfg, now)
         seconds = time.perf_counter() - started
         if result.sent != expected:
             raise RuntimeError(f"{name}: dispatcher sent {result.sent} jobs, expected {expected}")
@@ -201,11 +202,9 @@ def measure_audit(fleet: Fleet, session: boto3.Session, resources: LocalResource
     auditor = Auditor(
         fleet,
         Ledger(resources.ledger_table, dynamodb),
-        s3=s3,
-        sns=sns,
-        config=AuditConfig.from_fleet(
-            fleet, bucket=resources.bucket, kms_key_arn=resources.kms_key_arn, alert_topic_arn=resources.alert_topic_arn
-        ),
+        objects=S3ObjectStore(s3),
+        notifier=SnsNotifier(sns, resources.alert_topic_arn),
+        config=AuditConfig.from_fleet(fleet, bucket=resources.bucket, kms_key_arn=resources.kms_key_arn),
         clock=clock,
     )
     agent, target = fleet.targets()[-1]
@@ -274,11 +273,9 @@ def measure_watchdog(
         started = time.perf_counter()
         report = run_tick(
             now,
-            table=resources.ledger_table,
-            topic_arn=resources.alert_topic_arn,
             fleet=fleet,
-            dynamodb=dynamodb,
-            sns=sns,
+            ledger=Ledger(resources.ledger_table, dynamodb),
+            notifier=SnsNotifier(sns, resources.alert_topic_arn),
         )
         seconds = time.perf_counter() - started
         if report.overdue_targets != overdue:

@@ -57,3 +57,20 @@ def contract_event(source: str, detail_type: str, detail: dict[str, Any]) -> Con
 def parse_envelope(body: str | Mapping[str, Any]) -> Contract:
     """An EventBridge event (as JSON text or dict) → its contract model, or MalformedEventError."""
     return contract_event(*unwrap(body))
+
+
+CORRELATION_FIELDS = ("restore_id", "run_id", "request_id", "job_id")
+
+
+def correlation_id(body: str | Mapping[str, Any]) -> str | None:
+    """The business id an event is about (restore, run, request or job id), for log correlation;
+    None when the body is not an event or names none (never raises)."""
+    try:
+        _, _, detail = unwrap(body)
+    except MalformedEventError:
+        return None
+    for name in CORRELATION_FIELDS:
+        value = detail.get(name)
+        if isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return None

@@ -15,6 +15,8 @@ from ctl_env import Pipeline, write_fleet
 from backup_contracts.events import BackupFailed, BackupStarted, BackupSucceeded
 from backupctl.cli import main
 
+pytestmark = pytest.mark.integration
+
 NOW = datetime.now(UTC)
 SHA = "a" * 64
 
@@ -51,10 +53,10 @@ def _run_events(run_id: str, started: datetime, *, ok: bool) -> tuple[BackupStar
 def _record_run(p: Pipeline, run_id: str, started: datetime, *, ok: bool) -> None:
     start, end = _run_events(run_id, started, ok=ok)
     expires = NOW + timedelta(days=30)
-    p.ledger.run_started(start, expires_at=expires)
-    p.ledger.run_ended(end, "succeeded" if ok else "failed", expires_at=expires)
+    p.ledger.runs.started(start, expires_at=expires)
+    p.ledger.runs.ended(end, "succeeded" if ok else "failed", expires_at=expires)
     if isinstance(end, BackupSucceeded):
-        p.ledger.record_good_backup(
+        p.ledger.targets.record_good_backup(
             "orders",
             "db-host",
             run_id=run_id,

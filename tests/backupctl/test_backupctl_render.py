@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from backup_functions.ledger import RunRecord
 from backupctl.history import render_history
 from backupctl.render import RED, RESET, table
 from backupctl.status import BREACHED, FAILED, NO_BACKUP_YET, OK, RUNNING, STUCK, StatusRow, render_status
+
+pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 RPO = timedelta(hours=26)
@@ -112,7 +117,21 @@ def test_history_lists_runs_with_duration_state_and_error() -> None:
         },
     ]
 
-    lines = render_history("orders", runs).splitlines()
+    records = [
+        RunRecord.model_validate(
+            {
+                "pk": "TARGET#orders",
+                "sk": f"RUN#{run['run_id']}",
+                "job_id": "j",
+                "agent": "a",
+                "target": "orders",
+                **run,
+            }
+        )
+        for run in runs
+    ]
+
+    lines = render_history("orders", records).splitlines()
 
     assert lines[0] == "orders: 2 run(s), newest first"
     assert "r-2" in lines[3]

@@ -12,6 +12,8 @@ from backup_agent.events import EventBridgeSink
 from backup_contracts.eventbus import PutEventsError, put_events
 from backup_contracts.events import AgentHeartbeat
 
+pytestmark = pytest.mark.unit
+
 
 def _client():
     return boto3.client("events", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")

@@ -18,6 +18,8 @@ from backup_contracts.events import (
 from backup_contracts.naming import SOURCE_AGENT
 from backup_contracts.schemas import stale_files, validate
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 

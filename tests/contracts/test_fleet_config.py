@@ -11,6 +11,8 @@ import yaml
 
 from backup_contracts.fleet import FleetConfigError, load_fleet, parse_fleet
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[2]
 
 

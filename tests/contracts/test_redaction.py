@@ -23,6 +23,8 @@ from backup_contracts.redaction import RedactingFilter, escaped_forms, redact
 from backup_functions import alerts
 from backup_functions.restore import messages
 
+pytestmark = pytest.mark.unit
+
 SECRET = "Pw:d/q@s\\t9"  # a colon, slash, at-sign and backslash: every escaping differs
 FORMS = {
     "plain": SECRET,

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from backup_contracts.schedule import Schedule, ScheduleError, parse_duration
 
+pytestmark = pytest.mark.unit
+
 
 def test_cron_is_evaluated_in_the_targets_time_zone() -> None:
     schedule = Schedule("cron(0 2 * * *)", "Europe/Berlin")

@@ -6,20 +6,12 @@ import base64
 import functools
 import hashlib
 import json
-import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-from local_pipeline.resources import create_ledger_table
-
-# Powertools reads these when backup_functions.observability is imported (at collection time).
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "backup-pipeline-test")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BackupPipelineTest")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 import boto3
 import pytest
@@ -30,10 +22,12 @@ from backup_contracts import naming
 from backup_contracts.fleet import Fleet, parse_fleet
 from backup_functions.audit import handler as audit_handler
 from backup_functions.audit import logic as audit_logic
-from backup_functions.clock import SimulatedClock
 from backup_functions.dispatcher import handler as dispatcher_handler
 from backup_functions.dispatcher import logic as dispatcher_logic
 from backup_functions.ledger import Ledger
+from backup_functions.ports import S3ObjectStore, SnsNotifier, SqsJobQueue
+from local_pipeline.clock import SimulatedClock
+from local_pipeline.resources import create_ledger_table
 
 _SESSION: list[boto3.Session] = []
 
@@ -50,20 +44,8 @@ PIPELINE = "bp-test"
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_SERVICE_NAME": "backup-pipeline-test",
-        "POWERTOOLS_METRICS_NAMESPACE": "BackupPipelineTest",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_DEV": "false",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def _env(aws_credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_DEV", "false")
 
 
 def make_fleet(agents: dict[str, list[dict[str, Any]]], **pipeline: Any) -> Fleet:
@@ -95,25 +77,6 @@ def daily_targets(prefix: str, count: int, **extra: Any) -> list[dict[str, Any]]
 @pytest.fixture
 def fleet() -> Fleet:
     return make_fleet({"db-1": daily_targets("orders", 3), "db-2": daily_targets("shop", 2)})
-
-
-class LambdaContext:
-    function_name = "backup-pipeline-test-fn"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:backup-pipeline-test-fn"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/backup-pipeline-test-fn"
-    log_stream_name = "2026/11/16/[$LATEST]test"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
-
-
-@pytest.fixture
-def lambda_context() -> LambdaContext:
-    return LambdaContext()
 
 
 @dataclass
@@ -231,7 +194,7 @@ class Aws:
         return base64.b64encode(hashlib.sha256(digests).digest()).decode() + f"-{len(parts)}"
 
     def scan(self) -> list[dict[str, Any]]:
-        return sorted(self.ledger.scan_all(), key=lambda item: (item[keys.PK], item[keys.SK]))
+        return sorted(self.ledger.client.scan_all(), key=lambda item: (item[keys.PK], item[keys.SK]))
 
 
 @pytest.fixture
@@ -275,7 +238,7 @@ def dispatcher(aws: Aws, fleet: Fleet, clock: SimulatedClock) -> Iterator[dispat
     runtime = dispatcher_handler.Runtime(
         fleet=fleet,
         ledger=aws.ledger,
-        sqs=aws.client("sqs"),
+        jobs=SqsJobQueue(aws.client("sqs")),
         config=dispatcher_logic.DispatchConfig.from_fleet(fleet, bucket=aws.bucket, queue_url_prefix=aws.queue_prefix),
         clock=clock,
     )
@@ -286,11 +249,14 @@ def dispatcher(aws: Aws, fleet: Fleet, clock: SimulatedClock) -> Iterator[dispat
 
 @pytest.fixture
 def auditor(aws: Aws, fleet: Fleet, clock: SimulatedClock) -> Iterator[audit_logic.Auditor]:
-    config = audit_logic.AuditConfig.from_fleet(
-        fleet, bucket=aws.bucket, kms_key_arn=aws.key_arn, alert_topic_arn=aws.topic_arn
-    )
+    config = audit_logic.AuditConfig.from_fleet(fleet, bucket=aws.bucket, kms_key_arn=aws.key_arn)
     auditor = audit_logic.Auditor(
-        fleet, aws.ledger, s3=aws.client("s3"), sns=aws.client("sns"), config=config, clock=clock
+        fleet,
+        aws.ledger,
+        objects=S3ObjectStore(aws.client("s3")),
+        notifier=SnsNotifier(aws.client("sns"), aws.topic_arn),
+        config=config,
+        clock=clock,
     )
     audit_handler.configure(audit_handler.Runtime(auditor))
     yield auditor

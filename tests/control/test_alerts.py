@@ -9,6 +9,8 @@ import pytest
 
 from backup_functions import alerts
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime(2026, 11, 16, 5, 0, tzinfo=UTC)
 
 

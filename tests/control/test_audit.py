@@ -15,8 +15,11 @@ from backup_contracts import ledger as keys
 from backup_contracts.naming import SOURCE_AGENT, backup_object_key
 from backup_functions.audit import handler as audit_handler
 from local_pipeline.resources import create_ledger_table
+from local_pipeline.runner import LambdaContext
 
-from .conftest import Aws, LambdaContext, eventbridge_event, sqs_batch
+from .conftest import Aws, eventbridge_event, sqs_batch
+
+pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 16, 2, 0, 5, tzinfo=UTC)
 BODY = b"-- PostgreSQL database dump\n" + b"x" * 2048
@@ -82,7 +85,7 @@ def store(aws: Aws, succeeded: dict[str, Any], body: bytes = BODY, **kwargs: Any
 
 
 def run_item(aws: Aws, run: str = "r1", target: str = "orders-0", started: datetime = T0) -> dict[str, Any]:
-    item = aws.ledger.get(keys.target_pk(target), keys.run_sk(started, run))
+    item = aws.ledger.client.get(keys.target_pk(target), keys.run_sk(started, run))
     assert item is not None
     return item
 
@@ -99,7 +102,7 @@ def test_started_then_succeeded_gives_one_run_with_start_and_end(aws, auditor, l
     response = deliver(lambda_context, started, succeeded)
 
     assert response == {"batchItemFailures": []}
-    runs = aws.ledger.runs("orders-0")
+    runs = aws.ledger.client.query(keys.target_pk("orders-0"), keys.RUN_SK_PREFIX, newest_first=True)
     assert len(runs) == 1
     assert runs[0]["state"] == "succeeded"
     assert runs[0]["started_at"] == keys.iso(T0)
@@ -113,7 +116,7 @@ def test_good_backup_sets_last_good_and_moves_the_rpo_watch(aws, auditor, lambda
 
     deliver(lambda_context, started, succeeded)
 
-    state = aws.ledger.get_target_state("orders-0")
+    state = aws.ledger.client.get(keys.target_pk("orders-0"), keys.STATE_SK)
     assert state is not None
     finished = T0 + timedelta(minutes=3)
     assert state["last_good_at"] == keys.iso(finished)
@@ -128,7 +131,7 @@ def test_started_moves_the_job_to_started_with_an_end_watch(aws, auditor, lambda
 
     deliver(lambda_context, started)
 
-    job = aws.ledger.get(keys.target_pk("orders-0"), keys.job_sk(started["detail"]["job_id"]))
+    job = aws.ledger.client.get(keys.target_pk("orders-0"), keys.job_sk(started["detail"]["job_id"]))
     assert job is not None
     assert job["state"] == "started"
     assert job[keys.WATCH_KIND] == "end"
@@ -141,7 +144,7 @@ def test_ended_job_leaves_the_watch_index(aws, auditor, lambda_context):
 
     deliver(lambda_context, started, succeeded)
 
-    job = aws.ledger.get(keys.target_pk("orders-0"), keys.job_sk(started["detail"]["job_id"]))
+    job = aws.ledger.client.get(keys.target_pk("orders-0"), keys.job_sk(started["detail"]["job_id"]))
     assert job is not None
     assert job["state"] == "succeeded"
     assert keys.WATCH_DEADLINE not in job
@@ -189,7 +192,7 @@ def test_older_success_never_overwrites_a_newer_last_good(aws, auditor, lambda_c
     deliver(lambda_context, new_start, new_done)
     deliver(lambda_context, old_start, old_done)
 
-    state = aws.ledger.get_target_state("orders-0")
+    state = aws.ledger.client.get(keys.target_pk("orders-0"), keys.STATE_SK)
     assert state is not None
     assert state["last_good_run_id"] == "new"
     assert state["last_run_id"] == "new"
@@ -211,7 +214,7 @@ def test_object_not_matching_the_event_is_not_good_and_alerts(aws, auditor, lamb
     run = run_item(aws)
     assert run["state"] == "unverified"
     assert any(problem in p for p in run["verification"]["problems"])
-    state = aws.ledger.get_target_state("orders-0")
+    state = aws.ledger.client.get(keys.target_pk("orders-0"), keys.STATE_SK)
     assert state is not None
     assert "last_good_at" not in state
     received = aws.alerts()
@@ -271,10 +274,10 @@ def test_backup_failed_records_run_job_and_incident(aws, auditor, lambda_context
     run = run_item(aws, run="rf")
     assert run["state"] == "failed"
     assert run["stage"] == "dump"
-    job = aws.ledger.get(keys.target_pk("orders-0"), keys.job_sk(event["detail"]["job_id"]))
+    job = aws.ledger.client.get(keys.target_pk("orders-0"), keys.job_sk(event["detail"]["job_id"]))
     assert job is not None
     assert job["state"] == "failed"
-    incident = aws.ledger.get_incident("target:orders-0", "failed")
+    incident = aws.ledger.client.get(keys.INCIDENTS_PK, keys.incident_sk("target:orders-0", "failed"))
     assert incident is not None
     assert incident["last_notified_at"]
 
@@ -296,7 +299,7 @@ def test_next_good_backup_resolves_the_failed_incident(aws, auditor, lambda_cont
 
     deliver(lambda_context, started, succeeded)
 
-    assert aws.ledger.get_incident("target:orders-0", "failed") is None
+    assert aws.ledger.client.get(keys.INCIDENTS_PK, keys.incident_sk("target:orders-0", "failed")) is None
     received = aws.alerts()
     assert len(received) == 1
     assert received[0]["Subject"].startswith("[bp-test] RESOLVED: orders-0 on db-1")
@@ -313,12 +316,16 @@ def test_malformed_record_is_reported_and_the_others_processed(aws, auditor, lam
     assert run_item(aws)["state"] == "succeeded"
 
 
-def test_unknown_detail_type_is_a_failure_with_reason(aws, auditor, lambda_context, caplog):
+def test_unknown_detail_type_is_a_failure_with_reason(aws, auditor, lambda_context, function_logs):
     event = eventbridge_event(SOURCE_AGENT, "Backup Exploded", {"run_id": "x"})
 
     response = deliver(lambda_context, event)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    [rejection] = [line for line in function_logs.lines() if "malformed event rejected" in line["message"]]
+    assert rejection["level"] == "ERROR"
+    assert rejection["reason"] == "no contract for source='backup.agent' detail-type='Backup Exploded'"
+    assert rejection["correlation_id"] == "x"  # the event's run id, set before the event was handled
 
 
 def test_restore_events_are_skipped_cleanly(aws, auditor, lambda_context):
@@ -344,7 +351,7 @@ def test_heartbeat_updates_agent_state_and_watch(aws, auditor, lambda_context):
 
     deliver(lambda_context, eventbridge_event(SOURCE_AGENT, "Agent Heartbeat", detail))
 
-    agent = aws.ledger.get_agent_state("db-1")
+    agent = aws.ledger.client.get(keys.agent_pk("db-1"), keys.STATE_SK)
     assert agent is not None
     assert agent["last_heartbeat_at"] == keys.iso(T0)
     assert agent[keys.WATCH_KIND] == "heartbeat"
@@ -486,23 +493,23 @@ def test_metrics_are_emitted_once_per_run(aws, auditor, lambda_context, capsys):
     assert "BackupsSucceeded" not in second
 
 
-class FailingSns:
-    def publish(self, **_: Any) -> dict[str, Any]:
+class FailingNotifier:
+    def notify(self, alert: Any) -> str:
         raise RuntimeError("SNS is down")
 
 
 def test_alert_that_could_not_be_sent_is_sent_on_redelivery(aws, auditor, lambda_context):
     event = failed_event(aws)
-    real_sns = auditor.sns
-    auditor.sns = FailingSns()
+    real_notifier = auditor.notifier
+    auditor.notifier = FailingNotifier()
     first = deliver(lambda_context, event)
-    auditor.sns = real_sns
+    auditor.notifier = real_notifier
 
     second = deliver(lambda_context, event)
 
     assert first == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
     assert second == {"batchItemFailures": []}
     assert len(aws.alerts()) == 1
-    incident = aws.ledger.get_incident("target:orders-0", "failed")
+    incident = aws.ledger.client.get(keys.INCIDENTS_PK, keys.incident_sk("target:orders-0", "failed"))
     assert incident is not None
     assert incident["notify_count"] == 1

@@ -6,15 +6,21 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from backup_contracts import ledger as keys
 from backup_contracts.jobs import Job
 from backup_contracts.naming import SOURCE_REQUESTS, agent_prefix
-from backup_functions.clock import SimulatedClock
 from backup_functions.dispatcher import handler as dispatcher_handler
 from backup_functions.dispatcher import logic
 from backup_functions.ledger import NewJob
+from backup_functions.ports import SqsJobQueue
+from local_pipeline.clock import SimulatedClock
+from local_pipeline.runner import LambdaContext
 
-from .conftest import Aws, LambdaContext, daily_targets, eventbridge_event, make_fleet
+from .conftest import Aws, daily_targets, eventbridge_event, make_fleet
+
+pytestmark = pytest.mark.integration
 
 TICK = "2026-11-16T02:05:00Z"
 
@@ -63,7 +69,7 @@ def test_job_message_carries_slot_id_prefix_and_deadline(aws, dispatcher, clock,
 def test_job_row_is_watched_for_its_start(aws, dispatcher, clock, lambda_context):
     tick(clock, lambda_context, at(2))
 
-    row = aws.ledger.get(keys.target_pk("orders-0"), keys.job_sk(keys.scheduled_job_id("orders-0", at(2, 0))))
+    row = aws.ledger.client.get(keys.target_pk("orders-0"), keys.job_sk(keys.scheduled_job_id("orders-0", at(2, 0))))
     assert row is not None
     assert row["state"] == "dispatched"
     assert row[keys.WATCH_KIND] == "start"
@@ -74,7 +80,7 @@ def test_job_row_is_watched_for_its_start(aws, dispatcher, clock, lambda_context
 def test_target_state_gets_first_rpo_watch_from_first_dispatch(aws, dispatcher, clock, lambda_context):
     tick(clock, lambda_context, at(2))
 
-    state = aws.ledger.get_target_state("orders-0")
+    state = aws.ledger.client.get(keys.target_pk("orders-0"), keys.STATE_SK)
     assert state is not None
     assert state[keys.WATCH_KIND] == "rpo"
     assert state[keys.WATCH_DEADLINE] == keys.iso(at(2) + timedelta(hours=26))
@@ -94,7 +100,7 @@ def test_overlapping_ticks_dispatch_each_slot_once(aws, dispatcher, fleet, clock
     """Two invocations that both read the states before either writes: the conditional rows decide."""
     rt = dispatcher
     now = at(2)
-    first = logic.tick(fleet, rt.ledger, rt.sqs, rt.config, now)
+    first = logic.tick(fleet, rt.ledger, rt.jobs, rt.config, now)
     # the second tick saw the same (empty) states: simulate it by building the same jobs and writing them
     wanted = [
         logic.new_job(
@@ -108,7 +114,7 @@ def test_overlapping_ticks_dispatch_each_slot_once(aws, dispatcher, fleet, clock
         )
         for a, t in fleet.targets()
     ]
-    created_by_second = rt.ledger.create_scheduled_jobs(wanted)
+    created_by_second = [job for job in wanted if rt.ledger.jobs.create(job)]
 
     assert first.created == 5
     assert created_by_second == []
@@ -124,9 +130,9 @@ def test_concurrent_tick_that_loses_some_rows_still_creates_the_others(aws, disp
         )
         for a, t in fleet.targets()
     ]
-    assert rt.ledger.create_scheduled_jobs(jobs[:2]) == jobs[:2]
+    assert all(rt.ledger.jobs.create(job) for job in jobs[:2])
 
-    created = rt.ledger.create_scheduled_jobs(jobs)
+    created = [job for job in jobs if rt.ledger.jobs.create(job)]
 
     assert [j.job_id for j in created] == [j.job_id for j in jobs[2:]]
 
@@ -137,7 +143,7 @@ def test_missed_ticks_send_one_job_not_a_burst(aws, clock, lambda_context):
     rt = dispatcher_handler.Runtime(
         fleet=fleet,
         ledger=aws.ledger,
-        sqs=aws.client("sqs"),
+        jobs=SqsJobQueue(aws.client("sqs")),
         config=logic.DispatchConfig.from_fleet(fleet, bucket=aws.bucket, queue_url_prefix=aws.queue_prefix),
         clock=clock,
     )
@@ -161,7 +167,7 @@ def test_send_message_batch_is_called_ceil_n_over_10_times(aws, clock, lambda_co
     rt = dispatcher_handler.Runtime(
         fleet=fleet,
         ledger=aws.ledger,
-        sqs=aws.client("sqs"),
+        jobs=SqsJobQueue(aws.client("sqs")),
         config=logic.DispatchConfig.from_fleet(fleet, bucket=aws.bucket, queue_url_prefix=aws.queue_prefix),
         clock=clock,
     )
@@ -241,7 +247,7 @@ class FlakySqs:
 
 def test_failed_entries_are_retried_once_in_the_same_tick(aws, dispatcher, fleet, clock):
     rt = dispatcher
-    flaky = FlakySqs(rt.sqs, failures=2)
+    flaky = SqsJobQueue(FlakySqs(aws.client("sqs"), failures=2))
 
     result = logic.tick(fleet, rt.ledger, flaky, rt.config, at(2))
 
@@ -252,17 +258,17 @@ def test_failed_entries_are_retried_once_in_the_same_tick(aws, dispatcher, fleet
 
 def test_entries_failing_twice_are_recorded_and_resent_next_tick(aws, dispatcher, fleet, clock):
     rt = dispatcher
-    first = logic.tick(fleet, rt.ledger, FlakySqs(rt.sqs, failures=2 * 3), rt.config, at(2))
+    first = logic.tick(fleet, rt.ledger, SqsJobQueue(FlakySqs(aws.client("sqs"), failures=2 * 3)), rt.config, at(2))
     assert len(first.not_sent) == 3
-    assert sorted(u["job_id"] for u in rt.ledger.unsent_jobs()) == sorted(first.not_sent)
+    assert sorted(u.job_id for u in rt.ledger.jobs.unsent()) == sorted(first.not_sent)
 
-    second = logic.tick(fleet, rt.ledger, rt.sqs, rt.config, at(2, 10))
+    second = logic.tick(fleet, rt.ledger, rt.jobs, rt.config, at(2, 10))
 
     assert second.due == 0
     assert second.resent == 3
     targets = sorted(m["target"] for agent in ("db-1", "db-2") for m in aws.queue_messages(agent))
     assert targets == ["orders-0", "orders-1", "orders-2", "shop-0", "shop-1"]
-    assert rt.ledger.unsent_jobs() == []
+    assert rt.ledger.jobs.unsent() == []
 
 
 def backup_requested(request_id: str, target: str) -> dict[str, Any]:

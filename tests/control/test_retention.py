@@ -9,6 +9,8 @@ import pytest
 from backup_contracts.fleet import RetentionClass
 from backup_functions import retention
 
+pytestmark = pytest.mark.unit
+
 STANDARD = RetentionClass(daily_days=14, weekly_days=62, monthly_days=400)
 DAILY_ONLY = RetentionClass(daily_days=7)
 

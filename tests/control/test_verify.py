@@ -7,8 +7,12 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from backup_contracts.events import BackupSucceeded
-from backup_functions.audit.verify import full_object_sha256, same_kms_key, verify_head, with_content_hash
+from backup_functions.verification import full_object_sha256, same_kms_key, verify_backup, with_content_hash
+
+pytestmark = pytest.mark.unit
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1111-2222"
 BODY = b"dump bytes"
@@ -48,7 +52,7 @@ def head(**changes: Any) -> dict[str, Any]:
 
 
 def check(h: dict[str, Any], e: BackupSucceeded | None = None):
-    return verify_head(h, e or event(), bucket="bkt", kms_key_arn=KEY)
+    return verify_backup(h, e or event(), bucket="bkt", kms_key_arn=KEY)
 
 
 def test_matching_object_is_ok():
@@ -86,7 +90,7 @@ def test_no_checksum_source_is_not_ok_and_asks_for_a_read():
 
 
 def test_content_hash_completes_a_verification_without_checksum():
-    result = with_content_hash(check(head(Metadata={})), event(), [BODY[:4], BODY[4:]])
+    result = with_content_hash(check(head(Metadata={})), event().sha256, [BODY[:4], BODY[4:]])
     assert result.ok
     assert result.facts["checksum_sources"] == ["content-read"]
 
@@ -109,3 +113,9 @@ def test_key_id_and_arn_of_the_same_key_match():
 def test_object_in_another_bucket_or_outside_the_agent_prefix_is_a_problem():
     result = check(head(), event(bucket="elsewhere", key="agents/db-2/x"))
     assert len([p for p in result.problems if "bucket" in p or "prefix" in p]) == 2
+
+
+def test_an_object_of_another_run_is_a_problem() -> None:
+    result = check(head(Metadata={"sha256": hashlib.sha256(BODY).hexdigest(), "run-id": "someone-else"}))
+    assert not result.ok
+    assert any("belongs to run someone-else" in p for p in result.problems)

@@ -18,7 +18,7 @@ from local_pipeline.resources import provision
 from local_pipeline.runner import LocalPipeline
 from local_pipeline.verify import decompress, sqlite_rows
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture

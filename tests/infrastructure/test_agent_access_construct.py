@@ -16,6 +16,8 @@ from backup_contracts import naming
 from backup_contracts.fleet import Fleet, FleetConfigError
 from stacks.agent_access import AgentAccess
 
+pytestmark = pytest.mark.infrastructure
+
 AGENTS = [
     {"name": "alpha", "targets": [{"name": "a-db", "engine": "sqlite", "schedule": "rate(1 day)", "rpo": "26h"}]},
     {"name": "beta", "targets": [{"name": "b-db", "engine": "sqlite", "schedule": "rate(1 day)", "rpo": "26h"}]},

@@ -15,6 +15,8 @@ from cdk_nag import AwsSolutionsChecks
 
 from stacks.app_factory import cdk_json_context
 
+pytestmark = pytest.mark.infrastructure
+
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")
 CFN_LINT_ERROR = 2  # cfn-lint's exit code is a bitmask: 2 = error, 4 = warning, 8 = informational
 CFN_LINT_FATAL = 1

@@ -12,6 +12,8 @@ from backup_contracts.fleet import Fleet, load_fleet
 from stacks.functions import RUNTIME, RUNTIME_PYTHON_VERSION
 from stacks.lambda_package import build_lambda_package, dependencies_key
 
+pytestmark = pytest.mark.infrastructure
+
 REPO = Path(__file__).resolve().parents[2]
 ELF_MACHINE_AARCH64 = 183
 

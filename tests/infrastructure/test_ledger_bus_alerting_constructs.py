@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from aws_cdk import Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Match, Template
@@ -14,6 +15,8 @@ from backup_contracts.naming import event_bus_name
 from stacks.alerting import Alerting
 from stacks.event_bus import EventBus
 from stacks.ledger import Ledger
+
+pytestmark = pytest.mark.infrastructure
 
 
 def _key_id(stack: Stack, key: kms.Key) -> str:

@@ -12,6 +12,8 @@ from backup_contracts.fleet import Fleet
 from backup_functions.settings import FunctionSettings
 from stacks.functions import HANDLERS, RUNTIME
 
+pytestmark = pytest.mark.infrastructure
+
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 
 

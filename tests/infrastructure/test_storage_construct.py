@@ -13,6 +13,8 @@ from backup_contracts.fleet import Fleet
 from backup_contracts.naming import RETENTION_TAG, retention_tag_value
 from stacks.storage import Storage
 
+pytestmark = pytest.mark.infrastructure
+
 
 def _storage(stack: Stack, fleet: Fleet) -> tuple[Storage, Template]:
     storage = Storage(stack, "Storage", fleet=fleet)

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = pytest.mark.infrastructure
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -22,15 +22,17 @@ import zstandard
 from botocore.config import Config
 from moto import mock_aws
 
+from backup_contracts import ledger as keys
 from backup_contracts.events import BackupSucceeded, put_events_entry
 from backup_contracts.fleet import Fleet, parse_fleet
 from backup_contracts.jobs import Job
 from backup_contracts.naming import SOURCE_AGENT, SOURCE_PIPELINE, backup_object_key, manifest_key
-from backup_functions.clock import SimulatedClock
 from backup_functions.ledger import Ledger
+from backup_functions.ledger.client import Update
 from backup_functions.restore.logic import Coordinator, CoordinatorConfig, Outcome
 from backup_functions.restore.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
 from backup_functions.restore.store import RestoreStore
+from local_pipeline.clock import SimulatedClock
 from local_pipeline.resources import LocalResources, provision
 
 REGION = "us-east-1"
@@ -126,6 +128,10 @@ class World:
     captured: list[dict[str, Any]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ inputs
+    def tamper_run(self, target: str, started_at: datetime, run_id: str, **attributes: Any) -> None:
+        """Change what the ledger says about a run, behind the audit's back."""
+        self.ledger.client.update(keys.target_pk(target), keys.run_sk(started_at, run_id), Update().set(**attributes))
+
     def envelope(self, source: str, detail_type: str, detail: dict[str, Any]) -> str:
         return json.dumps(
             {
@@ -205,7 +211,7 @@ class World:
             compression="zstd-1",
             duration_s=30.0,
         )
-        self.ledger.run_ended(event, state, expires_at=started + timedelta(days=30))
+        self.ledger.runs.ended(event, state, expires_at=started + timedelta(days=30))
         return Backup(target, agent.name, run_id, started, key, response.get("VersionId"), sha, len(stored), raw, event)
 
     # ------------------------------------------------------------------ outputs

@@ -18,6 +18,8 @@ from backupctl.context import Context, UsageError, add_global_arguments
 
 from .conftest import FLEET, T0, World, token_from
 
+pytestmark = pytest.mark.integration
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backupctl")

@@ -6,9 +6,13 @@ import contextlib
 import urllib.parse
 from datetime import timedelta
 
+import pytest
+
 from backup_contracts.ledger import iso
 
 from .conftest import T0, World, token_from
+
+pytestmark = pytest.mark.integration
 
 # --------------------------------------------------------------------------- dispatch
 

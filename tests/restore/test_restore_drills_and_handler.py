@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 
+from backup_contracts import ledger as keys
 from backup_contracts.ledger import iso
 from backup_contracts.schedule import Schedule
 from backup_functions.restore import handler as restore_handler
 
 from .conftest import T0, World
+
+pytestmark = pytest.mark.integration
 
 _slot = Schedule("rate(7 days)").latest_slot_at_or_before(T0)
 assert _slot is not None
@@ -84,7 +87,7 @@ def test_a_succeeded_drill_records_its_rto_on_the_target_state(world: World) -> 
     outcome = world.agent_event("Restore Succeeded", _drill_end(drill_id, duration_s=42.5, verification={"ok": True}))
 
     assert (outcome.action, outcome.drill) == ("succeeded", True)
-    state = world.ledger.get_target_state("app")
+    state = world.ledger.client.get(keys.target_pk("app"), keys.STATE_SK)
     assert state is not None
     assert state["last_drill_ok"] is True
     assert state["last_drill_rto_s"] == 42.5
@@ -106,7 +109,7 @@ def test_a_failed_drill_alerts_and_records_the_failure(world: World) -> None:
     assert "RESTORE DRILL FAILED" in alert.subject
     assert alert.facts["kind"] == "drill-failed"
     assert "integrity_check" in alert.body
-    state = world.ledger.get_target_state("app")
+    state = world.ledger.client.get(keys.target_pk("app"), keys.STATE_SK)
     assert state is not None
     assert state["last_drill_ok"] is False
     assert "integrity_check" in state["last_drill_error"]
@@ -120,7 +123,7 @@ def test_a_drill_without_any_good_backup_fails_at_once_and_alerts(world: World) 
     [alert] = world.alerts()
     assert "RESTORE DRILL FAILED" in alert.subject
     assert "no good backup" in alert.body
-    state = world.ledger.get_target_state("app")
+    state = world.ledger.client.get(keys.target_pk("app"), keys.STATE_SK)
     assert state is not None
     assert state["last_drill_ok"] is False
 

@@ -13,6 +13,8 @@ from backup_contracts.events import BackupSucceeded, RestoreFailed, RestoreSucce
 
 from .agent_world import PG, AgentWorld, mariadb, psql, unique
 
+pytestmark = pytest.mark.integration
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 PG_SCHEMA = """

@@ -13,6 +13,8 @@ from backup_contracts.events import BackupSucceeded, RestoreFailed, RestoreStart
 
 from .agent_world import AgentWorld
 
+pytestmark = pytest.mark.integration
+
 
 def _make_db(path: Path, rows: list[tuple[int, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

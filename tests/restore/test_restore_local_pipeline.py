@@ -15,12 +15,13 @@ import yaml
 
 from backup_contracts.fleet import Fleet, parse_fleet
 from backup_functions import settings as settings_module
-from backup_functions.clock import frozen_clock
 from backup_functions.ledger import Ledger
 from backup_functions.restore import handler as restore_handler
 from local_pipeline.moto_server import moto_server
 from local_pipeline.resources import provision
 from local_pipeline.runner import LambdaContext, LocalPipeline, environment, scheduled_event
+
+pytestmark = pytest.mark.e2e
 
 AGENT = "demo-host"
 FLEET: dict[str, Any] = {
@@ -102,7 +103,7 @@ class Local:
         """The restore coordinator's scheduled entry (the stack's schedule rule → Lambda)."""
         resources = self.pipeline.resources
         event = scheduled_event(resources, "restore-tick", now)
-        with environment(self.pipeline.function_environment), frozen_clock(now):
+        with environment(self.pipeline.function_environment), self.pipeline.clock.at(now):
             return restore_handler.handler(
                 event, LambdaContext.for_function(f"{resources.pipeline}-restore", resources)
             )
@@ -125,8 +126,7 @@ def local(tmp_path: Path) -> Iterator[Local]:
         reset = urllib.request.Request(f"{endpoint.url}/moto-api/reset", method="POST")  # noqa: S310 - loopback
         urllib.request.urlopen(reset).read()  # noqa: S310
         resources = provision(fleet, endpoint.session())
-        pipeline = LocalPipeline(endpoint, resources, fleet_file)
-        _forget_runtimes()
+        pipeline = LocalPipeline(endpoint, resources, fleet_file)  # builds every function's runtime afresh
         with environment(pipeline.function_environment):
             world = Local(tmp_path, fleet, fleet_file, pipeline)
             yield world
@@ -160,11 +160,11 @@ def test_a_drill_on_the_local_pipeline_records_an_rto_and_a_failing_drill_alerts
     local.drain()
 
     assert len(report["drills_dispatched"]) == 2
-    states = local.ledger().get_target_states(["app", "ledgerdb"])
-    assert states["app"]["last_drill_ok"] is True
-    assert states["app"]["last_drill_rto_s"] > 0
+    states = local.ledger().targets.get_many(["app", "ledgerdb"])
+    assert states["app"].last_drill_ok is True
+    assert (states["app"].last_drill_rto_s or 0) > 0
     assert not local.paths["app-drill"].exists()  # cleaned up
-    assert states["ledgerdb"]["last_drill_ok"] is False
+    assert states["ledgerdb"].last_drill_ok is False
     alerts = local.pipeline.alerts()
     drill_alerts = [a for a in alerts if "RESTORE DRILL FAILED" in a["subject"]]
     assert len(drill_alerts) == 1
@@ -193,7 +193,7 @@ def test_a_restore_request_on_the_local_pipeline_clones_the_data(local: Local) -
     local.drain()
 
     assert _rows(local.paths["app-copy"]) == expected
-    item = local.ledger().get("RESTORE#r-local-1", "STATE")
+    item = local.ledger().client.get("RESTORE#r-local-1", "STATE")
     assert item is not None
     assert item["state"] == "succeeded"
     assert [s["state"] for s in item["history"]] == ["requested", "dispatched", "running", "succeeded"]

@@ -11,6 +11,8 @@ import pytest
 
 from .conftest import T0, World
 
+pytestmark = pytest.mark.integration
+
 
 def _unknown_target(w: World) -> dict[str, Any]:
     return {"target": "no-such-db", "mode": "in-place"}
@@ -64,13 +66,13 @@ def _object_missing(w: World) -> dict[str, Any]:
 def _size_mismatch(w: World) -> dict[str, Any]:
     backup = w.seed_backup("app", started=T0 - timedelta(hours=2))
     # the ledger says one size, the object has another
-    w.ledger.set_run_attributes("app", backup.started_at, backup.run_id, bytes_stored=backup.bytes_stored + 7)
+    w.tamper_run("app", backup.started_at, backup.run_id, bytes_stored=backup.bytes_stored + 7)
     return {"target": "app", "destination": "app-clone"}
 
 
 def _sha_mismatch(w: World) -> dict[str, Any]:
     backup = w.seed_backup("app", started=T0 - timedelta(hours=2))
-    w.ledger.set_run_attributes("app", backup.started_at, backup.run_id, sha256="f" * 64)
+    w.tamper_run("app", backup.started_at, backup.run_id, sha256="f" * 64)
     return {"target": "app", "destination": "app-clone"}
 
 
@@ -150,7 +152,7 @@ def test_an_object_whose_s3_checksum_differs_from_the_run_is_rejected(world: Wor
         ChecksumAlgorithm="SHA256",
         Metadata={"run-id": backup.run_id},
     )
-    world.ledger.set_run_attributes(
+    world.tamper_run(
         "app",
         backup.started_at,
         backup.run_id,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from backup_functions.ledger import TargetState
 from backupctl.status import StatusRow, render_status
+
+pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -15,7 +20,10 @@ def _row(**state: object) -> StatusRow:
         agent="db-host",
         engine="sqlite",
         rpo=timedelta(hours=26),
-        state={"last_good_at": "2026-11-22T02:00:00.000000Z", "last_good_bytes": 1000, **state},
+        state=TargetState.model_validate(
+            {"pk": "TARGET#app", "sk": "STATE", "last_good_at": "2026-11-22T02:00:00.000000Z", "last_good_bytes": 1000}
+            | state
+        ),
     )
 
 

@@ -12,9 +12,11 @@ import yaml
 from wd_env import TABLE, Env
 
 from backup_functions import settings as settings_module
-from backup_functions.clock import frozen_clock
 from backup_functions.watchdog import handler as watchdog_handler
+from local_pipeline.clock import SimulatedClock
 from local_pipeline.runner import LambdaContext
+
+pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -35,9 +37,8 @@ def lambda_env(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     }.items():
         monkeypatch.setenv(name, value)
     settings_module.settings.cache_clear()
-    watchdog_handler.configure(None)
-    with frozen_clock(NOW):
-        yield env
+    watchdog_handler.configure(watchdog_handler.build_runtime(clock=SimulatedClock(NOW)))
+    yield env
     settings_module.settings.cache_clear()
     watchdog_handler.configure(None)
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from backup_contracts import ledger as keys
+from backup_functions.ledger import Incident, TargetState
 from backup_functions.watchdog.logic import is_superseded, reminder_due
-from backup_functions.watchdog.model import Incident, OverdueItem
+from backup_functions.watchdog.model import OverdueItem
+
+pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -29,7 +34,11 @@ def _incident(last_notified: datetime | None) -> Incident:
     item = {keys.SK: "target:orders#rpo", "subject": "target:orders", "kind": "rpo", "opened_at": keys.iso(NOW - 5 * H)}
     if last_notified is not None:
         item["last_notified_at"] = keys.iso(last_notified)
-    return Incident.from_item(item)
+    return Incident.model_validate({keys.PK: keys.INCIDENTS_PK, **item})
+
+
+def state(**attributes: str) -> TargetState:
+    return TargetState.model_validate({keys.PK: "TARGET#orders", keys.SK: keys.STATE_SK, **attributes})
 
 
 def test_overdue_job_item_names_its_target_agent_and_incident() -> None:
@@ -50,9 +59,9 @@ def test_agent_item_is_an_agent_subject() -> None:
 def test_job_is_superseded_only_by_a_good_backup_newer_than_it() -> None:
     job = _job("start", NOW - 2 * H)
 
-    assert is_superseded(job, {"last_good_at": keys.iso(NOW - H)})
-    assert not is_superseded(job, {"last_good_at": keys.iso(NOW - 3 * H)})
-    assert not is_superseded(job, {})
+    assert is_superseded(job, state(last_good_at=keys.iso(NOW - H)))
+    assert not is_superseded(job, state(last_good_at=keys.iso(NOW - 3 * H)))
+    assert not is_superseded(job, state())
     assert not is_superseded(job, None)
 
 
@@ -61,7 +70,7 @@ def test_rpo_watch_is_never_superseded() -> None:
         {keys.PK: "TARGET#orders", keys.SK: "STATE", keys.WATCH_KIND: "rpo", keys.WATCH_DEADLINE: keys.iso(NOW)}
     )
 
-    assert not is_superseded(item, {"last_good_at": keys.iso(NOW)})
+    assert not is_superseded(item, state(last_good_at=keys.iso(NOW)))
 
 
 def test_reminder_is_due_after_the_interval_or_when_never_notified() -> None:

@@ -9,9 +9,11 @@ import pytest
 from wd_env import T0, Env
 
 from backup_contracts import ledger as keys
-from backup_functions.ledger import target_subject
+from backup_functions.ledger import Incident, target_subject
 from backup_functions.watchdog.logic import Notice, Watchdog, WatchdogError
 from backup_functions.watchdog.store import WatchdogStore
+
+pytestmark = pytest.mark.integration
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -86,7 +88,7 @@ def test_overlapping_ticks_send_one_alert(env: Env) -> None:
     stale_incidents = store.open_incidents()  # tick B's read, taken before tick A opens anything
 
     class StaleStore(WatchdogStore):
-        def open_incidents(self) -> list[dict[str, object]]:
+        def open_incidents(self) -> list[Incident]:
             return stale_incidents
 
     env.tick(now)  # tick A
@@ -124,7 +126,7 @@ def test_started_run_that_never_ends_alerts_as_stuck(env: Env) -> None:
     started = BackupStarted(
         job_id=job.job_id, run_id="r-1", target=TARGET, agent=AGENT, started_at=T0 + 2 * H + M, bucket="b", key="k"
     )
-    env.ledger.job_started(started, default_deadline=job.deadline, expires_at=T0 + 30 * 24 * H)
+    env.ledger.jobs.started(started, default_deadline=job.deadline, expires_at=T0 + 30 * 24 * H)
 
     env.tick(T0 + 3 * H)
     assert env.inbox() == []
@@ -156,7 +158,7 @@ def test_job_watch_superseded_by_a_newer_good_backup_is_cleared_without_alert(en
     env.good_backup(TARGET, T0 + 24 * H)  # a later job succeeded; this one's message was lost
 
     report = env.tick(T0 + 25 * H)
-    row = env.ledger.get(keys.target_pk(TARGET), keys.job_sk(job.job_id))
+    row = env.ledger.client.get(keys.target_pk(TARGET), keys.job_sk(job.job_id))
 
     assert env.inbox() == []
     assert report.superseded == [f"{keys.target_pk(TARGET)}/{keys.job_sk(job.job_id)}"]
@@ -166,7 +168,7 @@ def test_job_watch_superseded_by_a_newer_good_backup_is_cleared_without_alert(en
 
 def test_failed_backup_incident_is_reminded_but_not_resolved_without_a_newer_good_backup(env: Env) -> None:
     env.good_backup(TARGET, T0)
-    env.ledger.open_incident(
+    env.ledger.incidents.open(  # opened by the audit, which alerted at once
         target_subject(TARGET),
         "failed",
         opened_at=T0 + H,
@@ -174,7 +176,6 @@ def test_failed_backup_incident_is_reminded_but_not_resolved_without_a_newer_goo
         target=TARGET,
         agent=AGENT,
     )
-    env.ledger.mark_incident_notified(target_subject(TARGET), "failed", T0 + H)
 
     env.tick(T0 + H + 30 * M)
     assert env.inbox() == []
@@ -188,10 +189,9 @@ def test_failed_backup_incident_is_reminded_but_not_resolved_without_a_newer_goo
 
 def test_failed_backup_incident_resolves_after_a_newer_good_backup(env: Env) -> None:
     env.good_backup(TARGET, T0)
-    env.ledger.open_incident(
+    env.ledger.incidents.open(  # opened by the audit, which alerted at once
         target_subject(TARGET), "failed", opened_at=T0 + H, details={"error": "x"}, target=TARGET, agent=AGENT
     )
-    env.ledger.mark_incident_notified(target_subject(TARGET), "failed", T0 + H)
 
     env.good_backup(TARGET, T0 + 3 * H)
     env.tick(T0 + 3 * H + 5 * M)
@@ -229,9 +229,11 @@ def test_alert_says_what_since_when_and_the_next_step(env: Env) -> None:
 
 
 def test_failed_backup_incident_not_yet_notified_by_the_audit_is_left_to_the_audit(env: Env) -> None:
-    env.ledger.open_incident(
+    _, claim = env.ledger.incidents.open(
         target_subject(TARGET), "failed", opened_at=T0, details={"error": "x"}, target=TARGET, agent=AGENT
     )
+    assert claim is not None
+    env.ledger.incidents.release(claim)  # the audit's publish failed; its SQS redelivery will send it
 
     env.tick(T0 + 2 * H)
 
@@ -242,7 +244,9 @@ def test_failed_backup_incident_not_yet_notified_by_the_audit_is_left_to_the_aud
 
 def test_target_never_backed_up_alerts_once_its_first_dispatch_plus_rpo_passes(env: Env) -> None:
     job = env.dispatched_job(TARGET, T0)
-    assert env.ledger.bootstrap_target_state(job)  # what the dispatcher does on first sight
+    assert env.ledger.targets.bootstrap(  # what the dispatcher does on first sight
+        TARGET, agent=AGENT, engine=job.engine, rpo=job.rpo, first_dispatched_at=job.issued_at
+    )
     env.dispatched_job(TARGET, T0 + 24 * H)  # the next day's job: neither ever starts
 
     env.tick(T0 + 26 * H - M)

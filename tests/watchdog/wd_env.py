@@ -17,6 +17,7 @@ from backup_contracts import ledger as keys
 from backup_contracts.fleet import Fleet, parse_fleet
 from backup_functions.ledger import Ledger as LedgerAccess
 from backup_functions.ledger import NewJob
+from backup_functions.ports import SnsNotifier
 from backup_functions.watchdog.handler import run_tick
 from backup_functions.watchdog.logic import TickReport
 from local_pipeline.resources import create_ledger_table
@@ -81,9 +82,11 @@ class Env:
     fleet: Fleet
 
     def tick(self, now: datetime, fleet: Fleet | None = None) -> TickReport:
-        return run_tick(
-            now, table=TABLE, topic_arn=self.topic_arn, fleet=fleet or self.fleet, dynamodb=self.dynamodb, sns=self.sns
-        )
+        return run_tick(now, fleet=fleet or self.fleet, ledger=self.ledger, notifier=self.notifier)
+
+    @property
+    def notifier(self) -> SnsNotifier:
+        return SnsNotifier(self.sns, self.topic_arn)
 
     def inbox(self) -> list[Received]:
         """Every alert delivered since the last call (the SNS → SQS subscription, drained)."""
@@ -102,7 +105,7 @@ class Env:
 
     def good_backup(self, target: str, at: datetime, rpo: timedelta = timedelta(hours=26), run: str = "") -> None:
         agent = self.fleet.target(target)[0].name
-        self.ledger.record_good_backup(
+        self.ledger.targets.record_good_backup(
             target,
             agent,
             run_id=run or f"run-{target}-{at:%Y%m%d%H%M}",
@@ -140,14 +143,14 @@ class Env:
             message="{}",
             attributes={"kind": "backup"},
         )
-        assert self.ledger.create_scheduled_jobs([job]) == [job]
+        assert self.ledger.jobs.create(job)
         return job
 
     def heartbeat(self, agent: str, at: datetime, timeout: timedelta = timedelta(minutes=30)) -> None:
-        self.ledger.record_heartbeat(agent, version="1", targets=[], sent_at=at, timeout=timeout)
+        self.ledger.agents.record_heartbeat(agent, version="1", targets=[], sent_at=at, timeout=timeout)
 
     def incidents(self) -> list[dict[str, Any]]:
-        return self.ledger.list_incidents()
+        return self.ledger.client.query(keys.INCIDENTS_PK)
 
 
 def make_env() -> Env:

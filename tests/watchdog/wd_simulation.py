@@ -18,10 +18,11 @@ from backup_contracts.fleet import Fleet, parse_fleet
 from backup_contracts.jobs import Job
 from backup_contracts.naming import backup_object_key
 from backup_functions.audit.logic import AuditConfig, Auditor
-from backup_functions.clock import SimulatedClock
 from backup_functions.dispatcher import logic as dispatcher
 from backup_functions.ledger import Ledger
+from backup_functions.ports import S3ObjectStore, SnsNotifier, SqsJobQueue
 from backup_functions.watchdog.handler import run_tick
+from local_pipeline.clock import SimulatedClock
 from local_pipeline.resources import LocalResources, provision
 
 TICK = timedelta(minutes=5)
@@ -83,13 +84,10 @@ class World:
         self.auditor = Auditor(
             self.fleet,
             self.ledger,
-            s3=self.s3,
-            sns=self.sns,
+            objects=S3ObjectStore(self.s3),
+            notifier=SnsNotifier(self.sns, self.resources.alert_topic_arn),
             config=AuditConfig.from_fleet(
-                self.fleet,
-                bucket=self.resources.bucket,
-                kms_key_arn=self.resources.kms_key_arn,
-                alert_topic_arn=self.resources.alert_topic_arn,
+                self.fleet, bucket=self.resources.bucket, kms_key_arn=self.resources.kms_key_arn
             ),
             clock=self.clock,
         )
@@ -103,17 +101,15 @@ class World:
 
     def dispatcher_tick(self) -> int:
         """Returns how many jobs the tick put on queues."""
-        result = dispatcher.tick(self.fleet, self.ledger, self.sqs, self.dispatch_cfg, self.clock.now())
+        result = dispatcher.tick(self.fleet, self.ledger, SqsJobQueue(self.sqs), self.dispatch_cfg, self.clock.now())
         return result.sent + result.resent
 
     def watchdog_tick(self) -> None:
         run_tick(
             self.clock.now(),
-            table=self.resources.ledger_table,
-            topic_arn=self.resources.alert_topic_arn,
             fleet=self.fleet,
-            dynamodb=self.dynamodb,
-            sns=self.sns,
+            ledger=self.ledger,
+            notifier=SnsNotifier(self.sns, self.resources.alert_topic_arn),
         )
         self.collect_alerts()
 

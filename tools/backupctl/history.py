@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from backup_contracts import ledger as keys
 from backup_contracts.formatting import ascii_line, format_age, format_bytes, format_time
+from backup_functions.ledger import RunRecord
 from backupctl.context import Context, UsageError
 from backupctl.render import RED, table, to_json, use_colour
 
 ERROR_COLUMN_MAX = 60
 
 
-def _when(run: dict[str, Any], name: str) -> datetime | None:
-    value = run.get(name)
-    if not value:
-        return None
-    return value if isinstance(value, datetime) else keys.parse_iso(str(value))
-
-
-def history_json(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def history_json(runs: list[RunRecord]) -> list[dict[str, Any]]:
     fields = (
         "run_id",
         "job_id",
@@ -40,32 +33,33 @@ def history_json(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "exit_code",
         "error",
     )
-    return [{name: run.get(name) for name in fields if run.get(name) is not None} for run in runs]
+    stored = [run.stored_fields() for run in runs]
+    return [{name: run[name] for name in fields if name in run} for run in stored]
 
 
-def render_history(target: str, runs: list[dict[str, Any]], *, colour: bool = False) -> str:
+def render_history(target: str, runs: list[RunRecord], *, colour: bool = False) -> str:
     """Runs as a table, newest first (as given)."""
     if not runs:
         return f"{target}: no runs recorded\n"
     headers = ["STARTED", "FINISHED", "DURATION", "STATE", "SIZE", "TRIGGER", "RUN", "ERROR"]
     cells, colours = [], []
     for run in runs:
-        started, finished = _when(run, "started_at"), _when(run, "finished_at")
-        duration = run.get("duration_s")
-        if duration is None and started and finished:
+        started, finished = run.started_at, run.finished_at
+        duration = run.duration_s
+        if duration is None and finished:
             duration = (finished - started).total_seconds()
-        size = run.get("bytes_stored")
-        state = str(run.get("state", "?"))
+        size = run.bytes_stored
+        state = run.state or "?"
         cells.append(
             [
-                format_time(started) if started else "-",
+                format_time(started),
                 format_time(finished) if finished else "-",
                 format_age(timedelta(seconds=float(duration))) if duration is not None else "-",
                 state,
                 format_bytes(int(size)) if size is not None else "-",
-                str(run.get("trigger", "-")),
-                str(run.get("run_id", "-")),
-                ascii_line(str(run["error"]), ERROR_COLUMN_MAX) if run.get("error") else "",
+                run.trigger or "-",
+                run.run_id,
+                ascii_line(run.error, ERROR_COLUMN_MAX) if run.error else "",
             ]
         )
         colours.append(RED if colour and state not in ("succeeded", "started") else None)
@@ -78,7 +72,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             ctx.fleet.target(args.target)
         except KeyError:
             raise UsageError(f"unknown target {args.target!r}: not in {ctx.fleet_file}") from None
-    runs = ctx.ledger.runs(args.target, limit=args.limit, newest_first=True)
+    runs = ctx.ledger.runs.newest(args.target, limit=args.limit)
     if ctx.json:
         sys.stdout.write(to_json(history_json(runs)))
     else:

@@ -17,10 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backup_contracts import ledger as keys
 from backup_contracts.eventbus import put_events
 from backup_contracts.events import Contract, RestoreApproved, RestoreRequested
 from backup_contracts.validation import describe_validation_error
+from backup_functions.ledger import RestoreItem
 from backupctl.backup_now import default_requester
 from backupctl.context import Context, UsageError
 from backupctl.render import to_json
@@ -143,8 +143,9 @@ _SHOWN = (
 )
 
 
-def status_view(item: dict[str, Any]) -> dict[str, Any]:
+def status_view(restore: RestoreItem) -> dict[str, Any]:
     """What a person may see of a restore item (never the token hash or the job message)."""
+    item = restore.stored_fields()
     view = {name: item[name] for name in ("restore_id", *_SHOWN) if name in item}
     view["history"] = item.get("history", [])
     if item.get("source"):
@@ -182,7 +183,7 @@ def render_restore_status(view: dict[str, Any]) -> str:
 
 
 def run_status(args: argparse.Namespace, ctx: Context) -> int:
-    item = ctx.ledger.get(keys.restore_pk(args.restore_id), keys.STATE_SK)
+    item = ctx.ledger.restores.get(args.restore_id)
     if item is None:
         sys.stderr.write(f"backupctl: no restore {args.restore_id!r} in the ledger {ctx.table}\n")
         return 1

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backup_contracts import ledger as keys
 from backup_contracts.fleet import Fleet
 from backup_contracts.formatting import format_age, format_bytes, format_time
-from backup_functions.ledger import Ledger
+from backup_functions.ledger import AgentState, Ledger, TargetState
 from backupctl.context import Context
 from backupctl.render import GREEN, RED, YELLOW, table, to_json, use_colour
 
@@ -29,11 +28,6 @@ UNVERIFIED = "UNVERIFIED"
 STUCK = "STUCK"
 NOT_STARTED = "NOT STARTED"
 HEALTHY_STATES = frozenset({OK, RUNNING, NO_BACKUP_YET})
-
-
-def _moment(item: dict[str, Any] | None, name: str) -> datetime | None:
-    value = (item or {}).get(name)
-    return keys.parse_iso(str(value)) if value else None
 
 
 @dataclass(frozen=True)
@@ -66,33 +60,37 @@ class StatusRow:
         agent: str,
         engine: str,
         rpo: timedelta,
-        state: dict[str, Any] | None,
-        agent_state: dict[str, Any] | None = None,
+        state: TargetState | None,
+        agent_state: AgentState | None = None,
         incidents: tuple[str, ...] = (),
     ) -> StatusRow:
-        state = state or {}
-        size = state.get("last_good_bytes")
-        # written by the restore coordinator (backup_functions.restore.store.record_drill)
-        rto = state.get("last_drill_rto_s", state.get("last_rto_s"))
-        drill_ok = state.get("last_drill_ok")
+        if state is None:
+            return cls(
+                target=target,
+                agent=agent,
+                engine=engine,
+                rpo=rpo,
+                incidents=incidents,
+                agent_heartbeat_at=agent_state.last_heartbeat_at if agent_state else None,
+            )
         return cls(
             target=target,
             agent=agent,
             engine=engine,
             rpo=rpo,
-            last_good_at=_moment(state, "last_good_at"),
-            last_good_bytes=int(size) if size is not None else None,
-            last_good_run_id=state.get("last_good_run_id"),
-            last_run_state=state.get("last_run_state"),
-            last_run_at=_moment(state, "last_run_at"),
-            last_failure_at=_moment(state, "last_failure_at"),
-            last_failure_error=state.get("last_failure_error"),
-            rpo_deadline=_moment(state, keys.WATCH_DEADLINE) if state.get(keys.WATCH_KIND) == "rpo" else None,
-            agent_heartbeat_at=_moment(agent_state, "last_heartbeat_at"),
+            last_good_at=state.last_good_at,
+            last_good_bytes=state.last_good_bytes,
+            last_good_run_id=state.last_good_run_id,
+            last_run_state=state.last_run_state,
+            last_run_at=state.last_run_at,
+            last_failure_at=state.last_failure_at,
+            last_failure_error=state.last_failure_error,
+            rpo_deadline=state.rpo_deadline,
+            agent_heartbeat_at=agent_state.last_heartbeat_at if agent_state else None,
             incidents=incidents,
-            last_drill_at=_moment(state, "last_drill_at"),
-            last_rto_s=float(rto) if rto is not None else None,
-            last_drill_ok=bool(drill_ok) if drill_ok is not None else None,
+            last_drill_at=state.last_drill_at,
+            last_rto_s=state.last_drill_rto_s,
+            last_drill_ok=state.last_drill_ok,
         )
 
     def age(self, now: datetime) -> timedelta | None:
@@ -195,12 +193,11 @@ def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False)
 def collect_status(ledger: Ledger, fleet: Fleet) -> list[StatusRow]:
     """Status rows for every target of the fleet (BatchGetItem + one incidents Query)."""
     pairs = fleet.targets()
-    states = ledger.get_target_states([t.name for _, t in pairs])
-    agent_items = ledger.batch_get([(keys.agent_pk(a.name), keys.STATE_SK) for a in fleet.agents])
-    agents = {pk.removeprefix("AGENT#"): item for (pk, _), item in agent_items.items()}
+    states = ledger.targets.get_many(t.name for _, t in pairs)
+    agents = ledger.agents.get_many(a.name for a in fleet.agents)
     incidents: dict[str, list[str]] = {}
-    for incident in ledger.list_incidents():
-        subject, kind = str(incident.get("subject", "")), str(incident.get("kind", ""))
+    for incident in ledger.incidents.list_open():
+        subject, kind = incident.subject, incident.kind
         if subject.startswith("target:"):
             incidents.setdefault(subject.removeprefix("target:"), []).append(kind)
         elif subject.startswith("agent:"):

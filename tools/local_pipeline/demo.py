@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources as package_files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -29,6 +29,9 @@ from local_pipeline.resources import LocalResources, provision
 from local_pipeline.runner import LocalPipeline, PipelineStepError
 from local_pipeline.sample_data import create_app_database, create_empty_database
 from local_pipeline.verify import VerificationError, decompress, fetch_backup, sqlite_rows
+
+if TYPE_CHECKING:
+    from backup_functions.ledger import Ledger
 
 DEMO_AGENT = "demo-host"
 SOURCE_TARGET = "app-sqlite"
@@ -52,6 +55,13 @@ class DemoWorld:
     agent_config: Path | None = None
     backup_key: str | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def ledger(self) -> Ledger:
+        from backup_functions.ledger import (
+            Ledger,  # the functions' modules load once the pipeline set their environment
+        )
+
+        return Ledger(self.resources.ledger_table, self.pipeline.session.client("dynamodb"))
 
 
 def agent_log_messages(stderr: str) -> list[str]:
@@ -139,18 +149,15 @@ class Demo:
 
     def verify_backup(self) -> None:
         self.step(f"Independent check of the {SOURCE_TARGET} backup in S3")
-        from backup_functions.ledger import Ledger
-
-        ledger = Ledger(self.world.resources.ledger_table, self.world.pipeline.session.client("dynamodb"))
-        state = ledger.get_target_state(SOURCE_TARGET)
-        if not state or not state.get("last_good_key"):
+        state = self.world.ledger().targets.get(SOURCE_TARGET)
+        if state is None or state.last_good_key is None:
             raise VerificationError(f"the ledger records no good backup of {SOURCE_TARGET}")
-        key = str(state["last_good_key"])
+        key = state.last_good_key
         s3 = self.world.pipeline.session.client("s3")
         stored = fetch_backup(s3, self.world.resources.bucket, key, self.world.workdir / "backup.zst")
         if stored.sse != "aws:kms" or self.world.resources.kms_key_arn.rsplit("/", 1)[-1] not in stored.kms_key_id:
             raise VerificationError(f"{key} is not SSE-KMS encrypted with the pipeline key: {stored}")
-        if stored.sha256 != state.get("last_good_sha256"):
+        if stored.sha256 != state.last_good_sha256:
             raise VerificationError(f"{key}: sha256 {stored.sha256} differs from the ledger's")
         restored = self.world.workdir / "backup.db"
         decompress(self.world.workdir / "backup.zst", restored)
@@ -202,11 +209,6 @@ class RestoreDemo:
         self.demo = demo
         self.world = demo.world
 
-    def _ledger(self) -> Any:
-        from backup_functions.ledger import Ledger
-
-        return Ledger(self.world.resources.ledger_table, self.world.pipeline.session.client("dynamodb"))
-
     def _agent_round(self) -> None:
         """Coordinator → agent queue → agent → bus → audit and coordinator, once around."""
         pipeline = self.world.pipeline
@@ -234,11 +236,13 @@ class RestoreDemo:
         self.demo.out(f"event: {request.model_dump_json(exclude_none=True)}")
         self.world.pipeline.put_event(request)
         self._agent_round()
-        state = self._ledger().get(f"RESTORE#{restore_id}", "STATE") or {}
-        history = " -> ".join(step.get("state", "?") for step in state.get("history", []))
-        self.demo.out(f"restore {restore_id}: {history or state.get('state')}")
-        if state.get("state") != "succeeded":
-            raise PipelineStepError(f"restore {restore_id} ended {state.get('state')!r}: {state.get('error', '')}")
+        restore = self.world.ledger().restores.get(restore_id)
+        if restore is None:
+            raise PipelineStepError(f"restore {restore_id} is not in the ledger")
+        history = " -> ".join(step.get("state", "?") for step in restore.history)
+        self.demo.out(f"restore {restore_id}: {history or restore.state}")
+        if restore.state != "succeeded":
+            raise PipelineStepError(f"restore {restore_id} ended {restore.state!r}: {restore.error or ''}")
         source, clone = self.world.database_paths[SOURCE_TARGET], self.world.database_paths[CLONE_TARGET]
         if sqlite_rows(clone) != sqlite_rows(source):
             raise VerificationError(f"the restored {CLONE_TARGET} differs from {SOURCE_TARGET}")
@@ -249,10 +253,10 @@ class RestoreDemo:
         report = self.world.pipeline.tick_restore_drills(self.demo.now) or {}
         self.demo.out(f"drills dispatched: {report.get('drills_dispatched')}")
         self._agent_round()
-        state = self._ledger().get_target_state(SOURCE_TARGET) or {}
-        if state.get("last_drill_ok") is not True:
-            raise PipelineStepError(f"the restore drill of {SOURCE_TARGET} did not succeed: {state}")
-        self.demo.out(f"{SOURCE_TARGET}: drill ok, measured RTO {state.get('last_drill_rto_s')} s")
+        drilled = self.world.ledger().targets.get(SOURCE_TARGET)
+        if drilled is None or drilled.last_drill_ok is not True:
+            raise PipelineStepError(f"the restore drill of {SOURCE_TARGET} did not succeed: {drilled}")
+        self.demo.out(f"{SOURCE_TARGET}: drill ok, measured RTO {drilled.last_drill_rto_s} s")
 
 
 def run_demo(workdir: Path, fleet_file: Path | None = None, out: Callable[[str], None] = print) -> DemoWorld:

@@ -20,7 +20,7 @@ import boto3
 
 from backup_contracts.eventbus import PutEventsError, put_events
 from backup_contracts.events import Contract
-from backup_functions.clock import frozen_clock
+from local_pipeline.clock import PipelineClock
 from local_pipeline.moto_server import MotoEndpoint
 from local_pipeline.resources import LocalResources
 
@@ -93,18 +93,21 @@ class LocalPipeline:
         self.fleet_file = fleet_file
         self.session: boto3.Session = endpoint.session()
         self.sqs = self.session.client("sqs")
+        self.clock = PipelineClock()
         self._cold_start()
 
     def _cold_start(self) -> None:
-        """Forget what earlier pipelines in this process cached — settings, fleet, clients — as a new
-        Lambda container would, so every handler talks to this pipeline's moto server."""
+        """Build every function's runtime afresh from this pipeline's environment — settings, fleet,
+        clients — as a new Lambda container would, on this pipeline's clock, so every handler talks to
+        this pipeline's moto server at the instants the pipeline plays."""
         from backup_functions import settings
 
         settings.settings.cache_clear()
         settings.fleet.cache_clear()
-        for module in (DISPATCHER, AUDIT, WATCHDOG, RESTORE):
-            with environment(self.function_environment):
-                importlib.import_module(module).configure(None)
+        with environment(self.function_environment):
+            for module in (DISPATCHER, AUDIT, WATCHDOG, RESTORE):
+                handler = importlib.import_module(module)
+                handler.configure(handler.build_runtime(clock=self.clock))
 
     @property
     def function_environment(self) -> dict[str, str]:
@@ -123,16 +126,16 @@ class LocalPipeline:
             return handler(event, LambdaContext.for_function(f"{self.resources.pipeline}-{name}", self.resources))
 
     def tick_dispatcher(self, now: datetime) -> Any:
-        with frozen_clock(now):
+        with self.clock.at(now):
             return self._invoke("dispatcher", DISPATCHER, scheduled_event(self.resources, "dispatcher-schedule", now))
 
     def tick_watchdog(self, now: datetime) -> Any:
-        with frozen_clock(now):
+        with self.clock.at(now):
             return self._invoke("watchdog", WATCHDOG, scheduled_event(self.resources, "watchdog-schedule", now))
 
     def tick_restore_drills(self, now: datetime) -> Any:
         """The restore coordinator's schedule: start the restore drills that are due."""
-        with frozen_clock(now):
+        with self.clock.at(now):
             return self._invoke("restore", RESTORE, scheduled_event(self.resources, "restore-drill-schedule", now))
 
     def put_event(self, event: Contract) -> None:
@@ -170,7 +173,7 @@ class LocalPipeline:
             ).get("Messages", [])
             if not messages:
                 return handled
-            with frozen_clock(now):
+            with self.clock.at(now):
                 response = self._invoke(name, module, {"Records": self._sqs_records(queue_url, messages)}) or {}
             failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
             for message in messages:

@@ -20,50 +20,36 @@ from backup_functions import settings as settings_module
 from backup_functions.clock import Clock, SystemClock
 from backup_functions.dispatcher import logic
 from backup_functions.ledger import Ledger
-from backup_functions.observability import (
-    JOBS_DISPATCHED,
-    JOBS_NOT_SENT,
-    REJECTED_EVENTS,
-    MetricUnit,
-    logger,
-    metrics,
-    tracer,
-)
+from backup_functions.observability import JOBS_DISPATCHED, JOBS_NOT_SENT, REJECTED_EVENTS, count, logger
+from backup_functions.ports import JobQueue, SqsJobQueue
+from backup_functions.runtime import Lazy, lambda_handler
 
 
 @dataclass
 class Runtime:
     fleet: Fleet
     ledger: Ledger
-    sqs: Any
+    jobs: JobQueue
     config: logic.DispatchConfig
     clock: Clock
 
 
-_runtime: Runtime | None = None
+def build_runtime(*, clock: Clock | None = None) -> Runtime:
+    env = settings_module.settings()
+    fleet = settings_module.fleet(env.fleet_file)
+    return Runtime(
+        fleet=fleet,
+        ledger=Ledger(env.ledger_table, boto3.client("dynamodb")),
+        jobs=SqsJobQueue(boto3.client("sqs")),
+        config=logic.DispatchConfig.from_fleet(
+            fleet, bucket=env.bucket_name, queue_url_prefix=env.job_queue_url_prefix
+        ),
+        clock=clock or SystemClock(),
+    )
 
 
-def configure(runtime: Runtime | None) -> None:
-    """Inject the runtime (tests, local pipeline); None goes back to building it from the environment."""
-    global _runtime  # noqa: PLW0603 - one cached runtime per Lambda container
-    _runtime = runtime
-
-
-def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603
-    if _runtime is None:
-        env = settings_module.settings()
-        fleet = settings_module.fleet(env.fleet_file)
-        _runtime = Runtime(
-            fleet=fleet,
-            ledger=Ledger(env.ledger_table, boto3.client("dynamodb")),
-            sqs=boto3.client("sqs"),
-            config=logic.DispatchConfig.from_fleet(
-                fleet, bucket=env.bucket_name, queue_url_prefix=env.job_queue_url_prefix
-            ),
-            clock=SystemClock(),
-        )
-    return _runtime
+runtime = Lazy(build_runtime)
+configure = runtime.configure
 
 
 def is_backup_request(event: dict[str, Any]) -> bool:
@@ -78,28 +64,26 @@ def _handle_request(rt: Runtime, event: dict[str, Any]) -> dict[str, Any]:
         logger.error(
             "Backup Requested rejected: malformed detail", extra={"reason": reason, "event_id": event.get("id")}
         )
-        metrics.add_metric(name=REJECTED_EVENTS, unit=MetricUnit.Count, value=1)
+        count(REJECTED_EVENTS)
         return {"status": "rejected", "reason": f"malformed Backup Requested: {reason}"}
     logger.set_correlation_id(req.request_id)
     logger.append_keys(target=req.target, requested_by=req.requested_by)
-    result = logic.request(rt.fleet, rt.ledger, rt.sqs, rt.config, now=rt.clock.now(), req=req)
+    result = logic.request(rt.fleet, rt.ledger, rt.jobs, rt.config, now=rt.clock.now(), req=req)
     if result.status == "rejected":
         logger.error("Backup Requested rejected", extra={"reason": result.reason})
-        metrics.add_metric(name=REJECTED_EVENTS, unit=MetricUnit.Count, value=1)
+        count(REJECTED_EVENTS)
     else:
         logger.info("Backup Requested handled", extra={"status": result.status, "job_id": result.job_id})
         if result.status == "dispatched":
-            metrics.add_metric(name=JOBS_DISPATCHED, unit=MetricUnit.Count, value=1)
+            count(JOBS_DISPATCHED)
         if result.status == "not-sent":
-            metrics.add_metric(name=JOBS_NOT_SENT, unit=MetricUnit.Count, value=1)
+            count(JOBS_NOT_SENT)
     return asdict(result)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    rt = runtime()
+    rt = runtime.get()
     if is_backup_request(event):
         return _handle_request(rt, event)
     if event.get("detail-type") != "Scheduled Event":
@@ -109,8 +93,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     now = rt.clock.now()
     logger.set_correlation_id(f"tick-{now:%Y%m%dT%H%M%SZ}")
-    result = logic.tick(rt.fleet, rt.ledger, rt.sqs, rt.config, now)
-    metrics.add_metric(name=JOBS_DISPATCHED, unit=MetricUnit.Count, value=result.sent + result.resent)
-    metrics.add_metric(name=JOBS_NOT_SENT, unit=MetricUnit.Count, value=len(result.not_sent))
+    result = logic.tick(rt.fleet, rt.ledger, rt.jobs, rt.config, now)
+    count(JOBS_DISPATCHED, result.sent + result.resent)
+    count(JOBS_NOT_SENT, len(result.not_sent))
     logger.info("dispatcher tick", extra={"tick": asdict(result)})
     return asdict(result)

@@ -27,12 +27,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
 
 from backup_contracts import ledger as keys
 from backup_contracts.events import BackupRequested
@@ -40,11 +39,11 @@ from backup_contracts.fleet import Agent, Fleet, Target
 from backup_contracts.jobs import Job
 from backup_contracts.naming import agent_prefix, job_queue_name
 from backup_contracts.schedule import Schedule
-from backup_functions.ledger import DISPATCHED, Ledger, NewJob
+from backup_functions.ledger import DISPATCHED, Ledger, NewJob, TargetState
+from backup_functions.ports import SQS_BATCH_MAX, JobQueue, QueueMessage
 
 log = logging.getLogger(__name__)
 
-SQS_BATCH_MAX = 10
 START_GRACE_EXTRA = timedelta(minutes=15)
 MAX_JOB_ID = 128
 
@@ -176,35 +175,22 @@ class Outgoing:
     message: str
 
 
-def _send_batches(sqs: Any, queue_url: str, jobs: Sequence[Outgoing]) -> list[Outgoing]:
+def _send_batches(queue: JobQueue, queue_url: str, jobs: Sequence[Outgoing]) -> list[Outgoing]:
     """SendMessageBatch in groups of 10; returns the jobs that failed."""
     failed: list[Outgoing] = []
     for start in range(0, len(jobs), SQS_BATCH_MAX):
-        chunk = jobs[start : start + SQS_BATCH_MAX]
-        entries = [
-            {
-                "Id": str(index),
-                "MessageBody": job.message,
-                "MessageAttributes": {"job_id": {"DataType": "String", "StringValue": job.job_id}},
-            }
-            for index, job in enumerate(chunk)
-        ]
+        chunk = {job.job_id: job for job in jobs[start : start + SQS_BATCH_MAX]}
         try:
-            response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            refused = queue.send_batch(queue_url, [QueueMessage(job.job_id, job.message) for job in chunk.values()])
         except Exception as exc:  # noqa: BLE001 - any send error: retry, then record as unsent
             log.warning("SendMessageBatch to %s failed for %d job(s): %s", queue_url, len(chunk), exc)
-            failed.extend(chunk)
+            failed.extend(chunk.values())
             continue
-        for entry in response.get("Failed", []):
-            job = chunk[int(entry["Id"])]
-            log.warning(
-                "job %s not accepted by %s: %s %s", job.job_id, queue_url, entry.get("Code"), entry.get("Message")
-            )
-            failed.append(job)
+        failed.extend(chunk[message.job_id] for message in refused)
     return failed
 
 
-def send_jobs(sqs: Any, cfg: DispatchConfig, jobs: Iterable[Outgoing]) -> tuple[list[Outgoing], list[Outgoing]]:
+def send_jobs(queue: JobQueue, cfg: DispatchConfig, jobs: Iterable[Outgoing]) -> tuple[list[Outgoing], list[Outgoing]]:
     """Send jobs grouped per agent queue; failed entries are retried once. Returns (sent, failed)."""
     by_agent: dict[str, list[Outgoing]] = defaultdict(list)
     for job in jobs:
@@ -213,8 +199,8 @@ def send_jobs(sqs: Any, cfg: DispatchConfig, jobs: Iterable[Outgoing]) -> tuple[
     failed: list[Outgoing] = []
     for agent, queued in by_agent.items():
         url = cfg.queue_url(agent)
-        first = _send_batches(sqs, url, queued)
-        still = _send_batches(sqs, url, first) if first else []
+        first = _send_batches(queue, url, queued)
+        still = _send_batches(queue, url, first) if first else []
         failed_ids = {job.job_id for job in still}
         sent.extend(job for job in queued if job.job_id not in failed_ids)
         failed.extend(still)
@@ -223,7 +209,7 @@ def send_jobs(sqs: Any, cfg: DispatchConfig, jobs: Iterable[Outgoing]) -> tuple[
 
 def _record_unsent(ledger: Ledger, failed: Sequence[Outgoing]) -> None:
     for job in failed:
-        ledger.record_unsent_job(target=job.target, job_id=job.job_id, agent=job.agent, message=job.message)
+        ledger.jobs.record_unsent(target=job.target, job_id=job.job_id, agent=job.agent, message=job.message)
         log.error("target %s: job %s not sent; the next tick re-sends it", job.target, job.job_id)
 
 
@@ -241,15 +227,17 @@ def _outgoing(job: NewJob) -> Outgoing:
 
 
 def _create_jobs(
-    ledger: Ledger, wanted: Sequence[NewJob], states: dict[str, dict[str, Any]], workers: int
+    ledger: Ledger, wanted: Sequence[NewJob], states: Mapping[str, TargetState], workers: int
 ) -> list[NewJob]:
     """Conditionally create each job row (and a first target state where none exists), in order."""
 
     def create(job: NewJob) -> bool:
-        if not ledger.create_job(job):
+        if not ledger.jobs.create(job):
             return False
         if job.target not in states:
-            ledger.bootstrap_target_state(job)
+            ledger.targets.bootstrap(
+                job.target, agent=job.agent, engine=job.engine, rpo=job.rpo, first_dispatched_at=job.issued_at
+            )
         return True
 
     if workers <= 1 or len(wanted) <= 1:
@@ -260,24 +248,24 @@ def _create_jobs(
     return [job for job, made in zip(wanted, outcomes, strict=True) if made]
 
 
-def tick(fleet: Fleet, ledger: Ledger, sqs: Any, cfg: DispatchConfig, now: datetime) -> TickResult:
+def tick(fleet: Fleet, ledger: Ledger, queue: JobQueue, cfg: DispatchConfig, now: datetime) -> TickResult:
     """One scheduled dispatcher run at ``now``."""
     pairs = fleet.targets()
     result = TickResult(targets=len(pairs))
     fingerprint = fleet_fingerprint(fleet)
-    marker = ledger.get_dispatch_marker()
-    since: str | None = None  # slots at or before the last completed tick were handled by it
-    if marker and marker.get("fleet_hash") == fingerprint and marker.get("last_tick_at"):
-        since = str(marker["last_tick_at"])
+    marker = ledger.jobs.marker()
+    since: datetime | None = None  # slots at or before the last completed tick were handled by it
+    if marker and marker.fleet_hash == fingerprint:
+        since = marker.last_tick_at
 
     latest: list[tuple[Agent, Target, datetime, str]] = []
     for agent, target in pairs:
         slot = latest_slot(target, now)
-        if slot is not None and (since is None or keys.iso(slot) > since):
+        if slot is not None and (since is None or slot > since):
             latest.append((agent, target, slot, keys.scheduled_job_id(target.name, slot)))
     result.checked = len(latest)
     states, existing = (
-        ledger.dispatch_view((target.name, job_id) for _, target, _, job_id in latest) if latest else ({}, set())
+        ledger.jobs.dispatch_view((target.name, job_id) for _, target, _, job_id in latest) if latest else ({}, set())
     )
 
     wanted = [
@@ -292,32 +280,31 @@ def tick(fleet: Fleet, ledger: Ledger, sqs: Any, cfg: DispatchConfig, now: datet
 
     # Jobs a previous tick (or a Backup Requested) could not send.
     resend: list[Outgoing] = []
-    unsent = ledger.unsent_jobs()
+    unsent = ledger.jobs.unsent()
     if unsent:
-        rows = ledger.get_jobs((str(u["target"]), str(u["job_id"])) for u in unsent)
+        rows = ledger.jobs.get_many((u.target, u.job_id) for u in unsent)
         for entry in unsent:
-            target_name, job_id = str(entry["target"]), str(entry["job_id"])
-            row = rows.get(job_id)
-            if row is None or row.get("state") != DISPATCHED:
-                ledger.clear_unsent_job(target_name, job_id)  # started, ended or expired: nothing to send
+            row = rows.get(entry.job_id)
+            if row is None or row.state != DISPATCHED:
+                ledger.jobs.clear_unsent(entry.target, entry.job_id)  # started, ended or expired: nothing to send
                 continue
-            resend.append(Outgoing(job_id, target_name, str(entry["agent"]), str(entry["message"])))
+            resend.append(Outgoing(entry.job_id, entry.target, entry.agent, entry.message))
 
-    sent, failed = send_jobs(sqs, cfg, [*map(_outgoing, created), *resend])
+    sent, failed = send_jobs(queue, cfg, [*map(_outgoing, created), *resend])
     resent_ids = {job.job_id for job in resend}
     result.sent = sum(1 for out in sent if out.job_id not in resent_ids)
     for out in sent:
         if out.job_id in resent_ids:
-            ledger.clear_unsent_job(out.target, out.job_id)
+            ledger.jobs.clear_unsent(out.target, out.job_id)
             result.resent += 1
     _record_unsent(ledger, [job for job in failed if job.job_id not in resent_ids])
     result.not_sent = [job.job_id for job in failed]
-    ledger.advance_dispatch_marker(now, fingerprint)
+    ledger.jobs.advance_marker(now, fingerprint)
     return result
 
 
 def request(
-    fleet: Fleet, ledger: Ledger, sqs: Any, cfg: DispatchConfig, *, now: datetime, req: BackupRequested
+    fleet: Fleet, ledger: Ledger, queue: JobQueue, cfg: DispatchConfig, *, now: datetime, req: BackupRequested
 ) -> RequestResult:
     """An on-demand ``Backup Requested``: one job with trigger "user", idempotent on request_id."""
     try:
@@ -327,9 +314,9 @@ def request(
         return RequestResult("rejected", reason=f"unknown target {req.target!r}; the fleet's targets are: {known}")
     job_id = requested_job_id(target.name, req.request_id)
     job = new_job(cfg, agent, target, job_id=job_id, trigger="user", slot=None, now=now)
-    if not ledger.create_requested_job(job):
+    if not ledger.jobs.create(job):
         return RequestResult("duplicate", job_id=job_id, reason="this request_id was already dispatched")
-    _, failed = send_jobs(sqs, cfg, [_outgoing(job)])
+    _, failed = send_jobs(queue, cfg, [_outgoing(job)])
     if failed:
         _record_unsent(ledger, failed)
         return RequestResult("not-sent", job_id=job_id, reason="queue refused the job; the next tick re-sends it")

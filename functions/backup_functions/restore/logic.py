@@ -51,13 +51,13 @@ from backup_contracts.jobs import Job, RestoreSource
 from backup_contracts.naming import SOURCE_REQUESTS, agent_prefix, job_queue_name
 from backup_contracts.schedule import Schedule, ScheduleError
 from backup_contracts.validation import describe_validation_error
-from backup_functions.audit.verify import full_object_sha256
 from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
 from backup_functions.restore import messages
 from backup_functions.restore import store as st
 from backup_functions.restore.ports import EventPublisher, JobQueue, Notifier, ObjectStore
 from backup_functions.restore.store import RestoreStore
+from backup_functions.verification import full_object_sha256
 
 log = logging.getLogger(__name__)
 

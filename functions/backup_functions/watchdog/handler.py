@@ -1,109 +1,82 @@
 """Watchdog Lambda, invoked by an EventBridge schedule every ``watchdog_interval_minutes``.
 
-Thin: read settings and the fleet, build the watchdog from injected clients, tick at the clock's
-now, publish metrics. The logic lives in ``watchdog.logic``; tests call ``run_tick`` directly.
+Thin: build the watchdog from the environment (once per container), tick at the clock's now, publish
+metrics. The logic lives in ``watchdog.logic``; tests call ``run_tick`` directly.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 
 from backup_contracts.fleet import Fleet
+from backup_functions import settings as settings_module
 from backup_functions.clock import Clock, SystemClock
 from backup_functions.ledger import Ledger
-from backup_functions.observability import OVERDUE_TARGETS, MetricUnit, logger, metrics, tracer
-from backup_functions.settings import fleet as load_fleet
-from backup_functions.settings import settings
+from backup_functions.observability import ALERTS_SENT, OPEN_INCIDENTS, OVERDUE_TARGETS, SILENT_AGENTS, count, logger
+from backup_functions.ports import Notifier, SnsNotifier
+from backup_functions.runtime import Lazy, lambda_handler
 from backup_functions.watchdog.logic import TickReport, Watchdog
-from backup_functions.watchdog.notify import SnsNotifier
+from backup_functions.watchdog.notify import AlertNotifier
 from backup_functions.watchdog.store import WatchdogStore
-
-SILENT_AGENTS = "SilentAgents"
-OPEN_INCIDENTS = "OpenIncidents"
-ALERTS_SENT = "AlertsSent"
 
 
 @dataclass
 class Runtime:
     fleet: Fleet
-    table: str
-    topic_arn: str
-    dynamodb: Any
-    sns: Any
+    ledger: Ledger
+    notifier: Notifier
     clock: Clock
 
 
-_runtime: Runtime | None = None
+def build_runtime(*, clock: Clock | None = None) -> Runtime:
+    env = settings_module.settings()
+    return Runtime(
+        fleet=settings_module.fleet(env.fleet_file),
+        ledger=Ledger(env.ledger_table, boto3.client("dynamodb")),
+        notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn),
+        clock=clock or SystemClock(),
+    )
 
 
-def configure(runtime: Runtime | None) -> None:
-    """Inject the runtime (tests, local pipeline); None goes back to building it from the environment."""
-    global _runtime  # noqa: PLW0603 - one cached runtime per Lambda container
-    _runtime = runtime
+runtime = Lazy(build_runtime)
+configure = runtime.configure
 
 
-def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603
-    if _runtime is None:
-        cfg = settings()
-        _runtime = Runtime(
-            fleet=load_fleet(cfg.fleet_file),
-            table=cfg.ledger_table,
-            topic_arn=cfg.alert_topic_arn,
-            dynamodb=boto3.client("dynamodb"),
-            sns=boto3.client("sns"),
-            clock=SystemClock(),
-        )
-    return _runtime
-
-
-def build_watchdog(*, table: str, topic_arn: str, fleet: Fleet, dynamodb: Any, sns: Any) -> Watchdog:
+def build_watchdog(*, fleet: Fleet, ledger: Ledger, notifier: Notifier) -> Watchdog:
     return Watchdog(
-        WatchdogStore(Ledger(table, dynamodb)),
-        SnsNotifier(sns, topic_arn, fleet.pipeline.name, fleet),
+        WatchdogStore(ledger),
+        AlertNotifier(notifier, fleet.pipeline.name, fleet),
         reminder_interval=timedelta(minutes=fleet.pipeline.reminder_interval_minutes),
     )
 
 
-def run_tick(now: datetime, *, table: str, topic_arn: str, fleet: Fleet, dynamodb: Any, sns: Any) -> TickReport:
+def run_tick(now: datetime, *, fleet: Fleet, ledger: Ledger, notifier: Notifier) -> TickReport:
     """One watchdog tick at ``now`` (what the handler does, with everything injected)."""
-    watchdog = build_watchdog(table=table, topic_arn=topic_arn, fleet=fleet, dynamodb=dynamodb, sns=sns)
-    return watchdog.tick(now)
+    return build_watchdog(fleet=fleet, ledger=ledger, notifier=notifier).tick(now)
 
 
 def _summary(report: TickReport) -> dict[str, Any]:
-    return {
-        "now": report.now.isoformat(),
-        "overdue_items": report.overdue_items,
-        "overdue_targets": report.overdue_targets,
-        "silent_agents": report.silent_agents,
-        "open_incidents_before": report.open_incidents,
-        "opened": report.opened,
-        "reminded": report.reminded,
-        "resolved": report.resolved,
-        "superseded": report.superseded,
-        "ignored": report.ignored,
-    }
+    summary = asdict(report)
+    summary["now"] = report.now.isoformat()
+    summary["open_incidents_before"] = summary.pop("open_incidents")
+    del summary["errors"]
+    return summary
 
 
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-@logger.inject_lambda_context
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    rt = runtime()
-    report = run_tick(
-        rt.clock.now(), table=rt.table, topic_arn=rt.topic_arn, fleet=rt.fleet, dynamodb=rt.dynamodb, sns=rt.sns
-    )
-    metrics.add_metric(name=OVERDUE_TARGETS, unit=MetricUnit.Count, value=report.overdue_targets)
-    metrics.add_metric(name=SILENT_AGENTS, unit=MetricUnit.Count, value=report.silent_agents)
-    metrics.add_metric(name=OPEN_INCIDENTS, unit=MetricUnit.Count, value=report.open_incidents)
-    metrics.add_metric(
-        name=ALERTS_SENT, unit=MetricUnit.Count, value=len(report.opened) + len(report.reminded) + len(report.resolved)
-    )
+    rt = runtime.get()
+    now = rt.clock.now()
+    logger.set_correlation_id(f"watchdog-{now:%Y%m%dT%H%M%SZ}")
+    report = run_tick(now, fleet=rt.fleet, ledger=rt.ledger, notifier=rt.notifier)
+    count(OVERDUE_TARGETS, report.overdue_targets)
+    count(SILENT_AGENTS, report.silent_agents)
+    count(OPEN_INCIDENTS, report.open_incidents)
+    count(ALERTS_SENT, len(report.opened) + len(report.reminded) + len(report.resolved))
     summary = _summary(report)
     logger.info("watchdog tick", extra=summary)
     return summary

@@ -25,29 +25,32 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from backup_contracts import ledger
-from backup_functions.watchdog.model import (
-    TARGET_INCIDENT_KINDS,
-    WATCH_INCIDENT_KINDS,
-    Incident,
-    OverdueItem,
-)
+from backup_functions.ledger import Claim, Incident, JobRow, TargetState, WatchedItem
+from backup_functions.watchdog.model import TARGET_INCIDENT_KINDS, WATCH_INCIDENT_KINDS, OverdueItem
 
 logger = logging.getLogger(__name__)
 
 Phase = Literal["open", "reminder", "resolved"]  # as backup_functions.alerts
 SUPERSEDED = "superseded by a newer good backup"
+RESOLUTIONS = {
+    "rpo": "a good backup is within the RPO again",
+    "start": "the job started, or a newer good backup superseded it",
+    "end": "the run ended, or a newer good backup superseded it",
+    "heartbeat": "the agent is sending heartbeats again",
+}
 
 
 class WatchdogLedger(Protocol):
-    def overdue_items(self, now: datetime) -> list[dict[str, Any]]: ...
-    def open_incidents(self) -> list[dict[str, Any]]: ...
-    def target_states(self, targets: Iterable[str]) -> dict[str, dict[str, Any]]: ...
-    def open_incident(self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any]) -> bool: ...
-    def claim_notification(self, sk: str, previous: str | None, now: datetime) -> bool: ...
-    def release_notification(self, sk: str, claimed: datetime, previous: str | None) -> None: ...
-    def resolve_incident(self, sk: str, opened_at: str | None) -> bool: ...
-    def clear_watch(self, pk: str, sk: str, *, watch_kind: str, deadline: str, now: datetime, reason: str) -> bool: ...
+    def overdue_items(self, now: datetime) -> list[WatchedItem]: ...
+    def open_incidents(self) -> list[Incident]: ...
+    def target_states(self, targets: Iterable[str]) -> dict[str, TargetState]: ...
+    def open_incident(
+        self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any]
+    ) -> Claim | None: ...
+    def claim_notification(self, incident: Incident, now: datetime) -> Claim | None: ...
+    def release_notification(self, claim: Claim) -> None: ...
+    def resolve_incident(self, incident: Incident) -> bool: ...
+    def clear_watch(self, row: JobRow, *, now: datetime, reason: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -98,19 +101,13 @@ class WatchdogError(RuntimeError):
     """Some notifications could not be sent; they are retried by the next tick."""
 
 
-def _job_start(item: OverdueItem) -> datetime | None:
-    return item.moment("issued_at") or item.moment("started_at")
-
-
-def is_superseded(item: OverdueItem, state: dict[str, Any] | None) -> bool:
+def is_superseded(item: OverdueItem, state: TargetState | None) -> bool:
     """A job watch is superseded when its target has a good backup newer than the job was issued."""
-    if item.watch_kind not in ("start", "end") or state is None:
+    job = item.job
+    if job is None or item.watch_kind not in ("start", "end") or state is None or state.last_good_at is None:
         return False
-    issued = _job_start(item)
-    last_good = state.get("last_good_at")
-    if issued is None or not last_good:
-        return False
-    return ledger.parse_iso(str(last_good)) > issued
+    issued = job.issued_at or job.started_at
+    return issued is not None and state.last_good_at > issued
 
 
 def reminder_due(incident: Incident, now: datetime, interval: timedelta) -> bool:
@@ -119,37 +116,14 @@ def reminder_due(incident: Incident, now: datetime, interval: timedelta) -> bool
     return incident.last_notified_at + interval <= now
 
 
-def _last_good(state: dict[str, Any] | None, item: OverdueItem | None) -> datetime | None:
-    for source in (state, item.attributes if item else None):
-        if source and source.get("last_good_at"):
-            return ledger.parse_iso(str(source["last_good_at"]))
-    return None
-
-
-def _rpo(state: dict[str, Any] | None, item: OverdueItem | None) -> timedelta | None:
-    for source in (state, item.attributes if item else None):
-        if source and source.get("rpo_s"):
-            return timedelta(seconds=int(source["rpo_s"]))
-    return None
-
-
-def _state_facts(state: dict[str, Any] | None, item: OverdueItem | None) -> dict[str, Any]:
-    """Notice fields taken from the target state (or the overdue state item itself)."""
-    source = state or (item.attributes if item and item.watch_kind == "rpo" else None) or {}
-    size = source.get("last_good_bytes")
+def _state_facts(state: TargetState | None) -> dict[str, Any]:
+    """Notice fields taken from the target state."""
     return {
-        "last_good_at": _last_good(state, item),
-        "last_good_run_id": str(source["last_good_run_id"]) if source.get("last_good_run_id") else None,
-        "last_good_bytes": int(size) if size is not None else None,
-        "rpo": _rpo(state, item),
+        "last_good_at": state.last_good_at if state else None,
+        "last_good_run_id": state.last_good_run_id if state else None,
+        "last_good_bytes": state.last_good_bytes if state else None,
+        "rpo": state.rpo if state else None,
     }
-
-
-def _details(item: OverdueItem) -> dict[str, Any]:
-    keep = ("issued_at", "started_at", "deadline", "run_id", "trigger", "last_heartbeat_at", "version")
-    details = {name: str(item.attributes[name]) for name in keep if item.attributes.get(name) is not None}
-    details["watch_deadline"] = ledger.iso(item.deadline)
-    return details
 
 
 class Watchdog:
@@ -162,8 +136,8 @@ class Watchdog:
 
     def tick(self, now: datetime) -> TickReport:
         report = TickReport(now=now)
-        items = [OverdueItem.from_item(raw) for raw in self._store.overdue_items(now)]
-        incidents = {inc.sk: inc for inc in (Incident.from_item(raw) for raw in self._store.open_incidents())}
+        items = [OverdueItem(item) for item in self._store.overdue_items(now)]
+        incidents = {incident.sk: incident for incident in self._store.open_incidents()}
         report.overdue_items = len(items)
         report.open_incidents = len(incidents)
 
@@ -175,21 +149,14 @@ class Watchdog:
                 watched.append(item)
 
         states = self._store.target_states(self._targets_to_read(watched, incidents))
-        rpo_states = {i.name: i.attributes for i in watched if i.watch_kind == "rpo"}
-        for name, attributes in rpo_states.items():
-            states.setdefault(name, attributes)
+        for item in watched:
+            if isinstance(item.item, TargetState):  # an overdue RPO watch is the target's state itself
+                states.setdefault(item.name, item.item)
 
         overdue: dict[str, OverdueItem] = {}
         for item in sorted(watched, key=lambda i: i.deadline):
-            if item.target and is_superseded(item, states.get(item.target)):
-                self._store.clear_watch(
-                    item.pk,
-                    item.sk,
-                    watch_kind=item.watch_kind,
-                    deadline=str(item.attributes[ledger.WATCH_DEADLINE]),
-                    now=now,
-                    reason=SUPERSEDED,
-                )
+            if item.job is not None and is_superseded(item, states.get(item.name)):
+                self._store.clear_watch(item.job, now=now, reason=SUPERSEDED)
                 report.superseded.append(f"{item.pk}/{item.sk}")
                 continue
             overdue.setdefault(item.incident_sk, item)  # earliest deadline represents the incident
@@ -208,11 +175,11 @@ class Watchdog:
         for sk, incident in incidents.items():
             if sk in overdue:
                 continue
-            state = states.get(incident.target) if incident.target else None
-            last_good = _last_good(state, None)
+            target = incident.about_target
+            state = states.get(target) if target else None
             if incident.kind in WATCH_INCIDENT_KINDS:
-                self._resolve(incident, state, now, report, self._resolution(incident.kind))
-            elif last_good is not None and last_good > incident.opened_at:
+                self._resolve(incident, state, now, report, RESOLUTIONS.get(incident.kind, "no longer overdue"))
+            elif state is not None and state.last_good_at is not None and state.last_good_at > incident.opened_at:
                 self._resolve(incident, state, now, report, "a newer backup succeeded")
             elif incident.last_notified_at is None:
                 # Its first alert is the audit's to send (an SQS redelivery retries it); sending it
@@ -234,32 +201,33 @@ class Watchdog:
         wanted = {i.name for i in items if i.watch_kind in ("start", "end")}
         # Incidents opened by others resolve on a newer good backup; resolving an RPO incident
         # reports the new last good backup: both need the target's state.
-        wanted |= {inc.target for inc in incidents.values() if inc.target}
+        wanted |= {target for incident in incidents.values() if (target := incident.about_target)}
         return wanted - have_rpo
 
-    def _notify(self, notice: Notice, sk: str, claimed: datetime, previous: str | None, report: TickReport) -> bool:
+    def _send(self, notice: Notice, claim: Claim, report: TickReport) -> bool:
         try:
             self._notifier.send(notice)
         except Exception as exc:  # any send failure: release the claim, retry next tick
-            logger.exception("could not send %s notice for %s", notice.phase, sk)
-            self._store.release_notification(sk, claimed, previous)
-            report.errors.append(f"{sk}: {type(exc).__name__}: {exc}")
+            logger.exception("could not send %s notice for %s", notice.phase, claim.sk)
+            self._store.release_notification(claim)
+            report.errors.append(f"{claim.sk}: {type(exc).__name__}: {exc}")
             return False
         return True
 
-    def _open(self, item: OverdueItem, state: dict[str, Any] | None, now: datetime, report: TickReport) -> None:
+    def _open(self, item: OverdueItem, state: TargetState | None, now: datetime, report: TickReport) -> None:
         kind = item.incident_kind or item.watch_kind
         attributes: dict[str, Any] = {
             "target": item.target,
             "agent": item.agent,
             "job_id": item.job_id,
-            "since": ledger.iso(item.deadline),
+            "since": item.deadline,
             "opened_by": "watchdog",
             "source_pk": item.pk,
             "source_sk": item.sk,
-            "details": _details(item),
+            "details": item.details(),
         }
-        if not self._store.open_incident(item.subject, kind, now, attributes):
+        claim = self._store.open_incident(item.subject, kind, now, attributes)
+        if claim is None:
             logger.info("incident %s was opened by a concurrent tick; not alerting twice", item.incident_sk)
             return
         notice = Notice(
@@ -272,78 +240,55 @@ class Watchdog:
             now=now,
             opened_at=now,
             job_id=item.job_id,
-            **_state_facts(state, item),
-            details=_details(item),
+            **_state_facts(state),
+            details=item.details(),
         )
-        if self._notify(notice, item.incident_sk, now, None, report):
+        if self._send(notice, claim, report):
             report.opened.append(item.incident_sk)
+
+    def _incident_notice(
+        self, incident: Incident, state: TargetState | None, now: datetime, phase: Phase, **extra: Any
+    ) -> Notice:
+        return Notice(
+            phase=phase,
+            kind=incident.kind,
+            subject=incident.subject,
+            target=incident.about_target,
+            agent=incident.about_agent,
+            since=incident.since or incident.opened_at,
+            now=now,
+            opened_at=incident.opened_at,
+            **_state_facts(state),
+            notify_count=incident.notify_count,
+            details=dict(incident.details),
+            **extra,
+        )
 
     def _remind(
         self,
         incident: Incident,
         item: OverdueItem | None,
-        state: dict[str, Any] | None,
+        state: TargetState | None,
         now: datetime,
         report: TickReport,
     ) -> None:
-        previous = incident.raw_last_notified_at
-        if not self._store.claim_notification(incident.sk, previous, now):
+        claim = self._store.claim_notification(incident, now)
+        if claim is None:
             logger.info("reminder for %s already sent by a concurrent tick", incident.sk)
             return
-        since_text = incident.get("since")
-        notice = Notice(
-            phase="reminder" if previous is not None else "open",
-            kind=incident.kind,
-            subject=incident.subject,
-            target=incident.target,
-            agent=incident.agent,
-            since=ledger.parse_iso(since_text) if since_text else incident.opened_at,
-            now=now,
-            opened_at=incident.opened_at,
-            job_id=(item.job_id if item else None) or incident.get("job_id"),
-            **_state_facts(state, item),
-            notify_count=incident.notifications,
-            details=dict(incident.attributes.get("details") or {}),
-        )
-        if self._notify(notice, incident.sk, now, previous, report):
+        phase: Phase = "reminder" if incident.last_notified_at is not None else "open"
+        job_id = (item.job_id if item else None) or incident.job_id
+        notice = self._incident_notice(incident, state, now, phase, job_id=job_id)
+        if self._send(notice, claim, report):
             report.reminded.append(incident.sk)
 
-    @staticmethod
-    def _resolution(kind: str) -> str:
-        return {
-            "rpo": "a good backup is within the RPO again",
-            "start": "the job started, or a newer good backup superseded it",
-            "end": "the run ended, or a newer good backup superseded it",
-            "heartbeat": "the agent is sending heartbeats again",
-        }.get(kind, "no longer overdue")
-
     def _resolve(
-        self,
-        incident: Incident,
-        state: dict[str, Any] | None,
-        now: datetime,
-        report: TickReport,
-        resolution: str,
+        self, incident: Incident, state: TargetState | None, now: datetime, report: TickReport, resolution: str
     ) -> None:
-        if not self._store.resolve_incident(incident.sk, incident.get("opened_at")):
+        if not self._store.resolve_incident(incident):
             logger.info("incident %s already resolved by a concurrent tick", incident.sk)
             return
-        since_text = incident.get("since")
-        notice = Notice(
-            phase="resolved",
-            kind=incident.kind,
-            subject=incident.subject,
-            target=incident.target,
-            agent=incident.agent,
-            since=ledger.parse_iso(since_text) if since_text else incident.opened_at,
-            now=now,
-            opened_at=incident.opened_at,
-            job_id=incident.get("job_id"),
-            **_state_facts(state, None),
-            notify_count=incident.notifications,
-            resolution=resolution,
-            details=dict(incident.attributes.get("details") or {}),
-        )
+        notice = self._incident_notice(incident, state, now, "resolved", job_id=incident.job_id, resolution=resolution)
         try:
             self._notifier.send(notice)
         except Exception as exc:  # the incident is closed; report the lost message loudly

@@ -1,4 +1,4 @@
-"""Turn the watchdog's notices into the pipeline's alerts (backup_functions.alerts) and publish them."""
+"""Turn the watchdog's notices into the pipeline's alerts (backup_functions.alerts) and send them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from backup_contracts import ledger
 from backup_contracts.fleet import Fleet
 from backup_functions import alerts
+from backup_functions.ports import Notifier
 from backup_functions.watchdog.logic import Notice
 
 _DETAIL_TEXT = ("stage", "error", "stderr_tail", "run_id")
@@ -59,14 +60,13 @@ def alert_for(notice: Notice, pipeline: str, fleet: Fleet | None = None) -> aler
     return alerts.build(notice.kind, situation(notice, pipeline, fleet), notice.phase)
 
 
-class SnsNotifier:
-    """Publishes each notice to the alert topic. ``sns`` is an injected boto3 SNS client."""
+class AlertNotifier:
+    """Sends each notice as the pipeline's alert through the ``Notifier`` port (SNS in the Lambda)."""
 
-    def __init__(self, sns: Any, topic_arn: str, pipeline: str, fleet: Fleet | None = None) -> None:
-        self._sns = sns
-        self._topic_arn = topic_arn
+    def __init__(self, notifier: Notifier, pipeline: str, fleet: Fleet | None = None) -> None:
+        self._notifier = notifier
         self._pipeline = pipeline
         self._fleet = fleet
 
     def send(self, notice: Notice) -> None:
-        alerts.publish(self._sns, self._topic_arn, alert_for(notice, self._pipeline, self._fleet))
+        self._notifier.notify(alert_for(notice, self._pipeline, self._fleet))

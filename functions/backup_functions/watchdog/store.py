@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from backup_functions import ledger as ledger_access
-from backup_functions.ledger import Ledger
+from backup_functions.ledger import Claim, Incident, JobRow, Ledger, TargetState, WatchedItem
 
 
 class WatchdogStore:
@@ -23,31 +22,29 @@ class WatchdogStore:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
-    def overdue_items(self, now: datetime) -> list[dict[str, Any]]:
+    def overdue_items(self, now: datetime) -> list[WatchedItem]:
         return self._ledger.due_watches(now)
 
-    def open_incidents(self) -> list[dict[str, Any]]:
-        return self._ledger.list_incidents()
+    def open_incidents(self) -> list[Incident]:
+        return self._ledger.incidents.list_open()
 
-    def target_states(self, targets: Iterable[str]) -> dict[str, dict[str, Any]]:
-        names = sorted(set(targets))
-        return self._ledger.get_target_states(names) if names else {}
+    def target_states(self, targets: Iterable[str]) -> dict[str, TargetState]:
+        names = set(targets)
+        return self._ledger.targets.get_many(names) if names else {}
 
-    def open_incident(self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any]) -> bool:
-        return ledger_access.open_incident_notified(
-            self._ledger, subject, kind, opened_at=opened_at, attributes=attributes
-        )
+    def open_incident(self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any]) -> Claim | None:
+        """The claim of the first alert when this call opened the incident; None when it was open already."""
+        _, claim = self._ledger.incidents.open(subject, kind, opened_at=opened_at, **attributes)
+        return claim
 
-    def claim_notification(self, sk: str, previous: str | None, now: datetime) -> bool:
-        return ledger_access.claim_incident_notification(self._ledger, sk, previous, now)
+    def claim_notification(self, incident: Incident, now: datetime) -> Claim | None:
+        return self._ledger.incidents.claim_notification(incident, now)
 
-    def release_notification(self, sk: str, claimed: datetime, previous: str | None) -> None:
-        ledger_access.release_incident_notification(self._ledger, sk, claimed, previous)
+    def release_notification(self, claim: Claim) -> None:
+        self._ledger.incidents.release(claim)
 
-    def resolve_incident(self, sk: str, opened_at: str | None) -> bool:
-        return ledger_access.resolve_incident_opened_at(self._ledger, sk, opened_at)
+    def resolve_incident(self, incident: Incident) -> bool:
+        return self._ledger.incidents.resolve(incident)
 
-    def clear_watch(self, pk: str, sk: str, *, watch_kind: str, deadline: str, now: datetime, reason: str) -> bool:
-        return ledger_access.clear_superseded_watch(
-            self._ledger, pk, sk, watch_kind=watch_kind, deadline=deadline, now=now, reason=reason
-        )
+    def clear_watch(self, row: JobRow, *, now: datetime, reason: str) -> bool:
+        return self._ledger.jobs.clear_superseded_watch(row, now=now, reason=reason)

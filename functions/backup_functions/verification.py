@@ -1,16 +1,17 @@
-"""Cross-check a backup object against the run that claims it (plain Python over S3 responses).
+"""Whether a backup object in S3 is the one a run claims: one check for the audit and the restore coordinator.
 
-A run counts as good only when the object exists in the pipeline's bucket under the agent's prefix,
-its size equals ``bytes_stored``, it is encrypted with SSE-KMS under the pipeline's key, and its
-content matches the run's SHA-256 by at least one independent source:
+``compare_head`` compares a HeadObject response (ChecksumMode=ENABLED) with what the run says about
+its object — size, run id, and its SHA-256 by every independent source the response offers:
 
 1. the ``sha256`` user metadata (objects written in one PUT can carry it);
 2. S3's full-object ``ChecksumSHA256`` (single-part uploads with a SHA-256 checksum);
 3. S3's composite ``ChecksumSHA256`` of a multipart upload, compared with the composite the agent
-   reports in ``s3_checksum_sha256`` (S3 recomputed it from the bytes it received, part by part);
-4. otherwise the audit reads the object and hashes it, when it is no larger than a read limit.
+   reported in ``s3_checksum_sha256`` (S3 recomputed it from the bytes it received, part by part).
 
-Any source that disagrees is a problem; no source at all is a problem too ("nothing to compare").
+The audit (``verify_backup``) adds where the object lies (the pipeline's bucket, the agent's prefix)
+and how it is encrypted (SSE-KMS under the pipeline's key), and hashes the object itself when no
+checksum source exists and it is small enough. Any source that disagrees is a problem; no source at
+all is a problem too ("nothing to compare"). Every problem is said in words.
 """
 
 from __future__ import annotations
@@ -26,6 +27,21 @@ from backup_contracts.events import BackupSucceeded
 from backup_contracts.naming import agent_prefix
 
 SHA256_METADATA_KEY = "sha256"
+RUN_ID_METADATA_KEY = "run-id"
+
+
+@dataclass(frozen=True)
+class ClaimedObject:
+    """What a run says about its backup object."""
+
+    run_id: str
+    bytes_stored: int
+    sha256: str
+    s3_checksum_sha256: str | None = None
+
+    @classmethod
+    def of(cls, event: BackupSucceeded) -> ClaimedObject:
+        return cls(event.run_id, event.bytes_stored, event.sha256, event.s3_checksum_sha256)
 
 
 @dataclass(frozen=True)
@@ -82,52 +98,59 @@ def composite_base(value: str) -> str:
     return value.split("-", 1)[0]
 
 
+def compare_head(head: Mapping[str, Any], claimed: ClaimedObject) -> tuple[list[str], list[str]]:
+    """(problems, checksum sources compared) of a HeadObject response against what the run claims."""
+    problems: list[str] = []
+    sources: list[str] = []
+    size = head.get("ContentLength")
+    if size != claimed.bytes_stored:
+        problems.append(f"size is {size} bytes, the run recorded {claimed.bytes_stored}")
+    metadata = {str(k).lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
+    run_id = metadata.get(RUN_ID_METADATA_KEY)
+    if run_id is not None and run_id != claimed.run_id:
+        problems.append(f"the object belongs to run {run_id}, not {claimed.run_id}")
+    meta_sha = metadata.get(SHA256_METADATA_KEY)
+    if meta_sha is not None:
+        sources.append("metadata")
+        if meta_sha.lower() != claimed.sha256:
+            problems.append(f"sha256 in object metadata is {meta_sha}, the run recorded {claimed.sha256}")
+    s3_sha = full_object_sha256(head)
+    if s3_sha is not None:
+        sources.append("s3-full-object-checksum")
+        if s3_sha != claimed.sha256:
+            problems.append(f"S3 full-object SHA-256 is {s3_sha}, the run recorded {claimed.sha256}")
+    s3_value = head.get("ChecksumSHA256")
+    if s3_sha is None and s3_value and claimed.s3_checksum_sha256:
+        sources.append("s3-composite-checksum")
+        if composite_base(str(s3_value)) != composite_base(claimed.s3_checksum_sha256):
+            problems.append(
+                f"S3 checksum of the parts is {s3_value}, the agent uploaded parts with {claimed.s3_checksum_sha256}"
+            )
+    return problems, sources
+
+
 def missing(reason: str) -> Verification:
     return Verification(False, (reason,), {"object_found": False})
 
 
-def verify_head(head: Mapping[str, Any], event: BackupSucceeded, *, bucket: str, kms_key_arn: str) -> Verification:
-    """Compare a HeadObject response (ChecksumMode=ENABLED) with the event; every mismatch in words."""
+def verify_backup(head: Mapping[str, Any], event: BackupSucceeded, *, bucket: str, kms_key_arn: str) -> Verification:
+    """The audit's check of a HeadObject response against a Backup Succeeded event."""
     problems: list[str] = []
     if event.bucket != bucket:
         problems.append(f"object is in bucket {event.bucket!r}, not the pipeline's bucket {bucket!r}")
     if not event.key.startswith(agent_prefix(event.agent)):
         problems.append(f"object key {event.key!r} is outside the agent's prefix {agent_prefix(event.agent)!r}")
-
-    size = head.get("ContentLength")
-    if size != event.bytes_stored:
-        problems.append(f"size is {size} bytes, the run reported {event.bytes_stored}")
-
-    sources: list[str] = []
-    metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
-    meta_sha = metadata.get(SHA256_METADATA_KEY)
-    if meta_sha is not None:
-        sources.append("metadata")
-        if meta_sha.lower() != event.sha256:
-            problems.append(f"sha256 in object metadata is {meta_sha}, the run reported {event.sha256}")
-    s3_sha = full_object_sha256(head)
-    if s3_sha is not None:
-        sources.append("s3-full-object-checksum")
-        if s3_sha != event.sha256:
-            problems.append(f"S3 full-object SHA-256 is {s3_sha}, the run reported {event.sha256}")
-    s3_value = head.get("ChecksumSHA256")
-    if s3_sha is None and s3_value and event.s3_checksum_sha256:
-        sources.append("s3-composite-checksum")
-        if composite_base(str(s3_value)) != composite_base(event.s3_checksum_sha256):
-            problems.append(
-                f"S3 checksum of the parts is {s3_value}, the agent uploaded parts with {event.s3_checksum_sha256}"
-            )
-
+    object_problems, sources = compare_head(head, ClaimedObject.of(event))
+    problems += object_problems
     sse = head.get("ServerSideEncryption")
     actual_key = head.get("SSEKMSKeyId")
     if sse != "aws:kms":
         problems.append(f"object is not SSE-KMS encrypted (ServerSideEncryption={sse})")
     elif not same_kms_key(actual_key, kms_key_arn):
         problems.append(f"object is encrypted with KMS key {actual_key}, not the pipeline's key")
-
     facts = {
         "object_found": True,
-        "content_length": size,
+        "content_length": head.get("ContentLength"),
         "checksum_sources": sources,
         "sse": sse,
         "kms_key_id": key_id(actual_key) if actual_key else None,
@@ -140,14 +163,14 @@ def verify_head(head: Mapping[str, Any], event: BackupSucceeded, *, bucket: str,
     )
 
 
-def with_content_hash(verification: Verification, event: BackupSucceeded, chunks: Iterable[bytes]) -> Verification:
-    """Add source 4: hash the object's bytes (read by the caller) and compare with the event."""
+def with_content_hash(verification: Verification, sha256: str, chunks: Iterable[bytes]) -> Verification:
+    """Add the last source: the object's bytes (read by the caller), hashed and compared with ``sha256``."""
     digest = hashlib.sha256()
     for chunk in chunks:
         digest.update(chunk)
     problems = list(verification.problems)
-    if digest.hexdigest() != event.sha256:
-        problems.append(f"SHA-256 of the object's content is {digest.hexdigest()}, the run reported {event.sha256}")
+    if digest.hexdigest() != sha256:
+        problems.append(f"SHA-256 of the object's content is {digest.hexdigest()}, the run reported {sha256}")
     facts = dict(verification.facts)
     facts["checksum_sources"] = [*facts.get("checksum_sources", []), "content-read"]
     return Verification(not problems, tuple(problems), facts, checksum_compared=True)

@@ -1,0 +1,115 @@
+"""Incidents (``INCIDENTS/<subject>#<kind>``): the one protocol by which the audit and the watchdog
+page a person exactly once per incident.
+
+1. ``open`` creates the incident with a conditional put and, in the same write, claims its first
+   notification for the caller: only the call that created it gets a ``Claim`` and sends the alert.
+2. ``claim_notification`` claims a later one (a reminder, or a first alert whose send was released):
+   a conditional update that moves ``last_notified_at`` from the value the caller read to now, so of
+   two concurrent callers exactly one wins.
+3. A caller that cannot send ``release``\\ s its claim (only if nobody moved it since), so the next
+   delivery or tick sends it.
+4. ``resolve`` deletes the incident if it is still the one opened at the time the caller read, so
+   exactly one caller sends the "resolved" message and a newer incident of the same kind survives.
+
+Open incidents form one small partition: one Query lists them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from backup_contracts import ledger as keys
+from backup_functions.ledger.client import LedgerClient, Update
+from backup_functions.ledger.items import Incident, stored
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right to send one notification of an incident, claimed at ``at`` over ``previous``."""
+
+    sk: str
+    at: datetime
+    previous: datetime | None
+
+
+class Incidents:
+    def __init__(self, client: LedgerClient) -> None:
+        self._client = client
+
+    def list_open(self) -> list[Incident]:
+        return [Incident.model_validate(item) for item in self._client.query(keys.INCIDENTS_PK)]
+
+    def get(self, subject: str, kind: str) -> Incident | None:
+        return Incident.parse(self._client.get(keys.INCIDENTS_PK, keys.incident_sk(subject, kind)))
+
+    def open(
+        self,
+        subject: str,
+        kind: str,
+        *,
+        opened_at: datetime,
+        claimed_at: datetime | None = None,
+        details: Mapping[str, Any] | None = None,
+        **attributes: Any,
+    ) -> tuple[Incident, Claim | None]:
+        """Open the incident once. Returns it, and the claim of its first notification when THIS call
+        created it (the caller must then notify, and ``release`` the claim if it cannot)."""
+        claimed = claimed_at or opened_at
+        sk = keys.incident_sk(subject, kind)
+        item = {
+            **attributes,
+            keys.PK: keys.INCIDENTS_PK,
+            keys.SK: sk,
+            "type": "incident",
+            "subject": subject,
+            "kind": kind,
+            "opened_at": opened_at,
+            "details": dict(details or {}),
+            "last_notified_at": claimed,
+            "notify_count": 1,
+        }
+        for _ in range(3):  # an incident resolved between the put and the read is opened again
+            if self._client.put_if_absent(item):
+                return Incident.model_validate({**item, "opened_at": keys.iso(opened_at)}), Claim(sk, claimed, None)
+            existing = self.get(subject, kind)
+            if existing is not None:
+                return existing, None
+        raise RuntimeError(f"incident {sk} keeps being opened and resolved concurrently")
+
+    def claim_notification(self, incident: Incident, now: datetime) -> Claim | None:
+        """Move ``last_notified_at`` from what ``incident`` says to ``now``, once; None when another won."""
+        update = Update().set(last_notified_at=now).add("notify_count", 1)
+        condition = update.exists()
+        if incident.last_notified_at is None:
+            condition += f" AND {update.absent('last_notified_at')}"
+        else:
+            condition += f" AND {update.equals('last_notified_at', stored(incident.last_notified_at))}"
+        if self._client.update(keys.INCIDENTS_PK, incident.sk, update, condition) is None:
+            return None
+        return Claim(incident.sk, now, incident.last_notified_at)
+
+    def release(self, claim: Claim) -> bool:
+        """Undo a claim whose message could not be sent (only if nobody moved it since)."""
+        update = Update()
+        if claim.previous is None:
+            update.remove("last_notified_at")
+        else:
+            update.set(last_notified_at=claim.previous)
+        update.add("notify_count", -1)
+        condition = update.equals("last_notified_at", stored(claim.at))
+        return self._client.update(keys.INCIDENTS_PK, claim.sk, update, condition) is not None
+
+    def update_details(self, incident: Incident, details: Mapping[str, Any]) -> bool:
+        """Keep the latest facts on an open incident (e.g. a later failure of the same target)."""
+        update = Update().set(details=dict(details))
+        return self._client.update(keys.INCIDENTS_PK, incident.sk, update, update.exists()) is not None
+
+    def resolve(self, incident: Incident) -> bool:
+        """Delete the incident if it is still the one opened at ``incident.opened_at``; True when THIS
+        call resolved it (and so sends the "resolved" message)."""
+        condition = Update()
+        expression = f"{condition.exists()} AND {condition.equals('opened_at', stored(incident.opened_at))}"
+        return self._client.delete(keys.INCIDENTS_PK, incident.sk, condition=condition, expression=expression)

@@ -1,0 +1,142 @@
+"""Target state items (``TARGET#<t>/STATE``): last good backup, last run, last failure, drills, RPO watch.
+
+Every write is monotonic: an older run, success, failure or drill never overwrites a newer one, so
+duplicate and out-of-order events leave the same item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from backup_contracts import ledger as keys
+from backup_functions.ledger.client import LedgerClient, Update, watch
+from backup_functions.ledger.items import TERMINAL_STATES, WATCH_RPO, TargetState
+
+ERROR_MAX = 500
+
+
+class TargetStates:
+    def __init__(self, client: LedgerClient) -> None:
+        self._client = client
+
+    def get(self, target: str) -> TargetState | None:
+        return TargetState.parse(self._client.get(keys.target_pk(target), keys.STATE_SK))
+
+    def get_many(self, targets: Iterable[str]) -> dict[str, TargetState]:
+        """Target states by name (BatchGetItem, 100 per call); targets without a state are absent."""
+        found = self._client.batch_get((keys.target_pk(t), keys.STATE_SK) for t in sorted(set(targets)))
+        return {state.target: state for state in map(TargetState.model_validate, found.values())}
+
+    def _update(self, target: str, update: Update, condition: str) -> bool:
+        return self._client.update(keys.target_pk(target), keys.STATE_SK, update, condition) is not None
+
+    def bootstrap(self, target: str, *, agent: str, engine: str, rpo: timedelta, first_dispatched_at: datetime) -> bool:
+        """First dispatch of a target without a state item: create it with the first RPO watch
+        (first dispatch + rpo), so a target whose agent never runs still breaches its RPO."""
+        return self._client.put_if_absent(
+            {
+                keys.PK: keys.target_pk(target),
+                keys.SK: keys.STATE_SK,
+                "type": "target",
+                "target": target,
+                "agent": agent,
+                "engine": engine,
+                "rpo_s": int(rpo.total_seconds()),
+                "first_dispatched_at": first_dispatched_at,
+                **watch(target, WATCH_RPO, first_dispatched_at + rpo),
+            }
+        )
+
+    def record_run_seen(
+        self, target: str, agent: str, *, run_id: str, started_at: datetime, state: str, finished_at: datetime | None
+    ) -> bool:
+        """Monotonic last_run_* ordered by the run's start; a Started never overwrites its run's end."""
+        update = Update().set(
+            target=target,
+            agent=agent,
+            last_run_id=run_id,
+            last_run_at=started_at,
+            last_run_state=state,
+            last_run_finished_at=finished_at,
+        )
+        at = update.value(started_at)
+        last = update.name("last_run_at")
+        condition = f"{update.absent('last_run_at')} OR {last} < {at}"
+        if state in TERMINAL_STATES:
+            condition += f" OR ({last} = {at} AND {update.equals('last_run_id', run_id)})"
+        return self._update(target, update, condition)
+
+    def record_good_backup(
+        self,
+        target: str,
+        agent: str,
+        *,
+        run_id: str,
+        finished_at: datetime,
+        rpo: timedelta | None,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        bytes_stored: int,
+        sha256: str,
+        engine: str,
+    ) -> bool:
+        """Move last_good_* forward (never backward) and the RPO watch to last good + rpo."""
+        update = Update().set(
+            target=target,
+            agent=agent,
+            engine=engine,
+            last_good_at=finished_at,
+            last_good_run_id=run_id,
+            last_good_bucket=bucket,
+            last_good_key=key,
+            last_good_version_id=version_id,
+            last_good_bytes=bytes_stored,
+            last_good_sha256=sha256,
+        )
+        if version_id is None:
+            update.remove("last_good_version_id")
+        if rpo is not None:
+            update.set(rpo_s=int(rpo.total_seconds()), **watch(target, WATCH_RPO, finished_at + rpo))
+        at, last = update.value(finished_at), update.name("last_good_at")
+        condition = (
+            f"{update.absent('last_good_at')} OR {last} < {at}"
+            f" OR ({last} = {at} AND {update.equals('last_good_run_id', run_id)})"
+        )
+        return self._update(target, update, condition)
+
+    def record_failure(self, target: str, agent: str, *, run_id: str, at: datetime, error: str) -> bool:
+        """Monotonic last_failure_*."""
+        update = Update().set(
+            target=target, agent=agent, last_failure_at=at, last_failure_run_id=run_id, last_failure_error=error
+        )
+        condition = f"{update.absent('last_failure_at')} OR {update.name('last_failure_at')} <= {update.value(at)}"
+        return self._update(target, update, condition)
+
+    def claim_drill_slot(self, target: str, slot: datetime, restore_id: str, at: datetime) -> bool:
+        """Move ``last_drill_slot`` forward to ``slot`` (once: concurrent ticks claim a slot once)."""
+        update = Update().set(
+            target=target, last_drill_slot=slot, last_drill_restore_id=restore_id, last_drill_dispatched_at=at
+        )
+        condition = f"{update.absent('last_drill_slot')} OR {update.name('last_drill_slot')} < {update.value(slot)}"
+        return self._update(target, update, condition)
+
+    def record_drill(
+        self, target: str, *, finished_at: datetime, ok: bool, rto_s: float | None, restore_id: str, error: str | None
+    ) -> bool:
+        """last_drill_* on the source target's state (an older drill never overwrites a newer one).
+
+        A failed drill keeps the last measured RTO; ``last_good_drill_at`` says when that was.
+        """
+        update = Update().set(target=target, last_drill_at=finished_at, last_drill_ok=ok, last_drill_id=restore_id)
+        if rto_s is not None:
+            update.set(last_drill_rto_s=rto_s)
+            if ok:
+                update.set(last_good_drill_at=finished_at)
+        if error:
+            update.set(last_drill_error=error[:ERROR_MAX])
+        else:
+            update.remove("last_drill_error")
+        condition = f"{update.absent('last_drill_at')} OR {update.name('last_drill_at')} <= {update.value(finished_at)}"
+        return self._update(target, update, condition)
