@@ -1,8 +1,8 @@
 """Agent access: per agent, its job queue (+DLQ) and one IAM role that may do only what the agent needs.
 
-The role may: receive/delete/change-visibility/get-attributes on its own queue; put (and tag, abort,
-list parts of, and HEAD/GET) objects under ``agents/<agent>/`` only — never delete, never anywhere
-else; use the key only through S3 (encrypt/decrypt for multipart uploads) and SQS (decrypt jobs);
+The role may: receive/delete/change-visibility/get-attributes on its own queue; put (with their tags,
+and abort or list the parts of its multipart uploads) objects under ``agents/<agent>/`` only — never
+read, delete or write anywhere else (restores read through presigned URLs the coordinator signs); use the key only through S3 (encrypt/decrypt for multipart uploads) and SQS (decrypt jobs);
 and put events on the pipeline bus with ``source`` = ``backup.agent``. No managed policies.
 
 Trust: the account root, so the account's administrators decide which host may assume it — an EC2
@@ -37,7 +37,6 @@ AGENT_OBJECT_ACTIONS = (
     "s3:PutObjectTagging",
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
-    "s3:GetObject",
 )
 AGENT_S3_KMS_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 AGENT_SQS_KMS_ACTIONS = ("kms:Decrypt",)
