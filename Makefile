@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint typecheck synth nag unit bench bench-agent bench-control schemas clean install
+.PHONY: demo test lint typecheck synth nag pytest unit integration infrastructure e2e bench bench-agent bench-control schemas clean install
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,11 @@ install: $(VENV)/.installed node_modules/.installed
 demo: $(VENV)/.installed
 	$(PY) -m local_pipeline
 
-## Every test and gate: lint, types, request schemas up to date, synth with cdk-nag, cfn-lint, pytest.
+## Every test and gate: lint, types, request schemas up to date, synth with cdk-nag, cfn-lint, every test
+## tier with a coverage report.
 test: install
 	./scripts/ensure-services.sh
-	$(MAKE) lint typecheck schemas-check synth unit
+	$(MAKE) lint typecheck schemas-check synth pytest
 
 lint:
 	$(BIN)/ruff check .
@@ -50,8 +51,12 @@ synth:
 	npx cdk synth --quiet > /dev/null
 	$(BIN)/cfn-lint --ignore-checks W3005 --format parseable -- cdk.out/*.template.json
 
-unit:
-	$(BIN)/pytest
+pytest:
+	$(BIN)/pytest --cov --cov-report=term:skip-covered
+
+## One test tier alone (tests/conftest.py says what each holds): unit runs in seconds with sockets blocked.
+unit integration infrastructure e2e: $(VENV)/.installed
+	$(BIN)/pytest -m $@
 
 bench: bench-agent bench-control
 

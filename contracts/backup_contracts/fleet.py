@@ -219,7 +219,9 @@ def load_fleet(path: str | Path) -> Fleet:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FleetConfigError(f"{path}: fleet file not found. Fix: create it (see fleet.example.yaml)") from None
+        raise FleetConfigError(
+            f"{path}: fleet file not found. Fix: create it (the repository's fleet.yaml is a worked example; docs/fleet.md)"
+        ) from None
     except yaml.YAMLError as exc:
         raise FleetConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_fleet(raw, str(path))
