@@ -2,7 +2,8 @@
 
 The role may: receive/delete/change-visibility/get-attributes on its own queue; put (with their tags,
 and abort or list the parts of its multipart uploads) objects under ``agents/<agent>/`` only — never
-read, delete or write anywhere else (restores read through presigned URLs the coordinator signs); use the key only through S3 (encrypt/decrypt for multipart uploads) and SQS (decrypt jobs);
+read, delete or write anywhere else (restores read through presigned URLs the coordinator signs); use
+the key only through S3 (encrypt/decrypt for multipart uploads) and SQS (decrypt jobs);
 and put events on the pipeline bus with ``source`` = ``backup.agent``. No managed policies.
 
 Trust: the account root, so the account's administrators decide which host may assume it — an EC2

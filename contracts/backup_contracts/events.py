@@ -36,8 +36,6 @@ class DetailType(StrEnum):
     BACKUP_MISSING = "Backup Missing"
     RESTORE_REJECTED = "Restore Rejected"
     RESTORE_VALIDATED = "Restore Validated"
-    ALERT_RAISED = "Alert Raised"
-    ALERT_RESOLVED = "Alert Resolved"
 
 
 class Contract(BaseModel):
@@ -175,6 +173,8 @@ class BackupRequested(Contract):
 
 
 class BackupMissing(Contract):
+    """The watchdog found no good backup of a target within its RPO (sent once per incident, as the page)."""
+
     target: Name
     agent: Name
     problem: str

@@ -220,7 +220,8 @@ def load_fleet(path: str | Path) -> Fleet:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FleetConfigError(
-            f"{path}: fleet file not found. Fix: create it (the repository's fleet.yaml is a worked example; docs/fleet.md)"
+            f"{path}: fleet file not found."
+            " Fix: create it (the repository's fleet.yaml is a worked example; see docs/fleet.md)"
         ) from None
     except yaml.YAMLError as exc:
         raise FleetConfigError(f"{path}: not valid YAML: {exc}") from None

@@ -9,7 +9,9 @@ import pytest
 from wd_env import T0, Env
 
 from backup_contracts import ledger as keys
+from backup_contracts.events import BackupMissing, Contract
 from backup_functions.ledger import Incident, target_subject
+from backup_functions.watchdog.handler import run_tick
 from backup_functions.watchdog.logic import Notice, Watchdog, WatchdogError
 from backup_functions.watchdog.store import WatchdogStore
 
@@ -48,6 +50,29 @@ def test_rpo_breach_alerts_once_when_the_rpo_passes(env: Env) -> None:
     assert env.inbox() == []
     assert TARGET in first[0].subject
     assert AGENT in first[0].subject
+
+
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.published: list[Contract] = []
+
+    def publish(self, event: Contract) -> None:
+        self.published.append(event)
+
+
+def test_an_rpo_breach_is_announced_once_as_a_backup_missing_event(env: Env) -> None:
+    env.good_backup(TARGET, T0)
+    events = RecordingEvents()
+
+    for minutes in (0, 5, 65):
+        run_tick(T0 + 26 * H + minutes * M, fleet=env.fleet, ledger=env.ledger, notifier=env.notifier, events=events)
+
+    assert events.published == [
+        BackupMissing(
+            target=TARGET, agent=AGENT, problem="no good backup within RPO", since=T0 + 26 * H, last_good_at=T0
+        )
+    ]
+    assert [(m.kind, m.phase) for m in env.inbox()] == [("rpo", "open"), ("rpo", "reminder")]
 
 
 def test_rpo_breach_reminds_after_the_reminder_interval(env: Env) -> None:

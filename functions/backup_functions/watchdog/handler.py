@@ -17,7 +17,7 @@ from backup_functions import settings as settings_module
 from backup_functions.clock import Clock, SystemClock
 from backup_functions.ledger import Ledger
 from backup_functions.observability import ALERTS_SENT, OPEN_INCIDENTS, OVERDUE_TARGETS, SILENT_AGENTS, count, logger
-from backup_functions.ports import Notifier, SnsNotifier
+from backup_functions.ports import EventBridgePublisher, EventPublisher, Notifier, SnsNotifier
 from backup_functions.runtime import Lazy, lambda_handler
 from backup_functions.watchdog.logic import TickReport, Watchdog
 from backup_functions.watchdog.notify import AlertNotifier
@@ -29,6 +29,7 @@ class Runtime:
     fleet: Fleet
     ledger: Ledger
     notifier: Notifier
+    events: EventPublisher
     clock: Clock
 
 
@@ -38,6 +39,7 @@ def build_runtime(*, clock: Clock | None = None) -> Runtime:
         fleet=settings_module.fleet(env.fleet_file),
         ledger=Ledger(env.ledger_table, boto3.client("dynamodb")),
         notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn),
+        events=EventBridgePublisher(boto3.client("events"), env.bus_name),
         clock=clock or SystemClock(),
     )
 
@@ -46,17 +48,21 @@ runtime = Lazy(build_runtime)
 configure = runtime.configure
 
 
-def build_watchdog(*, fleet: Fleet, ledger: Ledger, notifier: Notifier) -> Watchdog:
+def build_watchdog(
+    *, fleet: Fleet, ledger: Ledger, notifier: Notifier, events: EventPublisher | None = None
+) -> Watchdog:
     return Watchdog(
         WatchdogStore(ledger),
-        AlertNotifier(notifier, fleet.pipeline.name, fleet),
+        AlertNotifier(notifier, fleet.pipeline.name, fleet, events),
         reminder_interval=timedelta(minutes=fleet.pipeline.reminder_interval_minutes),
     )
 
 
-def run_tick(now: datetime, *, fleet: Fleet, ledger: Ledger, notifier: Notifier) -> TickReport:
+def run_tick(
+    now: datetime, *, fleet: Fleet, ledger: Ledger, notifier: Notifier, events: EventPublisher | None = None
+) -> TickReport:
     """One watchdog tick at ``now`` (what the handler does, with everything injected)."""
-    return build_watchdog(fleet=fleet, ledger=ledger, notifier=notifier).tick(now)
+    return build_watchdog(fleet=fleet, ledger=ledger, notifier=notifier, events=events).tick(now)
 
 
 def _summary(report: TickReport) -> dict[str, Any]:
@@ -72,7 +78,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     rt = runtime.get()
     now = rt.clock.now()
     logger.set_correlation_id(f"watchdog-{now:%Y%m%dT%H%M%SZ}")
-    report = run_tick(now, fleet=rt.fleet, ledger=rt.ledger, notifier=rt.notifier)
+    report = run_tick(now, fleet=rt.fleet, ledger=rt.ledger, notifier=rt.notifier, events=rt.events)
     count(OVERDUE_TARGETS, report.overdue_targets)
     count(SILENT_AGENTS, report.silent_agents)
     count(OPEN_INCIDENTS, report.open_incidents)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from backup_contracts import ledger
+from backup_contracts.events import BackupMissing
 from backup_contracts.fleet import Fleet
 from backup_functions import alerts
-from backup_functions.ports import Notifier
+from backup_functions.ports import EventPublisher, Notifier
 from backup_functions.watchdog.logic import Notice
 
 _DETAIL_TEXT = ("stage", "error", "stderr_tail", "run_id")
@@ -60,13 +61,38 @@ def alert_for(notice: Notice, pipeline: str, fleet: Fleet | None = None) -> aler
     return alerts.build(notice.kind, situation(notice, pipeline, fleet), notice.phase)
 
 
-class AlertNotifier:
-    """Sends each notice as the pipeline's alert through the ``Notifier`` port (SNS in the Lambda)."""
+def backup_missing(notice: Notice, agent: str) -> BackupMissing | None:
+    """The ``Backup Missing`` event of a newly opened RPO incident (None for any other notice)."""
+    if notice.kind != alerts.RPO or notice.phase != "open" or notice.target is None:
+        return None
+    return BackupMissing(
+        target=notice.target,
+        agent=agent,
+        problem="no good backup within RPO",
+        since=notice.since,
+        last_good_at=notice.last_good_at,
+    )
 
-    def __init__(self, notifier: Notifier, pipeline: str, fleet: Fleet | None = None) -> None:
+
+class AlertNotifier:
+    """Sends each notice as the pipeline's alert through the ``Notifier`` port (SNS in the Lambda), and
+    announces a newly missing backup as a ``Backup Missing`` event on the bus for other consumers.
+
+    The event goes first: if the alert then fails, the claim is released and the next tick sends both
+    again (a consumer may see the event twice, as EventBridge's at-least-once delivery allows anyway;
+    the on-call engineer is paged once).
+    """
+
+    def __init__(
+        self, notifier: Notifier, pipeline: str, fleet: Fleet | None = None, events: EventPublisher | None = None
+    ) -> None:
         self._notifier = notifier
         self._pipeline = pipeline
         self._fleet = fleet
+        self._events = events
 
     def send(self, notice: Notice) -> None:
+        missing = backup_missing(notice, _agent_for(notice, self._fleet))
+        if missing is not None and self._events is not None:
+            self._events.publish(missing)
         self._notifier.notify(alert_for(notice, self._pipeline, self._fleet))
