@@ -27,9 +27,9 @@ import json
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar, cast, overload
 
 from pydantic import ValidationError
 
@@ -46,91 +46,32 @@ from backup_contracts.events import (
     UnknownEventError,
     parse_event,
 )
-from backup_contracts.fleet import Agent, Fleet, Target
+from backup_contracts.fleet import Fleet, Target
 from backup_contracts.jobs import Job, RestoreSource
-from backup_contracts.naming import SOURCE_REQUESTS, agent_prefix, job_queue_name
+from backup_contracts.naming import SOURCE_REQUESTS, agent_prefix
 from backup_contracts.schedule import Schedule, ScheduleError
 from backup_contracts.validation import describe_validation_error
-from backup_functions.audit.verify import full_object_sha256
 from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
 from backup_functions.restore import messages
 from backup_functions.restore import store as st
+from backup_functions.restore.context import (
+    RESTORE_END_GRACE,
+    Context,
+    CoordinatorConfig,
+    Outcome,
+    TickReport,
+)
+from backup_functions.restore.planning import Plan, Planner, Rejection, source_from_run
 from backup_functions.restore.ports import EventPublisher, JobQueue, Notifier, ObjectStore
 from backup_functions.restore.store import RestoreStore
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 TOKEN_BYTES = 24  # 32 URL-safe characters
-RESTORE_END_GRACE = timedelta(minutes=15)  # after the job deadline, a silent restore is failed
 PRESIGN_MARGIN = timedelta(minutes=15)  # the URL outlives the job deadline by this much
-
-
-@dataclass(frozen=True)
-class CoordinatorConfig:
-    pipeline: str
-    bus_name: str
-    bucket: str
-    queue_url_prefix: str
-    approval_timeout: timedelta
-    job_deadline: timedelta
-    ledger_ttl: timedelta
-
-    @classmethod
-    def from_fleet(cls, fleet: Fleet, *, bus_name: str, bucket: str, queue_url_prefix: str) -> CoordinatorConfig:
-        p = fleet.pipeline
-        return cls(
-            pipeline=p.name,
-            bus_name=bus_name,
-            bucket=bucket,
-            queue_url_prefix=queue_url_prefix,
-            approval_timeout=timedelta(minutes=p.approval_timeout_minutes),
-            job_deadline=timedelta(minutes=p.job_deadline_minutes),
-            ledger_ttl=timedelta(days=p.ledger_ttl_days),
-        )
-
-    def queue_url(self, agent: str) -> str:
-        return self.queue_url_prefix + job_queue_name(self.pipeline, agent)
-
-
-@dataclass
-class Outcome:
-    """What handling one event did (logged, counted as metrics, asserted by tests)."""
-
-    restore_id: str | None
-    action: str  # rejected, awaiting-approval, dispatched, validated, running, succeeded, failed, duplicate, ignored
-    reason_code: str | None = None
-    detail: str = ""
-    duration_s: float | None = None
-    drill: bool = False
-
-
-@dataclass
-class TickReport:
-    drills_dispatched: list[str] = field(default_factory=list)
-    drills_failed: list[str] = field(default_factory=list)
-    approvals_expired: list[str] = field(default_factory=list)
-    restores_timed_out: list[str] = field(default_factory=list)
-
-
-class Rejection(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A validated restore: the backup to read and where it goes."""
-
-    kind: str  # restore | drill
-    target: Target
-    destination: Target
-    destination_agent: Agent
-    mode: str  # clone | in-place | drill
-    source: dict[str, Any]  # the run's object facts (see _source_from_run)
-    requires_approval: bool
 
 
 def hash_token(token: str) -> str:
@@ -142,25 +83,36 @@ def parse_envelope(body: str | Mapping[str, Any]) -> tuple[str, str, Any]:
     return unwrap(body)
 
 
-def _source_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "run_id": run["run_id"],
-        "target": run["target"],
-        "bucket": run.get("bucket"),
-        "key": run.get("key"),
-        "version_id": run.get("version_id"),
-        "sha256": run.get("sha256"),
-        "bytes_stored": run.get("bytes_stored"),
-        "engine": run.get("engine"),
-        "format": run.get("format"),
-        "compression": run.get("compression"),
-        "s3_checksum_sha256": run.get("s3_checksum_sha256"),
-        "started_at": run.get("started_at"),
-        "finished_at": run.get("finished_at"),
-    }
+class _InContext(Generic[T]):
+    """An attribute of the coordinator kept in its ``Context``: replacing it on the coordinator (tests
+    replace a port) replaces it for every part."""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, coordinator: None, owner: type[Any]) -> _InContext[T]: ...
+    @overload
+    def __get__(self, coordinator: Coordinator, owner: type[Any]) -> T: ...
+    def __get__(self, coordinator: Coordinator | None, owner: type[Any]) -> T | _InContext[T]:
+        if coordinator is None:
+            return self
+        return cast(T, getattr(coordinator.context, self.name))
+
+    def __set__(self, coordinator: Coordinator, value: T) -> None:
+        setattr(coordinator.context, self.name, value)
 
 
 class Coordinator:
+    fleet = _InContext[Fleet]()
+    store = _InContext[RestoreStore]()
+    objects = _InContext[ObjectStore]()
+    jobs = _InContext[JobQueue]()
+    events = _InContext[EventPublisher]()
+    notifier = _InContext[Notifier]()
+    config = _InContext[CoordinatorConfig]()
+    clock = _InContext[Clock]()
+
     def __init__(
         self,
         fleet: Fleet,
@@ -173,14 +125,8 @@ class Coordinator:
         config: CoordinatorConfig,
         clock: Clock,
     ) -> None:
-        self.fleet = fleet
-        self.store = store
-        self.objects = objects
-        self.jobs = jobs
-        self.events = events
-        self.notifier = notifier
-        self.config = config
-        self.clock = clock
+        self.context = Context(fleet, store, objects, jobs, events, notifier, config, clock)
+        self._planner = Planner(self.context)
 
     # ================================================================== entry points
     def handle(self, body: str | Mapping[str, Any]) -> Outcome:
@@ -243,7 +189,7 @@ class Coordinator:
 
     def _decide(self, restore_id: str, request: RestoreRequested, now: datetime) -> Outcome:
         try:
-            plan = self.plan(request)
+            plan = self._planner.plan(request)
         except Rejection as rejection:
             return self._reject(restore_id, rejection.code, rejection.reason, now=now)
         facts = {
@@ -291,124 +237,6 @@ class Coordinator:
         elif state == st.AWAITING_APPROVAL and not item.get("notified_at"):
             self._announce_approval(item, now)
         return Outcome(restore_id, "duplicate", detail=f"already {state}")
-
-    # ------------------------------------------------------------------ validation
-    def plan(self, request: RestoreRequested) -> Plan:
-        """Validate a request against the fleet, the ledger and S3; raise Rejection saying why."""
-        target_agent, target = self._target(request.target, "unknown-target")
-        destination_name = request.destination or request.target
-        if request.mode == "clone" and destination_name == request.target:
-            raise Rejection(
-                "clone-into-source",
-                f"a clone of {request.target} into itself would overwrite it without a safety backup;"
-                " send mode in-place to restore the target itself",
-            )
-        dest_agent, destination = (
-            (target_agent, target)
-            if destination_name == request.target
-            else self._target(destination_name, "unknown-destination")
-        )
-        if destination.engine != target.engine:
-            raise Rejection(
-                "engine-mismatch",
-                f"destination {destination.name} uses engine {destination.engine}, the backup of"
-                f" {target.name} is {target.engine}",
-            )
-        if request.mode == "clone" and destination.name not in target.restore_to:
-            allowed = ", ".join(target.restore_to) or "none"
-            raise Rejection(
-                "cross-target-not-allowed",
-                f"the fleet does not allow restoring {target.name} into {destination.name} (its restore_to: {allowed})",
-            )
-        run = self._resolve(request)
-        if run.get("engine") and run["engine"] != destination.engine:
-            raise Rejection(
-                "engine-mismatch",
-                f"run {run['run_id']} was made by engine {run['engine']}, destination {destination.name} is"
-                f" {destination.engine}",
-            )
-        source = _source_from_run(run)
-        source["manifest_facts"] = self.check_object(source)
-        return Plan(
-            kind="restore",
-            target=target,
-            destination=destination,
-            destination_agent=dest_agent,
-            mode=request.mode,
-            source=source,
-            requires_approval=destination.protected,
-        )
-
-    def _target(self, name: str, code: str) -> tuple[Agent, Target]:
-        try:
-            return self.fleet.target(name)
-        except KeyError:
-            known = ", ".join(sorted(t.name for _, t in self.fleet.targets()))
-            role = "target" if code == "unknown-target" else "destination"
-            raise Rejection(code, f"{role} {name!r} is not in the fleet (known: {known})") from None
-
-    def _resolve(self, request: RestoreRequested) -> dict[str, Any]:
-        selector = request.backup
-        if selector.run_id is not None:
-            run = self.store.run_by_id(request.target, selector.run_id)
-            if run is None:
-                raise Rejection("unknown-run", f"target {request.target} has no run {selector.run_id}")
-            if run.get("state") != st.SUCCEEDED:
-                raise Rejection(
-                    "run-not-restorable",
-                    f"run {selector.run_id} of {request.target} is {run.get('state')}, not a verified good backup",
-                )
-            return run
-        run = self.store.latest_good_run(request.target, at_or_before=selector.at)
-        if run is None:
-            when = f"at or before {selector.at.isoformat()}" if selector.at else "at all"
-            raise Rejection("no-backup", f"target {request.target} has no good backup {when}")
-        return run
-
-    def check_object(self, source: Mapping[str, Any]) -> dict[str, Any]:
-        """The object exists (that version), its size and every recorded checksum match the run.
-
-        Returns the facts of the backup's manifest (e.g. table counts) the restore is verified against.
-        """
-        bucket, key, version = source.get("bucket"), source.get("key"), source.get("version_id")
-        where = f"s3://{bucket}/{key}" + (f" (version {version})" if version else "")
-        if not bucket or not key or not source.get("sha256") or not source.get("bytes_stored"):
-            raise Rejection("object-missing", f"run {source.get('run_id')} has no object recorded in the ledger")
-        head = self.objects.head(str(bucket), str(key), str(version) if version else None)
-        if head is None:
-            raise Rejection("object-missing", f"{where} does not exist (expired, deleted or never completed)")
-        problems = []
-        size = head.get("ContentLength")
-        if size != source["bytes_stored"]:
-            problems.append(f"size is {size} bytes, the run recorded {source['bytes_stored']}")
-        metadata = {k.lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
-        if metadata.get("run-id") and metadata["run-id"] != source["run_id"]:
-            problems.append(f"the object belongs to run {metadata['run-id']}, not {source['run_id']}")
-        if metadata.get("sha256") and metadata["sha256"].lower() != source["sha256"]:
-            problems.append(f"its sha256 metadata is {metadata['sha256']}, the run recorded {source['sha256']}")
-        recorded_checksum, s3_checksum = source.get("s3_checksum_sha256"), head.get("ChecksumSHA256")
-        if recorded_checksum and s3_checksum and _checksum_value(recorded_checksum) != _checksum_value(s3_checksum):
-            problems.append(f"S3's checksum is {s3_checksum}, the run recorded {recorded_checksum}")
-        s3_sha = full_object_sha256(head)
-        if s3_sha is not None and s3_sha != source["sha256"]:
-            problems.append(f"S3's full-object SHA-256 is {s3_sha}, the run recorded {source['sha256']}")
-        manifest_facts: dict[str, Any] = {}
-        if not problems:
-            manifest = self.objects.manifest(str(bucket), str(key))
-            if manifest is not None:
-                if manifest.get("sha256") and manifest["sha256"] != source["sha256"]:
-                    problems.append(
-                        f"the manifest's sha256 is {manifest['sha256']}, the run recorded {source['sha256']}"
-                    )
-                if manifest.get("bytes_stored") not in (None, source["bytes_stored"]):
-                    problems.append(
-                        f"the manifest's size is {manifest['bytes_stored']}, the run recorded {source['bytes_stored']}"
-                    )
-                if isinstance(manifest.get("validator"), dict):
-                    manifest_facts = dict(manifest["validator"])
-        if problems:
-            raise Rejection("checksum-mismatch", f"{where}: " + "; ".join(problems))
-        return manifest_facts
 
     # ------------------------------------------------------------------ outcomes of a request
     def _reject(self, restore_id: str, code: str, reason: str, *, now: datetime) -> Outcome:
@@ -643,10 +471,10 @@ class Coordinator:
         """The plan that was announced for approval: the SAME backup run (a newer "latest" backup
         made while waiting is not what the approver saw), with its object checked again (it may have
         expired while waiting)."""
-        _, target = self._target(str(item["target"]), "unknown-target")
-        dest_agent, destination = self._target(str(item["destination"]), "unknown-destination")
+        _, target = self._planner.target(str(item["target"]), "unknown-target")
+        dest_agent, destination = self._planner.target(str(item["destination"]), "unknown-destination")
         source = dict(item["source"])
-        source["manifest_facts"] = self.check_object(source)
+        source["manifest_facts"] = self._planner.check_object(source)
         return Plan(
             kind="restore",
             target=target,
@@ -884,12 +712,12 @@ class Coordinator:
         if not self.store.create(restore_id, summary, at=now, expires_at=now + self.config.ledger_ttl):
             return Outcome(restore_id, "duplicate", detail="drill already created")
         try:
-            dest_agent, destination = self._target(target.drill.destination, "unknown-destination")
+            dest_agent, destination = self._planner.target(target.drill.destination, "unknown-destination")
             run = self.store.latest_good_run(target.name)
             if run is None:
                 raise Rejection("no-backup", f"target {target.name} has no good backup to drill")
-            source = _source_from_run(run)
-            source["manifest_facts"] = self.check_object(source)
+            source = source_from_run(run)
+            source["manifest_facts"] = self._planner.check_object(source)
         except Rejection as rejection:
             error = f"{rejection.code}: {rejection.reason}"
             item = self.store.transition(
@@ -939,12 +767,6 @@ def _request_fields(item: Mapping[str, Any]) -> dict[str, Any]:
         "reason": item.get("reason"),
         "dry_run": bool(item.get("dry_run", False)),
     }
-
-
-def _checksum_value(checksum: Any) -> str:
-    """The base64 digest of an S3 ChecksumSHA256 without the '-<parts>' suffix of a multipart
-    composite (some S3 implementations, moto among them, omit that suffix)."""
-    return str(checksum).split("-", 1)[0]
 
 
 def _as_datetime(value: Any) -> datetime | None:
