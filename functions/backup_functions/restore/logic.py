@@ -28,7 +28,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Generic, TypeVar, cast, overload
 
 from pydantic import ValidationError
@@ -38,17 +38,14 @@ from backup_contracts.events import (
     Contract,
     RestoreApproved,
     RestoreFailed,
-    RestoreRejected,
     RestoreRequested,
     RestoreStarted,
     RestoreSucceeded,
-    RestoreValidated,
     UnknownEventError,
     parse_event,
 )
 from backup_contracts.fleet import Fleet, Target
-from backup_contracts.jobs import Job, RestoreSource
-from backup_contracts.naming import SOURCE_REQUESTS, agent_prefix
+from backup_contracts.naming import SOURCE_REQUESTS
 from backup_contracts.schedule import Schedule, ScheduleError
 from backup_contracts.validation import describe_validation_error
 from backup_functions.clock import Clock
@@ -62,6 +59,7 @@ from backup_functions.restore.context import (
     Outcome,
     TickReport,
 )
+from backup_functions.restore.decisions import Decisions
 from backup_functions.restore.planning import Plan, Planner, Rejection, source_from_run
 from backup_functions.restore.ports import EventPublisher, JobQueue, Notifier, ObjectStore
 from backup_functions.restore.store import RestoreStore
@@ -71,7 +69,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TOKEN_BYTES = 24  # 32 URL-safe characters
-PRESIGN_MARGIN = timedelta(minutes=15)  # the URL outlives the job deadline by this much
 
 
 def hash_token(token: str) -> str:
@@ -127,6 +124,7 @@ class Coordinator:
     ) -> None:
         self.context = Context(fleet, store, objects, jobs, events, notifier, config, clock)
         self._planner = Planner(self.context)
+        self._decisions = Decisions(self.context)
 
     # ================================================================== entry points
     def handle(self, body: str | Mapping[str, Any]) -> Outcome:
@@ -184,14 +182,14 @@ class Coordinator:
         if not created:
             return self._resume(restore_id, summary, now)
         if request is None:
-            return self._reject(restore_id, "invalid-request", invalid, now=now)
+            return self._decisions.reject(restore_id, "invalid-request", invalid, now=now)
         return self._decide(restore_id, request, now)
 
     def _decide(self, restore_id: str, request: RestoreRequested, now: datetime) -> Outcome:
         try:
             plan = self._planner.plan(request)
         except Rejection as rejection:
-            return self._reject(restore_id, rejection.code, rejection.reason, now=now)
+            return self._decisions.reject(restore_id, rejection.code, rejection.reason, now=now)
         facts = {
             "source": plan.source,
             "source_run_id": plan.source["run_id"],
@@ -199,10 +197,10 @@ class Coordinator:
             "requires_approval": plan.requires_approval,
         }
         if request.dry_run:
-            return self._validated(restore_id, request, plan, facts, now)
+            return self._decisions.validated(restore_id, request, plan, facts, now)
         if plan.requires_approval:
             return self._await_approval(restore_id, facts, now)
-        return self._dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
+        return self._decisions.dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
 
     def _resume(self, restore_id: str, summary: Mapping[str, Any], now: datetime) -> Outcome:
         """A request whose restore_id exists: a duplicate delivery (finish what a crash left) or a reuse."""
@@ -214,7 +212,7 @@ class Coordinator:
                 f"restore_id {restore_id} was already used by a request of {item.get('requested_by')} at"
                 f" {item.get('requested_at')} (state {item.get('state')}); this request was ignored"
             )
-            self._announce_rejection(
+            self._decisions.announce_rejection(
                 restore_id,
                 target=summary["target"],
                 code="restore-id-reused",
@@ -228,82 +226,17 @@ class Coordinator:
             try:
                 request = RestoreRequested.model_validate(_request_fields(item))
             except ValidationError as exc:
-                return self._reject(restore_id, "invalid-request", describe_validation_error(exc), now=now)
+                return self._decisions.reject(restore_id, "invalid-request", describe_validation_error(exc), now=now)
             return self._decide(restore_id, request, now)
         if state == st.REJECTED and not item.get("notified_at"):
-            self._notify_rejection(item, now)
+            self._decisions.notify_rejection(item, now)
         elif state == st.DISPATCHED and not item.get("job_sent_at"):
-            self._send_job(item, now)
+            self._decisions.send_job(item, now)
         elif state == st.AWAITING_APPROVAL and not item.get("notified_at"):
             self._announce_approval(item, now)
         return Outcome(restore_id, "duplicate", detail=f"already {state}")
 
     # ------------------------------------------------------------------ outcomes of a request
-    def _reject(self, restore_id: str, code: str, reason: str, *, now: datetime) -> Outcome:
-        item = self.store.transition(
-            restore_id, st.REJECTED, at=now, attributes={"reason_code": code, "rejection": reason}
-        )
-        if item is None:  # someone else decided first
-            return Outcome(restore_id, "duplicate", detail="already decided")
-        self._notify_rejection(item, now)
-        return Outcome(restore_id, "rejected", code, reason)
-
-    def _notify_rejection(self, item: Mapping[str, Any], now: datetime) -> None:
-        self._announce_rejection(
-            str(item["restore_id"]),
-            target=str(item.get("target", "")),
-            code=str(item.get("reason_code")),
-            reason=str(item.get("rejection")),
-            requested_by=str(item.get("requested_by", "unknown")),
-            now=now,
-        )
-        self.store.mark(str(item["restore_id"]), notified_at=keys.iso(now))
-
-    def _announce_rejection(
-        self, restore_id: str, *, target: str, code: str, reason: str, requested_by: str, now: datetime
-    ) -> None:
-        log.warning("restore %s rejected: %s: %s", restore_id, code, reason)
-        self.events.publish(
-            RestoreRejected(
-                restore_id=restore_id, target=target, reason_code=code, reason=reason, requested_by=requested_by
-            )
-        )
-        self.notifier.notify(
-            messages.rejected(
-                self.config.pipeline,
-                restore_id=restore_id,
-                target=target,
-                code=code,
-                reason=reason,
-                requested_by=requested_by,
-                now=now,
-            )
-        )
-
-    def _validated(
-        self, restore_id: str, request: RestoreRequested, plan: Plan, facts: dict[str, Any], now: datetime
-    ) -> Outcome:
-        if self.store.transition(restore_id, st.VALIDATED, at=now, attributes=facts) is None:
-            return Outcome(restore_id, "duplicate", detail="already decided")
-        source = plan.source
-        self.events.publish(
-            RestoreValidated(
-                restore_id=restore_id,
-                target=plan.target.name,
-                destination=plan.destination.name,
-                mode="in-place" if plan.mode == "in-place" else "clone",
-                requested_by=request.requested_by,
-                source_run_id=source["run_id"],
-                source_started_at=_as_datetime(source.get("started_at")),
-                source_finished_at=_as_datetime(source.get("finished_at")),
-                bytes_stored=int(source["bytes_stored"]),
-                sha256=str(source["sha256"]),
-                destination_agent=plan.destination_agent.name,
-                requires_approval=plan.requires_approval,
-            )
-        )
-        self.store.mark(restore_id, notified_at=keys.iso(now))
-        return Outcome(restore_id, "validated", detail=f"would restore run {source['run_id']}")
 
     def _await_approval(self, restore_id: str, facts: dict[str, Any], now: datetime) -> Outcome:
         token = secrets.token_urlsafe(TOKEN_BYTES)
@@ -341,86 +274,6 @@ class Coordinator:
         self.store.mark(str(item["restore_id"]), notified_at=keys.iso(now))
 
     # ------------------------------------------------------------------ dispatch
-    def _dispatch(
-        self,
-        restore_id: str,
-        plan: Plan,
-        facts: dict[str, Any],
-        now: datetime,
-        *,
-        allowed_from: tuple[str, ...],
-    ) -> Outcome:
-        deadline = now + self.config.job_deadline
-        job = self._job(restore_id, plan, now, deadline)
-        item = self.store.transition(
-            restore_id,
-            st.DISPATCHED,
-            at=now,
-            attributes={
-                **facts,
-                "job_id": job.job_id,
-                "job": job.model_dump_json(exclude_none=True),
-                "deadline": keys.iso(deadline),
-            },
-            remove=("approval_token_hash",),
-            watch=(restore_id, st.WATCH_RESTORE, deadline + RESTORE_END_GRACE),
-            allowed_from=allowed_from,
-        )
-        if item is None:
-            return Outcome(restore_id, "duplicate", detail="already dispatched or decided")
-        self._send_job(item, now)
-        return Outcome(
-            restore_id,
-            "dispatched",
-            detail=f"job {job.job_id} to agent {plan.destination_agent.name}",
-            drill=plan.kind == "drill",
-        )
-
-    def _job(self, restore_id: str, plan: Plan, now: datetime, deadline: datetime) -> Job:
-        s = plan.source
-        return Job(
-            job_id=restore_id,
-            kind="drill" if plan.kind == "drill" else "restore",
-            agent=plan.destination_agent.name,
-            target=plan.destination.name,
-            trigger="drill" if plan.kind == "drill" else "user",
-            issued_at=now,
-            deadline=deadline,
-            bucket=self.config.bucket,
-            key_prefix=agent_prefix(plan.destination_agent.name),
-            retention_class=plan.destination.retention,
-            restore_id=restore_id,
-            destination=plan.destination.name,
-            mode=plan.mode,
-            source=RestoreSource(
-                run_id=s["run_id"],
-                target=s["target"],
-                bucket=s["bucket"],
-                key=s["key"],
-                version_id=s.get("version_id"),
-                sha256=s["sha256"],
-                bytes_stored=int(s["bytes_stored"]),
-                engine=s.get("engine") or plan.target.engine,
-                format=s.get("format") or "unknown",
-                compression=s.get("compression") or "zstd",
-                started_at=_as_datetime(s.get("started_at")),
-                manifest_facts=s.get("manifest_facts") or {},
-            ),
-        )
-
-    def _send_job(self, item: Mapping[str, Any], now: datetime) -> None:
-        """Send the stored job with a freshly signed URL (the URL itself is never stored)."""
-        job = Job.model_validate_json(str(item["job"]))
-        assert job.source is not None  # noqa: S101 - restore jobs always carry their source
-        deadline = job.deadline
-        expires = int(max((deadline - now + PRESIGN_MARGIN).total_seconds(), 60))
-        url = self.objects.presign_get(job.source.bucket, job.source.key, job.source.version_id, expires)
-        data = json.loads(job.model_dump_json(exclude_none=True))
-        data["source"]["presigned_url"] = url
-        body = Job.model_validate(data).model_dump_json(exclude_none=True)
-        self.jobs.send(self.config.queue_url(job.agent), body)
-        self.store.mark(job.job_id, job_sent_at=keys.iso(now))
-        log.info("restore job %s sent to agent %s (URL valid %d s)", job.job_id, job.agent, expires)
 
     # ================================================================== approvals
     def approved(self, event: RestoreApproved) -> Outcome:
@@ -442,7 +295,7 @@ class Coordinator:
             )
         deadline = keys.parse_iso(str(item["approval_deadline"]))
         if now > deadline:
-            return self._reject(
+            return self._decisions.reject(
                 event.restore_id,
                 "approval-expired",
                 f"the approval by {event.approved_by} arrived at {keys.iso(now)},"
@@ -451,7 +304,7 @@ class Coordinator:
             )
         expected = str(item.get("approval_token_hash", ""))
         if not hmac.compare_digest(expected, hash_token(event.approval_token)):
-            return self._reject(
+            return self._decisions.reject(
                 event.restore_id,
                 "approval-invalid",
                 f"the approval token sent by {event.approved_by} does not match the one announced",
@@ -460,10 +313,10 @@ class Coordinator:
         try:
             plan = self._approved_plan(item)
         except Rejection as rejection:
-            return self._reject(event.restore_id, rejection.code, rejection.reason, now=now)
+            return self._decisions.reject(event.restore_id, rejection.code, rejection.reason, now=now)
         facts = {"approved_by": event.approved_by, "approved_at": keys.iso(now)}
         # the token is single-use: the conditional transition consumes it (hash removed)
-        return self._dispatch(
+        return self._decisions.dispatch(
             event.restore_id, plan, {**facts, "source": plan.source}, now, allowed_from=(st.AWAITING_APPROVAL,)
         )
 
@@ -489,7 +342,7 @@ class Coordinator:
         self, restore_id: str, code: str, reason: str, item: Mapping[str, Any] | None = None
     ) -> Outcome:
         now = self.clock.now()
-        self._announce_rejection(
+        self._decisions.announce_rejection(
             restore_id,
             target=str(item.get("target", "")) if item else "",
             code=code,
@@ -640,7 +493,7 @@ class Coordinator:
             if not restore_id or item.get("type") != "restore":
                 continue
             if item.get(keys.WATCH_KIND) == st.WATCH_APPROVAL and item.get("state") == st.AWAITING_APPROVAL:
-                outcome = self._reject(
+                outcome = self._decisions.reject(
                     restore_id,
                     "approval-expired",
                     f"no approval arrived before {item.get('approval_deadline')}",
@@ -739,7 +592,7 @@ class Coordinator:
             requires_approval=False,
         )
         facts = {"source": source, "source_run_id": source["run_id"], "agent": dest_agent.name}
-        return self._dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
+        return self._decisions.dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -767,18 +620,6 @@ def _request_fields(item: Mapping[str, Any]) -> dict[str, Any]:
         "reason": item.get("reason"),
         "dry_run": bool(item.get("dry_run", False)),
     }
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        return keys.parse_iso(str(value))
-    except ValueError:
-        try:
-            return datetime.fromisoformat(str(value))
-        except ValueError:
-            return None
 
 
 __all__ = ["Contract", "Coordinator", "CoordinatorConfig", "MalformedEventError", "Outcome", "TickReport"]
