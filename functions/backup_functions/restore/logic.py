@@ -21,11 +21,8 @@ succeeded | failed, or rejected / validated; each step timestamped.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import secrets
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
@@ -52,6 +49,7 @@ from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
 from backup_functions.restore import messages
 from backup_functions.restore import store as st
+from backup_functions.restore.approvals import Approvals
 from backup_functions.restore.context import (
     RESTORE_END_GRACE,
     Context,
@@ -67,12 +65,6 @@ from backup_functions.restore.store import RestoreStore
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-TOKEN_BYTES = 24  # 32 URL-safe characters
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def parse_envelope(body: str | Mapping[str, Any]) -> tuple[str, str, Any]:
@@ -125,6 +117,7 @@ class Coordinator:
         self.context = Context(fleet, store, objects, jobs, events, notifier, config, clock)
         self._planner = Planner(self.context)
         self._decisions = Decisions(self.context)
+        self._approvals = Approvals(self.context, self._planner, self._decisions)
 
     # ================================================================== entry points
     def handle(self, body: str | Mapping[str, Any]) -> Outcome:
@@ -141,12 +134,12 @@ class Coordinator:
             raise MalformedEventError(str(exc)) from None
         except ValidationError as exc:
             if isinstance(event_id := _restore_id_of(detail), str) and detail_type == "Restore Approved":
-                return self._reject_approval(event_id, "invalid-request", describe_validation_error(exc))
+                return self._approvals.reject_approval(event_id, "invalid-request", describe_validation_error(exc))
             raise MalformedEventError(
                 f"{detail_type!r} detail does not match the contract: {describe_validation_error(exc)}"
             ) from None
         if isinstance(event, RestoreApproved):
-            return self.approved(event)
+            return self._approvals.approved(event)
         if isinstance(event, RestoreSucceeded):
             return self.agent_succeeded(event)
         if isinstance(event, RestoreFailed):
@@ -199,7 +192,7 @@ class Coordinator:
         if request.dry_run:
             return self._decisions.validated(restore_id, request, plan, facts, now)
         if plan.requires_approval:
-            return self._await_approval(restore_id, facts, now)
+            return self._approvals.await_approval(restore_id, facts, now)
         return self._decisions.dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
 
     def _resume(self, restore_id: str, summary: Mapping[str, Any], now: datetime) -> Outcome:
@@ -233,124 +226,14 @@ class Coordinator:
         elif state == st.DISPATCHED and not item.get("job_sent_at"):
             self._decisions.send_job(item, now)
         elif state == st.AWAITING_APPROVAL and not item.get("notified_at"):
-            self._announce_approval(item, now)
+            self._approvals.reannounce(item, now)
         return Outcome(restore_id, "duplicate", detail=f"already {state}")
 
     # ------------------------------------------------------------------ outcomes of a request
 
-    def _await_approval(self, restore_id: str, facts: dict[str, Any], now: datetime) -> Outcome:
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        deadline = now + self.config.approval_timeout
-        item = self.store.transition(
-            restore_id,
-            st.AWAITING_APPROVAL,
-            at=now,
-            attributes={**facts, "approval_token_hash": hash_token(token), "approval_deadline": keys.iso(deadline)},
-            watch=(restore_id, st.WATCH_APPROVAL, deadline),
-        )
-        if item is None:
-            return Outcome(restore_id, "duplicate", detail="already decided")
-        self._send_approval(item, token, deadline, now)
-        return Outcome(restore_id, "awaiting-approval", detail=f"token announced; expires {keys.iso(deadline)}")
-
-    def _announce_approval(self, item: Mapping[str, Any], now: datetime) -> None:
-        """Re-announce after a crash between the state change and the SNS message: a fresh token
-        replaces the unannounced one (the deadline stays)."""
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        self.store.mark(str(item["restore_id"]), approval_token_hash=hash_token(token))
-        self._send_approval(item, token, keys.parse_iso(str(item["approval_deadline"])), now)
-
-    def _send_approval(self, item: Mapping[str, Any], token: str, deadline: datetime, now: datetime) -> None:
-        self.notifier.notify(
-            messages.approval_needed(
-                self.config.pipeline,
-                item=item,
-                token=token,
-                expires_at=deadline,
-                bus_name=self.config.bus_name,
-                now=now,
-            )
-        )
-        self.store.mark(str(item["restore_id"]), notified_at=keys.iso(now))
-
     # ------------------------------------------------------------------ dispatch
 
     # ================================================================== approvals
-    def approved(self, event: RestoreApproved) -> Outcome:
-        now = self.clock.now()
-        item = self.store.get(event.restore_id)
-        if item is None:
-            return self._reject_approval(
-                event.restore_id, "not-awaiting-approval", f"no restore request {event.restore_id} exists"
-            )
-        state = item.get("state")
-        if state != st.AWAITING_APPROVAL:
-            if state in (st.DISPATCHED, st.RUNNING, st.SUCCEEDED, st.FAILED):
-                return Outcome(event.restore_id, "duplicate", detail=f"already {state}")
-            return self._reject_approval(
-                event.restore_id,
-                "not-awaiting-approval",
-                f"restore {event.restore_id} is {state}, not awaiting approval",
-                item=item,
-            )
-        deadline = keys.parse_iso(str(item["approval_deadline"]))
-        if now > deadline:
-            return self._decisions.reject(
-                event.restore_id,
-                "approval-expired",
-                f"the approval by {event.approved_by} arrived at {keys.iso(now)},"
-                f" after the deadline {keys.iso(deadline)}",
-                now=now,
-            )
-        expected = str(item.get("approval_token_hash", ""))
-        if not hmac.compare_digest(expected, hash_token(event.approval_token)):
-            return self._decisions.reject(
-                event.restore_id,
-                "approval-invalid",
-                f"the approval token sent by {event.approved_by} does not match the one announced",
-                now=now,
-            )
-        try:
-            plan = self._approved_plan(item)
-        except Rejection as rejection:
-            return self._decisions.reject(event.restore_id, rejection.code, rejection.reason, now=now)
-        facts = {"approved_by": event.approved_by, "approved_at": keys.iso(now)}
-        # the token is single-use: the conditional transition consumes it (hash removed)
-        return self._decisions.dispatch(
-            event.restore_id, plan, {**facts, "source": plan.source}, now, allowed_from=(st.AWAITING_APPROVAL,)
-        )
-
-    def _approved_plan(self, item: Mapping[str, Any]) -> Plan:
-        """The plan that was announced for approval: the SAME backup run (a newer "latest" backup
-        made while waiting is not what the approver saw), with its object checked again (it may have
-        expired while waiting)."""
-        _, target = self._planner.target(str(item["target"]), "unknown-target")
-        dest_agent, destination = self._planner.target(str(item["destination"]), "unknown-destination")
-        source = dict(item["source"])
-        source["manifest_facts"] = self._planner.check_object(source)
-        return Plan(
-            kind="restore",
-            target=target,
-            destination=destination,
-            destination_agent=dest_agent,
-            mode=str(item["mode"]),
-            source=source,
-            requires_approval=True,
-        )
-
-    def _reject_approval(
-        self, restore_id: str, code: str, reason: str, item: Mapping[str, Any] | None = None
-    ) -> Outcome:
-        now = self.clock.now()
-        self._decisions.announce_rejection(
-            restore_id,
-            target=str(item.get("target", "")) if item else "",
-            code=code,
-            reason=reason,
-            requested_by=str(item.get("requested_by", "unknown")) if item else "unknown",
-            now=now,
-        )
-        return Outcome(restore_id, "rejected", code, reason)
 
     # ================================================================== the agent's events
     def agent_started(self, event: RestoreStarted) -> Outcome:
