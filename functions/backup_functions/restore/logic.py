@@ -47,11 +47,10 @@ from backup_contracts.schedule import Schedule, ScheduleError
 from backup_contracts.validation import describe_validation_error
 from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
-from backup_functions.restore import messages
 from backup_functions.restore import store as st
+from backup_functions.restore.agent_reports import AgentReports
 from backup_functions.restore.approvals import Approvals
 from backup_functions.restore.context import (
-    RESTORE_END_GRACE,
     Context,
     CoordinatorConfig,
     Outcome,
@@ -118,6 +117,7 @@ class Coordinator:
         self._planner = Planner(self.context)
         self._decisions = Decisions(self.context)
         self._approvals = Approvals(self.context, self._planner, self._decisions)
+        self._agent_reports = AgentReports(self.context)
 
     # ================================================================== entry points
     def handle(self, body: str | Mapping[str, Any]) -> Outcome:
@@ -141,11 +141,11 @@ class Coordinator:
         if isinstance(event, RestoreApproved):
             return self._approvals.approved(event)
         if isinstance(event, RestoreSucceeded):
-            return self.agent_succeeded(event)
+            return self._agent_reports.succeeded(event)
         if isinstance(event, RestoreFailed):
-            return self.agent_failed(event)
+            return self._agent_reports.failed(event)
         if isinstance(event, RestoreStarted):
-            return self.agent_started(event)
+            return self._agent_reports.started(event)
         raise MalformedEventError(f"the restore coordinator does not handle {detail_type!r} from {source!r}")
 
     # ================================================================== requests
@@ -236,136 +236,6 @@ class Coordinator:
     # ================================================================== approvals
 
     # ================================================================== the agent's events
-    def agent_started(self, event: RestoreStarted) -> Outcome:
-        now = self.clock.now()
-        item = self.store.get(event.restore_id)
-        if item is None:
-            log.warning("Restore Started for unknown restore %s (from agent %s)", event.restore_id, event.agent)
-            return Outcome(event.restore_id, "ignored", detail="unknown restore id")
-        if (wrong := self._wrong_agent(item, event)) is not None:
-            return wrong
-        deadline = keys.parse_iso(str(item["deadline"])) if item.get("deadline") else now + self.config.job_deadline
-        updated = self.store.transition(
-            event.restore_id,
-            st.RUNNING,
-            at=now,
-            attributes={"agent": event.agent, "started_at": keys.iso(event.started_at)},
-            watch=(event.restore_id, st.WATCH_RESTORE, deadline + RESTORE_END_GRACE),
-        )
-        if updated is None:
-            return Outcome(event.restore_id, "duplicate", detail=f"already {item.get('state')}")
-        return Outcome(event.restore_id, "running", drill=item.get("kind") == "drill")
-
-    def _wrong_agent(self, item: Mapping[str, Any] | None, event: RestoreStarted) -> Outcome | None:
-        """Only the agent the job was sent to may report on it (any agent can put events on the bus)."""
-        if item is not None and item.get("agent") and item["agent"] != event.agent:
-            log.warning(
-                "restore %s: event from agent %s ignored; the job went to %s",
-                event.restore_id,
-                event.agent,
-                item["agent"],
-            )
-            return Outcome(event.restore_id, "ignored", detail=f"from agent {event.agent}, not {item['agent']}")
-        return None
-
-    def agent_succeeded(self, event: RestoreSucceeded) -> Outcome:
-        now = self.clock.now()
-        if (wrong := self._wrong_agent(self.store.get(event.restore_id), event)) is not None:
-            return wrong
-        item = self.store.transition(
-            event.restore_id,
-            st.SUCCEEDED,
-            at=now,
-            attributes={
-                "agent": event.agent,
-                "started_at": keys.iso(event.started_at),
-                "finished_at": keys.iso(event.finished_at),
-                "duration_s": event.duration_s,
-                "verification": event.verification,
-                "safety_backup_run_id": event.safety_backup_run_id,
-            },
-        )
-        if item is None:
-            return self._late(event.restore_id)
-        drill = item.get("kind") == "drill"
-        if drill:
-            self.store.record_drill(
-                str(item["target"]),
-                finished_at=event.finished_at,
-                ok=True,
-                rto_s=event.duration_s,
-                restore_id=event.restore_id,
-                error=None,
-            )
-        else:
-            self.notifier.notify(messages.restore_succeeded(self.config.pipeline, item=item, now=now))
-        return Outcome(event.restore_id, "succeeded", duration_s=event.duration_s, drill=drill)
-
-    def agent_failed(self, event: RestoreFailed) -> Outcome:
-        now = self.clock.now()
-        if (wrong := self._wrong_agent(self.store.get(event.restore_id), event)) is not None:
-            return wrong
-        if event.error.startswith("interrupted") and not event.destination_touched:
-            return self._interrupted(event, now)
-        item = self.store.transition(
-            event.restore_id,
-            st.FAILED,
-            at=now,
-            attributes={
-                "agent": event.agent,
-                "started_at": keys.iso(event.started_at),
-                "finished_at": keys.iso(event.finished_at),
-                "stage": event.stage,
-                "error": event.error[:2000],
-                "destination_touched": event.destination_touched,
-                "stderr_tail": event.stderr_tail or None,
-            },
-            allowed_from=(st.DISPATCHED, st.RUNNING),
-        )
-        if item is None:
-            return self._late(event.restore_id)
-        return self._failed(item, now, event.error, finished_at=event.finished_at)
-
-    def _interrupted(self, event: RestoreFailed, now: datetime) -> Outcome:
-        """The agent was stopped (SIGTERM) before it touched the destination and hands the job back to
-        its queue: the restore is dispatched again, not failed (the deadline watch still applies)."""
-        current = self.store.get(event.restore_id)
-        if current is None:
-            return Outcome(event.restore_id, "ignored", detail="unknown restore id")
-        deadline = keys.parse_iso(str(current["deadline"])) if current.get("deadline") else now
-        item = self.store.transition(
-            event.restore_id,
-            st.DISPATCHED,
-            at=now,
-            attributes={"interrupted_at": keys.iso(event.finished_at), "last_error": event.error[:500]},
-            watch=(event.restore_id, st.WATCH_RESTORE, deadline + RESTORE_END_GRACE),
-            allowed_from=(st.DISPATCHED, st.RUNNING),
-        )
-        if item is None:
-            return self._late(event.restore_id)
-        log.info("restore %s interrupted before touching %s; the agent retries it", event.restore_id, event.destination)
-        return Outcome(event.restore_id, "interrupted", detail=event.error, drill=current.get("kind") == "drill")
-
-    def _failed(self, item: Mapping[str, Any], now: datetime, error: str, *, finished_at: datetime) -> Outcome:
-        drill = item.get("kind") == "drill"
-        if drill:
-            self.store.record_drill(
-                str(item["target"]),
-                finished_at=finished_at,
-                ok=False,
-                rto_s=None,
-                restore_id=str(item["restore_id"]),
-                error=error,
-            )
-        self.notifier.notify(messages.restore_failed(self.config.pipeline, item=item, now=now))
-        return Outcome(str(item["restore_id"]), "failed", str(item.get("stage")), error, drill=drill)
-
-    def _late(self, restore_id: str) -> Outcome:
-        item = self.store.get(restore_id)
-        if item is None:
-            log.warning("restore outcome for unknown restore %s ignored", restore_id)
-            return Outcome(restore_id, "ignored", detail="unknown restore id")
-        return Outcome(restore_id, "duplicate", detail=f"already {item.get('state')}")
 
     # ================================================================== the scheduled tick
     def tick(self) -> TickReport:
@@ -401,7 +271,7 @@ class Coordinator:
                     allowed_from=(st.DISPATCHED, st.RUNNING),
                 )
                 if failed is not None:
-                    self._failed(failed, now, error, finished_at=now)
+                    self._agent_reports.settle_failure(failed, now, error, finished_at=now)
                     report.restores_timed_out.append(restore_id)
         self._drills(now, report)
         return report
@@ -463,7 +333,7 @@ class Coordinator:
                 attributes={"stage": "validate", "error": error, "destination_touched": False},
             )
             if item is not None:
-                return self._failed(item, now, error, finished_at=now)
+                return self._agent_reports.settle_failure(item, now, error, finished_at=now)
             return Outcome(restore_id, "duplicate")
         plan = Plan(
             kind="drill",
