@@ -72,9 +72,7 @@ class AgentReports:
             st.SUCCEEDED,
             at=now,
             attributes={
-                "agent": event.agent,
-                "started_at": keys.iso(event.started_at),
-                "finished_at": keys.iso(event.finished_at),
+                **_ran(event),
                 "duration_s": event.duration_s,
                 "verification": event.verification,
                 "safety_backup_run_id": event.safety_backup_run_id,
@@ -107,9 +105,7 @@ class AgentReports:
             st.FAILED,
             at=now,
             attributes={
-                "agent": event.agent,
-                "started_at": keys.iso(event.started_at),
-                "finished_at": keys.iso(event.finished_at),
+                **_ran(event),
                 "stage": event.stage,
                 "error": event.error[:2000],
                 "destination_touched": event.destination_touched,
@@ -164,3 +160,8 @@ class AgentReports:
             log.warning("restore outcome for unknown restore %s ignored", restore_id)
             return Outcome(restore_id, "ignored", detail="unknown restore id")
         return Outcome(restore_id, "duplicate", detail=f"already {item.get('state')}")
+
+
+def _ran(event: RestoreSucceeded | RestoreFailed) -> dict[str, Any]:
+    """What every end report records: which agent ran the restore, and when."""
+    return {"agent": event.agent, "started_at": keys.iso(event.started_at), "finished_at": keys.iso(event.finished_at)}
