@@ -30,7 +30,6 @@ from typing import Any, Generic, TypeVar, cast, overload
 
 from pydantic import ValidationError
 
-from backup_contracts import ledger as keys
 from backup_contracts.events import (
     Contract,
     RestoreApproved,
@@ -41,9 +40,8 @@ from backup_contracts.events import (
     UnknownEventError,
     parse_event,
 )
-from backup_contracts.fleet import Fleet, Target
+from backup_contracts.fleet import Fleet
 from backup_contracts.naming import SOURCE_REQUESTS
-from backup_contracts.schedule import Schedule, ScheduleError
 from backup_contracts.validation import describe_validation_error
 from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
@@ -57,9 +55,11 @@ from backup_functions.restore.context import (
     TickReport,
 )
 from backup_functions.restore.decisions import Decisions
-from backup_functions.restore.planning import Plan, Planner, Rejection, source_from_run
+from backup_functions.restore.drills import Drills
+from backup_functions.restore.planning import Planner, Rejection
 from backup_functions.restore.ports import EventPublisher, JobQueue, Notifier, ObjectStore
 from backup_functions.restore.store import RestoreStore
+from backup_functions.restore.watches import Watches
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ class Coordinator:
         self._decisions = Decisions(self.context)
         self._approvals = Approvals(self.context, self._planner, self._decisions)
         self._agent_reports = AgentReports(self.context)
+        self._watches = Watches(self.context, self._decisions, self._agent_reports)
+        self._drills = Drills(self.context, self._planner, self._decisions, self._agent_reports)
 
     # ================================================================== entry points
     def handle(self, body: str | Mapping[str, Any]) -> Outcome:
@@ -239,113 +241,12 @@ class Coordinator:
 
     # ================================================================== the scheduled tick
     def tick(self) -> TickReport:
-        now = self.clock.now()
+        """The scheduled tick: end what waited too long, then start the drills that are due."""
+        now = self.context.clock.now()
         report = TickReport()
-        for item in self.store.due_watches(now):
-            restore_id = str(item.get("restore_id", ""))
-            if not restore_id or item.get("type") != "restore":
-                continue
-            if item.get(keys.WATCH_KIND) == st.WATCH_APPROVAL and item.get("state") == st.AWAITING_APPROVAL:
-                outcome = self._decisions.reject(
-                    restore_id,
-                    "approval-expired",
-                    f"no approval arrived before {item.get('approval_deadline')}",
-                    now=now,
-                )
-                if outcome.action == "rejected":
-                    report.approvals_expired.append(restore_id)
-            elif item.get(keys.WATCH_KIND) == st.WATCH_RESTORE and item.get("state") in (st.DISPATCHED, st.RUNNING):
-                error = (
-                    f"the agent {item.get('agent')} reported no end by {item.get('deadline')}"
-                    f" (state {item.get('state')})"
-                )
-                failed = self.store.transition(
-                    restore_id,
-                    st.FAILED,
-                    at=now,
-                    attributes={
-                        "stage": "deadline",
-                        "error": error,
-                        "destination_touched": item.get("state") == st.RUNNING,
-                    },
-                    allowed_from=(st.DISPATCHED, st.RUNNING),
-                )
-                if failed is not None:
-                    self._agent_reports.settle_failure(failed, now, error, finished_at=now)
-                    report.restores_timed_out.append(restore_id)
-        self._drills(now, report)
+        self._watches.expire(now, report)
+        self._drills.start_due(now, report)
         return report
-
-    def _drills(self, now: datetime, report: TickReport) -> None:
-        wanted: dict[str, tuple[Target, datetime]] = {}
-        for _agent, target in self.fleet.targets():
-            if target.drill is None:
-                continue
-            try:
-                slot = Schedule(target.drill.schedule, target.timezone).latest_slot_at_or_before(now)
-            except ScheduleError as exc:
-                log.error("drill schedule of %s is invalid: %s", target.name, exc)
-                continue
-            if slot is not None:
-                wanted[target.name] = (target, slot)
-        if not wanted:
-            return
-        states = self.store.target_states(wanted)
-        for name, (target, slot) in wanted.items():
-            last = (states.get(name) or {}).get("last_drill_slot")
-            if last is not None and str(last) >= keys.iso(slot):
-                continue
-            restore_id = f"drill-{name}-{slot:%Y%m%dT%H%M%SZ}"
-            if not self.store.claim_drill_slot(name, slot, restore_id, now):
-                continue  # another tick claimed it
-            outcome = self.start_drill(target, restore_id, now)
-            (report.drills_dispatched if outcome.action == "dispatched" else report.drills_failed).append(restore_id)
-
-    def start_drill(self, target: Target, restore_id: str, now: datetime) -> Outcome:
-        """Restore the latest good backup of ``target`` into its drill destination."""
-        assert target.drill is not None  # noqa: S101
-        summary = {
-            "kind": "drill",
-            "target": target.name,
-            "destination": target.drill.destination,
-            "mode": "drill",
-            "selector": {"latest": True},
-            "requested_by": "restore-drill schedule",
-            "reason": f"scheduled restore drill ({target.drill.schedule})",
-            "dry_run": False,
-            "fingerprint": st.fingerprint({"drill": restore_id}),
-        }
-        if not self.store.create(restore_id, summary, at=now, expires_at=now + self.config.ledger_ttl):
-            return Outcome(restore_id, "duplicate", detail="drill already created")
-        try:
-            dest_agent, destination = self._planner.target(target.drill.destination, "unknown-destination")
-            run = self.store.latest_good_run(target.name)
-            if run is None:
-                raise Rejection("no-backup", f"target {target.name} has no good backup to drill")
-            source = source_from_run(run)
-            source["manifest_facts"] = self._planner.check_object(source)
-        except Rejection as rejection:
-            error = f"{rejection.code}: {rejection.reason}"
-            item = self.store.transition(
-                restore_id,
-                st.FAILED,
-                at=now,
-                attributes={"stage": "validate", "error": error, "destination_touched": False},
-            )
-            if item is not None:
-                return self._agent_reports.settle_failure(item, now, error, finished_at=now)
-            return Outcome(restore_id, "duplicate")
-        plan = Plan(
-            kind="drill",
-            target=target,
-            destination=destination,
-            destination_agent=dest_agent,
-            mode="drill",
-            source=source,
-            requires_approval=False,
-        )
-        facts = {"source": source, "source_run_id": source["run_id"], "agent": dest_agent.name}
-        return self._decisions.dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -4,8 +4,9 @@
 share an engine, a clone goes only where the target's ``restore_to`` allows), the ledger (the run the
 selector names: the latest good backup, the latest at or before a time, or a run id that ended as a
 verified good backup) and S3 (``check_object``: that object version exists and its size and every
-recorded checksum match the run). The first check that fails raises a ``Rejection`` whose code is one
-of ``messages.REASON_HELP``; nothing is written.
+recorded checksum match the run). ``Planner.drill_plan`` does the same for a scheduled drill: the
+target's latest good backup into its drill destination. The first check that fails raises a
+``Rejection`` whose code is one of ``messages.REASON_HELP``; nothing is written.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def source_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Planner:
+    """Turns a request (or a due drill) into a ``Plan`` after checking it against the fleet, the ledger
+    and S3."""
+
     def __init__(self, context: Context) -> None:
         self.context = context
 
@@ -108,6 +112,25 @@ class Planner:
             mode=request.mode,
             source=source,
             requires_approval=destination.protected,
+        )
+
+    def drill_plan(self, target: Target, destination_name: str) -> Plan:
+        """The plan of a drill of ``target``: its latest good backup, checked in S3, restored into
+        ``destination_name`` (its drill destination); raise Rejection saying why not."""
+        dest_agent, destination = self.target(destination_name, "unknown-destination")
+        run = self.context.store.latest_good_run(target.name)
+        if run is None:
+            raise Rejection("no-backup", f"target {target.name} has no good backup to drill")
+        source = source_from_run(run)
+        source["manifest_facts"] = self.check_object(source)
+        return Plan(
+            kind="drill",
+            target=target,
+            destination=destination,
+            destination_agent=dest_agent,
+            mode="drill",
+            source=source,
+            requires_approval=False,
         )
 
     def target(self, name: str, code: str) -> tuple[Agent, Target]:
