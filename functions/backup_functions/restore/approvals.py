@@ -23,7 +23,7 @@ from backup_functions.restore import messages
 from backup_functions.restore import store as st
 from backup_functions.restore.context import Context, Outcome
 from backup_functions.restore.decisions import Decisions
-from backup_functions.restore.planning import Plan, Planner, Rejection
+from backup_functions.restore.planning import Planner, Rejection
 
 TOKEN_BYTES = 24  # 32 URL-safe characters
 
@@ -115,31 +115,13 @@ class Approvals:
                 now=now,
             )
         try:
-            plan = self._approved_plan(item)
+            plan = self.planner.approved_plan(item)
         except Rejection as rejection:
             return self.decisions.reject(event.restore_id, rejection.code, rejection.reason, now=now)
         facts = {"approved_by": event.approved_by, "approved_at": keys.iso(now)}
         # the token is single-use: the conditional transition consumes it (hash removed)
         return self.decisions.dispatch(
             event.restore_id, plan, {**facts, "source": plan.source}, now, allowed_from=(st.AWAITING_APPROVAL,)
-        )
-
-    def _approved_plan(self, item: Mapping[str, Any]) -> Plan:
-        """The plan that was announced for approval: the SAME backup run (a newer "latest" backup
-        made while waiting is not what the approver saw), with its object checked again (it may have
-        expired while waiting)."""
-        _, target = self.planner.target(str(item["target"]), "unknown-target")
-        dest_agent, destination = self.planner.target(str(item["destination"]), "unknown-destination")
-        source = dict(item["source"])
-        source["manifest_facts"] = self.planner.check_object(source)
-        return Plan(
-            kind="restore",
-            target=target,
-            destination=destination,
-            destination_agent=dest_agent,
-            mode=str(item["mode"]),
-            source=source,
-            requires_approval=True,
         )
 
     def reject_approval(

@@ -4,8 +4,9 @@
 share an engine, a clone goes only where the target's ``restore_to`` allows), the ledger (the run the
 selector names: the latest good backup, the latest at or before a time, or a run id that ended as a
 verified good backup) and S3 (``check_object``: that object version exists and its size and every
-recorded checksum match the run). ``Planner.drill_plan`` does the same for a scheduled drill: the
-target's latest good backup into its drill destination. The first check that fails raises a
+recorded checksum match the run). ``Planner.drill_plan`` does the same for a scheduled drill (the
+target's latest good backup into its drill destination) and ``Planner.approved_plan`` for an approved
+request (the very run the approver saw, its object checked again). The first check that fails raises a
 ``Rejection`` whose code is one of ``messages.REASON_HELP``; nothing is written.
 """
 
@@ -23,6 +24,8 @@ from backup_functions.restore.context import Context
 
 
 class Rejection(Exception):
+    """A restore that may not go ahead: a reason code of ``messages.REASON_HELP`` and why, in words."""
+
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
@@ -62,8 +65,8 @@ def source_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class Planner:
-    """Turns a request (or a due drill) into a ``Plan`` after checking it against the fleet, the ledger
-    and S3."""
+    """Turns a request, an approved request or a due drill into a ``Plan`` after checking it against the
+    fleet, the ledger and S3."""
 
     def __init__(self, context: Context) -> None:
         self.context = context
@@ -131,6 +134,24 @@ class Planner:
             mode="drill",
             source=source,
             requires_approval=False,
+        )
+
+    def approved_plan(self, item: Mapping[str, Any]) -> Plan:
+        """The plan that was announced for approval in ``item``: the SAME backup run (a newer "latest"
+        backup made while waiting is not what the approver saw), with its object checked again (it may
+        have expired while waiting)."""
+        _, target = self.target(str(item["target"]), "unknown-target")
+        dest_agent, destination = self.target(str(item["destination"]), "unknown-destination")
+        source = dict(item["source"])
+        source["manifest_facts"] = self.check_object(source)
+        return Plan(
+            kind="restore",
+            target=target,
+            destination=destination,
+            destination_agent=dest_agent,
+            mode=str(item["mode"]),
+            source=source,
+            requires_approval=True,
         )
 
     def target(self, name: str, code: str) -> tuple[Agent, Target]:
