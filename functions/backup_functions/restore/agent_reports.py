@@ -154,7 +154,7 @@ class AgentReports:
         return Outcome(str(item["restore_id"]), "failed", str(item.get("stage")), error, drill=drill)
 
     def _late(self, restore_id: str) -> Outcome:
-        """A report the request's state no longer takes: a duplicate, or one about an unknown restore."""
+        """A report the request's state does not accept: a duplicate, or one about an unknown restore."""
         item = self.context.store.get(restore_id)
         if item is None:
             log.warning("restore outcome for unknown restore %s ignored", restore_id)
