@@ -57,7 +57,8 @@ def _namespace() -> str:
     return os.environ.get(POWERTOOLS_METRICS_NAMESPACE) or DEFAULT_NAMESPACE
 
 
-logger = Logger(service=_service())
+# "name" (the standard logger's name) is a key given at creation, so clearing state per invocation keeps it.
+logger = Logger(service=_service(), name="%(name)s")
 tracer = Tracer(service=_service())
 metrics = Metrics(service=_service(), namespace=_namespace())
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 from wd_env import TABLE, Env
@@ -36,6 +37,7 @@ def lambda_env(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         "POWERTOOLS_TRACE_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
+    boto3.client("events").create_event_bus(Name="bus")
     settings_module.settings.cache_clear()
     watchdog_handler.configure(watchdog_handler.build_runtime(clock=SimulatedClock(NOW)))
     yield env

@@ -1,166 +1,99 @@
 """The restore coordinator: validate a request, pick the backup, guard, dispatch, track to the end.
 
+``Coordinator`` is the one entry point (``handle`` for an event, ``tick`` for the schedule); its
+parts share one ``context.Context`` and each decides one thing.
+
 Inputs (each handled idempotently; see ``Coordinator.handle``):
 
-- ``Restore Requested`` (people, CLI): validated; every rejection is answered with a
-  ``Restore Rejected`` event AND an SNS message that says why (``messages.REASON_HELP``). A dry run
-  stops after validation with a ``Restore Validated`` event. A restore that would overwrite a
-  protected target waits for an approval: a one-time token is announced through SNS (only its hash
-  is stored). Otherwise a ``Job(kind="restore")`` goes to the destination agent's queue with a
-  presigned GET URL for exactly that object version.
-- ``Restore Approved``: the token's hash must match and arrive before the deadline; then the object
-  is checked again and the job dispatched; a wrong or late token rejects the request.
-- ``Restore Started/Succeeded/Failed`` (agent): the request's state follows; failures alert; drills
-  record their outcome and duration (measured RTO) on the source target's state.
-- the scheduled tick (``Coordinator.tick``): dispatches due drills, rejects requests whose approval
-  expired, and fails restores whose agent never reported an end by the deadline.
+- ``Restore Requested`` (people, CLI; ``requests``, ``planning``, ``decisions``): validated; every
+  rejection is answered with a ``Restore Rejected`` event AND an SNS message that says why
+  (``messages.REASON_HELP``). A dry run stops after validation with a ``Restore Validated`` event. A
+  restore that would overwrite a protected target waits for an approval: a one-time token is
+  announced through SNS (only its hash is stored). Otherwise a ``Job(kind="restore")`` goes to the
+  destination agent's queue with a presigned GET URL for exactly that object version.
+- ``Restore Approved`` (``approvals``): the token's hash must match and arrive before the deadline;
+  then the object is checked again and the job dispatched; a wrong or late token rejects the request.
+- ``Restore Started/Succeeded/Failed`` (agent; ``agent_reports``): the request's state follows;
+  failures alert; drills record their outcome and duration (measured RTO) on the source target's
+  state.
+- the scheduled tick (``Coordinator.tick``; ``watches``, ``drills``): rejects requests whose approval
+  expired, fails restores whose agent never reported an end by the deadline, and dispatches due
+  drills.
 
-State (ledger ``RESTORE#<id>/STATE``): requested → (awaiting-approval) → dispatched → running →
-succeeded | failed, or rejected / validated; each step timestamped.
+State (ledger ``RESTORE#<id>/STATE``, transitions in ``store.ALLOWED_FROM``): requested →
+(awaiting-approval) → dispatched → running → succeeded | failed, or rejected / validated; each step
+timestamped.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import logging
-import secrets
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Generic, TypeVar, cast, overload
 
 from pydantic import ValidationError
 
-from backup_contracts import ledger as keys
 from backup_contracts.events import (
     Contract,
     RestoreApproved,
     RestoreFailed,
-    RestoreRejected,
-    RestoreRequested,
     RestoreStarted,
     RestoreSucceeded,
-    RestoreValidated,
     UnknownEventError,
     parse_event,
 )
-from backup_contracts.fleet import Agent, Fleet, Target
-from backup_contracts.jobs import Job, RestoreSource
-from backup_contracts.naming import SOURCE_REQUESTS, agent_prefix, job_queue_name
-from backup_contracts.schedule import Schedule, ScheduleError
+from backup_contracts.fleet import Fleet
+from backup_contracts.naming import SOURCE_REQUESTS
 from backup_contracts.validation import describe_validation_error
 from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
-from backup_functions.restore import messages
-from backup_functions.restore import store as st
+from backup_functions.restore.agent_reports import AgentReports
+from backup_functions.restore.approvals import Approvals
+from backup_functions.restore.context import Context, CoordinatorConfig, Outcome, TickReport
+from backup_functions.restore.decisions import Decisions
+from backup_functions.restore.drills import Drills
+from backup_functions.restore.planning import Planner
 from backup_functions.restore.ports import EventPublisher, JobQueue, Notifier, ObjectStore
+from backup_functions.restore.requests import Requests, restore_id_of
 from backup_functions.restore.store import RestoreStore
-from backup_functions.verification import full_object_sha256
+from backup_functions.restore.watches import Watches
 
-log = logging.getLogger(__name__)
-
-TOKEN_BYTES = 24  # 32 URL-safe characters
-RESTORE_END_GRACE = timedelta(minutes=15)  # after the job deadline, a silent restore is failed
-PRESIGN_MARGIN = timedelta(minutes=15)  # the URL outlives the job deadline by this much
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class CoordinatorConfig:
-    pipeline: str
-    bus_name: str
-    bucket: str
-    queue_url_prefix: str
-    approval_timeout: timedelta
-    job_deadline: timedelta
-    ledger_ttl: timedelta
+class _InContext(Generic[T]):
+    """An attribute of the coordinator kept in its ``Context``: replacing it on the coordinator (tests
+    replace a port) replaces it for every part."""
 
-    @classmethod
-    def from_fleet(cls, fleet: Fleet, *, bus_name: str, bucket: str, queue_url_prefix: str) -> CoordinatorConfig:
-        p = fleet.pipeline
-        return cls(
-            pipeline=p.name,
-            bus_name=bus_name,
-            bucket=bucket,
-            queue_url_prefix=queue_url_prefix,
-            approval_timeout=timedelta(minutes=p.approval_timeout_minutes),
-            job_deadline=timedelta(minutes=p.job_deadline_minutes),
-            ledger_ttl=timedelta(days=p.ledger_ttl_days),
-        )
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
 
-    def queue_url(self, agent: str) -> str:
-        return self.queue_url_prefix + job_queue_name(self.pipeline, agent)
+    @overload
+    def __get__(self, coordinator: None, owner: type[Any]) -> _InContext[T]: ...
+    @overload
+    def __get__(self, coordinator: Coordinator, owner: type[Any]) -> T: ...
+    def __get__(self, coordinator: Coordinator | None, owner: type[Any]) -> T | _InContext[T]:
+        if coordinator is None:
+            return self
+        return cast(T, getattr(coordinator.context, self.name))
 
-
-@dataclass
-class Outcome:
-    """What handling one event did (logged, counted as metrics, asserted by tests)."""
-
-    restore_id: str | None
-    action: str  # rejected, awaiting-approval, dispatched, validated, running, succeeded, failed, duplicate, ignored
-    reason_code: str | None = None
-    detail: str = ""
-    duration_s: float | None = None
-    drill: bool = False
-
-
-@dataclass
-class TickReport:
-    drills_dispatched: list[str] = field(default_factory=list)
-    drills_failed: list[str] = field(default_factory=list)
-    approvals_expired: list[str] = field(default_factory=list)
-    restores_timed_out: list[str] = field(default_factory=list)
-
-
-class Rejection(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A validated restore: the backup to read and where it goes."""
-
-    kind: str  # restore | drill
-    target: Target
-    destination: Target
-    destination_agent: Agent
-    mode: str  # clone | in-place | drill
-    source: dict[str, Any]  # the run's object facts (see _source_from_run)
-    requires_approval: bool
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def parse_envelope(body: str | Mapping[str, Any]) -> tuple[str, str, Any]:
-    """(source, detail-type, detail) of an EventBridge event given as JSON text or a dict."""
-    return unwrap(body)
-
-
-def _source_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "run_id": run["run_id"],
-        "target": run["target"],
-        "bucket": run.get("bucket"),
-        "key": run.get("key"),
-        "version_id": run.get("version_id"),
-        "sha256": run.get("sha256"),
-        "bytes_stored": run.get("bytes_stored"),
-        "engine": run.get("engine"),
-        "format": run.get("format"),
-        "compression": run.get("compression"),
-        "s3_checksum_sha256": run.get("s3_checksum_sha256"),
-        "started_at": run.get("started_at"),
-        "finished_at": run.get("finished_at"),
-    }
+    def __set__(self, coordinator: Coordinator, value: T) -> None:
+        setattr(coordinator.context, self.name, value)
 
 
 class Coordinator:
+    """Routes each event and the tick to the part that decides it."""
+
+    fleet = _InContext[Fleet]()
+    store = _InContext[RestoreStore]()
+    objects = _InContext[ObjectStore]()
+    jobs = _InContext[JobQueue]()
+    events = _InContext[EventPublisher]()
+    notifier = _InContext[Notifier]()
+    config = _InContext[CoordinatorConfig]()
+    clock = _InContext[Clock]()
+
     def __init__(
         self,
         fleet: Fleet,
@@ -173,790 +106,50 @@ class Coordinator:
         config: CoordinatorConfig,
         clock: Clock,
     ) -> None:
-        self.fleet = fleet
-        self.store = store
-        self.objects = objects
-        self.jobs = jobs
-        self.events = events
-        self.notifier = notifier
-        self.config = config
-        self.clock = clock
+        self.context = Context(fleet, store, objects, jobs, events, notifier, config, clock)
+        self._planner = Planner(self.context)
+        self._decisions = Decisions(self.context)
+        self._approvals = Approvals(self.context, self._planner, self._decisions)
+        self._requests = Requests(self.context, self._planner, self._decisions, self._approvals)
+        self._agent_reports = AgentReports(self.context)
+        self._watches = Watches(self.context, self._decisions, self._agent_reports)
+        self._drills = Drills(self.context, self._planner, self._decisions, self._agent_reports)
 
-    # ================================================================== entry points
     def handle(self, body: str | Mapping[str, Any]) -> Outcome:
         """One EventBridge event (an SQS record's body)."""
-        source, detail_type, detail = parse_envelope(body)
+        source, detail_type, detail = unwrap(body)
         if detail_type == "Scheduled Event" and source == "aws.events":  # a schedule routed through the queue
             report = self.tick()
             return Outcome(None, "tick", detail=json.dumps(asdict(report)))
         if detail_type == "Restore Requested" and source == SOURCE_REQUESTS:
-            return self.requested(detail)
+            return self._requests.receive(detail)
         try:
             event = parse_event(source, detail_type, detail)
         except UnknownEventError as exc:
             raise MalformedEventError(str(exc)) from None
         except ValidationError as exc:
-            if isinstance(event_id := _restore_id_of(detail), str) and detail_type == "Restore Approved":
-                return self._reject_approval(event_id, "invalid-request", describe_validation_error(exc))
+            if isinstance(event_id := restore_id_of(detail), str) and detail_type == "Restore Approved":
+                return self._approvals.reject_approval(event_id, "invalid-request", describe_validation_error(exc))
             raise MalformedEventError(
                 f"{detail_type!r} detail does not match the contract: {describe_validation_error(exc)}"
             ) from None
         if isinstance(event, RestoreApproved):
-            return self.approved(event)
+            return self._approvals.approved(event)
         if isinstance(event, RestoreSucceeded):
-            return self.agent_succeeded(event)
+            return self._agent_reports.succeeded(event)
         if isinstance(event, RestoreFailed):
-            return self.agent_failed(event)
+            return self._agent_reports.failed(event)
         if isinstance(event, RestoreStarted):
-            return self.agent_started(event)
+            return self._agent_reports.started(event)
         raise MalformedEventError(f"the restore coordinator does not handle {detail_type!r} from {source!r}")
 
-    # ================================================================== requests
-    def requested(self, detail: Any) -> Outcome:
-        now = self.clock.now()
-        restore_id = _restore_id_of(detail)
-        if restore_id is None:
-            raise MalformedEventError("Restore Requested without a usable restore_id (1-128 of A-Z a-z 0-9 . _ : -)")
-        raw = detail if isinstance(detail, dict) else {}
-        try:
-            request = RestoreRequested.model_validate(detail)
-        except ValidationError as exc:
-            request = None
-            invalid = describe_validation_error(exc)
-        summary = {
-            "kind": "restore",
-            "target": str(raw.get("target", ""))[:128],
-            "destination": (request.destination or request.target) if request else raw.get("destination"),
-            "mode": request.mode if request else raw.get("mode"),
-            "selector": request.backup.model_dump(mode="json", exclude_none=True) if request else None,
-            "requested_by": str(raw.get("requested_by", "unknown"))[:256],
-            "reason": str(raw.get("reason", ""))[:1024],
-            "dry_run": bool(request.dry_run) if request else bool(raw.get("dry_run", False)),
-        }
-        summary["fingerprint"] = st.fingerprint({**raw})
-        created = self.store.create(restore_id, summary, at=now, expires_at=now + self.config.ledger_ttl)
-        if not created:
-            return self._resume(restore_id, summary, now)
-        if request is None:
-            return self._reject(restore_id, "invalid-request", invalid, now=now)
-        return self._decide(restore_id, request, now)
-
-    def _decide(self, restore_id: str, request: RestoreRequested, now: datetime) -> Outcome:
-        try:
-            plan = self.plan(request)
-        except Rejection as rejection:
-            return self._reject(restore_id, rejection.code, rejection.reason, now=now)
-        facts = {
-            "source": plan.source,
-            "source_run_id": plan.source["run_id"],
-            "agent": plan.destination_agent.name,
-            "requires_approval": plan.requires_approval,
-        }
-        if request.dry_run:
-            return self._validated(restore_id, request, plan, facts, now)
-        if plan.requires_approval:
-            return self._await_approval(restore_id, facts, now)
-        return self._dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
-
-    def _resume(self, restore_id: str, summary: Mapping[str, Any], now: datetime) -> Outcome:
-        """A request whose restore_id exists: a duplicate delivery (finish what a crash left) or a reuse."""
-        item = self.store.get(restore_id)
-        if item is None:  # expired between the two calls
-            return Outcome(restore_id, "duplicate", detail="request vanished")
-        if item.get("fingerprint") != summary["fingerprint"]:
-            reason = (
-                f"restore_id {restore_id} was already used by a request of {item.get('requested_by')} at"
-                f" {item.get('requested_at')} (state {item.get('state')}); this request was ignored"
-            )
-            self._announce_rejection(
-                restore_id,
-                target=summary["target"],
-                code="restore-id-reused",
-                reason=reason,
-                requested_by=summary["requested_by"],
-                now=now,
-            )
-            return Outcome(restore_id, "rejected", "restore-id-reused", reason)
-        state = item.get("state")
-        if state == st.REQUESTED:  # a crash before the decision: decide now
-            try:
-                request = RestoreRequested.model_validate(_request_fields(item))
-            except ValidationError as exc:
-                return self._reject(restore_id, "invalid-request", describe_validation_error(exc), now=now)
-            return self._decide(restore_id, request, now)
-        if state == st.REJECTED and not item.get("notified_at"):
-            self._notify_rejection(item, now)
-        elif state == st.DISPATCHED and not item.get("job_sent_at"):
-            self._send_job(item, now)
-        elif state == st.AWAITING_APPROVAL and not item.get("notified_at"):
-            self._announce_approval(item, now)
-        return Outcome(restore_id, "duplicate", detail=f"already {state}")
-
-    # ------------------------------------------------------------------ validation
-    def plan(self, request: RestoreRequested) -> Plan:
-        """Validate a request against the fleet, the ledger and S3; raise Rejection saying why."""
-        target_agent, target = self._target(request.target, "unknown-target")
-        destination_name = request.destination or request.target
-        if request.mode == "clone" and destination_name == request.target:
-            raise Rejection(
-                "clone-into-source",
-                f"a clone of {request.target} into itself would overwrite it without a safety backup;"
-                " send mode in-place to restore the target itself",
-            )
-        dest_agent, destination = (
-            (target_agent, target)
-            if destination_name == request.target
-            else self._target(destination_name, "unknown-destination")
-        )
-        if destination.engine != target.engine:
-            raise Rejection(
-                "engine-mismatch",
-                f"destination {destination.name} uses engine {destination.engine}, the backup of"
-                f" {target.name} is {target.engine}",
-            )
-        if request.mode == "clone" and destination.name not in target.restore_to:
-            allowed = ", ".join(target.restore_to) or "none"
-            raise Rejection(
-                "cross-target-not-allowed",
-                f"the fleet does not allow restoring {target.name} into {destination.name} (its restore_to: {allowed})",
-            )
-        run = self._resolve(request)
-        if run.get("engine") and run["engine"] != destination.engine:
-            raise Rejection(
-                "engine-mismatch",
-                f"run {run['run_id']} was made by engine {run['engine']}, destination {destination.name} is"
-                f" {destination.engine}",
-            )
-        source = _source_from_run(run)
-        source["manifest_facts"] = self.check_object(source)
-        return Plan(
-            kind="restore",
-            target=target,
-            destination=destination,
-            destination_agent=dest_agent,
-            mode=request.mode,
-            source=source,
-            requires_approval=destination.protected,
-        )
-
-    def _target(self, name: str, code: str) -> tuple[Agent, Target]:
-        try:
-            return self.fleet.target(name)
-        except KeyError:
-            known = ", ".join(sorted(t.name for _, t in self.fleet.targets()))
-            role = "target" if code == "unknown-target" else "destination"
-            raise Rejection(code, f"{role} {name!r} is not in the fleet (known: {known})") from None
-
-    def _resolve(self, request: RestoreRequested) -> dict[str, Any]:
-        selector = request.backup
-        if selector.run_id is not None:
-            run = self.store.run_by_id(request.target, selector.run_id)
-            if run is None:
-                raise Rejection("unknown-run", f"target {request.target} has no run {selector.run_id}")
-            if run.get("state") != st.SUCCEEDED:
-                raise Rejection(
-                    "run-not-restorable",
-                    f"run {selector.run_id} of {request.target} is {run.get('state')}, not a verified good backup",
-                )
-            return run
-        run = self.store.latest_good_run(request.target, at_or_before=selector.at)
-        if run is None:
-            when = f"at or before {selector.at.isoformat()}" if selector.at else "at all"
-            raise Rejection("no-backup", f"target {request.target} has no good backup {when}")
-        return run
-
-    def check_object(self, source: Mapping[str, Any]) -> dict[str, Any]:
-        """The object exists (that version), its size and every recorded checksum match the run.
-
-        Returns the facts of the backup's manifest (e.g. table counts) the restore is verified against.
-        """
-        bucket, key, version = source.get("bucket"), source.get("key"), source.get("version_id")
-        where = f"s3://{bucket}/{key}" + (f" (version {version})" if version else "")
-        if not bucket or not key or not source.get("sha256") or not source.get("bytes_stored"):
-            raise Rejection("object-missing", f"run {source.get('run_id')} has no object recorded in the ledger")
-        head = self.objects.head(str(bucket), str(key), str(version) if version else None)
-        if head is None:
-            raise Rejection("object-missing", f"{where} does not exist (expired, deleted or never completed)")
-        problems = []
-        size = head.get("ContentLength")
-        if size != source["bytes_stored"]:
-            problems.append(f"size is {size} bytes, the run recorded {source['bytes_stored']}")
-        metadata = {k.lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
-        if metadata.get("run-id") and metadata["run-id"] != source["run_id"]:
-            problems.append(f"the object belongs to run {metadata['run-id']}, not {source['run_id']}")
-        if metadata.get("sha256") and metadata["sha256"].lower() != source["sha256"]:
-            problems.append(f"its sha256 metadata is {metadata['sha256']}, the run recorded {source['sha256']}")
-        recorded_checksum, s3_checksum = source.get("s3_checksum_sha256"), head.get("ChecksumSHA256")
-        if recorded_checksum and s3_checksum and _checksum_value(recorded_checksum) != _checksum_value(s3_checksum):
-            problems.append(f"S3's checksum is {s3_checksum}, the run recorded {recorded_checksum}")
-        s3_sha = full_object_sha256(head)
-        if s3_sha is not None and s3_sha != source["sha256"]:
-            problems.append(f"S3's full-object SHA-256 is {s3_sha}, the run recorded {source['sha256']}")
-        manifest_facts: dict[str, Any] = {}
-        if not problems:
-            manifest = self.objects.manifest(str(bucket), str(key))
-            if manifest is not None:
-                if manifest.get("sha256") and manifest["sha256"] != source["sha256"]:
-                    problems.append(
-                        f"the manifest's sha256 is {manifest['sha256']}, the run recorded {source['sha256']}"
-                    )
-                if manifest.get("bytes_stored") not in (None, source["bytes_stored"]):
-                    problems.append(
-                        f"the manifest's size is {manifest['bytes_stored']}, the run recorded {source['bytes_stored']}"
-                    )
-                if isinstance(manifest.get("validator"), dict):
-                    manifest_facts = dict(manifest["validator"])
-        if problems:
-            raise Rejection("checksum-mismatch", f"{where}: " + "; ".join(problems))
-        return manifest_facts
-
-    # ------------------------------------------------------------------ outcomes of a request
-    def _reject(self, restore_id: str, code: str, reason: str, *, now: datetime) -> Outcome:
-        item = self.store.transition(
-            restore_id, st.REJECTED, at=now, attributes={"reason_code": code, "rejection": reason}
-        )
-        if item is None:  # someone else decided first
-            return Outcome(restore_id, "duplicate", detail="already decided")
-        self._notify_rejection(item, now)
-        return Outcome(restore_id, "rejected", code, reason)
-
-    def _notify_rejection(self, item: Mapping[str, Any], now: datetime) -> None:
-        self._announce_rejection(
-            str(item["restore_id"]),
-            target=str(item.get("target", "")),
-            code=str(item.get("reason_code")),
-            reason=str(item.get("rejection")),
-            requested_by=str(item.get("requested_by", "unknown")),
-            now=now,
-        )
-        self.store.mark(str(item["restore_id"]), notified_at=keys.iso(now))
-
-    def _announce_rejection(
-        self, restore_id: str, *, target: str, code: str, reason: str, requested_by: str, now: datetime
-    ) -> None:
-        log.warning("restore %s rejected: %s: %s", restore_id, code, reason)
-        self.events.publish(
-            RestoreRejected(
-                restore_id=restore_id, target=target, reason_code=code, reason=reason, requested_by=requested_by
-            )
-        )
-        self.notifier.notify(
-            messages.rejected(
-                self.config.pipeline,
-                restore_id=restore_id,
-                target=target,
-                code=code,
-                reason=reason,
-                requested_by=requested_by,
-                now=now,
-            )
-        )
-
-    def _validated(
-        self, restore_id: str, request: RestoreRequested, plan: Plan, facts: dict[str, Any], now: datetime
-    ) -> Outcome:
-        if self.store.transition(restore_id, st.VALIDATED, at=now, attributes=facts) is None:
-            return Outcome(restore_id, "duplicate", detail="already decided")
-        source = plan.source
-        self.events.publish(
-            RestoreValidated(
-                restore_id=restore_id,
-                target=plan.target.name,
-                destination=plan.destination.name,
-                mode="in-place" if plan.mode == "in-place" else "clone",
-                requested_by=request.requested_by,
-                source_run_id=source["run_id"],
-                source_started_at=_as_datetime(source.get("started_at")),
-                source_finished_at=_as_datetime(source.get("finished_at")),
-                bytes_stored=int(source["bytes_stored"]),
-                sha256=str(source["sha256"]),
-                destination_agent=plan.destination_agent.name,
-                requires_approval=plan.requires_approval,
-            )
-        )
-        self.store.mark(restore_id, notified_at=keys.iso(now))
-        return Outcome(restore_id, "validated", detail=f"would restore run {source['run_id']}")
-
-    def _await_approval(self, restore_id: str, facts: dict[str, Any], now: datetime) -> Outcome:
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        deadline = now + self.config.approval_timeout
-        item = self.store.transition(
-            restore_id,
-            st.AWAITING_APPROVAL,
-            at=now,
-            attributes={**facts, "approval_token_hash": hash_token(token), "approval_deadline": keys.iso(deadline)},
-            watch=(restore_id, st.WATCH_APPROVAL, deadline),
-        )
-        if item is None:
-            return Outcome(restore_id, "duplicate", detail="already decided")
-        self._send_approval(item, token, deadline, now)
-        return Outcome(restore_id, "awaiting-approval", detail=f"token announced; expires {keys.iso(deadline)}")
-
-    def _announce_approval(self, item: Mapping[str, Any], now: datetime) -> None:
-        """Re-announce after a crash between the state change and the SNS message: a fresh token
-        replaces the unannounced one (the deadline stays)."""
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        self.store.mark(str(item["restore_id"]), approval_token_hash=hash_token(token))
-        self._send_approval(item, token, keys.parse_iso(str(item["approval_deadline"])), now)
-
-    def _send_approval(self, item: Mapping[str, Any], token: str, deadline: datetime, now: datetime) -> None:
-        self.notifier.notify(
-            messages.approval_needed(
-                self.config.pipeline,
-                item=item,
-                token=token,
-                expires_at=deadline,
-                bus_name=self.config.bus_name,
-                now=now,
-            )
-        )
-        self.store.mark(str(item["restore_id"]), notified_at=keys.iso(now))
-
-    # ------------------------------------------------------------------ dispatch
-    def _dispatch(
-        self,
-        restore_id: str,
-        plan: Plan,
-        facts: dict[str, Any],
-        now: datetime,
-        *,
-        allowed_from: tuple[str, ...],
-    ) -> Outcome:
-        deadline = now + self.config.job_deadline
-        job = self._job(restore_id, plan, now, deadline)
-        item = self.store.transition(
-            restore_id,
-            st.DISPATCHED,
-            at=now,
-            attributes={
-                **facts,
-                "job_id": job.job_id,
-                "job": job.model_dump_json(exclude_none=True),
-                "deadline": keys.iso(deadline),
-            },
-            remove=("approval_token_hash",),
-            watch=(restore_id, st.WATCH_RESTORE, deadline + RESTORE_END_GRACE),
-            allowed_from=allowed_from,
-        )
-        if item is None:
-            return Outcome(restore_id, "duplicate", detail="already dispatched or decided")
-        self._send_job(item, now)
-        return Outcome(
-            restore_id,
-            "dispatched",
-            detail=f"job {job.job_id} to agent {plan.destination_agent.name}",
-            drill=plan.kind == "drill",
-        )
-
-    def _job(self, restore_id: str, plan: Plan, now: datetime, deadline: datetime) -> Job:
-        s = plan.source
-        return Job(
-            job_id=restore_id,
-            kind="drill" if plan.kind == "drill" else "restore",
-            agent=plan.destination_agent.name,
-            target=plan.destination.name,
-            trigger="drill" if plan.kind == "drill" else "user",
-            issued_at=now,
-            deadline=deadline,
-            bucket=self.config.bucket,
-            key_prefix=agent_prefix(plan.destination_agent.name),
-            retention_class=plan.destination.retention,
-            restore_id=restore_id,
-            destination=plan.destination.name,
-            mode=plan.mode,
-            source=RestoreSource(
-                run_id=s["run_id"],
-                target=s["target"],
-                bucket=s["bucket"],
-                key=s["key"],
-                version_id=s.get("version_id"),
-                sha256=s["sha256"],
-                bytes_stored=int(s["bytes_stored"]),
-                engine=s.get("engine") or plan.target.engine,
-                format=s.get("format") or "unknown",
-                compression=s.get("compression") or "zstd",
-                started_at=_as_datetime(s.get("started_at")),
-                manifest_facts=s.get("manifest_facts") or {},
-            ),
-        )
-
-    def _send_job(self, item: Mapping[str, Any], now: datetime) -> None:
-        """Send the stored job with a freshly signed URL (the URL itself is never stored)."""
-        job = Job.model_validate_json(str(item["job"]))
-        assert job.source is not None  # noqa: S101 - restore jobs always carry their source
-        deadline = job.deadline
-        expires = int(max((deadline - now + PRESIGN_MARGIN).total_seconds(), 60))
-        url = self.objects.presign_get(job.source.bucket, job.source.key, job.source.version_id, expires)
-        data = json.loads(job.model_dump_json(exclude_none=True))
-        data["source"]["presigned_url"] = url
-        body = Job.model_validate(data).model_dump_json(exclude_none=True)
-        self.jobs.send(self.config.queue_url(job.agent), body)
-        self.store.mark(job.job_id, job_sent_at=keys.iso(now))
-        log.info("restore job %s sent to agent %s (URL valid %d s)", job.job_id, job.agent, expires)
-
-    # ================================================================== approvals
-    def approved(self, event: RestoreApproved) -> Outcome:
-        now = self.clock.now()
-        item = self.store.get(event.restore_id)
-        if item is None:
-            return self._reject_approval(
-                event.restore_id, "not-awaiting-approval", f"no restore request {event.restore_id} exists"
-            )
-        state = item.get("state")
-        if state != st.AWAITING_APPROVAL:
-            if state in (st.DISPATCHED, st.RUNNING, st.SUCCEEDED, st.FAILED):
-                return Outcome(event.restore_id, "duplicate", detail=f"already {state}")
-            return self._reject_approval(
-                event.restore_id,
-                "not-awaiting-approval",
-                f"restore {event.restore_id} is {state}, not awaiting approval",
-                item=item,
-            )
-        deadline = keys.parse_iso(str(item["approval_deadline"]))
-        if now > deadline:
-            return self._reject(
-                event.restore_id,
-                "approval-expired",
-                f"the approval by {event.approved_by} arrived at {keys.iso(now)},"
-                f" after the deadline {keys.iso(deadline)}",
-                now=now,
-            )
-        expected = str(item.get("approval_token_hash", ""))
-        if not hmac.compare_digest(expected, hash_token(event.approval_token)):
-            return self._reject(
-                event.restore_id,
-                "approval-invalid",
-                f"the approval token sent by {event.approved_by} does not match the one announced",
-                now=now,
-            )
-        try:
-            plan = self._approved_plan(item)
-        except Rejection as rejection:
-            return self._reject(event.restore_id, rejection.code, rejection.reason, now=now)
-        facts = {"approved_by": event.approved_by, "approved_at": keys.iso(now)}
-        # the token is single-use: the conditional transition consumes it (hash removed)
-        return self._dispatch(
-            event.restore_id, plan, {**facts, "source": plan.source}, now, allowed_from=(st.AWAITING_APPROVAL,)
-        )
-
-    def _approved_plan(self, item: Mapping[str, Any]) -> Plan:
-        """The plan that was announced for approval: the SAME backup run (a newer "latest" backup
-        made while waiting is not what the approver saw), with its object checked again (it may have
-        expired while waiting)."""
-        _, target = self._target(str(item["target"]), "unknown-target")
-        dest_agent, destination = self._target(str(item["destination"]), "unknown-destination")
-        source = dict(item["source"])
-        source["manifest_facts"] = self.check_object(source)
-        return Plan(
-            kind="restore",
-            target=target,
-            destination=destination,
-            destination_agent=dest_agent,
-            mode=str(item["mode"]),
-            source=source,
-            requires_approval=True,
-        )
-
-    def _reject_approval(
-        self, restore_id: str, code: str, reason: str, item: Mapping[str, Any] | None = None
-    ) -> Outcome:
-        now = self.clock.now()
-        self._announce_rejection(
-            restore_id,
-            target=str(item.get("target", "")) if item else "",
-            code=code,
-            reason=reason,
-            requested_by=str(item.get("requested_by", "unknown")) if item else "unknown",
-            now=now,
-        )
-        return Outcome(restore_id, "rejected", code, reason)
-
-    # ================================================================== the agent's events
-    def agent_started(self, event: RestoreStarted) -> Outcome:
-        now = self.clock.now()
-        item = self.store.get(event.restore_id)
-        if item is None:
-            log.warning("Restore Started for unknown restore %s (from agent %s)", event.restore_id, event.agent)
-            return Outcome(event.restore_id, "ignored", detail="unknown restore id")
-        if (wrong := self._wrong_agent(item, event)) is not None:
-            return wrong
-        deadline = keys.parse_iso(str(item["deadline"])) if item.get("deadline") else now + self.config.job_deadline
-        updated = self.store.transition(
-            event.restore_id,
-            st.RUNNING,
-            at=now,
-            attributes={"agent": event.agent, "started_at": keys.iso(event.started_at)},
-            watch=(event.restore_id, st.WATCH_RESTORE, deadline + RESTORE_END_GRACE),
-        )
-        if updated is None:
-            return Outcome(event.restore_id, "duplicate", detail=f"already {item.get('state')}")
-        return Outcome(event.restore_id, "running", drill=item.get("kind") == "drill")
-
-    def _wrong_agent(self, item: Mapping[str, Any] | None, event: RestoreStarted) -> Outcome | None:
-        """Only the agent the job was sent to may report on it (any agent can put events on the bus)."""
-        if item is not None and item.get("agent") and item["agent"] != event.agent:
-            log.warning(
-                "restore %s: event from agent %s ignored; the job went to %s",
-                event.restore_id,
-                event.agent,
-                item["agent"],
-            )
-            return Outcome(event.restore_id, "ignored", detail=f"from agent {event.agent}, not {item['agent']}")
-        return None
-
-    def agent_succeeded(self, event: RestoreSucceeded) -> Outcome:
-        now = self.clock.now()
-        if (wrong := self._wrong_agent(self.store.get(event.restore_id), event)) is not None:
-            return wrong
-        item = self.store.transition(
-            event.restore_id,
-            st.SUCCEEDED,
-            at=now,
-            attributes={
-                "agent": event.agent,
-                "started_at": keys.iso(event.started_at),
-                "finished_at": keys.iso(event.finished_at),
-                "duration_s": event.duration_s,
-                "verification": event.verification,
-                "safety_backup_run_id": event.safety_backup_run_id,
-            },
-        )
-        if item is None:
-            return self._late(event.restore_id)
-        drill = item.get("kind") == "drill"
-        if drill:
-            self.store.record_drill(
-                str(item["target"]),
-                finished_at=event.finished_at,
-                ok=True,
-                rto_s=event.duration_s,
-                restore_id=event.restore_id,
-                error=None,
-            )
-        else:
-            self.notifier.notify(messages.restore_succeeded(self.config.pipeline, item=item, now=now))
-        return Outcome(event.restore_id, "succeeded", duration_s=event.duration_s, drill=drill)
-
-    def agent_failed(self, event: RestoreFailed) -> Outcome:
-        now = self.clock.now()
-        if (wrong := self._wrong_agent(self.store.get(event.restore_id), event)) is not None:
-            return wrong
-        if event.error.startswith("interrupted") and not event.destination_touched:
-            return self._interrupted(event, now)
-        item = self.store.transition(
-            event.restore_id,
-            st.FAILED,
-            at=now,
-            attributes={
-                "agent": event.agent,
-                "started_at": keys.iso(event.started_at),
-                "finished_at": keys.iso(event.finished_at),
-                "stage": event.stage,
-                "error": event.error[:2000],
-                "destination_touched": event.destination_touched,
-                "stderr_tail": event.stderr_tail or None,
-            },
-            allowed_from=(st.DISPATCHED, st.RUNNING),
-        )
-        if item is None:
-            return self._late(event.restore_id)
-        return self._failed(item, now, event.error, finished_at=event.finished_at)
-
-    def _interrupted(self, event: RestoreFailed, now: datetime) -> Outcome:
-        """The agent was stopped (SIGTERM) before it touched the destination and hands the job back to
-        its queue: the restore is dispatched again, not failed (the deadline watch still applies)."""
-        current = self.store.get(event.restore_id)
-        if current is None:
-            return Outcome(event.restore_id, "ignored", detail="unknown restore id")
-        deadline = keys.parse_iso(str(current["deadline"])) if current.get("deadline") else now
-        item = self.store.transition(
-            event.restore_id,
-            st.DISPATCHED,
-            at=now,
-            attributes={"interrupted_at": keys.iso(event.finished_at), "last_error": event.error[:500]},
-            watch=(event.restore_id, st.WATCH_RESTORE, deadline + RESTORE_END_GRACE),
-            allowed_from=(st.DISPATCHED, st.RUNNING),
-        )
-        if item is None:
-            return self._late(event.restore_id)
-        log.info("restore %s interrupted before touching %s; the agent retries it", event.restore_id, event.destination)
-        return Outcome(event.restore_id, "interrupted", detail=event.error, drill=current.get("kind") == "drill")
-
-    def _failed(self, item: Mapping[str, Any], now: datetime, error: str, *, finished_at: datetime) -> Outcome:
-        drill = item.get("kind") == "drill"
-        if drill:
-            self.store.record_drill(
-                str(item["target"]),
-                finished_at=finished_at,
-                ok=False,
-                rto_s=None,
-                restore_id=str(item["restore_id"]),
-                error=error,
-            )
-        self.notifier.notify(messages.restore_failed(self.config.pipeline, item=item, now=now))
-        return Outcome(str(item["restore_id"]), "failed", str(item.get("stage")), error, drill=drill)
-
-    def _late(self, restore_id: str) -> Outcome:
-        item = self.store.get(restore_id)
-        if item is None:
-            log.warning("restore outcome for unknown restore %s ignored", restore_id)
-            return Outcome(restore_id, "ignored", detail="unknown restore id")
-        return Outcome(restore_id, "duplicate", detail=f"already {item.get('state')}")
-
-    # ================================================================== the scheduled tick
     def tick(self) -> TickReport:
-        now = self.clock.now()
+        """The scheduled tick: end what waited too long, then start the drills that are due."""
+        now = self.context.clock.now()
         report = TickReport()
-        for item in self.store.due_watches(now):
-            restore_id = str(item.get("restore_id", ""))
-            if not restore_id or item.get("type") != "restore":
-                continue
-            if item.get(keys.WATCH_KIND) == st.WATCH_APPROVAL and item.get("state") == st.AWAITING_APPROVAL:
-                outcome = self._reject(
-                    restore_id,
-                    "approval-expired",
-                    f"no approval arrived before {item.get('approval_deadline')}",
-                    now=now,
-                )
-                if outcome.action == "rejected":
-                    report.approvals_expired.append(restore_id)
-            elif item.get(keys.WATCH_KIND) == st.WATCH_RESTORE and item.get("state") in (st.DISPATCHED, st.RUNNING):
-                error = (
-                    f"the agent {item.get('agent')} reported no end by {item.get('deadline')}"
-                    f" (state {item.get('state')})"
-                )
-                failed = self.store.transition(
-                    restore_id,
-                    st.FAILED,
-                    at=now,
-                    attributes={
-                        "stage": "deadline",
-                        "error": error,
-                        "destination_touched": item.get("state") == st.RUNNING,
-                    },
-                    allowed_from=(st.DISPATCHED, st.RUNNING),
-                )
-                if failed is not None:
-                    self._failed(failed, now, error, finished_at=now)
-                    report.restores_timed_out.append(restore_id)
-        self._drills(now, report)
+        self._watches.expire(now, report)
+        self._drills.start_due(now, report)
         return report
-
-    def _drills(self, now: datetime, report: TickReport) -> None:
-        wanted: dict[str, tuple[Target, datetime]] = {}
-        for _agent, target in self.fleet.targets():
-            if target.drill is None:
-                continue
-            try:
-                slot = Schedule(target.drill.schedule, target.timezone).latest_slot_at_or_before(now)
-            except ScheduleError as exc:
-                log.error("drill schedule of %s is invalid: %s", target.name, exc)
-                continue
-            if slot is not None:
-                wanted[target.name] = (target, slot)
-        if not wanted:
-            return
-        states = self.store.target_states(wanted)
-        for name, (target, slot) in wanted.items():
-            last = (states.get(name) or {}).get("last_drill_slot")
-            if last is not None and str(last) >= keys.iso(slot):
-                continue
-            restore_id = f"drill-{name}-{slot:%Y%m%dT%H%M%SZ}"
-            if not self.store.claim_drill_slot(name, slot, restore_id, now):
-                continue  # another tick claimed it
-            outcome = self.start_drill(target, restore_id, now)
-            (report.drills_dispatched if outcome.action == "dispatched" else report.drills_failed).append(restore_id)
-
-    def start_drill(self, target: Target, restore_id: str, now: datetime) -> Outcome:
-        """Restore the latest good backup of ``target`` into its drill destination."""
-        assert target.drill is not None  # noqa: S101
-        summary = {
-            "kind": "drill",
-            "target": target.name,
-            "destination": target.drill.destination,
-            "mode": "drill",
-            "selector": {"latest": True},
-            "requested_by": "restore-drill schedule",
-            "reason": f"scheduled restore drill ({target.drill.schedule})",
-            "dry_run": False,
-            "fingerprint": st.fingerprint({"drill": restore_id}),
-        }
-        if not self.store.create(restore_id, summary, at=now, expires_at=now + self.config.ledger_ttl):
-            return Outcome(restore_id, "duplicate", detail="drill already created")
-        try:
-            dest_agent, destination = self._target(target.drill.destination, "unknown-destination")
-            run = self.store.latest_good_run(target.name)
-            if run is None:
-                raise Rejection("no-backup", f"target {target.name} has no good backup to drill")
-            source = _source_from_run(run)
-            source["manifest_facts"] = self.check_object(source)
-        except Rejection as rejection:
-            error = f"{rejection.code}: {rejection.reason}"
-            item = self.store.transition(
-                restore_id,
-                st.FAILED,
-                at=now,
-                attributes={"stage": "validate", "error": error, "destination_touched": False},
-            )
-            if item is not None:
-                return self._failed(item, now, error, finished_at=now)
-            return Outcome(restore_id, "duplicate")
-        plan = Plan(
-            kind="drill",
-            target=target,
-            destination=destination,
-            destination_agent=dest_agent,
-            mode="drill",
-            source=source,
-            requires_approval=False,
-        )
-        facts = {"source": source, "source_run_id": source["run_id"], "agent": dest_agent.name}
-        return self._dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _restore_id_of(detail: Any) -> str | None:
-    if not isinstance(detail, dict):
-        return None
-    value = detail.get("restore_id")
-    if isinstance(value, str) and 1 <= len(value) <= 128 and all(c.isalnum() or c in "._:-" for c in value):
-        return value if value.isascii() else None
-    return None
-
-
-def _request_fields(item: Mapping[str, Any]) -> dict[str, Any]:
-    """Rebuild the RestoreRequested from the stored request (for a resumed decision or an approval)."""
-    mode = item.get("mode")
-    return {
-        "restore_id": item["restore_id"],
-        "target": item.get("target"),
-        "backup": item.get("selector") or {"latest": True},
-        "destination": None if mode == "in-place" else item.get("destination"),
-        "mode": mode,
-        "requested_by": item.get("requested_by"),
-        "reason": item.get("reason"),
-        "dry_run": bool(item.get("dry_run", False)),
-    }
-
-
-def _checksum_value(checksum: Any) -> str:
-    """The base64 digest of an S3 ChecksumSHA256 without the '-<parts>' suffix of a multipart
-    composite (some S3 implementations, moto among them, omit that suffix)."""
-    return str(checksum).split("-", 1)[0]
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        return keys.parse_iso(str(value))
-    except ValueError:
-        try:
-            return datetime.fromisoformat(str(value))
-        except ValueError:
-            return None
 
 
 __all__ = ["Contract", "Coordinator", "CoordinatorConfig", "MalformedEventError", "Outcome", "TickReport"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from backup_contracts.formatting import ascii_line, format_bytes, format_time
 from backup_contracts.redaction import redact, redact_value
-from backup_functions.alerts import SUBJECT_MAX, Alert
+from backup_functions.alerts import SUBJECT_MAX, Alert, Phase
 
 REJECTED = "restore-rejected"
 APPROVAL = "restore-approval"
@@ -48,13 +48,31 @@ REASON_HELP: dict[str, str] = {
 }
 
 
-def _subject(pipeline: str, headline: str, what: str) -> str:
-    return ascii_line(f"[{pipeline}] {headline}: {what}", SUBJECT_MAX)
-
-
 def _clean(facts: Mapping[str, Any]) -> dict[str, Any]:
     """The machine-readable facts: no empty fields, every text masked."""
     return redact_value({k: v for k, v in facts.items() if v is not None})
+
+
+def _alert(
+    pipeline: str,
+    kind: str,
+    *,
+    phase: Phase,
+    headline: str,
+    what: str,
+    body: list[str],
+    restore_id: str,
+    facts: Mapping[str, Any],
+) -> Alert:
+    """An alert of ``kind`` about one restore: a subject of at most ``SUBJECT_MAX`` ASCII characters,
+    the body's lines, and the facts for machines (pipeline, kind and restore_id first, then ``facts``)."""
+    return Alert(
+        kind=kind,
+        phase=phase,
+        subject=ascii_line(f"[{pipeline}] {headline}: {what}", SUBJECT_MAX),
+        body="\n".join(body) + "\n",
+        facts=_clean({"pipeline": pipeline, "kind": kind, "restore_id": restore_id, **facts}),
+    )
 
 
 def _source_line(source: Mapping[str, Any] | None) -> str:
@@ -82,24 +100,22 @@ def rejected(
     if meaning:
         body += ["", "What it means and what to do:", f"    {meaning}"]
     body += ["", "Nothing was dispatched; no data was touched.", "", f"Runbook: docs/runbook.md#{code}"]
-    return Alert(
-        kind=REJECTED,
+    return _alert(
+        pipeline,
+        REJECTED,
         phase="open",
-        subject=_subject(pipeline, "RESTORE REJECTED", f"{target} - {code}"),
-        body="\n".join(body) + "\n",
-        facts=_clean(
-            {
-                "pipeline": pipeline,
-                "kind": REJECTED,
-                "restore_id": restore_id,
-                "target": target,
-                "reason_code": code,
-                "reason": redact(reason),
-                "requested_by": requested_by,
-                "at": now.isoformat(),
-                "next_steps": [meaning] if meaning else None,
-            }
-        ),
+        headline="RESTORE REJECTED",
+        what=f"{target} - {code}",
+        body=body,
+        restore_id=restore_id,
+        facts={
+            "target": target,
+            "reason_code": code,
+            "reason": redact(reason),
+            "requested_by": requested_by,
+            "at": now.isoformat(),
+            "next_steps": [meaning] if meaning else None,
+        },
     )
 
 
@@ -140,25 +156,23 @@ def approval_needed(
         "",
         "To refuse, do nothing: the request is rejected when the token expires.",
     ]
-    return Alert(
-        kind=APPROVAL,
+    return _alert(
+        pipeline,
+        APPROVAL,
         phase="open",
-        subject=_subject(pipeline, "RESTORE APPROVAL NEEDED", what),
-        body="\n".join(body) + "\n",
+        headline="RESTORE APPROVAL NEEDED",
+        what=what,
+        body=body,
+        restore_id=restore_id,
         # The token is deliberately NOT in the machine-readable facts (those may be logged or archived).
-        facts=_clean(
-            {
-                "pipeline": pipeline,
-                "kind": APPROVAL,
-                "restore_id": restore_id,
-                "target": target,
-                "destination": destination,
-                "mode": mode,
-                "requested_by": item.get("requested_by"),
-                "expires_at": expires_at.isoformat(),
-                "at": now.isoformat(),
-            }
-        ),
+        facts={
+            "target": target,
+            "destination": destination,
+            "mode": mode,
+            "requested_by": item.get("requested_by"),
+            "expires_at": expires_at.isoformat(),
+            "at": now.isoformat(),
+        },
     )
 
 
@@ -193,28 +207,26 @@ def restore_failed(pipeline: str, *, item: Mapping[str, Any], now: datetime) -> 
     if drill:
         steps.append(f"backupctl history {target}  (is the latest good backup restorable?)")
     body += ["", "Next step:", *[f"    {s}" for s in steps], "", f"Alert time: {format_time(now)}"]
-    return Alert(
-        kind=kind,
+    return _alert(
+        pipeline,
+        kind,
         phase="open",
-        subject=_subject(pipeline, headline, f"{target} -> {destination} at {stage}"),
-        body="\n".join(body) + "\n",
-        facts=_clean(
-            {
-                "pipeline": pipeline,
-                "kind": kind,
-                "restore_id": restore_id,
-                "target": target,
-                "destination": destination,
-                "agent": item.get("agent"),
-                "mode": item.get("mode"),
-                "stage": stage,
-                "error": redact(str(item.get("error") or ""))[:500] or None,
-                "destination_touched": touched,
-                "safety_backup_run_id": item.get("safety_backup_run_id"),
-                "at": now.isoformat(),
-                "next_steps": steps,
-            }
-        ),
+        headline=headline,
+        what=f"{target} -> {destination} at {stage}",
+        body=body,
+        restore_id=restore_id,
+        facts={
+            "target": target,
+            "destination": destination,
+            "agent": item.get("agent"),
+            "mode": item.get("mode"),
+            "stage": stage,
+            "error": redact(str(item.get("error") or ""))[:500] or None,
+            "destination_touched": touched,
+            "safety_backup_run_id": item.get("safety_backup_run_id"),
+            "at": now.isoformat(),
+            "next_steps": steps,
+        },
     )
 
 
@@ -235,23 +247,21 @@ def restore_succeeded(pipeline: str, *, item: Mapping[str, Any], now: datetime) 
             f"    backupctl restore {destination} --run {item['safety_backup_run_id']} --in-place --reason 'undo'",
         ]
     body += ["", f"Time: {format_time(now)}"]
-    return Alert(
-        kind=SUCCEEDED,
+    return _alert(
+        pipeline,
+        SUCCEEDED,
         phase="resolved",
-        subject=_subject(pipeline, "RESTORE SUCCEEDED", f"{target} -> {destination} ({mode})"),
-        body="\n".join(body) + "\n",
-        facts=_clean(
-            {
-                "pipeline": pipeline,
-                "kind": SUCCEEDED,
-                "restore_id": restore_id,
-                "target": target,
-                "destination": destination,
-                "mode": mode,
-                "duration_s": item.get("duration_s"),
-                "safety_backup_run_id": item.get("safety_backup_run_id"),
-                "verification": verification or None,
-                "at": now.isoformat(),
-            }
-        ),
+        headline="RESTORE SUCCEEDED",
+        what=f"{target} -> {destination} ({mode})",
+        body=body,
+        restore_id=restore_id,
+        facts={
+            "target": target,
+            "destination": destination,
+            "mode": mode,
+            "duration_s": item.get("duration_s"),
+            "safety_backup_run_id": item.get("safety_backup_run_id"),
+            "verification": verification or None,
+            "at": now.isoformat(),
+        },
     )

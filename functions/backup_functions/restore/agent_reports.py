@@ -1,0 +1,167 @@
+"""The agent's reports on a restore job: ``Restore Started``, ``Restore Succeeded``, ``Restore Failed``.
+
+Only the agent the job was sent to is heard. The request's state follows its reports (dispatched →
+running → succeeded | failed); a report that comes too late for its state changes nothing. An agent
+stopped before it touched the destination hands the job back to its queue (an ``interrupted``
+failure): the restore is dispatched again, not failed. A failure alerts; a drill's outcome and its
+duration (the measured RTO) are recorded on the source target's state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from backup_contracts import ledger as keys
+from backup_contracts.events import RestoreFailed, RestoreStarted, RestoreSucceeded
+from backup_functions.restore import messages
+from backup_functions.restore import store as st
+from backup_functions.restore.context import Context, Outcome, end_watch
+
+log = logging.getLogger(__name__)
+
+
+class AgentReports:
+    """Follows a restore through its agent's reports, and settles a failure whoever found it."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def started(self, event: RestoreStarted) -> Outcome:
+        now = self.context.clock.now()
+        item = self.context.store.get(event.restore_id)
+        if item is None:
+            log.warning("Restore Started for unknown restore %s (from agent %s)", event.restore_id, event.agent)
+            return Outcome(event.restore_id, "ignored", detail="unknown restore id")
+        if (wrong := self._wrong_agent(item, event)) is not None:
+            return wrong
+        deadline = (
+            keys.parse_iso(str(item["deadline"])) if item.get("deadline") else now + self.context.config.job_deadline
+        )
+        updated = self.context.store.transition(
+            event.restore_id,
+            st.RUNNING,
+            at=now,
+            attributes={"agent": event.agent, "started_at": keys.iso(event.started_at)},
+            watch=end_watch(event.restore_id, deadline),
+        )
+        if updated is None:
+            return Outcome(event.restore_id, "duplicate", detail=f"already {item.get('state')}")
+        return Outcome(event.restore_id, "running", drill=item.get("kind") == "drill")
+
+    def _wrong_agent(self, item: Mapping[str, Any] | None, event: RestoreStarted) -> Outcome | None:
+        """Only the agent the job was sent to may report on it (any agent can put events on the bus)."""
+        if item is not None and item.get("agent") and item["agent"] != event.agent:
+            log.warning(
+                "restore %s: event from agent %s ignored; the job went to %s",
+                event.restore_id,
+                event.agent,
+                item["agent"],
+            )
+            return Outcome(event.restore_id, "ignored", detail=f"from agent {event.agent}, not {item['agent']}")
+        return None
+
+    def succeeded(self, event: RestoreSucceeded) -> Outcome:
+        now = self.context.clock.now()
+        if (wrong := self._wrong_agent(self.context.store.get(event.restore_id), event)) is not None:
+            return wrong
+        item = self.context.store.transition(
+            event.restore_id,
+            st.SUCCEEDED,
+            at=now,
+            attributes={
+                **_ran(event),
+                "duration_s": event.duration_s,
+                "verification": event.verification,
+                "safety_backup_run_id": event.safety_backup_run_id,
+            },
+        )
+        if item is None:
+            return self._late(event.restore_id)
+        drill = item.get("kind") == "drill"
+        if drill:
+            self.context.store.record_drill(
+                str(item["target"]),
+                finished_at=event.finished_at,
+                ok=True,
+                rto_s=event.duration_s,
+                restore_id=event.restore_id,
+                error=None,
+            )
+        else:
+            self.context.notifier.notify(messages.restore_succeeded(self.context.config.pipeline, item=item, now=now))
+        return Outcome(event.restore_id, "succeeded", duration_s=event.duration_s, drill=drill)
+
+    def failed(self, event: RestoreFailed) -> Outcome:
+        now = self.context.clock.now()
+        if (wrong := self._wrong_agent(self.context.store.get(event.restore_id), event)) is not None:
+            return wrong
+        if event.error.startswith("interrupted") and not event.destination_touched:
+            return self._interrupted(event, now)
+        item = self.context.store.transition(
+            event.restore_id,
+            st.FAILED,
+            at=now,
+            attributes={
+                **_ran(event),
+                "stage": event.stage,
+                "error": event.error[:2000],
+                "destination_touched": event.destination_touched,
+                "stderr_tail": event.stderr_tail or None,
+            },
+            allowed_from=(st.DISPATCHED, st.RUNNING),
+        )
+        if item is None:
+            return self._late(event.restore_id)
+        return self.settle_failure(item, now, event.error, finished_at=event.finished_at)
+
+    def _interrupted(self, event: RestoreFailed, now: datetime) -> Outcome:
+        """The agent was stopped (SIGTERM) before it touched the destination and hands the job back to
+        its queue: the restore is dispatched again, not failed (the deadline watch still applies)."""
+        current = self.context.store.get(event.restore_id)
+        if current is None:
+            return Outcome(event.restore_id, "ignored", detail="unknown restore id")
+        deadline = keys.parse_iso(str(current["deadline"])) if current.get("deadline") else now
+        item = self.context.store.transition(
+            event.restore_id,
+            st.DISPATCHED,
+            at=now,
+            attributes={"interrupted_at": keys.iso(event.finished_at), "last_error": event.error[:500]},
+            watch=end_watch(event.restore_id, deadline),
+            allowed_from=(st.DISPATCHED, st.RUNNING),
+        )
+        if item is None:
+            return self._late(event.restore_id)
+        log.info("restore %s interrupted before touching %s; the agent retries it", event.restore_id, event.destination)
+        return Outcome(event.restore_id, "interrupted", detail=event.error, drill=current.get("kind") == "drill")
+
+    def settle_failure(self, item: Mapping[str, Any], now: datetime, error: str, *, finished_at: datetime) -> Outcome:
+        """What a restore that reached ``failed`` owes, whoever failed it (its agent, the tick, a drill
+        that could not start): a drill's outcome on its source target, and the failure alert."""
+        drill = item.get("kind") == "drill"
+        if drill:
+            self.context.store.record_drill(
+                str(item["target"]),
+                finished_at=finished_at,
+                ok=False,
+                rto_s=None,
+                restore_id=str(item["restore_id"]),
+                error=error,
+            )
+        self.context.notifier.notify(messages.restore_failed(self.context.config.pipeline, item=item, now=now))
+        return Outcome(str(item["restore_id"]), "failed", str(item.get("stage")), error, drill=drill)
+
+    def _late(self, restore_id: str) -> Outcome:
+        """A report the request's state does not accept: a duplicate, or one about an unknown restore."""
+        item = self.context.store.get(restore_id)
+        if item is None:
+            log.warning("restore outcome for unknown restore %s ignored", restore_id)
+            return Outcome(restore_id, "ignored", detail="unknown restore id")
+        return Outcome(restore_id, "duplicate", detail=f"already {item.get('state')}")
+
+
+def _ran(event: RestoreSucceeded | RestoreFailed) -> dict[str, Any]:
+    """What every end report records: which agent ran the restore, and when."""
+    return {"agent": event.agent, "started_at": keys.iso(event.started_at), "finished_at": keys.iso(event.finished_at)}

@@ -1,0 +1,237 @@
+"""Planning a restore: which backup is read, where it goes, and whether the request may go ahead.
+
+``Planner.plan`` checks a ``Restore Requested`` against the fleet (the target and destination exist,
+share an engine, a clone goes only where the target's ``restore_to`` allows), the ledger (the run the
+selector names: the latest good backup, the latest at or before a time, or a run id that ended as a
+verified good backup) and S3 (``check_object``: that object version exists and its size and every
+recorded checksum match the run). ``Planner.drill_plan`` does the same for a scheduled drill (the
+target's latest good backup into its drill destination) and ``Planner.approved_plan`` for an approved
+request (the very run the approver saw, its object checked again). The first check that fails raises a
+``Rejection`` whose code is one of ``messages.REASON_HELP``; nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from backup_contracts.events import RestoreRequested
+from backup_contracts.fleet import Agent, Target
+from backup_functions.restore import store as st
+from backup_functions.restore.context import Context
+from backup_functions.verification import full_object_sha256
+
+
+class Rejection(Exception):
+    """A restore that may not go ahead: a reason code of ``messages.REASON_HELP`` and why, in words."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated restore: the backup to read and where it goes."""
+
+    kind: str  # restore | drill
+    target: Target
+    destination: Target
+    destination_agent: Agent
+    mode: str  # clone | in-place | drill
+    source: dict[str, Any]  # the run's object facts (see source_from_run)
+    requires_approval: bool
+
+
+def source_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts of a run record that a restore reads and verifies its object against."""
+    return {
+        "run_id": run["run_id"],
+        "target": run["target"],
+        "bucket": run.get("bucket"),
+        "key": run.get("key"),
+        "version_id": run.get("version_id"),
+        "sha256": run.get("sha256"),
+        "bytes_stored": run.get("bytes_stored"),
+        "engine": run.get("engine"),
+        "format": run.get("format"),
+        "compression": run.get("compression"),
+        "s3_checksum_sha256": run.get("s3_checksum_sha256"),
+        "started_at": run.get("started_at"),
+        "finished_at": run.get("finished_at"),
+    }
+
+
+class Planner:
+    """Turns a request, an approved request or a due drill into a ``Plan`` after checking it against the
+    fleet, the ledger and S3."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def plan(self, request: RestoreRequested) -> Plan:
+        """Validate a request against the fleet, the ledger and S3; raise Rejection saying why."""
+        target_agent, target = self.target(request.target, "unknown-target")
+        destination_name = request.destination or request.target
+        if request.mode == "clone" and destination_name == request.target:
+            raise Rejection(
+                "clone-into-source",
+                f"a clone of {request.target} into itself would overwrite it without a safety backup;"
+                " send mode in-place to restore the target itself",
+            )
+        dest_agent, destination = (
+            (target_agent, target)
+            if destination_name == request.target
+            else self.target(destination_name, "unknown-destination")
+        )
+        if destination.engine != target.engine:
+            raise Rejection(
+                "engine-mismatch",
+                f"destination {destination.name} uses engine {destination.engine}, the backup of"
+                f" {target.name} is {target.engine}",
+            )
+        if request.mode == "clone" and destination.name not in target.restore_to:
+            allowed = ", ".join(target.restore_to) or "none"
+            raise Rejection(
+                "cross-target-not-allowed",
+                f"the fleet does not allow restoring {target.name} into {destination.name} (its restore_to: {allowed})",
+            )
+        run = self._resolve(request)
+        if run.get("engine") and run["engine"] != destination.engine:
+            raise Rejection(
+                "engine-mismatch",
+                f"run {run['run_id']} was made by engine {run['engine']}, destination {destination.name} is"
+                f" {destination.engine}",
+            )
+        source = source_from_run(run)
+        source["manifest_facts"] = self.check_object(source)
+        return Plan(
+            kind="restore",
+            target=target,
+            destination=destination,
+            destination_agent=dest_agent,
+            mode=request.mode,
+            source=source,
+            requires_approval=destination.protected,
+        )
+
+    def drill_plan(self, target: Target, destination_name: str) -> Plan:
+        """The plan of a drill of ``target``: its latest good backup, checked in S3, restored into
+        ``destination_name`` (its drill destination); raise Rejection saying why not."""
+        dest_agent, destination = self.target(destination_name, "unknown-destination")
+        run = self.context.store.latest_good_run(target.name)
+        if run is None:
+            raise Rejection("no-backup", f"target {target.name} has no good backup to drill")
+        source = source_from_run(run)
+        source["manifest_facts"] = self.check_object(source)
+        return Plan(
+            kind="drill",
+            target=target,
+            destination=destination,
+            destination_agent=dest_agent,
+            mode="drill",
+            source=source,
+            requires_approval=False,
+        )
+
+    def approved_plan(self, item: Mapping[str, Any]) -> Plan:
+        """The plan that was announced for approval in ``item``: the SAME backup run (a newer "latest"
+        backup made while waiting is not what the approver saw), with its object checked again (it may
+        have expired while waiting)."""
+        _, target = self.target(str(item["target"]), "unknown-target")
+        dest_agent, destination = self.target(str(item["destination"]), "unknown-destination")
+        source = dict(item["source"])
+        source["manifest_facts"] = self.check_object(source)
+        return Plan(
+            kind="restore",
+            target=target,
+            destination=destination,
+            destination_agent=dest_agent,
+            mode=str(item["mode"]),
+            source=source,
+            requires_approval=True,
+        )
+
+    def target(self, name: str, code: str) -> tuple[Agent, Target]:
+        """The fleet's target ``name`` and its agent; a Rejection with ``code`` (``unknown-target`` or
+        ``unknown-destination``) when the fleet has no such target."""
+        fleet = self.context.fleet
+        try:
+            return fleet.target(name)
+        except KeyError:
+            known = ", ".join(sorted(t.name for _, t in fleet.targets()))
+            role = "target" if code == "unknown-target" else "destination"
+            raise Rejection(code, f"{role} {name!r} is not in the fleet (known: {known})") from None
+
+    def _resolve(self, request: RestoreRequested) -> dict[str, Any]:
+        selector = request.backup
+        store = self.context.store
+        if selector.run_id is not None:
+            run = store.run_by_id(request.target, selector.run_id)
+            if run is None:
+                raise Rejection("unknown-run", f"target {request.target} has no run {selector.run_id}")
+            if run.get("state") != st.SUCCEEDED:
+                raise Rejection(
+                    "run-not-restorable",
+                    f"run {selector.run_id} of {request.target} is {run.get('state')}, not a verified good backup",
+                )
+            return run
+        run = store.latest_good_run(request.target, at_or_before=selector.at)
+        if run is None:
+            when = f"at or before {selector.at.isoformat()}" if selector.at else "at all"
+            raise Rejection("no-backup", f"target {request.target} has no good backup {when}")
+        return run
+
+    def check_object(self, source: Mapping[str, Any]) -> dict[str, Any]:
+        """The object exists (that version), its size and every recorded checksum match the run.
+
+        Returns the facts of the backup's manifest (e.g. table counts) the restore is verified against.
+        """
+        objects = self.context.objects
+        bucket, key, version = source.get("bucket"), source.get("key"), source.get("version_id")
+        where = f"s3://{bucket}/{key}" + (f" (version {version})" if version else "")
+        if not bucket or not key or not source.get("sha256") or not source.get("bytes_stored"):
+            raise Rejection("object-missing", f"run {source.get('run_id')} has no object recorded in the ledger")
+        head = objects.head(str(bucket), str(key), str(version) if version else None)
+        if head is None:
+            raise Rejection("object-missing", f"{where} does not exist (expired, deleted or never completed)")
+        problems = []
+        size = head.get("ContentLength")
+        if size != source["bytes_stored"]:
+            problems.append(f"size is {size} bytes, the run recorded {source['bytes_stored']}")
+        metadata = {k.lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
+        if metadata.get("run-id") and metadata["run-id"] != source["run_id"]:
+            problems.append(f"the object belongs to run {metadata['run-id']}, not {source['run_id']}")
+        if metadata.get("sha256") and metadata["sha256"].lower() != source["sha256"]:
+            problems.append(f"its sha256 metadata is {metadata['sha256']}, the run recorded {source['sha256']}")
+        recorded_checksum, s3_checksum = source.get("s3_checksum_sha256"), head.get("ChecksumSHA256")
+        if recorded_checksum and s3_checksum and _checksum_value(recorded_checksum) != _checksum_value(s3_checksum):
+            problems.append(f"S3's checksum is {s3_checksum}, the run recorded {recorded_checksum}")
+        s3_sha = full_object_sha256(head)
+        if s3_sha is not None and s3_sha != source["sha256"]:
+            problems.append(f"S3's full-object SHA-256 is {s3_sha}, the run recorded {source['sha256']}")
+        manifest_facts: dict[str, Any] = {}
+        if not problems:
+            manifest = objects.manifest(str(bucket), str(key))
+            if manifest is not None:
+                if manifest.get("sha256") and manifest["sha256"] != source["sha256"]:
+                    problems.append(
+                        f"the manifest's sha256 is {manifest['sha256']}, the run recorded {source['sha256']}"
+                    )
+                if manifest.get("bytes_stored") not in (None, source["bytes_stored"]):
+                    problems.append(
+                        f"the manifest's size is {manifest['bytes_stored']}, the run recorded {source['bytes_stored']}"
+                    )
+                if isinstance(manifest.get("validator"), dict):
+                    manifest_facts = dict(manifest["validator"])
+        if problems:
+            raise Rejection("checksum-mismatch", f"{where}: " + "; ".join(problems))
+        return manifest_facts
+
+
+def _checksum_value(checksum: Any) -> str:
+    """The base64 digest of an S3 ChecksumSHA256 without the '-<parts>' suffix of a multipart
+    composite (some S3 implementations, moto among them, omit that suffix)."""
+    return str(checksum).split("-", 1)[0]

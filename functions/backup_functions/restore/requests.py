@@ -1,0 +1,143 @@
+"""A ``Restore Requested``, from its arrival to its decision.
+
+The request is stored first, in state ``requested`` (once per restore_id, with a fingerprint of its
+content), then planned and decided: rejected, validated (a dry run), left awaiting an approval, or
+dispatched. A request whose restore_id is already stored is either a redelivery, which completes
+what a crash left owing (the decision itself, or its announcement, or the job's send), or a reuse of
+the id for other content, which is refused without touching the original request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from backup_contracts.events import RestoreRequested
+from backup_contracts.validation import describe_validation_error
+from backup_functions.envelope import MalformedEventError
+from backup_functions.restore import store as st
+from backup_functions.restore.approvals import Approvals
+from backup_functions.restore.context import Context, Outcome
+from backup_functions.restore.decisions import Decisions
+from backup_functions.restore.planning import Planner, Rejection
+
+
+class Requests:
+    """Stores each Restore Requested once and takes its decision."""
+
+    def __init__(self, context: Context, planner: Planner, decisions: Decisions, approvals: Approvals) -> None:
+        self.context = context
+        self.planner = planner
+        self.decisions = decisions
+        self.approvals = approvals
+
+    def receive(self, detail: Any) -> Outcome:
+        """Store the request once and decide it, or resume it when its restore_id is already stored."""
+        now = self.context.clock.now()
+        restore_id = restore_id_of(detail)
+        if restore_id is None:
+            raise MalformedEventError("Restore Requested without a usable restore_id (1-128 of A-Z a-z 0-9 . _ : -)")
+        raw = detail if isinstance(detail, dict) else {}
+        try:
+            request = RestoreRequested.model_validate(detail)
+        except ValidationError as exc:
+            request = None
+            invalid = describe_validation_error(exc)
+        summary = {
+            "kind": "restore",
+            "target": str(raw.get("target", ""))[:128],
+            "destination": (request.destination or request.target) if request else raw.get("destination"),
+            "mode": request.mode if request else raw.get("mode"),
+            "selector": request.backup.model_dump(mode="json", exclude_none=True) if request else None,
+            "requested_by": str(raw.get("requested_by", "unknown"))[:256],
+            "reason": str(raw.get("reason", ""))[:1024],
+            "dry_run": bool(request.dry_run) if request else bool(raw.get("dry_run", False)),
+        }
+        summary["fingerprint"] = st.fingerprint({**raw})
+        created = self.context.store.create(
+            restore_id, summary, at=now, expires_at=now + self.context.config.ledger_ttl
+        )
+        if not created:
+            return self._resume(restore_id, summary, now)
+        if request is None:
+            return self.decisions.reject(restore_id, "invalid-request", invalid, now=now)
+        return self._decide(restore_id, request, now)
+
+    def _decide(self, restore_id: str, request: RestoreRequested, now: datetime) -> Outcome:
+        try:
+            plan = self.planner.plan(request)
+        except Rejection as rejection:
+            return self.decisions.reject(restore_id, rejection.code, rejection.reason, now=now)
+        facts = {
+            "source": plan.source,
+            "source_run_id": plan.source["run_id"],
+            "agent": plan.destination_agent.name,
+            "requires_approval": plan.requires_approval,
+        }
+        if request.dry_run:
+            return self.decisions.validated(restore_id, request, plan, facts, now)
+        if plan.requires_approval:
+            return self.approvals.await_approval(restore_id, facts, now)
+        return self.decisions.dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
+
+    def _resume(self, restore_id: str, summary: Mapping[str, Any], now: datetime) -> Outcome:
+        """A request whose restore_id exists: a duplicate delivery (finish what a crash left) or a reuse."""
+        item = self.context.store.get(restore_id)
+        if item is None:  # expired between the two calls
+            return Outcome(restore_id, "duplicate", detail="request vanished")
+        if item.get("fingerprint") != summary["fingerprint"]:
+            reason = (
+                f"restore_id {restore_id} was already used by a request of {item.get('requested_by')} at"
+                f" {item.get('requested_at')} (state {item.get('state')}); this request was ignored"
+            )
+            self.decisions.announce_rejection(
+                restore_id,
+                target=summary["target"],
+                code="restore-id-reused",
+                reason=reason,
+                requested_by=summary["requested_by"],
+                now=now,
+            )
+            return Outcome(restore_id, "rejected", "restore-id-reused", reason)
+        state = item.get("state")
+        if state == st.REQUESTED:  # a crash before the decision: decide now
+            try:
+                request = RestoreRequested.model_validate(_request_fields(item))
+            except ValidationError as exc:
+                return self.decisions.reject(restore_id, "invalid-request", describe_validation_error(exc), now=now)
+            return self._decide(restore_id, request, now)
+        if state == st.REJECTED and not item.get("notified_at"):
+            self.decisions.notify_rejection(item, now)
+        elif state == st.DISPATCHED and not item.get("job_sent_at"):
+            self.decisions.send_job(item, now)
+        elif state == st.AWAITING_APPROVAL and not item.get("notified_at"):
+            self.approvals.reannounce(item, now)
+        return Outcome(restore_id, "duplicate", detail=f"already {state}")
+
+
+def restore_id_of(detail: Any) -> str | None:
+    """The detail's restore_id if it can key the ledger (1-128 ASCII letters, digits, ``. _ : -``)."""
+    if not isinstance(detail, dict):
+        return None
+    value = detail.get("restore_id")
+    if isinstance(value, str) and 1 <= len(value) <= 128 and all(c.isalnum() or c in "._:-" for c in value):
+        return value if value.isascii() else None
+    return None
+
+
+def _request_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Rebuild the RestoreRequested from the stored request (for a decision resumed after a crash)."""
+    mode = item.get("mode")
+    return {
+        "restore_id": item["restore_id"],
+        "target": item.get("target"),
+        "backup": item.get("selector") or {"latest": True},
+        "destination": None if mode == "in-place" else item.get("destination"),
+        "mode": mode,
+        "requested_by": item.get("requested_by"),
+        "reason": item.get("reason"),
+        "dry_run": bool(item.get("dry_run", False)),
+    }
