@@ -1,4 +1,4 @@
-"""Alerts the on-call engineer receives: formatting (plain Python) and SNS publishing.
+"""Alerts the on-call engineer receives: what each says (plain Python; sent through ``ports.Notifier``).
 
 One builder per incident kind, used by the audit function (failed, unverified: alerted at once)
 and by the watchdog (rpo, start, end, heartbeat: alerted at its tick). Every builder takes the
@@ -250,14 +250,3 @@ def build(kind: str, situation: Situation, phase: Phase = "open") -> Alert:
     except KeyError:
         raise KeyError(f"no alert builder for incident kind {kind!r}; known: {sorted(BUILDERS)}") from None
     return builder(situation, phase)
-
-
-def publish(sns_client: Any, topic_arn: str, alert: Alert) -> str:
-    """Publish to the alert topic; returns the SNS MessageId. Errors propagate (the caller retries)."""
-    response = sns_client.publish(
-        TopicArn=topic_arn,
-        Subject=alert.subject,
-        Message=alert.body,
-        MessageAttributes=alert.message_attributes(),
-    )
-    return str(response["MessageId"])

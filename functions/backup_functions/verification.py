@@ -118,13 +118,13 @@ def compare_head(head: Mapping[str, Any], claimed: ClaimedObject) -> tuple[list[
     if s3_sha is not None:
         sources.append("s3-full-object-checksum")
         if s3_sha != claimed.sha256:
-            problems.append(f"S3 full-object SHA-256 is {s3_sha}, the run recorded {claimed.sha256}")
+            problems.append(f"S3's full-object SHA-256 is {s3_sha}, the run recorded {claimed.sha256}")
     s3_value = head.get("ChecksumSHA256")
     if s3_sha is None and s3_value and claimed.s3_checksum_sha256:
         sources.append("s3-composite-checksum")
         if composite_base(str(s3_value)) != composite_base(claimed.s3_checksum_sha256):
             problems.append(
-                f"S3 checksum of the parts is {s3_value}, the agent uploaded parts with {claimed.s3_checksum_sha256}"
+                f"S3's checksum of the parts is {s3_value}, the agent uploaded parts with {claimed.s3_checksum_sha256}"
             )
     return problems, sources
 

@@ -21,6 +21,7 @@ from backup_contracts import redaction
 from backup_contracts.jobs import Job
 from backup_contracts.redaction import RedactingFilter, escaped_forms, redact
 from backup_functions import alerts
+from backup_functions.ledger import RestoreItem
 from backup_functions.restore import messages
 
 pytestmark = pytest.mark.unit
@@ -151,6 +152,9 @@ def test_backup_alert_masks_error_and_stderr_in_body_and_facts(form: str) -> Non
 @pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
 def test_restore_failed_message_masks_error_and_stderr(form: str) -> None:
     item = {
+        "pk": "RESTORE#r-1",
+        "sk": "STATE",
+        "state": "failed",
         "restore_id": "r-1",
         "target": "orders",
         "destination": "orders-copy",
@@ -159,7 +163,7 @@ def test_restore_failed_message_masks_error_and_stderr(form: str) -> None:
         "error": text_with(form),
         "stderr_tail": text_with(form),
     }
-    alert = messages.restore_failed("bp", item=item, now=NOW)
+    alert = messages.restore_failed("bp", item=RestoreItem.model_validate(item), now=NOW)
     assert form not in alert.body
     assert form not in strings(alert.facts)
 

@@ -29,9 +29,8 @@ from backup_contracts.jobs import Job
 from backup_contracts.naming import SOURCE_AGENT, SOURCE_PIPELINE, backup_object_key, manifest_key
 from backup_functions.ledger import Ledger
 from backup_functions.ledger.client import Update
+from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
 from backup_functions.restore.logic import Coordinator, CoordinatorConfig, Outcome
-from backup_functions.restore.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
-from backup_functions.restore.store import RestoreStore
 from local_pipeline.clock import SimulatedClock
 from local_pipeline.resources import LocalResources, provision
 
@@ -267,7 +266,8 @@ class World:
         return [job for agent in self.resources.agent_queue_urls for job in self.jobs(agent)]
 
     def item(self, restore_id: str) -> dict[str, Any] | None:
-        return RestoreStore(self.ledger).get(restore_id)
+        """The request's ledger item as it is stored."""
+        return self.ledger.client.get(keys.restore_pk(restore_id), keys.STATE_SK)
 
     def put_event(self, entry_event: Any) -> None:
         self.session.client("events").put_events(Entries=[put_events_entry(entry_event, self.resources.bus_name)])
@@ -318,7 +318,7 @@ def world(aws_credentials: None) -> Iterator[World]:
         s3 = session.client("s3", config=Config(signature_version="s3v4"))
         coordinator = Coordinator(
             fleet,
-            RestoreStore(ledger),
+            ledger,
             objects=S3ObjectStore(s3),
             jobs=SqsJobQueue(sqs),
             events=EventBridgePublisher(events, resources.bus_name),

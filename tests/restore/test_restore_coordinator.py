@@ -179,16 +179,16 @@ def test_a_reused_restore_id_with_other_content_is_refused_and_the_original_is_u
 
 def test_a_send_that_failed_after_the_state_change_is_resent_on_redelivery(world: World) -> None:
     world.seed_backup("app", started=T0 - timedelta(hours=3))
-    original = world.coordinator.jobs
+    original = world.coordinator.context.jobs
 
     class Failing:
         def send(self, queue_url: str, body: str) -> str:
             raise RuntimeError("SQS unavailable")
 
-    world.coordinator.jobs = Failing()
+    world.coordinator.context.jobs = Failing()
     with contextlib.suppress(RuntimeError):
         world.request(restore_id="r-resend", target="app", destination="app-clone")
-    world.coordinator.jobs = original
+    world.coordinator.context.jobs = original
     assert world.jobs("db-host") == []
 
     outcome = world.request(restore_id="r-resend", target="app", destination="app-clone")

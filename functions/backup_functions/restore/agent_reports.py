@@ -10,14 +10,13 @@ duration (the measured RTO) are recorded on the source target's state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from backup_contracts import ledger as keys
 from backup_contracts.events import RestoreFailed, RestoreStarted, RestoreSucceeded
+from backup_functions.ledger import RestoreItem
+from backup_functions.ledger.restores import DISPATCHED, FAILED, RUNNING, SUCCEEDED
 from backup_functions.restore import messages
-from backup_functions.restore import store as st
 from backup_functions.restore.context import Context, Outcome, end_watch
 
 log = logging.getLogger(__name__)
@@ -31,45 +30,43 @@ class AgentReports:
 
     def started(self, event: RestoreStarted) -> Outcome:
         now = self.context.clock.now()
-        item = self.context.store.get(event.restore_id)
+        item = self.context.ledger.restores.get(event.restore_id)
         if item is None:
             log.warning("Restore Started for unknown restore %s (from agent %s)", event.restore_id, event.agent)
             return Outcome(event.restore_id, "ignored", detail="unknown restore id")
         if (wrong := self._wrong_agent(item, event)) is not None:
             return wrong
-        deadline = (
-            keys.parse_iso(str(item["deadline"])) if item.get("deadline") else now + self.context.config.job_deadline
-        )
-        updated = self.context.store.transition(
+        deadline = item.deadline or now + self.context.config.job_deadline
+        updated = self.context.ledger.restores.transition(
             event.restore_id,
-            st.RUNNING,
+            RUNNING,
             at=now,
-            attributes={"agent": event.agent, "started_at": keys.iso(event.started_at)},
-            watch=end_watch(event.restore_id, deadline),
+            attributes={"agent": event.agent, "started_at": event.started_at},
+            watch_until=end_watch(deadline),
         )
         if updated is None:
-            return Outcome(event.restore_id, "duplicate", detail=f"already {item.get('state')}")
-        return Outcome(event.restore_id, "running", drill=item.get("kind") == "drill")
+            return Outcome(event.restore_id, "duplicate", detail=f"already {item.state}")
+        return Outcome(event.restore_id, "running", drill=item.drill)
 
-    def _wrong_agent(self, item: Mapping[str, Any] | None, event: RestoreStarted) -> Outcome | None:
+    def _wrong_agent(self, item: RestoreItem | None, event: RestoreStarted) -> Outcome | None:
         """Only the agent the job was sent to may report on it (any agent can put events on the bus)."""
-        if item is not None and item.get("agent") and item["agent"] != event.agent:
+        if item is not None and item.agent and item.agent != event.agent:
             log.warning(
                 "restore %s: event from agent %s ignored; the job went to %s",
                 event.restore_id,
                 event.agent,
-                item["agent"],
+                item.agent,
             )
-            return Outcome(event.restore_id, "ignored", detail=f"from agent {event.agent}, not {item['agent']}")
+            return Outcome(event.restore_id, "ignored", detail=f"from agent {event.agent}, not {item.agent}")
         return None
 
     def succeeded(self, event: RestoreSucceeded) -> Outcome:
         now = self.context.clock.now()
-        if (wrong := self._wrong_agent(self.context.store.get(event.restore_id), event)) is not None:
+        if (wrong := self._wrong_agent(self.context.ledger.restores.get(event.restore_id), event)) is not None:
             return wrong
-        item = self.context.store.transition(
+        item = self.context.ledger.restores.transition(
             event.restore_id,
-            st.SUCCEEDED,
+            SUCCEEDED,
             at=now,
             attributes={
                 **_ran(event),
@@ -80,10 +77,10 @@ class AgentReports:
         )
         if item is None:
             return self._late(event.restore_id)
-        drill = item.get("kind") == "drill"
+        drill = item.drill
         if drill:
-            self.context.store.record_drill(
-                str(item["target"]),
+            self.context.ledger.targets.record_drill(
+                item.target,
                 finished_at=event.finished_at,
                 ok=True,
                 rto_s=event.duration_s,
@@ -96,13 +93,13 @@ class AgentReports:
 
     def failed(self, event: RestoreFailed) -> Outcome:
         now = self.context.clock.now()
-        if (wrong := self._wrong_agent(self.context.store.get(event.restore_id), event)) is not None:
+        if (wrong := self._wrong_agent(self.context.ledger.restores.get(event.restore_id), event)) is not None:
             return wrong
         if event.error.startswith("interrupted") and not event.destination_touched:
             return self._interrupted(event, now)
-        item = self.context.store.transition(
+        item = self.context.ledger.restores.transition(
             event.restore_id,
-            st.FAILED,
+            FAILED,
             at=now,
             attributes={
                 **_ran(event),
@@ -111,7 +108,7 @@ class AgentReports:
                 "destination_touched": event.destination_touched,
                 "stderr_tail": event.stderr_tail or None,
             },
-            allowed_from=(st.DISPATCHED, st.RUNNING),
+            allowed_from=(DISPATCHED, RUNNING),
         )
         if item is None:
             return self._late(event.restore_id)
@@ -120,48 +117,41 @@ class AgentReports:
     def _interrupted(self, event: RestoreFailed, now: datetime) -> Outcome:
         """The agent was stopped (SIGTERM) before it touched the destination and hands the job back to
         its queue: the restore is dispatched again, not failed (the deadline watch still applies)."""
-        current = self.context.store.get(event.restore_id)
+        current = self.context.ledger.restores.get(event.restore_id)
         if current is None:
             return Outcome(event.restore_id, "ignored", detail="unknown restore id")
-        deadline = keys.parse_iso(str(current["deadline"])) if current.get("deadline") else now
-        item = self.context.store.transition(
+        item = self.context.ledger.restores.transition(
             event.restore_id,
-            st.DISPATCHED,
+            DISPATCHED,
             at=now,
-            attributes={"interrupted_at": keys.iso(event.finished_at), "last_error": event.error[:500]},
-            watch=end_watch(event.restore_id, deadline),
-            allowed_from=(st.DISPATCHED, st.RUNNING),
+            attributes={"interrupted_at": event.finished_at, "last_error": event.error[:500]},
+            watch_until=end_watch(current.deadline or now),
+            allowed_from=(DISPATCHED, RUNNING),
         )
         if item is None:
             return self._late(event.restore_id)
         log.info("restore %s interrupted before touching %s; the agent retries it", event.restore_id, event.destination)
-        return Outcome(event.restore_id, "interrupted", detail=event.error, drill=current.get("kind") == "drill")
+        return Outcome(event.restore_id, "interrupted", detail=event.error, drill=current.drill)
 
-    def settle_failure(self, item: Mapping[str, Any], now: datetime, error: str, *, finished_at: datetime) -> Outcome:
+    def settle_failure(self, item: RestoreItem, now: datetime, error: str, *, finished_at: datetime) -> Outcome:
         """What a restore that reached ``failed`` owes, whoever failed it (its agent, the tick, a drill
         that could not start): a drill's outcome on its source target, and the failure alert."""
-        drill = item.get("kind") == "drill"
-        if drill:
-            self.context.store.record_drill(
-                str(item["target"]),
-                finished_at=finished_at,
-                ok=False,
-                rto_s=None,
-                restore_id=str(item["restore_id"]),
-                error=error,
+        if item.drill:
+            self.context.ledger.targets.record_drill(
+                item.target, finished_at=finished_at, ok=False, rto_s=None, restore_id=item.restore_id, error=error
             )
         self.context.notifier.notify(messages.restore_failed(self.context.config.pipeline, item=item, now=now))
-        return Outcome(str(item["restore_id"]), "failed", str(item.get("stage")), error, drill=drill)
+        return Outcome(item.restore_id, "failed", str(item.stage), error, drill=item.drill)
 
     def _late(self, restore_id: str) -> Outcome:
         """A report the request's state does not accept: a duplicate, or one about an unknown restore."""
-        item = self.context.store.get(restore_id)
+        item = self.context.ledger.restores.get(restore_id)
         if item is None:
             log.warning("restore outcome for unknown restore %s ignored", restore_id)
             return Outcome(restore_id, "ignored", detail="unknown restore id")
-        return Outcome(restore_id, "duplicate", detail=f"already {item.get('state')}")
+        return Outcome(restore_id, "duplicate", detail=f"already {item.state}")
 
 
 def _ran(event: RestoreSucceeded | RestoreFailed) -> dict[str, Any]:
     """What every end report records: which agent ran the restore, and when."""
-    return {"agent": event.agent, "started_at": keys.iso(event.started_at), "finished_at": keys.iso(event.finished_at)}
+    return {"agent": event.agent, "started_at": event.started_at, "finished_at": event.finished_at}

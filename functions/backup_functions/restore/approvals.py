@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from backup_contracts import ledger as keys
 from backup_contracts.events import RestoreApproved
+from backup_functions.ledger import RestoreItem
+from backup_functions.ledger.items import WATCH_APPROVAL
+from backup_functions.ledger.restores import AWAITING_APPROVAL, DISPATCHED, FAILED, RUNNING, SUCCEEDED
 from backup_functions.restore import messages
-from backup_functions.restore import store as st
 from backup_functions.restore.context import Context, Outcome
 from backup_functions.restore.decisions import Decisions
 from backup_functions.restore.planning import Planner, Rejection
@@ -46,26 +47,27 @@ class Approvals:
         announce the token."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
         deadline = now + self.context.config.approval_timeout
-        item = self.context.store.transition(
+        item = self.context.ledger.restores.transition(
             restore_id,
-            st.AWAITING_APPROVAL,
+            AWAITING_APPROVAL,
             at=now,
-            attributes={**facts, "approval_token_hash": hash_token(token), "approval_deadline": keys.iso(deadline)},
-            watch=(restore_id, st.WATCH_APPROVAL, deadline),
+            attributes={**facts, "approval_token_hash": hash_token(token), "approval_deadline": deadline},
+            watch_until=(WATCH_APPROVAL, deadline),
         )
         if item is None:
             return Outcome(restore_id, "duplicate", detail="already decided")
         self._announce(item, token, deadline, now)
         return Outcome(restore_id, "awaiting-approval", detail=f"token announced; expires {keys.iso(deadline)}")
 
-    def reannounce(self, item: Mapping[str, Any], now: datetime) -> None:
+    def reannounce(self, item: RestoreItem, now: datetime) -> None:
         """Re-announce after a crash between the state change and the SNS message: a fresh token
         replaces the unannounced one (the deadline stays)."""
+        assert item.approval_deadline is not None  # noqa: S101 - set with the awaiting-approval state
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        self.context.store.mark(str(item["restore_id"]), approval_token_hash=hash_token(token))
-        self._announce(item, token, keys.parse_iso(str(item["approval_deadline"])), now)
+        self.context.ledger.restores.mark(item.restore_id, approval_token_hash=hash_token(token))
+        self._announce(item, token, item.approval_deadline, now)
 
-    def _announce(self, item: Mapping[str, Any], token: str, deadline: datetime, now: datetime) -> None:
+    def _announce(self, item: RestoreItem, token: str, deadline: datetime, now: datetime) -> None:
         """The token goes to people through SNS, never to the ledger; the request is marked announced."""
         self.context.notifier.notify(
             messages.approval_needed(
@@ -77,19 +79,19 @@ class Approvals:
                 now=now,
             )
         )
-        self.context.store.mark(str(item["restore_id"]), notified_at=keys.iso(now))
+        self.context.ledger.restores.mark(item.restore_id, notified_at=now)
 
     def approved(self, event: RestoreApproved) -> Outcome:
         """Dispatch the announced plan if the event carries the announced token in time."""
         now = self.context.clock.now()
-        item = self.context.store.get(event.restore_id)
+        item = self.context.ledger.restores.get(event.restore_id)
         if item is None:
             return self.reject_approval(
                 event.restore_id, "not-awaiting-approval", f"no restore request {event.restore_id} exists"
             )
-        state = item.get("state")
-        if state != st.AWAITING_APPROVAL:
-            if state in (st.DISPATCHED, st.RUNNING, st.SUCCEEDED, st.FAILED):
+        state = item.state
+        if state != AWAITING_APPROVAL:
+            if state in (DISPATCHED, RUNNING, SUCCEEDED, FAILED):
                 return Outcome(event.restore_id, "duplicate", detail=f"already {state}")
             return self.reject_approval(
                 event.restore_id,
@@ -97,7 +99,8 @@ class Approvals:
                 f"restore {event.restore_id} is {state}, not awaiting approval",
                 item=item,
             )
-        deadline = keys.parse_iso(str(item["approval_deadline"]))
+        deadline = item.approval_deadline
+        assert deadline is not None  # noqa: S101 - set with the awaiting-approval state
         if now > deadline:
             return self.decisions.reject(
                 event.restore_id,
@@ -106,7 +109,7 @@ class Approvals:
                 f" after the deadline {keys.iso(deadline)}",
                 now=now,
             )
-        expected = str(item.get("approval_token_hash", ""))
+        expected = item.approval_token_hash or ""
         if not hmac.compare_digest(expected, hash_token(event.approval_token)):
             return self.decisions.reject(
                 event.restore_id,
@@ -118,24 +121,22 @@ class Approvals:
             plan = self.planner.approved_plan(item)
         except Rejection as rejection:
             return self.decisions.reject(event.restore_id, rejection.code, rejection.reason, now=now)
-        facts = {"approved_by": event.approved_by, "approved_at": keys.iso(now)}
+        facts = {"approved_by": event.approved_by, "approved_at": now}
         # the token is single-use: the conditional transition consumes it (hash removed)
         return self.decisions.dispatch(
-            event.restore_id, plan, {**facts, "source": plan.source}, now, allowed_from=(st.AWAITING_APPROVAL,)
+            event.restore_id, plan, {**facts, "source": plan.source}, now, allowed_from=(AWAITING_APPROVAL,)
         )
 
-    def reject_approval(
-        self, restore_id: str, code: str, reason: str, item: Mapping[str, Any] | None = None
-    ) -> Outcome:
+    def reject_approval(self, restore_id: str, code: str, reason: str, item: RestoreItem | None = None) -> Outcome:
         """Answer an approval that approves nothing (no such request, not waiting, malformed) with a
         rejection; the request, if there is one, stays as it is."""
         now = self.context.clock.now()
         self.decisions.announce_rejection(
             restore_id,
-            target=str(item.get("target", "")) if item else "",
+            target=item.target if item else "",
             code=code,
             reason=reason,
-            requested_by=str(item.get("requested_by", "unknown")) if item else "unknown",
+            requested_by=item.requested_by if item else "unknown",
             now=now,
         )
         return Outcome(restore_id, "rejected", code, reason)

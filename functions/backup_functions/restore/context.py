@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from backup_contracts.fleet import Fleet
 from backup_contracts.naming import job_queue_name
 from backup_functions.clock import Clock
-from backup_functions.restore import store as st
-from backup_functions.restore.ports import EventPublisher, JobQueue, Notifier, ObjectStore
-from backup_functions.restore.store import RestoreStore
+from backup_functions.ledger import Ledger
+from backup_functions.ledger.items import WATCH_RESTORE
+from backup_functions.ports import EventPublisher, JobQueue, Notifier, ObjectStore
 
 RESTORE_END_GRACE = timedelta(minutes=15)  # after the job deadline, a silent restore is failed
 
@@ -54,7 +54,7 @@ class Context:
     (a port replaced here is replaced for every part)."""
 
     fleet: Fleet
-    store: RestoreStore
+    ledger: Ledger
     objects: ObjectStore
     jobs: JobQueue
     events: EventPublisher
@@ -85,7 +85,7 @@ class TickReport:
     restores_timed_out: list[str] = field(default_factory=list)
 
 
-def end_watch(restore_id: str, job_deadline: datetime) -> tuple[str, str, datetime]:
-    """The ledger watch (``RestoreStore.transition``'s ``watch``) that fails a restore whose agent
+def end_watch(job_deadline: datetime) -> tuple[str, datetime]:
+    """The ledger watch (``Restores.transition``'s ``watch_until``) that fails a restore whose agent
     reports no end in time."""
-    return (restore_id, st.WATCH_RESTORE, job_deadline + RESTORE_END_GRACE)
+    return (WATCH_RESTORE, job_deadline + RESTORE_END_GRACE)

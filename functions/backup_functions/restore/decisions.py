@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,8 +22,9 @@ from backup_contracts import ledger as keys
 from backup_contracts.events import RestoreRejected, RestoreRequested, RestoreValidated
 from backup_contracts.jobs import Job, RestoreSource
 from backup_contracts.naming import agent_prefix
+from backup_functions.ledger import RestoreItem
+from backup_functions.ledger.restores import DISPATCHED, REJECTED, VALIDATED
 from backup_functions.restore import messages
-from backup_functions.restore import store as st
 from backup_functions.restore.context import Context, Outcome, end_watch
 from backup_functions.restore.planning import Plan
 
@@ -41,25 +41,25 @@ class Decisions:
 
     def reject(self, restore_id: str, code: str, reason: str, *, now: datetime) -> Outcome:
         """Reject the request unless another decision came first, and say why."""
-        item = self.context.store.transition(
-            restore_id, st.REJECTED, at=now, attributes={"reason_code": code, "rejection": reason}
+        item = self.context.ledger.restores.transition(
+            restore_id, REJECTED, at=now, attributes={"reason_code": code, "rejection": reason}
         )
         if item is None:  # someone else decided first
             return Outcome(restore_id, "duplicate", detail="already decided")
         self.notify_rejection(item, now)
         return Outcome(restore_id, "rejected", code, reason)
 
-    def notify_rejection(self, item: Mapping[str, Any], now: datetime) -> None:
+    def notify_rejection(self, item: RestoreItem, now: datetime) -> None:
         """Announce the stored rejection ``item`` and mark it announced."""
         self.announce_rejection(
-            str(item["restore_id"]),
-            target=str(item.get("target", "")),
-            code=str(item.get("reason_code")),
-            reason=str(item.get("rejection")),
-            requested_by=str(item.get("requested_by", "unknown")),
+            item.restore_id,
+            target=item.target,
+            code=str(item.reason_code),
+            reason=str(item.rejection),
+            requested_by=item.requested_by,
             now=now,
         )
-        self.context.store.mark(str(item["restore_id"]), notified_at=keys.iso(now))
+        self.context.ledger.restores.mark(item.restore_id, notified_at=now)
 
     def announce_rejection(
         self, restore_id: str, *, target: str, code: str, reason: str, requested_by: str, now: datetime
@@ -88,7 +88,7 @@ class Decisions:
         self, restore_id: str, request: RestoreRequested, plan: Plan, facts: dict[str, Any], now: datetime
     ) -> Outcome:
         """A dry run passed every check: record it and say what would be restored."""
-        if self.context.store.transition(restore_id, st.VALIDATED, at=now, attributes=facts) is None:
+        if self.context.ledger.restores.transition(restore_id, VALIDATED, at=now, attributes=facts) is None:
             return Outcome(restore_id, "duplicate", detail="already decided")
         source = plan.source
         self.context.events.publish(
@@ -107,7 +107,7 @@ class Decisions:
                 requires_approval=plan.requires_approval,
             )
         )
-        self.context.store.mark(restore_id, notified_at=keys.iso(now))
+        self.context.ledger.restores.mark(restore_id, notified_at=now)
         return Outcome(restore_id, "validated", detail=f"would restore run {source['run_id']}")
 
     def dispatch(
@@ -123,18 +123,18 @@ class Decisions:
         ``allowed_from``; then send it."""
         deadline = now + self.context.config.job_deadline
         job = self._job(restore_id, plan, now, deadline)
-        item = self.context.store.transition(
+        item = self.context.ledger.restores.transition(
             restore_id,
-            st.DISPATCHED,
+            DISPATCHED,
             at=now,
             attributes={
                 **facts,
                 "job_id": job.job_id,
                 "job": job.model_dump_json(exclude_none=True),
-                "deadline": keys.iso(deadline),
+                "deadline": deadline,
             },
             remove=("approval_token_hash",),
-            watch=end_watch(restore_id, deadline),
+            watch_until=end_watch(deadline),
             allowed_from=allowed_from,
         )
         if item is None:
@@ -179,9 +179,9 @@ class Decisions:
             ),
         )
 
-    def send_job(self, item: Mapping[str, Any], now: datetime) -> None:
+    def send_job(self, item: RestoreItem, now: datetime) -> None:
         """Send the stored job with a freshly signed URL (the URL itself is never stored)."""
-        job = Job.model_validate_json(str(item["job"]))
+        job = Job.model_validate_json(str(item.job))
         assert job.source is not None  # noqa: S101 - restore jobs always carry their source
         deadline = job.deadline
         expires = int(max((deadline - now + PRESIGN_MARGIN).total_seconds(), 60))
@@ -190,7 +190,7 @@ class Decisions:
         data["source"]["presigned_url"] = url
         body = Job.model_validate(data).model_dump_json(exclude_none=True)
         self.context.jobs.send(self.context.config.queue_url(job.agent), body)
-        self.context.store.mark(job.job_id, job_sent_at=keys.iso(now))
+        self.context.ledger.restores.mark(job.job_id, job_sent_at=now)
         log.info("restore job %s sent to agent %s (URL valid %d s)", job.job_id, job.agent, expires)
 
 

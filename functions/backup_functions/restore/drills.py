@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from backup_contracts import ledger as keys
 from backup_contracts.fleet import Target
 from backup_contracts.schedule import Schedule, ScheduleError
-from backup_functions.restore import store as st
+from backup_functions.ledger.restores import FAILED, REQUESTED, fingerprint
 from backup_functions.restore.agent_reports import AgentReports
 from backup_functions.restore.context import Context, Outcome, TickReport
 from backup_functions.restore.decisions import Decisions
@@ -48,13 +47,13 @@ class Drills:
                 wanted[target.name] = (target, slot)
         if not wanted:
             return
-        states = self.context.store.target_states(wanted)
+        states = self.context.ledger.targets.get_many(wanted)
         for name, (target, slot) in wanted.items():
-            last = (states.get(name) or {}).get("last_drill_slot")
-            if last is not None and str(last) >= keys.iso(slot):
+            state = states.get(name)
+            if state is not None and state.last_drill_slot is not None and state.last_drill_slot >= slot:
                 continue
             restore_id = f"drill-{name}-{slot:%Y%m%dT%H%M%SZ}"
-            if not self.context.store.claim_drill_slot(name, slot, restore_id, now):
+            if not self.context.ledger.targets.claim_drill_slot(name, slot, restore_id, now):
                 continue  # another tick claimed it
             outcome = self.start(target, restore_id, now)
             (report.drills_dispatched if outcome.action == "dispatched" else report.drills_failed).append(restore_id)
@@ -71,18 +70,18 @@ class Drills:
             "requested_by": "restore-drill schedule",
             "reason": f"scheduled restore drill ({target.drill.schedule})",
             "dry_run": False,
-            "fingerprint": st.fingerprint({"drill": restore_id}),
+            "fingerprint": fingerprint({"drill": restore_id}),
         }
-        store = self.context.store
-        if not store.create(restore_id, summary, at=now, expires_at=now + self.context.config.ledger_ttl):
+        restores = self.context.ledger.restores
+        if not restores.create(restore_id, summary, at=now, expires_at=now + self.context.config.ledger_ttl):
             return Outcome(restore_id, "duplicate", detail="drill already created")
         try:
             plan = self.planner.drill_plan(target, target.drill.destination)
         except Rejection as rejection:
             error = f"{rejection.code}: {rejection.reason}"
-            item = store.transition(
+            item = restores.transition(
                 restore_id,
-                st.FAILED,
+                FAILED,
                 at=now,
                 attributes={"stage": "validate", "error": error, "destination_touched": False},
             )
@@ -90,4 +89,4 @@ class Drills:
                 return self.agent_reports.settle_failure(item, now, error, finished_at=now)
             return Outcome(restore_id, "duplicate")
         facts = {"source": plan.source, "source_run_id": plan.source["run_id"], "agent": plan.destination_agent.name}
-        return self.decisions.dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
+        return self.decisions.dispatch(restore_id, plan, facts, now, allowed_from=(REQUESTED,))

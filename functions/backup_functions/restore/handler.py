@@ -4,9 +4,7 @@ Two kinds of invocation:
 
 - an SQS batch (rule with ``RESTORE_PATTERN`` → SQS → Lambda) whose record bodies are EventBridge
   events: Restore Requested / Approved from people, Restore Started / Succeeded / Failed from
-  agents. Each record is handled on its own (Powertools BatchProcessor); a malformed record is
-  logged with its reason and reported as a batch item failure, so it lands in the DLQ after the
-  queue's maxReceiveCount, and never fails the batch;
+  agents. Each record is handled on its own (``runtime.handle_sqs_batch``);
 - a scheduled EventBridge event (``detail-type: Scheduled Event``, rule → Lambda directly): the
   restore tick — due drills dispatched, expired approvals rejected, silent restores failed.
 """
@@ -17,28 +15,27 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.config import Config
 
 from backup_functions import settings as settings_module
 from backup_functions.clock import Clock, SystemClock
 from backup_functions.ledger import Ledger
-from backup_functions.observability import REJECTED_EVENTS, MetricUnit, logger, metrics, tracer
+from backup_functions.observability import (
+    DRILL_RTO_SECONDS,
+    DRILLS_FAILED,
+    DRILLS_SUCCEEDED,
+    RESTORES_DISPATCHED,
+    RESTORES_FAILED,
+    RESTORES_REJECTED,
+    RESTORES_SUCCEEDED,
+    MetricUnit,
+    count,
+    logger,
+)
+from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
 from backup_functions.restore import logic
-from backup_functions.restore.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
-from backup_functions.restore.store import RestoreStore
-
-processor = BatchProcessor(event_type=EventType.SQS)
-
-# metric names (dashboard / alarms may refer to these)
-RESTORES_REJECTED = "RestoresRejected"
-RESTORES_DISPATCHED = "RestoresDispatched"
-RESTORES_SUCCEEDED = "RestoresSucceeded"
-RESTORES_FAILED = "RestoresFailed"
-DRILLS_SUCCEEDED = "DrillsSucceeded"
-DRILLS_FAILED = "DrillsFailed"
-DRILL_RTO_SECONDS = "DrillRtoSeconds"
+from backup_functions.runtime import Lazy, handle_sqs_batch, lambda_handler
 
 
 @dataclass
@@ -46,41 +43,27 @@ class Runtime:
     coordinator: logic.Coordinator
 
 
-_runtime: Runtime | None = None
-
-
-def configure(runtime: Runtime | None) -> None:
-    """Inject the runtime (tests, local pipeline); None goes back to building it from the environment."""
-    global _runtime  # noqa: PLW0603 - one cached runtime per Lambda container
-    _runtime = runtime
-
-
-def build_runtime(clock: Clock | None = None, session: boto3.Session | None = None) -> Runtime:
+def build_runtime(*, clock: Clock | None = None) -> Runtime:
     env = settings_module.settings()
     fleet = settings_module.fleet(env.fleet_file)
-    session = session or boto3.Session()
-    config = logic.CoordinatorConfig.from_fleet(
-        fleet, bus_name=env.bus_name, bucket=env.bucket_name, queue_url_prefix=env.job_queue_url_prefix
-    )
     coordinator = logic.Coordinator(
         fleet,
-        RestoreStore(Ledger(env.ledger_table, session.client("dynamodb"))),
+        Ledger(env.ledger_table, boto3.client("dynamodb")),
         # SSE-KMS objects need SigV4 signatures, also on presigned URLs
-        objects=S3ObjectStore(session.client("s3", config=Config(signature_version="s3v4"))),
-        jobs=SqsJobQueue(session.client("sqs")),
-        events=EventBridgePublisher(session.client("events"), env.bus_name),
-        notifier=SnsNotifier(session.client("sns"), env.alert_topic_arn),
-        config=config,
+        objects=S3ObjectStore(boto3.client("s3", config=Config(signature_version="s3v4"))),
+        jobs=SqsJobQueue(boto3.client("sqs")),
+        events=EventBridgePublisher(boto3.client("events"), env.bus_name),
+        notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn),
+        config=logic.CoordinatorConfig.from_fleet(
+            fleet, bus_name=env.bus_name, bucket=env.bucket_name, queue_url_prefix=env.job_queue_url_prefix
+        ),
         clock=clock or SystemClock(),
     )
     return Runtime(coordinator)
 
 
-def runtime() -> Runtime:
-    global _runtime  # noqa: PLW0603
-    if _runtime is None:
-        _runtime = build_runtime()
-    return _runtime
+runtime = Lazy(build_runtime)
+configure = runtime.configure
 
 
 def _record_metrics(outcome: logic.Outcome) -> None:
@@ -92,25 +75,15 @@ def _record_metrics(outcome: logic.Outcome) -> None:
     }
     name = names.get(outcome.action)
     if name:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        count(name)
     if outcome.drill and outcome.action == "succeeded" and outcome.duration_s is not None:
-        metrics.add_metric(name=DRILL_RTO_SECONDS, unit=MetricUnit.Seconds, value=outcome.duration_s)
+        count(DRILL_RTO_SECONDS, outcome.duration_s, MetricUnit.Seconds)
 
 
-@tracer.capture_method(capture_response=False)
-def record_handler(record: SQSRecord) -> dict[str, Any]:
-    try:
-        outcome = runtime().coordinator.handle(record.body)
-    except logic.MalformedEventError as exc:
-        logger.error(
-            "restore: malformed event rejected (it goes to the DLQ after the queue's maxReceiveCount)",
-            extra={"reason": str(exc), "message_id": record.message_id},
-        )
-        metrics.add_metric(name=REJECTED_EVENTS, unit=MetricUnit.Count, value=1)
-        raise
-    logger.set_correlation_id(outcome.restore_id or record.message_id)
+def handle_record(record: SQSRecord) -> dict[str, Any]:
+    outcome = runtime.get().coordinator.handle(record.body)
     _record_metrics(outcome)
-    logger.info("restore: event handled", extra={"outcome": asdict(outcome), "message_id": record.message_id})
+    logger.info("restore: event handled", extra={"outcome": asdict(outcome)})
     return asdict(outcome)
 
 
@@ -118,16 +91,13 @@ def is_scheduled(event: dict[str, Any]) -> bool:
     return event.get("detail-type") == "Scheduled Event" and event.get("source") == "aws.events"
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if is_scheduled(event):
-        report = runtime().coordinator.tick()
+        logger.set_correlation_id(f"restore-tick-{event.get('time', '')}")
+        report = runtime.get().coordinator.tick()
         for _ in report.drills_failed:
-            metrics.add_metric(name=DRILLS_FAILED, unit=MetricUnit.Count, value=1)
+            count(DRILLS_FAILED)
         logger.info("restore tick", extra={"report": asdict(report)})
         return asdict(report)
-    return dict(
-        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
-    )
+    return handle_sqs_batch(event, context, function="restore", handle=handle_record)

@@ -20,7 +20,7 @@ Inputs (each handled idempotently; see ``Coordinator.handle``):
   expired, fails restores whose agent never reported an end by the deadline, and dispatches due
   drills.
 
-State (ledger ``RESTORE#<id>/STATE``, transitions in ``store.ALLOWED_FROM``): requested →
+State (ledger ``RESTORE#<id>/STATE``, transitions in ``ledger.restores.ALLOWED_FROM``): requested →
 (awaiting-approval) → dispatched → running → succeeded | failed, or rejected / validated; each step
 timestamped.
 """
@@ -30,12 +30,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any
 
 from pydantic import ValidationError
 
 from backup_contracts.events import (
-    Contract,
     RestoreApproved,
     RestoreFailed,
     RestoreStarted,
@@ -48,56 +47,25 @@ from backup_contracts.naming import SOURCE_REQUESTS
 from backup_contracts.validation import describe_validation_error
 from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
+from backup_functions.ledger import Ledger
+from backup_functions.ports import EventPublisher, JobQueue, Notifier, ObjectStore
 from backup_functions.restore.agent_reports import AgentReports
 from backup_functions.restore.approvals import Approvals
 from backup_functions.restore.context import Context, CoordinatorConfig, Outcome, TickReport
 from backup_functions.restore.decisions import Decisions
 from backup_functions.restore.drills import Drills
 from backup_functions.restore.planning import Planner
-from backup_functions.restore.ports import EventPublisher, JobQueue, Notifier, ObjectStore
 from backup_functions.restore.requests import Requests, restore_id_of
-from backup_functions.restore.store import RestoreStore
 from backup_functions.restore.watches import Watches
-
-T = TypeVar("T")
-
-
-class _InContext(Generic[T]):
-    """An attribute of the coordinator kept in its ``Context``: replacing it on the coordinator (tests
-    replace a port) replaces it for every part."""
-
-    def __set_name__(self, owner: type[Any], name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, coordinator: None, owner: type[Any]) -> _InContext[T]: ...
-    @overload
-    def __get__(self, coordinator: Coordinator, owner: type[Any]) -> T: ...
-    def __get__(self, coordinator: Coordinator | None, owner: type[Any]) -> T | _InContext[T]:
-        if coordinator is None:
-            return self
-        return cast(T, getattr(coordinator.context, self.name))
-
-    def __set__(self, coordinator: Coordinator, value: T) -> None:
-        setattr(coordinator.context, self.name, value)
 
 
 class Coordinator:
-    """Routes each event and the tick to the part that decides it."""
-
-    fleet = _InContext[Fleet]()
-    store = _InContext[RestoreStore]()
-    objects = _InContext[ObjectStore]()
-    jobs = _InContext[JobQueue]()
-    events = _InContext[EventPublisher]()
-    notifier = _InContext[Notifier]()
-    config = _InContext[CoordinatorConfig]()
-    clock = _InContext[Clock]()
+    """Routes each event and the tick to the part that decides it; the parts share ``context``."""
 
     def __init__(
         self,
         fleet: Fleet,
-        store: RestoreStore,
+        ledger: Ledger,
         *,
         objects: ObjectStore,
         jobs: JobQueue,
@@ -106,7 +74,7 @@ class Coordinator:
         config: CoordinatorConfig,
         clock: Clock,
     ) -> None:
-        self.context = Context(fleet, store, objects, jobs, events, notifier, config, clock)
+        self.context = Context(fleet, ledger, objects, jobs, events, notifier, config, clock)
         self._planner = Planner(self.context)
         self._decisions = Decisions(self.context)
         self._approvals = Approvals(self.context, self._planner, self._decisions)
@@ -152,4 +120,4 @@ class Coordinator:
         return report
 
 
-__all__ = ["Contract", "Coordinator", "CoordinatorConfig", "MalformedEventError", "Outcome", "TickReport"]
+__all__ = ["Coordinator", "CoordinatorConfig", "MalformedEventError", "Outcome", "TickReport"]

@@ -1,4 +1,4 @@
-"""What people receive about restores through SNS (plain Python; published with ``alerts.publish``).
+"""What people receive about restores through SNS (plain Python; sent through the ``Notifier`` port).
 
 Kinds: ``restore-rejected`` (why, and what to do instead), ``restore-approval`` (the one-time token
 and how to use it), ``restore-failed`` (stage, whether the destination was touched, how to undo),
@@ -17,6 +17,7 @@ from typing import Any
 from backup_contracts.formatting import ascii_line, format_bytes, format_time
 from backup_contracts.redaction import redact, redact_value
 from backup_functions.alerts import SUBJECT_MAX, Alert, Phase
+from backup_functions.ledger import RestoreItem
 
 REJECTED = "restore-rejected"
 APPROVAL = "restore-approval"
@@ -122,14 +123,13 @@ def rejected(
 def approval_needed(
     pipeline: str,
     *,
-    item: Mapping[str, Any],
+    item: RestoreItem,
     token: str,
     expires_at: datetime,
     bus_name: str,
     now: datetime,
 ) -> Alert:
-    restore_id = str(item["restore_id"])
-    target, destination, mode = item["target"], item["destination"], item["mode"]
+    restore_id, target, destination, mode = item.restore_id, item.target, item.destination, item.mode
     detail = json.dumps({"restore_id": restore_id, "approval_token": token, "approved_by": "YOUR NAME"})
     entry = json.dumps(
         [{"Source": "backup.requests", "DetailType": "Restore Approved", "Detail": detail, "EventBusName": bus_name}]
@@ -139,9 +139,9 @@ def approval_needed(
         f"APPROVAL NEEDED: {what} (protected target).",
         "",
         f"Restore id:   {restore_id}",
-        f"Requested by: {item.get('requested_by')}",
-        f"Reason:       {redact(str(item.get('reason', '')))}",
-        f"Backup:       {_source_line(item.get('source'))}",
+        f"Requested by: {item.requested_by}",
+        f"Reason:       {redact(item.reason)}",
+        f"Backup:       {_source_line(item.source)}",
         f"Destination:  {destination} ({mode}); a safety backup of it is taken first"
         if mode == "in-place"
         else f"Destination:  {destination} ({mode})",
@@ -169,37 +169,36 @@ def approval_needed(
             "target": target,
             "destination": destination,
             "mode": mode,
-            "requested_by": item.get("requested_by"),
+            "requested_by": item.requested_by,
             "expires_at": expires_at.isoformat(),
             "at": now.isoformat(),
         },
     )
 
 
-def restore_failed(pipeline: str, *, item: Mapping[str, Any], now: datetime) -> Alert:
-    restore_id = str(item["restore_id"])
-    drill = item.get("kind") == "drill"
-    target, destination = item.get("target"), item.get("destination")
-    stage = item.get("stage") or "unknown stage"
-    touched = bool(item.get("destination_touched"))
+def restore_failed(pipeline: str, *, item: RestoreItem, now: datetime) -> Alert:
+    restore_id, drill = item.restore_id, item.drill
+    target, destination = item.target, item.destination
+    stage = item.stage or "unknown stage"
+    touched = bool(item.destination_touched)
     kind = DRILL_FAILED if drill else FAILED
     headline = "RESTORE DRILL FAILED" if drill else "RESTORE FAILED"
     body = [
-        f"{headline}: {restore_id} ({target} -> {destination}, {item.get('mode')}) failed at stage {stage}.",
+        f"{headline}: {restore_id} ({target} -> {destination}, {item.mode}) failed at stage {stage}.",
         "",
-        f"Error:        {redact(ascii_line(str(item.get('error') or '-'), 500))}",
-        f"Backup:       {_source_line(item.get('source'))}",
+        f"Error:        {redact(ascii_line(item.error or '-', 500))}",
+        f"Backup:       {_source_line(item.source)}",
         f"Destination touched: {'YES - it may be half-restored' if touched else 'no'}",
     ]
-    if item.get("safety_backup_run_id"):
-        body.append(f"Safety backup: run {item['safety_backup_run_id']} of {destination} (taken before the restore)")
-    if item.get("stderr_tail"):
+    if item.safety_backup_run_id:
+        body.append(f"Safety backup: run {item.safety_backup_run_id} of {destination} (taken before the restore)")
+    if item.stderr_tail:
         body += ["", "Error output (last lines, redacted):"]
-        body += [f"    {line}" for line in redact(str(item["stderr_tail"])).splitlines()[-20:]]
+        body += [f"    {line}" for line in redact(item.stderr_tail).splitlines()[-20:]]
     steps: list[str] = [f"backupctl restore-status {restore_id}"]
-    if touched and item.get("mode") == "in-place" and item.get("safety_backup_run_id"):
+    if touched and item.mode == "in-place" and item.safety_backup_run_id:
         steps.append(
-            f"undo: backupctl restore {destination} --run {item['safety_backup_run_id']} --in-place"
+            f"undo: backupctl restore {destination} --run {item.safety_backup_run_id} --in-place"
             " --reason 'undo failed restore'"
         )
     elif touched:
@@ -218,33 +217,32 @@ def restore_failed(pipeline: str, *, item: Mapping[str, Any], now: datetime) -> 
         facts={
             "target": target,
             "destination": destination,
-            "agent": item.get("agent"),
-            "mode": item.get("mode"),
+            "agent": item.agent,
+            "mode": item.mode,
             "stage": stage,
-            "error": redact(str(item.get("error") or ""))[:500] or None,
+            "error": redact(item.error or "")[:500] or None,
             "destination_touched": touched,
-            "safety_backup_run_id": item.get("safety_backup_run_id"),
+            "safety_backup_run_id": item.safety_backup_run_id,
             "at": now.isoformat(),
             "next_steps": steps,
         },
     )
 
 
-def restore_succeeded(pipeline: str, *, item: Mapping[str, Any], now: datetime) -> Alert:
-    restore_id = str(item["restore_id"])
-    target, destination, mode = item.get("target"), item.get("destination"), item.get("mode")
-    verification = item.get("verification") or {}
+def restore_succeeded(pipeline: str, *, item: RestoreItem, now: datetime) -> Alert:
+    restore_id, target, destination, mode = item.restore_id, item.target, item.destination, item.mode
+    verification = item.verification or {}
     body = [
         f"Restore {restore_id} SUCCEEDED: {target} -> {destination} ({mode}).",
         "",
-        f"Backup:       {_source_line(item.get('source'))}",
-        f"Duration:     {item.get('duration_s')} s",
+        f"Backup:       {_source_line(item.source)}",
+        f"Duration:     {item.duration_s} s",
         f"Verification: {json.dumps(verification, sort_keys=True, default=str)[:1500]}",
     ]
-    if item.get("safety_backup_run_id"):
+    if item.safety_backup_run_id:
         body += [
-            f"Safety backup: run {item['safety_backup_run_id']} of {destination}. To undo this restore:",
-            f"    backupctl restore {destination} --run {item['safety_backup_run_id']} --in-place --reason 'undo'",
+            f"Safety backup: run {item.safety_backup_run_id} of {destination}. To undo this restore:",
+            f"    backupctl restore {destination} --run {item.safety_backup_run_id} --in-place --reason 'undo'",
         ]
     body += ["", f"Time: {format_time(now)}"]
     return _alert(
@@ -259,8 +257,8 @@ def restore_succeeded(pipeline: str, *, item: Mapping[str, Any], now: datetime) 
             "target": target,
             "destination": destination,
             "mode": mode,
-            "duration_s": item.get("duration_s"),
-            "safety_backup_run_id": item.get("safety_backup_run_id"),
+            "duration_s": item.duration_s,
+            "safety_backup_run_id": item.safety_backup_run_id,
             "verification": verification or None,
             "at": now.isoformat(),
         },

@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from backup_contracts import ledger as keys
 from backup_contracts.events import RestoreRequested
 from backup_contracts.fleet import Agent, Target
-from backup_functions.restore import store as st
+from backup_functions.ledger import RestoreItem, RunRecord
 from backup_functions.restore.context import Context
-from backup_functions.verification import full_object_sha256
+from backup_functions.verification import ClaimedObject, compare_head
 
 
 class Rejection(Exception):
@@ -45,22 +46,23 @@ class Plan:
     requires_approval: bool
 
 
-def source_from_run(run: Mapping[str, Any]) -> dict[str, Any]:
-    """The facts of a run record that a restore reads and verifies its object against."""
+def source_from_run(run: RunRecord) -> dict[str, Any]:
+    """The facts of a run record that a restore reads and verifies its object against (kept on the
+    request as stored text, so the approval re-checks exactly what was announced)."""
     return {
-        "run_id": run["run_id"],
-        "target": run["target"],
-        "bucket": run.get("bucket"),
-        "key": run.get("key"),
-        "version_id": run.get("version_id"),
-        "sha256": run.get("sha256"),
-        "bytes_stored": run.get("bytes_stored"),
-        "engine": run.get("engine"),
-        "format": run.get("format"),
-        "compression": run.get("compression"),
-        "s3_checksum_sha256": run.get("s3_checksum_sha256"),
-        "started_at": run.get("started_at"),
-        "finished_at": run.get("finished_at"),
+        "run_id": run.run_id,
+        "target": run.target,
+        "bucket": run.bucket,
+        "key": run.key,
+        "version_id": run.version_id,
+        "sha256": run.sha256,
+        "bytes_stored": run.bytes_stored,
+        "engine": run.engine,
+        "format": run.format,
+        "compression": run.compression,
+        "s3_checksum_sha256": run.s3_checksum_sha256,
+        "started_at": keys.iso(run.started_at),
+        "finished_at": keys.iso(run.finished_at) if run.finished_at else None,
     }
 
 
@@ -99,10 +101,10 @@ class Planner:
                 f"the fleet does not allow restoring {target.name} into {destination.name} (its restore_to: {allowed})",
             )
         run = self._resolve(request)
-        if run.get("engine") and run["engine"] != destination.engine:
+        if run.engine and run.engine != destination.engine:
             raise Rejection(
                 "engine-mismatch",
-                f"run {run['run_id']} was made by engine {run['engine']}, destination {destination.name} is"
+                f"run {run.run_id} was made by engine {run.engine}, destination {destination.name} is"
                 f" {destination.engine}",
             )
         source = source_from_run(run)
@@ -121,7 +123,7 @@ class Planner:
         """The plan of a drill of ``target``: its latest good backup, checked in S3, restored into
         ``destination_name`` (its drill destination); raise Rejection saying why not."""
         dest_agent, destination = self.target(destination_name, "unknown-destination")
-        run = self.context.store.latest_good_run(target.name)
+        run = self.context.ledger.runs.latest_good(target.name)
         if run is None:
             raise Rejection("no-backup", f"target {target.name} has no good backup to drill")
         source = source_from_run(run)
@@ -136,20 +138,20 @@ class Planner:
             requires_approval=False,
         )
 
-    def approved_plan(self, item: Mapping[str, Any]) -> Plan:
+    def approved_plan(self, item: RestoreItem) -> Plan:
         """The plan that was announced for approval in ``item``: the SAME backup run (a newer "latest"
         backup made while waiting is not what the approver saw), with its object checked again (it may
         have expired while waiting)."""
-        _, target = self.target(str(item["target"]), "unknown-target")
-        dest_agent, destination = self.target(str(item["destination"]), "unknown-destination")
-        source = dict(item["source"])
+        _, target = self.target(item.target, "unknown-target")
+        dest_agent, destination = self.target(str(item.destination), "unknown-destination")
+        source = dict(item.source or {})
         source["manifest_facts"] = self.check_object(source)
         return Plan(
             kind="restore",
             target=target,
             destination=destination,
             destination_agent=dest_agent,
-            mode=str(item["mode"]),
+            mode=str(item.mode),
             source=source,
             requires_approval=True,
         )
@@ -165,20 +167,20 @@ class Planner:
             role = "target" if code == "unknown-target" else "destination"
             raise Rejection(code, f"{role} {name!r} is not in the fleet (known: {known})") from None
 
-    def _resolve(self, request: RestoreRequested) -> dict[str, Any]:
+    def _resolve(self, request: RestoreRequested) -> RunRecord:
         selector = request.backup
-        store = self.context.store
+        runs = self.context.ledger.runs
         if selector.run_id is not None:
-            run = store.run_by_id(request.target, selector.run_id)
+            run = runs.by_id(request.target, selector.run_id)
             if run is None:
                 raise Rejection("unknown-run", f"target {request.target} has no run {selector.run_id}")
-            if run.get("state") != st.SUCCEEDED:
+            if not run.good:
                 raise Rejection(
                     "run-not-restorable",
-                    f"run {selector.run_id} of {request.target} is {run.get('state')}, not a verified good backup",
+                    f"run {selector.run_id} of {request.target} is {run.state}, not a verified good backup",
                 )
             return run
-        run = store.latest_good_run(request.target, at_or_before=selector.at)
+        run = runs.latest_good(request.target, at_or_before=selector.at)
         if run is None:
             when = f"at or before {selector.at.isoformat()}" if selector.at else "at all"
             raise Rejection("no-backup", f"target {request.target} has no good backup {when}")
@@ -197,21 +199,10 @@ class Planner:
         head = objects.head(str(bucket), str(key), str(version) if version else None)
         if head is None:
             raise Rejection("object-missing", f"{where} does not exist (expired, deleted or never completed)")
-        problems = []
-        size = head.get("ContentLength")
-        if size != source["bytes_stored"]:
-            problems.append(f"size is {size} bytes, the run recorded {source['bytes_stored']}")
-        metadata = {k.lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
-        if metadata.get("run-id") and metadata["run-id"] != source["run_id"]:
-            problems.append(f"the object belongs to run {metadata['run-id']}, not {source['run_id']}")
-        if metadata.get("sha256") and metadata["sha256"].lower() != source["sha256"]:
-            problems.append(f"its sha256 metadata is {metadata['sha256']}, the run recorded {source['sha256']}")
-        recorded_checksum, s3_checksum = source.get("s3_checksum_sha256"), head.get("ChecksumSHA256")
-        if recorded_checksum and s3_checksum and _checksum_value(recorded_checksum) != _checksum_value(s3_checksum):
-            problems.append(f"S3's checksum is {s3_checksum}, the run recorded {recorded_checksum}")
-        s3_sha = full_object_sha256(head)
-        if s3_sha is not None and s3_sha != source["sha256"]:
-            problems.append(f"S3's full-object SHA-256 is {s3_sha}, the run recorded {source['sha256']}")
+        claimed = ClaimedObject(
+            str(source["run_id"]), int(source["bytes_stored"]), str(source["sha256"]), source.get("s3_checksum_sha256")
+        )
+        problems, _ = compare_head(head, claimed)
         manifest_facts: dict[str, Any] = {}
         if not problems:
             manifest = objects.manifest(str(bucket), str(key))
@@ -229,9 +220,3 @@ class Planner:
         if problems:
             raise Rejection("checksum-mismatch", f"{where}: " + "; ".join(problems))
         return manifest_facts
-
-
-def _checksum_value(checksum: Any) -> str:
-    """The base64 digest of an S3 ChecksumSHA256 without the '-<parts>' suffix of a multipart
-    composite (some S3 implementations, moto among them, omit that suffix)."""
-    return str(checksum).split("-", 1)[0]

@@ -15,10 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backup_contracts import ledger as keys
 from backup_contracts.events import RestoreRequested
 from backup_contracts.validation import describe_validation_error
 from backup_functions.envelope import MalformedEventError
-from backup_functions.restore import store as st
+from backup_functions.ledger import RestoreItem
+from backup_functions.ledger.restores import AWAITING_APPROVAL, DISPATCHED, REJECTED, REQUESTED, fingerprint
 from backup_functions.restore.approvals import Approvals
 from backup_functions.restore.context import Context, Outcome
 from backup_functions.restore.decisions import Decisions
@@ -56,8 +58,8 @@ class Requests:
             "reason": str(raw.get("reason", ""))[:1024],
             "dry_run": bool(request.dry_run) if request else bool(raw.get("dry_run", False)),
         }
-        summary["fingerprint"] = st.fingerprint({**raw})
-        created = self.context.store.create(
+        summary["fingerprint"] = fingerprint({**raw})
+        created = self.context.ledger.restores.create(
             restore_id, summary, at=now, expires_at=now + self.context.config.ledger_ttl
         )
         if not created:
@@ -81,17 +83,18 @@ class Requests:
             return self.decisions.validated(restore_id, request, plan, facts, now)
         if plan.requires_approval:
             return self.approvals.await_approval(restore_id, facts, now)
-        return self.decisions.dispatch(restore_id, plan, facts, now, allowed_from=(st.REQUESTED,))
+        return self.decisions.dispatch(restore_id, plan, facts, now, allowed_from=(REQUESTED,))
 
     def _resume(self, restore_id: str, summary: Mapping[str, Any], now: datetime) -> Outcome:
         """A request whose restore_id exists: a duplicate delivery (finish what a crash left) or a reuse."""
-        item = self.context.store.get(restore_id)
+        item = self.context.ledger.restores.get(restore_id)
         if item is None:  # expired between the two calls
             return Outcome(restore_id, "duplicate", detail="request vanished")
-        if item.get("fingerprint") != summary["fingerprint"]:
+        if item.fingerprint != summary["fingerprint"]:
+            requested_at = keys.iso(item.requested_at) if item.requested_at else "?"
             reason = (
-                f"restore_id {restore_id} was already used by a request of {item.get('requested_by')} at"
-                f" {item.get('requested_at')} (state {item.get('state')}); this request was ignored"
+                f"restore_id {restore_id} was already used by a request of {item.requested_by} at"
+                f" {requested_at} (state {item.state}); this request was ignored"
             )
             self.decisions.announce_rejection(
                 restore_id,
@@ -102,18 +105,18 @@ class Requests:
                 now=now,
             )
             return Outcome(restore_id, "rejected", "restore-id-reused", reason)
-        state = item.get("state")
-        if state == st.REQUESTED:  # a crash before the decision: decide now
+        state = item.state
+        if state == REQUESTED:  # a crash before the decision: decide now
             try:
                 request = RestoreRequested.model_validate(_request_fields(item))
             except ValidationError as exc:
                 return self.decisions.reject(restore_id, "invalid-request", describe_validation_error(exc), now=now)
             return self._decide(restore_id, request, now)
-        if state == st.REJECTED and not item.get("notified_at"):
+        if state == REJECTED and not item.notified_at:
             self.decisions.notify_rejection(item, now)
-        elif state == st.DISPATCHED and not item.get("job_sent_at"):
+        elif state == DISPATCHED and not item.job_sent_at:
             self.decisions.send_job(item, now)
-        elif state == st.AWAITING_APPROVAL and not item.get("notified_at"):
+        elif state == AWAITING_APPROVAL and not item.notified_at:
             self.approvals.reannounce(item, now)
         return Outcome(restore_id, "duplicate", detail=f"already {state}")
 
@@ -128,16 +131,15 @@ def restore_id_of(detail: Any) -> str | None:
     return None
 
 
-def _request_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+def _request_fields(item: RestoreItem) -> dict[str, Any]:
     """Rebuild the RestoreRequested from the stored request (for a decision resumed after a crash)."""
-    mode = item.get("mode")
     return {
-        "restore_id": item["restore_id"],
-        "target": item.get("target"),
-        "backup": item.get("selector") or {"latest": True},
-        "destination": None if mode == "in-place" else item.get("destination"),
-        "mode": mode,
-        "requested_by": item.get("requested_by"),
-        "reason": item.get("reason"),
-        "dry_run": bool(item.get("dry_run", False)),
+        "restore_id": item.restore_id,
+        "target": item.target,
+        "backup": item.selector or {"latest": True},
+        "destination": None if item.mode == "in-place" else item.destination,
+        "mode": item.mode,
+        "requested_by": item.requested_by,
+        "reason": item.reason,
+        "dry_run": item.dry_run,
     }

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from backup_contracts import ledger as keys
-from backup_functions.restore import store as st
+from backup_functions.ledger.items import WATCH_APPROVAL, WATCH_RESTORE
+from backup_functions.ledger.restores import AWAITING_APPROVAL, DISPATCHED, FAILED, RUNNING
 from backup_functions.restore.agent_reports import AgentReports
 from backup_functions.restore.context import Context, TickReport
 from backup_functions.restore.decisions import Decisions
@@ -26,35 +27,31 @@ class Watches:
         self.agent_reports = agent_reports
 
     def expire(self, now: datetime, report: TickReport) -> None:
-        for item in self.context.store.due_watches(now):
-            restore_id = str(item.get("restore_id", ""))
-            if not restore_id or item.get("type") != "restore":
-                continue
-            if item.get(keys.WATCH_KIND) == st.WATCH_APPROVAL and item.get("state") == st.AWAITING_APPROVAL:
+        for item in self.context.ledger.restores.due(now):
+            restore_id = item.restore_id
+            if item.watch_kind == WATCH_APPROVAL and item.state == AWAITING_APPROVAL:
                 outcome = self.decisions.reject(
                     restore_id,
                     "approval-expired",
-                    f"no approval arrived before {item.get('approval_deadline')}",
+                    f"no approval arrived before {_text(item.approval_deadline)}",
                     now=now,
                 )
                 if outcome.action == "rejected":
                     report.approvals_expired.append(restore_id)
-            elif item.get(keys.WATCH_KIND) == st.WATCH_RESTORE and item.get("state") in (st.DISPATCHED, st.RUNNING):
-                error = (
-                    f"the agent {item.get('agent')} reported no end by {item.get('deadline')}"
-                    f" (state {item.get('state')})"
-                )
-                failed = self.context.store.transition(
+            elif item.watch_kind == WATCH_RESTORE and item.state in (DISPATCHED, RUNNING):
+                error = f"the agent {item.agent} reported no end by {_text(item.deadline)} (state {item.state})"
+                failed = self.context.ledger.restores.transition(
                     restore_id,
-                    st.FAILED,
+                    FAILED,
                     at=now,
-                    attributes={
-                        "stage": "deadline",
-                        "error": error,
-                        "destination_touched": item.get("state") == st.RUNNING,
-                    },
-                    allowed_from=(st.DISPATCHED, st.RUNNING),
+                    attributes={"stage": "deadline", "error": error, "destination_touched": item.state == RUNNING},
+                    allowed_from=(DISPATCHED, RUNNING),
                 )
                 if failed is not None:
                     self.agent_reports.settle_failure(failed, now, error, finished_at=now)
                     report.restores_timed_out.append(restore_id)
+
+
+def _text(moment: datetime | None) -> str:
+    """A stored time as the ledger keeps it (how people saw it in earlier messages)."""
+    return keys.iso(moment) if moment is not None else "?"
