@@ -113,15 +113,3 @@ def test_facts_are_json_for_machines():
 def test_unknown_kind_names_the_known_ones():
     with pytest.raises(KeyError, match="known"):
         alerts.build("nope", situation())
-
-
-def test_publish_delivers_subject_body_and_attributes(aws):
-    alert = alerts.run_stuck(situation(deadline=NOW - timedelta(minutes=10)))
-
-    alerts.publish(aws.client("sns"), aws.topic_arn, alert)
-
-    [received] = aws.alerts()
-    assert received["Subject"] == alert.subject
-    assert received["Message"] == alert.body
-    assert received["MessageAttributes"]["kind"]["Value"] == "end"
-    assert json.loads(received["MessageAttributes"]["alert"]["Value"])["target"] == "orders-pg"
