@@ -44,11 +44,7 @@ def send_request(events: Any, request: BackupRequested, bus: str) -> str:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    if ctx.has_fleet:
-        try:
-            ctx.fleet.target(args.target)
-        except KeyError:
-            raise UsageError(f"unknown target {args.target!r}: not in {ctx.fleet_file}") from None
+    ctx.check_target(args.target)
     request = build_request(args.target, args.reason, args.requested_by or default_requester())
     event_id = send_request(ctx.client("events"), request, ctx.bus_name)
     if ctx.json:

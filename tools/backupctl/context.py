@@ -63,6 +63,15 @@ class Context:
     def has_fleet(self) -> bool:
         return self.fleet_file.exists()
 
+    def check_target(self, name: str) -> None:
+        """Refuse a target the fleet file does not name (when there is a fleet file to ask)."""
+        if not self.has_fleet:
+            return
+        try:
+            self.fleet.target(name)
+        except KeyError:
+            raise UsageError(f"unknown target {name!r}: not in {self.fleet_file}") from None
+
     def _pipeline(self, what: str, flag: str, env: str) -> str:
         if not self.has_fleet:
             raise UsageError(f"no {what} given and no fleet file at {self.fleet_file}. Fix: pass {flag} or set {env}")

@@ -9,7 +9,7 @@ from typing import Any
 
 from backup_contracts.formatting import ascii_line, format_age, format_bytes, format_time
 from backup_functions.ledger import RunRecord
-from backupctl.context import Context, UsageError
+from backupctl.context import Context
 from backupctl.render import RED, table, to_json, use_colour
 
 ERROR_COLUMN_MAX = 60
@@ -67,11 +67,7 @@ def render_history(target: str, runs: list[RunRecord], *, colour: bool = False) 
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    if ctx.has_fleet:
-        try:
-            ctx.fleet.target(args.target)
-        except KeyError:
-            raise UsageError(f"unknown target {args.target!r}: not in {ctx.fleet_file}") from None
+    ctx.check_target(args.target)
     runs = ctx.ledger.runs.newest(args.target, limit=args.limit)
     if ctx.json:
         sys.stdout.write(to_json(history_json(runs)))

@@ -69,11 +69,7 @@ def put(events: Any, event: Contract, bus: str) -> str:
 
 def run_restore(args: argparse.Namespace, ctx: Context) -> int:
     request = build_restore_request(args)
-    if ctx.has_fleet:
-        try:
-            ctx.fleet.target(request.target)
-        except KeyError:
-            raise UsageError(f"unknown target {request.target!r}: not in {ctx.fleet_file}") from None
+    ctx.check_target(request.target)
     event_id = put(ctx.client("events"), request, ctx.bus_name)
     if ctx.json:
         sys.stdout.write(to_json({"restore_id": request.restore_id, "event_id": event_id, "bus": ctx.bus_name}))

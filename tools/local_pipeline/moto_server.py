@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 
 import boto3
 from moto.server import ThreadedMotoServer
+
+from local_pipeline.environment import environment
 
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
@@ -59,14 +60,8 @@ def moto_server() -> Iterator[MotoEndpoint]:
     endpoint = MotoEndpoint(url=f"http://127.0.0.1:{port}")
     # moto keeps its state per process, not per server: start every local pipeline from nothing.
     endpoint.reset()
-    saved = {key: os.environ.get(key) for key in endpoint.environment()}
-    os.environ.update(endpoint.environment())
     try:
-        yield endpoint
+        with environment(endpoint.environment()):
+            yield endpoint
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         server.stop()

@@ -9,8 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ import boto3
 from backup_contracts.eventbus import PutEventsError, put_events
 from backup_contracts.events import Contract
 from local_pipeline.clock import PipelineClock
+from local_pipeline.environment import environment
 from local_pipeline.moto_server import MotoEndpoint
 from local_pipeline.resources import LocalResources
 
@@ -70,20 +70,6 @@ def scheduled_event(resources: LocalResources, rule: str, now: datetime) -> dict
         "resources": [f"arn:aws:events:{resources.region}:{resources.account}:rule/{rule}"],
         "detail": {},
     }
-
-
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class LocalPipeline:
