@@ -15,20 +15,9 @@ from local_pipeline.resources import provision
 
 
 @pytest.fixture
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "BACKUP_LEDGER_TABLE", "BACKUP_BUS_NAME", "BACKUP_FLEET_FILE"):
+def pipeline(tmp_path: Path, aws_credentials: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    for name in ("BACKUP_LEDGER_TABLE", "BACKUP_BUS_NAME", "BACKUP_FLEET_FILE"):  # backupctl's own settings
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def pipeline(tmp_path: Path, aws_credentials: None) -> Iterator[Pipeline]:
     fleet_file = write_fleet(tmp_path)
     fleet = load_fleet(fleet_file)
     with mock_aws():

@@ -281,20 +281,7 @@ def token_from(alert: Received) -> str:
 
 
 @pytest.fixture
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-
-@pytest.fixture
-def world(aws_credentials: None) -> Iterator[World]:
+def world(aws_credentials: dict[str, str]) -> Iterator[World]:
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         fleet = restore_fleet()
