@@ -46,6 +46,7 @@ from typing import Any, BinaryIO, Literal
 
 import zstandard
 
+from backup_agent import drill
 from backup_agent.config import AgentConfig
 from backup_agent.engines.base import Engine, EngineError, RestoreReport
 from backup_agent.events import EventSink
@@ -473,10 +474,8 @@ class RestoreRun:
 
     # ------------------------------------------------------------------ 7. drill cleanup
     def _cleanup(self, engine: Engine) -> str:
-        from backup_agent.drill import cleanup
-
         try:
-            return cleanup(engine)
+            return drill.cleanup(engine)
         except Exception as exc:
             log.error("drill cleanup of %s failed: %s", self.destination, exc)
             raise _Failure(
