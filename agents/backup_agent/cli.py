@@ -17,13 +17,18 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from pydantic import BaseModel
+
 from backup_agent.aws import S3_UPLOAD_SETTINGS, client, client_config
 from backup_agent.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
+from backup_agent.consumer import Consumer
+from backup_agent.engines import SecretRef, build_engine
 from backup_agent.engines.base import Engine
 from backup_agent.events import EventBridgeSink
 from backup_agent.logs import setup_logging
 from backup_agent.pipeline import BackupRun, JobRefusedError, check_job
 from backup_agent.progress import ProgressBar
+from backup_agent.restore import RestoreOutcome, RestoreRefusedError, RestoreRun
 from backup_agent.secrets import SecretError, SecretResolver
 from backup_agent.state import CompletedJobs, StateError
 from backup_agent.version import VERSION as __version__
@@ -64,7 +69,6 @@ class Clients:
 
 def make_engine_factory(config: AgentConfig, resolver: SecretResolver) -> Callable[[str], Engine]:
     """Target name -> engine, through the engines package (secrets resolved by reference)."""
-    from backup_agent.engines import build_engine
 
     def factory(target: str) -> Engine:
         if target not in config.targets:
@@ -79,11 +83,9 @@ def _resolver(clients: Clients) -> SecretResolver:
     return SecretResolver(client_factory=clients.get)
 
 
-def secret_refs(value: Any) -> list[Any]:
+def secret_refs(value: Any) -> list[SecretRef]:
     """Every secret reference inside a target's config (so that `check` can prove each resolves)."""
-    from pydantic import BaseModel
-
-    if type(value).__name__ == "SecretRef":
+    if isinstance(value, SecretRef):
         return [value]
     if isinstance(value, BaseModel):
         return [ref for name in type(value).model_fields for ref in secret_refs(getattr(value, name))]
@@ -99,14 +101,10 @@ def secret_refs(value: Any) -> list[Any]:
 
 def _restore_runner(
     config: AgentConfig, clients: Clients, events: EventBridgeSink, engine_factory: Callable[[str], Engine]
-) -> Callable[[Job, threading.Event], Any] | None:
-    """Restore/drill jobs run through ``backup_agent.restore.RestoreRun`` when that module is present."""
-    try:
-        from backup_agent.restore import RestoreRefusedError, RestoreRun
-    except ImportError:
-        return None
+) -> Callable[[Job, threading.Event], RestoreOutcome]:
+    """Restore/drill jobs run through ``backup_agent.restore.RestoreRun``."""
 
-    def run(job: Job, cancel: threading.Event) -> Any:
+    def run(job: Job, cancel: threading.Event) -> RestoreOutcome:
         try:
             return RestoreRun(
                 job, config, engine_factory=engine_factory, events=events, s3=clients.get("s3"), cancel=cancel
@@ -118,8 +116,6 @@ def _restore_runner(
 
 
 def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
-    from backup_agent.consumer import Consumer
-
     clients = Clients(config)
     events = EventBridgeSink(clients.get("events"), config.bus_name)
     engine_factory = make_engine_factory(config, _resolver(clients))
@@ -213,15 +209,8 @@ def cmd_check(config: AgentConfig, args: argparse.Namespace) -> int:
         problems.append(str(exc))
         say("FAIL", f"state_dir: {exc}")
     factory_resolver = _resolver(clients)
-    try:
-        factory = make_engine_factory(config, factory_resolver)
-    except ImportError as exc:
-        problems.append(f"engines unavailable: {exc}")
-        say("FAIL", f"engines unavailable: {exc}")
-        factory = None
+    factory = make_engine_factory(config, factory_resolver)
     for name in sorted(config.targets):
-        if factory is None:
-            break
         try:
             for ref in secret_refs(config.targets[name]):
                 factory_resolver.resolve(ref)

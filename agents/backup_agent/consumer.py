@@ -40,7 +40,7 @@ from backup_agent.events import EventSink
 from backup_agent.pipeline import BackupRun, JobRefusedError, check_job, config_failure
 from backup_agent.state import CompletedJobs
 from backup_agent.version import VERSION as __version__
-from backup_contracts.events import AgentHeartbeat, BackupSucceeded, Contract
+from backup_contracts.events import AgentHeartbeat, BackupSucceeded, Contract, RestoreFailed
 from backup_contracts.jobs import Job
 from backup_contracts.validation import describe_validation_error
 
@@ -283,7 +283,7 @@ class Consumer:
             log.error("restore job refused, left for the DLQ: %s", exc, extra={"ctx_job": job.job_id})
             self.stats["rejected"] += 1
             return "refused"
-        if not outcome.ok and cancel.is_set() and "interrupted" in getattr(outcome.event, "error", ""):
+        if isinstance(outcome.event, RestoreFailed) and cancel.is_set() and "interrupted" in outcome.event.error:
             self.stats["failed"] += 1
             self._release(message, INTERRUPTED_RELEASE_S)
             return "interrupted"

@@ -482,7 +482,6 @@ class BackupRun:
             return None
 
     def _manifest(self, versions: Versions, result: dict[str, Any]) -> dict[str, Any]:
-        hint = getattr(self.engine, "restore_hint", None)
         return {
             "manifest_version": MANIFEST_VERSION,
             "agent": self.config.agent,
@@ -506,8 +505,7 @@ class BackupRun:
             "sha256_of": "stored object bytes (zstd-compressed)",
             "parts": result["parts"],
             "validator": result["validator"],
-            "restore_hint": hint
-            or f"backupctl restore (or: aws s3 cp s3://{self.job.bucket}/{self.key} - | zstd -d | "
+            "restore_hint": f"backupctl restore (or: aws s3 cp s3://{self.job.bucket}/{self.key} - | zstd -d | "
             f"<{self.engine.name} restore of format {self.engine.format}>)",
         }
 

@@ -50,6 +50,7 @@ from backup_agent import drill
 from backup_agent.config import AgentConfig
 from backup_agent.engines.base import Engine, EngineError, RestoreReport
 from backup_agent.events import EventSink
+from backup_agent.pipeline import BackupRun, RunOutcome
 from backup_contracts.events import STDERR_TAIL_MAX, RestoreFailed, RestoreStarted, RestoreSucceeded
 from backup_contracts.jobs import Job
 from backup_contracts.redaction import redact
@@ -80,7 +81,7 @@ class _Failure(Exception):
 @dataclass
 class RestoreOutcome:
     event: RestoreSucceeded | RestoreFailed
-    safety_backup: Any = None  # the safety backup's RunOutcome, for in-place restores
+    safety_backup: RunOutcome | None = None  # for in-place restores
     report: RestoreReport | None = None
     checks: dict[str, Any] = field(default_factory=dict)
 
@@ -144,7 +145,7 @@ class RestoreRun:
         engine_factory: Callable[[str], Engine],
         events: EventSink,
         s3: Any = None,
-        safety_backup: Callable[[Job, Engine], Any] | None = None,
+        safety_backup: Callable[[Job, Engine], RunOutcome] | None = None,
         opener: Opener = open_url,
         spool_dir: Path | None = None,
         cancel: threading.Event | None = None,
@@ -400,7 +401,7 @@ class RestoreRun:
         return sha.hexdigest(), size
 
     # ------------------------------------------------------------------ 4. safety backup
-    def _safety_backup(self, engine: Engine) -> Any:
+    def _safety_backup(self, engine: Engine) -> RunOutcome:
         job = self.job
         safety_job = Job(
             job_id=f"{job.job_id[:100]}.pre-restore",
@@ -420,23 +421,19 @@ class RestoreRun:
             raise _Failure(
                 "safety-backup", f"the safety backup of {self.destination} could not run: {exc}; restore aborted"
             ) from exc
-        event = getattr(outcome, "event", None)
-        if not getattr(outcome, "ok", False):
-            detail = getattr(event, "error", "unknown error")
-            stage = getattr(event, "stage", "?")
+        if not outcome.ok:
+            failed = outcome.failed
             raise _Failure(
                 "safety-backup",
-                f"the safety backup of {self.destination} failed at stage {stage}: {detail}; restore aborted,"
-                " the destination was not touched",
-                stderr_tail=getattr(event, "stderr_tail", "") or "",
+                f"the safety backup of {self.destination} failed at stage {failed.stage}: {failed.error};"
+                " restore aborted, the destination was not touched",
+                stderr_tail=failed.stderr_tail,
             )
-        self.safety_run_id = getattr(event, "run_id", None)
+        self.safety_run_id = outcome.event.run_id
         log.info("safety backup %s of %s done", self.safety_run_id, self.destination)
         return outcome
 
-    def _pipeline_safety_backup(self, job: Job, engine: Engine) -> Any:
-        from backup_agent.pipeline import BackupRun
-
+    def _pipeline_safety_backup(self, job: Job, engine: Engine) -> RunOutcome:
         if self.s3 is None:
             raise RuntimeError("no S3 client to upload the safety backup")
         return BackupRun(job, engine, self.config, s3=self.s3, events=self.events, cancel=self.cancel).execute()
@@ -557,7 +554,7 @@ def _touched_after(exc: EngineError, engine: Engine) -> bool:
     when the restore fails; PostgreSQL in-place runs in a single transaction. Their messages say
     so; anything else counts as touched (never claim untouched without knowing).
     """
-    if getattr(engine, "name", "") == "command":
+    if engine.name == "command":
         return True  # its restore command ran: we cannot know what it changed
     text = str(exc)
     untouched = ("refusing", "refused", "dropped again", "rolled back")
