@@ -29,6 +29,7 @@ from typing import BinaryIO
 from backup_agent import proc
 from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import MariaDBConfig, Resolve
+from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import Deferred, MariaDBSqlValidator
 
 log = logging.getLogger(__name__)
@@ -155,11 +156,9 @@ class MariaDBEngine:
         problems.extend(self.versions().warnings)
         return problems
 
-    def start_dump(self) -> proc.ProcessDump:
+    def start_dump(self) -> ProcessDump:
         env, redact, files, leading = self._secrets()
-        return proc.ProcessDump(
-            self.dump_argv(leading), env=env, redact=redact, cleanup=files.cleanup, grace=self._grace
-        )
+        return ProcessDump(self.dump_argv(leading), env=env, redact=redact, cleanup=files.cleanup, grace=self._grace)
 
     def validator(self) -> MariaDBSqlValidator:
         return MariaDBSqlValidator()

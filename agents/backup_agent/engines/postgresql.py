@@ -25,6 +25,7 @@ from typing import BinaryIO
 from backup_agent import proc
 from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import PostgresConfig, Resolve
+from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import Deferred, PgCustomValidator
 
 log = logging.getLogger(__name__)
@@ -165,9 +166,9 @@ class PostgresEngine:
         problems.extend(self.versions().warnings)
         return problems
 
-    def start_dump(self) -> proc.ProcessDump:
+    def start_dump(self) -> ProcessDump:
         env, redact, files = self._secrets()
-        return proc.ProcessDump(self.dump_argv(), env=env, redact=redact, cleanup=files.cleanup, grace=self._grace)
+        return ProcessDump(self.dump_argv(), env=env, redact=redact, cleanup=files.cleanup, grace=self._grace)
 
     def validator(self) -> PgCustomValidator:
         return PgCustomValidator()

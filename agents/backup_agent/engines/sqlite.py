@@ -33,6 +33,7 @@ from urllib.request import pathname2url
 from backup_agent import proc
 from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import Resolve, SQLiteConfig
+from backup_agent.engines.running import ThreadDump
 from backup_agent.engines.validators import Deferred, SQLiteValidator
 
 _SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -134,8 +135,8 @@ class SQLiteEngine:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
 
-    def start_dump(self) -> proc.ThreadDump:
-        return proc.ThreadDump(self._produce, redact=proc.Redactor(), name=f"sqlite-dump-{self.target}")
+    def start_dump(self) -> ThreadDump:
+        return ThreadDump(self._produce, redact=proc.Redactor(), name=f"sqlite-dump-{self.target}")
 
     def validator(self) -> SQLiteValidator:
         return SQLiteValidator()
