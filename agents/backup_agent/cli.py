@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from backup_agent.admission import JobRefusedError, check_job
 from backup_agent.aws import S3_UPLOAD_SETTINGS, client, client_config
 from backup_agent.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
 from backup_agent.consumer import Consumer
@@ -26,7 +27,7 @@ from backup_agent.engines import SecretRef, build_engine
 from backup_agent.engines.base import Engine
 from backup_agent.events import EventBridgeSink
 from backup_agent.logs import setup_logging
-from backup_agent.pipeline import BackupRun, JobRefusedError, check_job
+from backup_agent.pipeline import BackupRun
 from backup_agent.progress import ProgressBar
 from backup_agent.restore import RestoreOutcome, RestoreRefusedError, RestoreRun
 from backup_agent.secrets import SecretError, SecretResolver

@@ -34,10 +34,11 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from backup_agent.admission import JobRefusedError, check_job, config_failure
 from backup_agent.config import AgentConfig
 from backup_agent.engines.base import Engine
 from backup_agent.events import EventSink
-from backup_agent.pipeline import BackupRun, JobRefusedError, check_job, config_failure
+from backup_agent.pipeline import BackupRun
 from backup_agent.state import CompletedJobs
 from backup_agent.version import VERSION as __version__
 from backup_contracts.events import AgentHeartbeat, BackupSucceeded, Contract, RestoreFailed

@@ -7,13 +7,10 @@ upload (nothing becomes visible) and reports ``Backup Failed`` with the stage th
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,29 +18,26 @@ from typing import Any, Literal
 
 import zstandard
 
-from backup_agent.config import DUMP_TUNED_ZSTD, AgentConfig, Compression
+from backup_agent.admission import new_run_id, object_key_for
+from backup_agent.compression import zstd_parameters
+from backup_agent.config import AgentConfig
 from backup_agent.dumpstream import DumpReader
 from backup_agent.engines.base import Engine, EngineError, InvalidDumpError, RunningDump, Versions
 from backup_agent.events import EventSink
 from backup_agent.state import CompletedJobs
-from backup_agent.uploader import MultipartUpload, UploadError
+from backup_agent.uploader import MultipartUpload, PartSink, UploadError
 from backup_agent.version import VERSION as __version__
 from backup_contracts.events import STDERR_TAIL_MAX, BackupFailed, BackupStarted, BackupSucceeded
 from backup_contracts.jobs import Job
-from backup_contracts.naming import RETENTION_TAG, agent_prefix, backup_object_key, manifest_key, retention_tag_value
+from backup_contracts.naming import RETENTION_TAG, manifest_key, retention_tag_value
 from backup_contracts.redaction import redact
 
 log = logging.getLogger(__name__)
 
-ZSTD_PIECE_ROOM = 256 * 1024  # > zstd's output piece (ZSTD_CStreamOutSize, 128 KiB + a block header)
 MANIFEST_VERSION = 1
 Stage = Literal["dump", "upload", "verify", "config"]
 ProgressFn = Callable[[int, int], None]
 INTERRUPTED = "interrupted by SIGTERM"
-
-
-class JobRefusedError(Exception):
-    """The job cannot be run by this agent (wrong agent, prefix, unknown target...); not retryable."""
 
 
 class _Failure(Exception):
@@ -78,126 +72,6 @@ class RunOutcome:
         if not isinstance(self.event, BackupFailed):
             raise TypeError("the run succeeded")
         return self.event
-
-
-def new_run_id(now: datetime) -> str:
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
-
-
-def object_key_for(job: Job, config: AgentConfig, run_id: str, started: datetime, extension: str) -> str:
-    """The run's object key: the naming layout, kept below the job's key prefix, which must be ours."""
-    own = agent_prefix(config.agent)
-    if not job.key_prefix.startswith(own) or ".." in job.key_prefix:
-        raise JobRefusedError(f"job {job.job_id} asks for key prefix {job.key_prefix!r}, outside this agent's {own!r}")
-    key = backup_object_key(config.agent, job.target, run_id, started, f"{extension}.zst")
-    if key.startswith(job.key_prefix):
-        return key
-    return job.key_prefix.rstrip("/") + "/" + key[len(own) :]
-
-
-def check_job(job: Job, config: AgentConfig, *, kinds: tuple[str, ...] = ("backup",)) -> None:
-    if job.agent != config.agent:
-        raise JobRefusedError(f"job {job.job_id} is for agent {job.agent!r}, this is {config.agent!r}")
-    if job.kind not in kinds:
-        raise JobRefusedError(f"job {job.job_id} is a {job.kind} job; this agent runs {', '.join(kinds)} jobs")
-    if job.kind != "backup":
-        return  # restore/drill jobs name their destination; the restore executor checks it
-    if job.target not in config.targets:
-        raise JobRefusedError(
-            f"job {job.job_id} names target {job.target!r}, which is not in this host's config "
-            f"(known: {', '.join(sorted(config.targets))})"
-        )
-
-
-def config_failure(job: Job, config: AgentConfig, error: str, now: datetime) -> BackupFailed:
-    """The Failed event of a run that could not start (its target's config or secrets are unusable)."""
-    run_id = new_run_id(now)
-    return BackupFailed(
-        job_id=job.job_id,
-        run_id=run_id,
-        target=job.target,
-        agent=config.agent,
-        trigger=job.trigger,
-        started_at=now,
-        bucket=job.bucket,
-        key=object_key_for(job, config, run_id, now, "none"),
-        finished_at=now,
-        stage="config",
-        error=redact(error)[:2000],
-    )
-
-
-class _PartSink:
-    """Receives compressed bytes from zstd; hashes them and cuts them into growing parts.
-
-    Memory is what this class bounds. A part's upload slot is reserved *before* the part starts
-    filling, so at most ``parts_in_flight`` parts exist at once, the one being filled included.
-    Each part is one bytearray allocated at its scheduled size plus room for one zstd output piece;
-    zstd's output (~128 KiB pieces) is copied into it and the bytearray itself is handed to the
-    uploader: no per-piece copies, no join, no reallocation, hence no transient second copy of a
-    part. A part is at least its scheduled size and at most one piece larger (S3 requires only
-    >= 5 MiB for all but the last). Peak: parts_in_flight x (part size + 256 KiB).
-    """
-
-    def __init__(self, upload: MultipartUpload) -> None:
-        self._upload = upload
-        self._part: bytearray | None = None
-        self._fill = 0
-        self.sha256 = hashlib.sha256()
-        self.bytes_stored = 0
-
-    def _open(self) -> bytearray:
-        self._upload.reserve()
-        self._part = bytearray(self._upload.current_part_size() + ZSTD_PIECE_ROOM)
-        self._fill = 0
-        return self._part
-
-    def write(self, data: bytes) -> int:
-        size = len(data)
-        self.sha256.update(data)
-        self.bytes_stored += size
-        part = self._part if self._part is not None else self._open()
-        end = self._fill + size
-        if end > len(part):  # a piece larger than the room left: grow (zstd's pieces never are)
-            part.extend(bytes(end - len(part)))
-        part[self._fill : end] = data
-        self._fill = end
-        if end >= self._upload.current_part_size():
-            self._cut()
-        return size
-
-    def _cut(self) -> None:
-        part = self._part if self._part is not None else self._open()
-        del part[self._fill :]
-        self._part = None
-        self._fill = 0
-        self._upload.submit_reserved(part)
-
-    def flush_last(self) -> None:
-        if self._part is not None or self._upload.next_part == 1:
-            self._cut()
-
-
-def zstd_parameters(compression: Compression) -> zstandard.ZstdCompressionParameters:
-    """zstd parameters for the configured compression, multi-threaded with a bounded job size.
-
-    Multi-threaded zstd cuts the input into jobs of 4 x the window by default (2 MiB at level 1,
-    8 MiB at level 3) and every worker holds its job's input and output: measured ~14 MiB at
-    level 1 and ~53 MiB at level 3 with two workers. Jobs of max(1 MiB, window) need ~8 / ~16 MiB
-    for the same speed and a ratio within 0.1%.
-    """
-    threads = compression.zstd_threads
-    params = zstandard.ZstdCompressionParameters
-    extra: dict[str, int] = {}
-    if compression.level is None:
-        window_log = DUMP_TUNED_ZSTD["window_log"]
-        make = functools.partial(params, **DUMP_TUNED_ZSTD)
-    else:
-        window_log = params.from_level(compression.level).window_log
-        make = functools.partial(params.from_level, compression.level)
-    if threads != 0:
-        extra["job_size"] = 1 << max(20, window_log)
-    return make(threads=threads, write_checksum=True, **extra)
 
 
 class BackupRun:
@@ -387,7 +261,7 @@ class BackupRun:
         validator = self.engine.validator()
         compression = self.config.compression
         cctx = zstandard.ZstdCompressor(compression_params=zstd_parameters(compression))
-        sink = _PartSink(upload)
+        sink = PartSink(upload)
         writer = cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
         reader = DumpReader(dump.stream)
         bytes_in = 0
