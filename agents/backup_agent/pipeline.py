@@ -3,6 +3,11 @@
 Only a clean dump becomes a backup: the upload is completed only when the dump exited 0, produced
 bytes, and the engine's validator accepted the whole stream. Anything else aborts the multipart
 upload (nothing becomes visible) and reports ``Backup Failed`` with the stage that failed.
+
+``BackupRun`` is one run from ``Backup Started`` to its one Succeeded or Failed event: it streams
+the dump into the upload (``backup_agent.backup_stream``), asks for the tool and server versions
+meanwhile, completes the upload, writes the manifest beside the object, records the success locally
+and reports it.
 """
 
 from __future__ import annotations
@@ -14,18 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-import zstandard
+from typing import Any
 
 from backup_agent.admission import new_run_id, object_key_for
-from backup_agent.compression import zstd_parameters
+from backup_agent.backup_stream import INTERRUPTED, BackupFailure, BackupStream, ProgressFn, Streamed
 from backup_agent.config import AgentConfig
-from backup_agent.dumpstream import DumpReader
-from backup_agent.engines.base import Engine, EngineError, InvalidDumpError, RunningDump, Versions
+from backup_agent.engines.base import Engine, Versions
 from backup_agent.events import EventSink
 from backup_agent.state import CompletedJobs
-from backup_agent.uploader import MultipartUpload, PartSink, UploadError
+from backup_agent.uploader import MultipartUpload, UploadError
 from backup_agent.version import VERSION as __version__
 from backup_contracts.events import STDERR_TAIL_MAX, BackupFailed, BackupStarted, BackupSucceeded
 from backup_contracts.jobs import Job
@@ -35,18 +37,6 @@ from backup_contracts.redaction import redact
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
-Stage = Literal["dump", "upload", "verify", "config"]
-ProgressFn = Callable[[int, int], None]
-INTERRUPTED = "interrupted by SIGTERM"
-
-
-class _Failure(Exception):
-    def __init__(self, stage: Stage, error: str, *, exit_code: int | None = None, stderr_tail: str = "") -> None:
-        super().__init__(error)
-        self.stage = stage
-        self.error = error
-        self.exit_code = exit_code
-        self.stderr_tail = stderr_tail
 
 
 @dataclass
@@ -102,8 +92,7 @@ class BackupRun:
         self.started = clock()
         self.run_id = new_run_id(self.started)
         self.key = object_key_for(job, config, self.run_id, self.started, engine.extension)
-        self._dump: RunningDump | None = None
-        self._dump_lock = threading.Lock()
+        self._stream = BackupStream(engine, config.compression, cancel=self.cancel, progress=progress)
 
     # ------------------------------------------------------------------ events
     def _base(self) -> dict[str, Any]:
@@ -118,7 +107,7 @@ class BackupRun:
             "key": self.key,
         }
 
-    def _failed(self, failure: _Failure) -> BackupFailed:
+    def _failed(self, failure: BackupFailure) -> BackupFailed:
         tail = redact(failure.stderr_tail)[-STDERR_TAIL_MAX:]
         return BackupFailed(
             **self._base(),
@@ -132,44 +121,22 @@ class BackupRun:
     def terminate(self) -> None:
         """Ask the run to stop (SIGTERM path): the dump is terminated and the upload aborted."""
         self.cancel.set()
-        with self._dump_lock:
-            if self._dump is not None:
-                self._dump.terminate()
+        self._stream.terminate()
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunOutcome:
         log.info("backup started", extra={"ctx_job": self.job.job_id, "ctx_run": self.run_id, "ctx_key": self.key})
         self.events.emit(BackupStarted(**self._base()))
         t0 = time.monotonic()
-        upload = MultipartUpload(
-            self.s3,
-            bucket=self.job.bucket,
-            key=self.key,
-            kms_key_id=self.config.kms_key_id,
-            tagging=f"{RETENTION_TAG}={retention_tag_value(self.job.retention_class, 'daily')}",
-            metadata={
-                "engine": self.engine.name,
-                "format": self.engine.format,
-                "compression": self.config.compression.describe(),
-                "job-id": self.job.job_id,
-                "run-id": self.run_id,
-                "manifest": manifest_key(self.key).rsplit("/", 1)[-1],
-            },
-            parts_in_flight=self.config.upload.parts_in_flight,
-        )
-        versions_found: list[Versions] = []  # tool/server versions are asked for while the dump runs
-        versions_thread = threading.Thread(
-            target=lambda: versions_found.append(self._versions()), name="tool-versions", daemon=True
-        )
-        versions_thread.start()
+        upload = self._new_upload()
+        versions_found = self._look_up_versions()
         try:
-            result = self._stream(upload)
-            versions_thread.join()
-            versions = versions_found[0] if versions_found else Versions(None, None)
-            manifest = self._manifest(versions, result)
+            streamed = self._stream.run(upload)
+            versions = versions_found()
+            manifest = self._manifest(versions, streamed)
             response = upload.complete()
             self._put_manifest(manifest)
-        except _Failure as failure:
+        except BackupFailure as failure:
             upload.abort()
             event = self._failed(failure)
             log.error(
@@ -182,7 +149,7 @@ class BackupRun:
             return RunOutcome(event, interrupted=failure.error == INTERRUPTED)
         except UploadError as exc:
             upload.abort()
-            event = self._failed(_Failure("upload", str(exc)))
+            event = self._failed(BackupFailure("upload", str(exc)))
             log.error("backup failed at stage upload: %s", event.error, extra={"ctx_job": self.job.job_id})
             self.events.emit(event)
             return RunOutcome(event)
@@ -190,13 +157,66 @@ class BackupRun:
             # A bug or an unexpected library error: still never a backup, and still reported.
             log.exception("backup run crashed", extra={"ctx_job": self.job.job_id, "ctx_run": self.run_id})
             upload.abort()
-            event = self._failed(_Failure("dump", f"agent error: {exc!r}"))
+            event = self._failed(BackupFailure("dump", f"agent error: {exc!r}"))
             self.events.emit(event)
             return RunOutcome(event)
         except BaseException:
             upload.abort()
             raise
-        version_id = response.get("VersionId")
+        return self._succeeded(upload, response.get("VersionId"), manifest, versions, time.monotonic() - t0)
+
+    def _retention_tagging(self) -> str:
+        return f"{RETENTION_TAG}={retention_tag_value(self.job.retention_class, 'daily')}"
+
+    def _new_upload(self) -> MultipartUpload:
+        return MultipartUpload(
+            self.s3,
+            bucket=self.job.bucket,
+            key=self.key,
+            kms_key_id=self.config.kms_key_id,
+            tagging=self._retention_tagging(),
+            metadata={
+                "engine": self.engine.name,
+                "format": self.engine.format,
+                "compression": self.config.compression.describe(),
+                "job-id": self.job.job_id,
+                "run-id": self.run_id,
+                "manifest": manifest_key(self.key).rsplit("/", 1)[-1],
+            },
+            parts_in_flight=self.config.upload.parts_in_flight,
+        )
+
+    def _look_up_versions(self) -> Callable[[], Versions]:
+        """Ask for the tool and server versions in a thread while the dump runs; the call returned waits."""
+        found: list[Versions] = []
+        thread = threading.Thread(target=lambda: found.append(self._versions()), name="tool-versions", daemon=True)
+        thread.start()
+
+        def wait() -> Versions:
+            thread.join()
+            return found[0] if found else Versions(None, None)
+
+        return wait
+
+    def _versions(self) -> Versions:
+        try:
+            versions = self.engine.versions()
+        except Exception as exc:  # noqa: BLE001 - versions are informative; the dump decides success
+            log.warning("could not read tool/server versions: %s", exc)
+            return Versions(None, None)
+        for warning in versions.warnings:
+            log.warning("%s", warning, extra={"ctx_target": self.job.target})
+        return versions
+
+    def _succeeded(
+        self,
+        upload: MultipartUpload,
+        version_id: str | None,
+        manifest: dict[str, Any],
+        versions: Versions,
+        duration_s: float,
+    ) -> RunOutcome:
+        """Report the completed backup: recorded locally before its event, so a lost event is sent again."""
         succeeded = BackupSucceeded(
             **self._base(),
             finished_at=self.clock(),
@@ -210,7 +230,7 @@ class BackupRun:
             compression=manifest["compression"],
             tool_version=versions.tool_version,
             server_version=versions.server_version,
-            duration_s=round(time.monotonic() - t0, 3),
+            duration_s=round(duration_s, 3),
         )
         log.info(
             "backup succeeded: %d bytes in, %d stored",
@@ -227,135 +247,8 @@ class BackupRun:
             self.completed.record(self.job.job_id, emitted=True)
         return RunOutcome(succeeded, manifest=manifest)
 
-    def _versions(self) -> Versions:
-        try:
-            versions = self.engine.versions()
-        except Exception as exc:  # noqa: BLE001 - versions are informative; the dump decides success
-            log.warning("could not read tool/server versions: %s", exc)
-            return Versions(None, None)
-        for warning in versions.warnings:
-            log.warning("%s", warning, extra={"ctx_target": self.job.target})
-        return versions
-
-    def _stream(self, upload: MultipartUpload) -> dict[str, Any]:
-        if self.cancel.is_set():
-            raise _Failure("dump", INTERRUPTED)
-        # The dump starts first: connecting and locking take the database a moment, and its first
-        # output waits in the pipe while the multipart upload is created.
-        try:
-            dump = self.engine.start_dump()
-        except EngineError as exc:
-            raise _Failure("dump", str(exc), exit_code=exc.exit_code, stderr_tail=exc.stderr_tail) from exc
-        except OSError as exc:
-            raise _Failure("dump", f"cannot start the dump: {exc}") from exc
-        with self._dump_lock:
-            self._dump = dump
-        if self.cancel.is_set():
-            dump.terminate()
-        try:
-            upload.start()
-        except UploadError as exc:
-            dump.terminate()
-            self._reap(dump)
-            raise _Failure("upload", str(exc)) from exc
-        validator = self.engine.validator()
-        compression = self.config.compression
-        cctx = zstandard.ZstdCompressor(compression_params=zstd_parameters(compression))
-        sink = PartSink(upload)
-        writer = cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
-        reader = DumpReader(dump.stream)
-        bytes_in = 0
-        invalid: str | None = None
-        try:
-            while True:
-                try:
-                    chunk = reader.read()  # a view of the reader's buffer, consumed before the next read
-                except (OSError, ValueError):
-                    if self.cancel.is_set():  # terminate() closed the stream under the read
-                        raise _Failure("dump", INTERRUPTED) from None
-                    raise
-                if not chunk:
-                    break
-                if self.cancel.is_set():
-                    raise _Failure("dump", INTERRUPTED)
-                bytes_in += len(chunk)
-                if invalid is None:
-                    try:
-                        validator.feed(chunk)
-                    except InvalidDumpError as exc:
-                        invalid = str(exc) or "the dump stream is not well-formed"
-                        dump.terminate()
-                        break
-                writer.write(chunk)
-                if self.progress is not None:
-                    self.progress(bytes_in, sink.bytes_stored)
-            if self.cancel.is_set():
-                raise _Failure("dump", INTERRUPTED)
-            if invalid is None:
-                writer.flush(zstandard.FLUSH_FRAME)
-                sink.flush_last()
-                if self.progress is not None:
-                    self.progress(bytes_in, sink.bytes_stored)
-        except UploadError as exc:
-            dump.terminate()
-            self._reap(dump)
-            raise _Failure("upload", str(exc)) from exc
-        except _Failure:
-            dump.terminate()
-            self._reap(dump)
-            raise
-        except BaseException:
-            dump.terminate()
-            self._reap(dump)
-            raise
-        outcome = self._reap(dump)
-        if self.cancel.is_set():
-            raise _Failure("dump", INTERRUPTED, exit_code=outcome.exit_code if outcome else None)
-        if invalid is not None:
-            raise _Failure(
-                "verify",
-                invalid,
-                exit_code=outcome.exit_code if outcome else None,
-                stderr_tail=outcome.stderr_tail if outcome else "",
-            )
-        if outcome is None:
-            raise _Failure("dump", "the dump process could not be reaped")
-        if outcome.exit_code != 0:
-            raise _Failure(
-                "dump",
-                f"the dump tool exited with status {outcome.exit_code}",
-                exit_code=outcome.exit_code,
-                stderr_tail=outcome.stderr_tail,
-            )
-        if bytes_in == 0:
-            raise _Failure("dump", "the dump produced no output", exit_code=0, stderr_tail=outcome.stderr_tail)
-        try:
-            facts = validator.finish()
-        except InvalidDumpError as exc:
-            raise _Failure(
-                "verify", str(exc) or "the dump stream is not well-formed", exit_code=0, stderr_tail=outcome.stderr_tail
-            ) from exc
-        try:
-            upload.wait()
-        except UploadError as exc:
-            raise _Failure("upload", str(exc)) from exc
-        return {
-            "bytes_in": bytes_in,
-            "bytes_stored": sink.bytes_stored,
-            "sha256": sink.sha256.hexdigest(),
-            "parts": upload.next_part - 1,
-            "validator": facts,
-        }
-
-    @staticmethod
-    def _reap(dump: RunningDump) -> Any:
-        try:
-            return dump.wait()
-        except EngineError as exc:
-            log.warning("dump wait failed: %s", exc)
-            return None
-
-    def _manifest(self, versions: Versions, result: dict[str, Any]) -> dict[str, Any]:
+    # ------------------------------------------------------------------ the manifest
+    def _manifest(self, versions: Versions, streamed: Streamed) -> dict[str, Any]:
         return {
             "manifest_version": MANIFEST_VERSION,
             "agent": self.config.agent,
@@ -373,12 +266,12 @@ class BackupRun:
             "server_version": versions.server_version,
             "version_warnings": list(versions.warnings),
             "compression": self.config.compression.describe(),
-            "bytes_in": result["bytes_in"],
-            "bytes_stored": result["bytes_stored"],
-            "sha256": result["sha256"],
+            "bytes_in": streamed.bytes_in,
+            "bytes_stored": streamed.bytes_stored,
+            "sha256": streamed.sha256,
             "sha256_of": "stored object bytes (zstd-compressed)",
-            "parts": result["parts"],
-            "validator": result["validator"],
+            "parts": streamed.parts,
+            "validator": streamed.validator,
             "restore_hint": f"backupctl restore (or: aws s3 cp s3://{self.job.bucket}/{self.key} - | zstd -d | "
             f"<{self.engine.name} restore of format {self.engine.format}>)",
         }
@@ -393,7 +286,7 @@ class BackupRun:
                 ContentType="application/json",
                 ServerSideEncryption="aws:kms",
                 SSEKMSKeyId=self.config.kms_key_id,
-                Tagging=f"{RETENTION_TAG}={retention_tag_value(self.job.retention_class, 'daily')}",
+                Tagging=self._retention_tagging(),
             )
         except Exception as exc:  # noqa: BLE001
             # The backup object is complete and valid; the manifest's facts are also in the event.
