@@ -1,16 +1,23 @@
-"""zstd as the agent uses it: the compressor parameters of a backup stream.
+"""zstd as the agent uses it: compressing a backup stream, and reading a stored backup back.
 
 ``zstd_parameters`` turns the configured ``Compression`` (a standard level, or the parameters tuned
 for database dumps) into multi-threaded zstd parameters whose memory stays bounded.
+``DecompressedReader`` reads a stored object (a restore's spool file) as the raw dump, for the
+compression its backup run recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from pathlib import Path
+from typing import Any
 
 import zstandard
 
 from backup_agent.config import DUMP_TUNED_ZSTD, Compression
+
+READ_SIZE = 1024 * 1024  # what read() returns at most when no size is given
 
 
 def zstd_parameters(compression: Compression) -> zstandard.ZstdCompressionParameters:
@@ -33,3 +40,34 @@ def zstd_parameters(compression: Compression) -> zstandard.ZstdCompressionParame
     if threads != 0:
         extra["job_size"] = 1 << max(20, window_log)
     return make(threads=threads, write_checksum=True, **extra)
+
+
+class DecompressedReader:
+    """A file-like reader of a stored backup, decompressed (``read(n)`` returns at most n bytes)."""
+
+    def __init__(self, path: Path, compression: str) -> None:
+        self._file = path.open("rb")
+        if compression.lower().startswith("zstd"):
+            self._reader: Any = zstandard.ZstdDecompressor().stream_reader(self._file, read_across_frames=True)
+        elif compression.lower() in ("", "none", "identity"):
+            self._reader = self._file
+        else:
+            self._file.close()
+            raise ValueError(f"unsupported compression {compression!r}")
+        self.bytes_out = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._reader.read(size if size and size > 0 else READ_SIZE)
+        self.bytes_out += len(data)
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._reader.close()
+        self._file.close()
