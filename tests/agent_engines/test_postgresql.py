@@ -131,6 +131,17 @@ def test_in_place_restore_over_changed_data_gives_the_snapshot_back(source: str)
     assert report.verification["extra_tables"] == ["public.created_later"]
 
 
+def test_failed_in_place_restore_is_rolled_back_and_says_so(source: str) -> None:
+    before = snapshot(source)
+    dump = run_dump(engine_for(source)).data
+
+    with pytest.raises(EngineError, match=r"destination rolled back \(single transaction\)") as info:
+        engine_for(source).restore(io.BytesIO(dump[: len(dump) // 2]), mode="in-place")
+
+    assert info.value.stage == "restore"
+    assert snapshot(source) == before
+
+
 def test_clone_refuses_a_destination_that_has_tables(source: str) -> None:
     dump = run_dump(engine_for(source))
 
