@@ -61,9 +61,19 @@ class DatabaseEngine(ABC, Generic[ConfigT]):
         self._resolve = resolve
         self._grace = grace
 
-    @abstractmethod
     def _secrets(self) -> ClientSecrets:
-        """The password (when configured) for one client run."""
+        """The password (when configured) for one client run, resolved now so a rotated one is picked up."""
+        files = proc.SecretFiles()
+        redact = proc.Redactor()
+        if self.config.password is None:
+            return ClientSecrets(proc.child_env(), redact, files)
+        password = self._resolve(self.config.password)
+        redact.add(password)
+        return self._password_for_client(password, files, redact)
+
+    @abstractmethod
+    def _password_for_client(self, password: str, files: proc.SecretFiles, redact: proc.Redactor) -> ClientSecrets:
+        """Write ``password`` into ``files`` where this server's client tools read it."""
 
     @abstractmethod
     def _database_exists(self, db: str) -> bool: ...

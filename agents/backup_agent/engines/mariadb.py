@@ -71,13 +71,7 @@ class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
     def client_binary(self) -> str:
         return self._binary(self.config.client_binary, ("mariadb", "mysql"))
 
-    def _secrets(self) -> ClientSecrets:
-        files = proc.SecretFiles()
-        redact = proc.Redactor()
-        if self.config.password is None:
-            return ClientSecrets(proc.child_env(), redact, files)
-        password = self._resolve(self.config.password)
-        redact.add(password)
+    def _password_for_client(self, password: str, files: proc.SecretFiles, redact: proc.Redactor) -> ClientSecrets:
         path = files.write("my.cnf", f"[client]\npassword={option_value(password)}\n")
         env = proc.child_env(drop=("MYSQL_PWD",), secrets=[password])
         return ClientSecrets(env, redact, files, [f"--defaults-extra-file={path}"])

@@ -86,13 +86,7 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
             parts["sslmode"] = c.sslmode
         return " ".join(f"{key}={conninfo_quote(value)}" for key, value in parts.items())
 
-    def _secrets(self) -> ClientSecrets:
-        files = proc.SecretFiles()
-        redact = proc.Redactor()
-        if self.config.password is None:
-            return ClientSecrets(proc.child_env(), redact, files)
-        password = self._resolve(self.config.password)
-        redact.add(password)
+    def _password_for_client(self, password: str, files: proc.SecretFiles, redact: proc.Redactor) -> ClientSecrets:
         passfile = files.write("pgpass", f"*:*:*:*:{pgpass_escape(password)}\n")
         env = proc.child_env({"PGPASSFILE": passfile}, drop=("PGPASSWORD",), secrets=[password])
         return ClientSecrets(env, redact, files)
