@@ -80,6 +80,12 @@ def _remove_side_files(path: Path) -> None:
             os.unlink(f"{path}{suffix}")
 
 
+def _remove_database_files(path: Path) -> None:
+    """Remove a database file and its -wal/-shm/-journal, whichever of them exist."""
+    path.unlink(missing_ok=True)
+    _remove_side_files(path)
+
+
 class SQLiteEngine:
     name = "sqlite"
     format = "sqlite-db"
@@ -131,9 +137,7 @@ class SQLiteEngine:
                 while chunk := handle.read(proc.CHUNK):
                     write(chunk)
         finally:
-            for path in (tmp, *(tmp + s for s in _SIDE_FILES)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            _remove_database_files(Path(tmp))
 
     def start_dump(self) -> ThreadDump:
         return ThreadDump(self._produce, redact=proc.Redactor(), name=f"sqlite-dump-{self.target}")
@@ -143,8 +147,7 @@ class SQLiteEngine:
 
     def drop_restored(self) -> str:
         """Remove this target's database file and its side files: cleanup of a drill/clone scratch copy."""
-        for path in (self.config.path, *(Path(f"{self.config.path}{s}") for s in _SIDE_FILES)):
-            path.unlink(missing_ok=True)
+        _remove_database_files(self.config.path)
         return f"removed {self.config.path}"
 
     def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
@@ -187,9 +190,7 @@ class SQLiteEngine:
             _remove_side_files(dest)
             proc.fsync_dir(dest.parent)
         except BaseException:
-            for path in (tmp, *(Path(f"{tmp}{s}") for s in _SIDE_FILES)):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            _remove_database_files(tmp)
             raise
         facts["bytes"] = validator.finish()["bytes"]
         return RestoreReport(destination=str(dest), verification=facts)
