@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -36,6 +36,11 @@ from backup_agent.version import VERSION as __version__
 from backup_contracts.jobs import Job
 from backup_contracts.naming import agent_prefix
 
+if TYPE_CHECKING:
+    from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
+
 log = logging.getLogger("backup_agent")
 
 EXIT_OK = 0
@@ -53,6 +58,7 @@ class Clients:
         self._cache: dict[str, Any] = {}
 
     def get(self, service: str) -> Any:
+        """The client for ``service`` by name (S3 with the upload settings, SQS with a long-poll timeout)."""
         if service not in self._cache:
             if service == "s3":
                 cfg = client_config(
@@ -66,6 +72,18 @@ class Clients:
                 cfg = client_config()
             self._cache[service] = client(service, region=self.config.region, config=cfg)
         return self._cache[service]
+
+    @property
+    def s3(self) -> S3Client:
+        return self.get("s3")
+
+    @property
+    def sqs(self) -> SQSClient:
+        return self.get("sqs")
+
+    @property
+    def events(self) -> EventBridgeClient:
+        return self.get("events")
 
 
 def make_engine_factory(config: AgentConfig, resolver: SecretResolver) -> Callable[[str], Engine]:
@@ -108,7 +126,7 @@ def _restore_runner(
     def run(job: Job, cancel: threading.Event) -> RestoreOutcome:
         try:
             return RestoreRun(
-                job, config, engine_factory=engine_factory, events=events, s3=clients.get("s3"), cancel=cancel
+                job, config, engine_factory=engine_factory, events=events, s3=clients.s3, cancel=cancel
             ).execute()
         except RestoreRefusedError as exc:
             raise JobRefusedError(str(exc)) from exc
@@ -118,12 +136,12 @@ def _restore_runner(
 
 def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
     clients = Clients(config)
-    events = EventBridgeSink(clients.get("events"), config.bus_name)
+    events = EventBridgeSink(clients.events, config.bus_name)
     engine_factory = make_engine_factory(config, _resolver(clients))
     consumer = Consumer(
         config,
-        sqs=clients.get("sqs"),
-        s3=clients.get("s3"),
+        sqs=clients.sqs,
+        s3=clients.s3,
         events=events,
         engine_factory=engine_factory,
         completed=CompletedJobs(config.state_dir),
@@ -175,8 +193,8 @@ def cmd_backup(config: AgentConfig, args: argparse.Namespace) -> int:
         job,
         engine,
         config,
-        s3=clients.get("s3"),
-        events=EventBridgeSink(clients.get("events"), config.bus_name),
+        s3=clients.s3,
+        events=EventBridgeSink(clients.events, config.bus_name),
         progress=progress,
         completed=CompletedJobs(config.state_dir),
     )
@@ -241,12 +259,12 @@ def cmd_check(config: AgentConfig, args: argparse.Namespace) -> int:
         ("AWS credentials (sts get-caller-identity)", lambda: clients.get("sts").get_caller_identity(), True),
         (
             "job queue attributes",
-            lambda: clients.get("sqs").get_queue_attributes(
+            lambda: clients.sqs.get_queue_attributes(
                 QueueUrl=config.queue_url, AttributeNames=["QueueArn", "VisibilityTimeout", "RedrivePolicy"]
             ),
             True,
         ),
-        ("event bus", lambda: clients.get("events").describe_event_bus(Name=config.bus_name), False),
+        ("event bus", lambda: clients.events.describe_event_bus(Name=config.bus_name), False),
         ("KMS key", lambda: clients.get("kms").describe_key(KeyId=config.kms_key_id), False),
     ]
     aws_failed = False

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
@@ -44,6 +44,11 @@ from backup_agent.version import VERSION as __version__
 from backup_contracts.events import AgentHeartbeat, BackupSucceeded, Contract, RestoreFailed
 from backup_contracts.jobs import Job
 from backup_contracts.validation import describe_validation_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +70,8 @@ class Consumer:
         self,
         config: AgentConfig,
         *,
-        sqs: Any,
-        s3: Any,
+        sqs: SQSClient,
+        s3: S3Client,
         events: EventSink,
         engine_factory: Callable[[str], Engine],
         completed: CompletedJobs,
@@ -151,7 +156,7 @@ class Consumer:
                     log.info("queue drained")
                     return
 
-    def _receive(self, count: int) -> list[dict[str, Any]]:
+    def _receive(self, count: int) -> list[MessageTypeDef]:
         response = self.sqs.receive_message(
             QueueUrl=self.config.queue_url,
             MaxNumberOfMessages=count,
@@ -162,7 +167,7 @@ class Consumer:
         return list(response.get("Messages", []))
 
     # ------------------------------------------------------------------ one message
-    def _handle_and_release(self, message: dict[str, Any]) -> None:
+    def _handle_and_release(self, message: MessageTypeDef) -> None:
         try:
             self.handle(message)
         except Exception:
@@ -173,7 +178,7 @@ class Consumer:
                 self._active -= 1
             self._slots.release()
 
-    def handle(self, message: dict[str, Any]) -> str:
+    def handle(self, message: MessageTypeDef) -> str:
         """Handle one queue message; returns what happened (for logs and tests)."""
         try:
             job = Job.model_validate_json(message["Body"])
@@ -231,7 +236,7 @@ class Consumer:
             with self._lock:
                 self._running.pop(job.job_id, None)
 
-    def _run_job(self, job: Job, message: dict[str, Any]) -> str:
+    def _run_job(self, job: Job, message: MessageTypeDef) -> str:
         try:
             engine = self.engine_factory(job.target)
             run = BackupRun(
@@ -270,7 +275,7 @@ class Consumer:
         self._release(message, delay)
         return "failed"
 
-    def _run_restore(self, job: Job, message: dict[str, Any]) -> str:
+    def _run_restore(self, job: Job, message: MessageTypeDef) -> str:
         assert self.restore_runner is not None  # noqa: S101 - check_job refused restores otherwise
         cancel = threading.Event()
         handle = _CancelHandle(cancel)
@@ -293,7 +298,7 @@ class Consumer:
         self.stats["succeeded" if outcome.ok else "failed"] += 1
         return "succeeded" if outcome.ok else "failed"
 
-    def _keep_invisible(self, message: dict[str, Any], done: threading.Event) -> None:
+    def _keep_invisible(self, message: MessageTypeDef, done: threading.Event) -> None:
         while not done.wait(self.keepalive_interval_s):
             try:
                 self.sqs.change_message_visibility(
@@ -304,10 +309,10 @@ class Consumer:
             except Exception:
                 log.warning("could not extend the job message's visibility", exc_info=True)
 
-    def _delete(self, message: dict[str, Any]) -> None:
+    def _delete(self, message: MessageTypeDef) -> None:
         self.sqs.delete_message(QueueUrl=self.config.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
-    def _release(self, message: dict[str, Any], delay: int) -> None:
+    def _release(self, message: MessageTypeDef, delay: int) -> None:
         try:
             self.sqs.change_message_visibility(
                 QueueUrl=self.config.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
@@ -359,7 +364,7 @@ class _CancelHandle:
         self._cancel.set()
 
 
-def _receives(message: dict[str, Any]) -> int:
+def _receives(message: MessageTypeDef) -> int:
     try:
         return int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
     except ValueError:

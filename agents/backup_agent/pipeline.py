@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backup_agent.admission import new_run_id, object_key_for
 from backup_agent.backup_stream import INTERRUPTED, BackupFailure, BackupStream, ProgressFn, Streamed
@@ -33,6 +33,9 @@ from backup_contracts.events import STDERR_TAIL_MAX, BackupFailed, BackupStarted
 from backup_contracts.jobs import Job
 from backup_contracts.naming import RETENTION_TAG, manifest_key, retention_tag_value
 from backup_contracts.redaction import redact
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class BackupRun:
         engine: Engine,
         config: AgentConfig,
         *,
-        s3: Any,
+        s3: S3Client,
         events: EventSink,
         cancel: threading.Event | None = None,
         progress: ProgressFn | None = None,

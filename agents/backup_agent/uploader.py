@@ -17,7 +17,11 @@ import hashlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CompleteMultipartUploadOutputTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ class MultipartUpload:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         *,
         bucket: str,
         key: str,
@@ -78,7 +82,7 @@ class MultipartUpload:
         self._metadata = metadata
         self._slots = threading.BoundedSemaphore(parts_in_flight)
         self._pool = ThreadPoolExecutor(max_workers=parts_in_flight, thread_name_prefix="upload-part")
-        self._futures: list[Future[dict[str, Any]]] = []
+        self._futures: list[Future[CompletedPartTypeDef]] = []
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self.upload_id: str | None = None
@@ -132,15 +136,22 @@ class MultipartUpload:
         self.next_part += 1
         self._futures.append(self._pool.submit(self._upload_part, number, data))
 
-    def _upload_part(self, number: int, data: bytes | bytearray) -> dict[str, Any]:
+    def _started_upload_id(self) -> str:
+        if self.upload_id is None:
+            raise UploadError(f"the multipart upload of s3://{self.bucket}/{self.key} was never started")
+        return self.upload_id
+
+    def _upload_part(self, number: int, data: bytes | bytearray) -> CompletedPartTypeDef:
         try:
             checksum = _b64sha256(data)
             response = self._s3.upload_part(
                 Bucket=self.bucket,
                 Key=self.key,
-                UploadId=self.upload_id,
+                UploadId=self._started_upload_id(),
                 PartNumber=number,
-                Body=data,
+                # botocore sends a bytearray as it is; the stubs' BlobTypeDef omits bytearray, and
+                # bytes(data) would copy the whole part
+                Body=cast("bytes", data),
                 ChecksumSHA256=checksum,
                 ChecksumAlgorithm="SHA256",
             )
@@ -155,7 +166,7 @@ class MultipartUpload:
         finally:
             self._slots.release()
 
-    def wait(self) -> list[dict[str, Any]]:
+    def wait(self) -> list[CompletedPartTypeDef]:
         """Wait for every part; raise UploadError if any failed."""
         parts = []
         for future in self._futures:
@@ -165,14 +176,14 @@ class MultipartUpload:
                 raise UploadError(f"upload of part failed: {exc}") from exc
         return parts
 
-    def complete(self) -> dict[str, Any]:
+    def complete(self) -> CompleteMultipartUploadOutputTypeDef:
         parts = self.wait()
         self.composite_sha256 = composite_checksum([part["ChecksumSHA256"] for part in parts])
         try:
-            response: dict[str, Any] = self._s3.complete_multipart_upload(
+            response = self._s3.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
-                UploadId=self.upload_id,
+                UploadId=self._started_upload_id(),
                 MultipartUpload={"Parts": parts},
             )
         except Exception as exc:

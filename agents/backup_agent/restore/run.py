@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zstandard
 
@@ -31,6 +31,9 @@ from backup_agent.restore.source import Opener, default_spool_dir, download_veri
 from backup_contracts.events import STDERR_TAIL_MAX, RestoreFailed, RestoreStarted, RestoreSucceeded
 from backup_contracts.jobs import Job
 from backup_contracts.redaction import redact
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class RestoreRun:
         *,
         engine_factory: Callable[[str], Engine],
         events: EventSink,
-        s3: Any = None,
+        s3: S3Client | None = None,
         safety_backup: Callable[[Job, Engine], RunOutcome] | None = None,
         opener: Opener = open_url,
         spool_dir: Path | None = None,
