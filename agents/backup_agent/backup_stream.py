@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import zstandard
@@ -54,23 +54,16 @@ class Streamed:
     validator: dict[str, object]
 
 
+@dataclass
 class BackupStream:
     """Streams one engine's dump into one multipart upload; ``terminate`` stops a dump in progress."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        compression: Compression,
-        *,
-        cancel: threading.Event,
-        progress: ProgressFn | None = None,
-    ) -> None:
-        self.engine = engine
-        self.compression = compression
-        self.cancel = cancel
-        self.progress = progress
-        self._dump: RunningDump | None = None
-        self._dump_lock = threading.Lock()
+    engine: Engine
+    compression: Compression
+    cancel: threading.Event
+    progress: ProgressFn | None = None
+    _dump: RunningDump | None = field(default=None, init=False)
+    _dump_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def terminate(self) -> None:
         """Stop the dump, if one is running (``cancel`` is the caller's to set)."""

@@ -62,7 +62,7 @@ class DatabaseEngine(ABC, Generic[ConfigT]):
         self._grace = grace
 
     def _secrets(self) -> ClientSecrets:
-        """The password (when configured) for one client run, resolved now so a rotated one is picked up."""
+        """The password (when configured) for one client run, resolved for each run so a rotated one is used."""
         files = proc.SecretFiles()
         redact = proc.Redactor()
         if self.config.password is None:
