@@ -15,20 +15,31 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
+from backup_agent.admission import JobRefusedError, check_job
 from backup_agent.aws import S3_UPLOAD_SETTINGS, client, client_config
 from backup_agent.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
+from backup_agent.consumer import Consumer
+from backup_agent.engines import SecretRef, build_engine
 from backup_agent.engines.base import Engine
 from backup_agent.events import EventBridgeSink
 from backup_agent.logs import setup_logging
-from backup_agent.pipeline import BackupRun, JobRefusedError, check_job
+from backup_agent.pipeline import BackupRun
 from backup_agent.progress import ProgressBar
+from backup_agent.restore import RestoreOutcome, RestoreRefusedError, RestoreRun
 from backup_agent.secrets import SecretError, SecretResolver
 from backup_agent.state import CompletedJobs, StateError
 from backup_agent.version import VERSION as __version__
 from backup_contracts.jobs import Job
 from backup_contracts.naming import agent_prefix
+
+if TYPE_CHECKING:
+    from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
 
 log = logging.getLogger("backup_agent")
 
@@ -47,6 +58,7 @@ class Clients:
         self._cache: dict[str, Any] = {}
 
     def get(self, service: str) -> Any:
+        """The client for ``service`` by name (S3 with the upload settings, SQS with a long-poll timeout)."""
         if service not in self._cache:
             if service == "s3":
                 cfg = client_config(
@@ -61,10 +73,21 @@ class Clients:
             self._cache[service] = client(service, region=self.config.region, config=cfg)
         return self._cache[service]
 
+    @property
+    def s3(self) -> S3Client:
+        return self.get("s3")
+
+    @property
+    def sqs(self) -> SQSClient:
+        return self.get("sqs")
+
+    @property
+    def events(self) -> EventBridgeClient:
+        return self.get("events")
+
 
 def make_engine_factory(config: AgentConfig, resolver: SecretResolver) -> Callable[[str], Engine]:
     """Target name -> engine, through the engines package (secrets resolved by reference)."""
-    from backup_agent.engines import build_engine
 
     def factory(target: str) -> Engine:
         if target not in config.targets:
@@ -79,11 +102,9 @@ def _resolver(clients: Clients) -> SecretResolver:
     return SecretResolver(client_factory=clients.get)
 
 
-def secret_refs(value: Any) -> list[Any]:
+def secret_refs(value: Any) -> list[SecretRef]:
     """Every secret reference inside a target's config (so that `check` can prove each resolves)."""
-    from pydantic import BaseModel
-
-    if type(value).__name__ == "SecretRef":
+    if isinstance(value, SecretRef):
         return [value]
     if isinstance(value, BaseModel):
         return [ref for name in type(value).model_fields for ref in secret_refs(getattr(value, name))]
@@ -99,17 +120,13 @@ def secret_refs(value: Any) -> list[Any]:
 
 def _restore_runner(
     config: AgentConfig, clients: Clients, events: EventBridgeSink, engine_factory: Callable[[str], Engine]
-) -> Callable[[Job, threading.Event], Any] | None:
-    """Restore/drill jobs run through ``backup_agent.restore.RestoreRun`` when that module is present."""
-    try:
-        from backup_agent.restore import RestoreRefusedError, RestoreRun
-    except ImportError:
-        return None
+) -> Callable[[Job, threading.Event], RestoreOutcome]:
+    """Restore/drill jobs run through ``backup_agent.restore.RestoreRun``."""
 
-    def run(job: Job, cancel: threading.Event) -> Any:
+    def run(job: Job, cancel: threading.Event) -> RestoreOutcome:
         try:
             return RestoreRun(
-                job, config, engine_factory=engine_factory, events=events, s3=clients.get("s3"), cancel=cancel
+                job, config, engine_factory=engine_factory, events=events, s3=clients.s3, cancel=cancel
             ).execute()
         except RestoreRefusedError as exc:
             raise JobRefusedError(str(exc)) from exc
@@ -118,15 +135,13 @@ def _restore_runner(
 
 
 def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
-    from backup_agent.consumer import Consumer
-
     clients = Clients(config)
-    events = EventBridgeSink(clients.get("events"), config.bus_name)
+    events = EventBridgeSink(clients.events, config.bus_name)
     engine_factory = make_engine_factory(config, _resolver(clients))
     consumer = Consumer(
         config,
-        sqs=clients.get("sqs"),
-        s3=clients.get("s3"),
+        sqs=clients.sqs,
+        s3=clients.s3,
         events=events,
         engine_factory=engine_factory,
         completed=CompletedJobs(config.state_dir),
@@ -178,8 +193,8 @@ def cmd_backup(config: AgentConfig, args: argparse.Namespace) -> int:
         job,
         engine,
         config,
-        s3=clients.get("s3"),
-        events=EventBridgeSink(clients.get("events"), config.bus_name),
+        s3=clients.s3,
+        events=EventBridgeSink(clients.events, config.bus_name),
         progress=progress,
         completed=CompletedJobs(config.state_dir),
     )
@@ -213,15 +228,8 @@ def cmd_check(config: AgentConfig, args: argparse.Namespace) -> int:
         problems.append(str(exc))
         say("FAIL", f"state_dir: {exc}")
     factory_resolver = _resolver(clients)
-    try:
-        factory = make_engine_factory(config, factory_resolver)
-    except ImportError as exc:
-        problems.append(f"engines unavailable: {exc}")
-        say("FAIL", f"engines unavailable: {exc}")
-        factory = None
+    factory = make_engine_factory(config, factory_resolver)
     for name in sorted(config.targets):
-        if factory is None:
-            break
         try:
             for ref in secret_refs(config.targets[name]):
                 factory_resolver.resolve(ref)
@@ -251,12 +259,12 @@ def cmd_check(config: AgentConfig, args: argparse.Namespace) -> int:
         ("AWS credentials (sts get-caller-identity)", lambda: clients.get("sts").get_caller_identity(), True),
         (
             "job queue attributes",
-            lambda: clients.get("sqs").get_queue_attributes(
+            lambda: clients.sqs.get_queue_attributes(
                 QueueUrl=config.queue_url, AttributeNames=["QueueArn", "VisibilityTimeout", "RedrivePolicy"]
             ),
             True,
         ),
-        ("event bus", lambda: clients.get("events").describe_event_bus(Name=config.bus_name), False),
+        ("event bus", lambda: clients.events.describe_event_bus(Name=config.bus_name), False),
         ("KMS key", lambda: clients.get("kms").describe_key(KeyId=config.kms_key_id), False),
     ]
     aws_failed = False

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, field_validator
 
+from backup_agent.engines.config import EngineConfig
 from backup_contracts.naming import NAME_PATTERN, agent_prefix
 
 DEFAULT_CONFIG_PATH = Path("/etc/backup-agent/agent.yaml")
@@ -131,17 +132,7 @@ class AgentConfig(_Model):
         return agent_prefix(self.agent)
 
 
-def _target_adapter() -> TypeAdapter[Any] | None:
-    """The engines' discriminated union of target connection models, when that module is installed."""
-    try:
-        from backup_agent.engines import config as engine_config
-    except ImportError:
-        return None
-    for name in ("TargetConfig", "EngineConfig", "TargetConnection", "AnyTarget", "Target"):
-        candidate = getattr(engine_config, name, None)
-        if candidate is not None:
-            return TypeAdapter(candidate)
-    return None
+_TARGET = TypeAdapter(EngineConfig)  # one target's connection model, chosen by its `engine:`
 
 
 # --------------------------------------------------------------------------- line numbers
@@ -231,13 +222,12 @@ def parse_config(text: str, source: str | Path = "<config>") -> AgentConfig:
     except ValidationError as exc:
         problems.extend(_describe(dict(e), root) for e in exc.errors())
         config = None
-    adapter = _target_adapter()
     targets = data.get("targets")
     parsed_targets: dict[str, Any] = {}
-    if adapter is not None and isinstance(targets, dict):
+    if isinstance(targets, dict):
         for name, entry in targets.items():
             try:
-                parsed_targets[name] = adapter.validate_python(entry)
+                parsed_targets[name] = _TARGET.validate_python(entry)
             except ValidationError as exc:
                 for e in exc.errors():
                     err = dict(e)

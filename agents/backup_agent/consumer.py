@@ -30,19 +30,25 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
+from backup_agent.admission import JobRefusedError, check_job, config_failure
 from backup_agent.config import AgentConfig
 from backup_agent.engines.base import Engine
 from backup_agent.events import EventSink
-from backup_agent.pipeline import BackupRun, JobRefusedError, check_job, config_failure
+from backup_agent.pipeline import BackupRun
 from backup_agent.state import CompletedJobs
 from backup_agent.version import VERSION as __version__
-from backup_contracts.events import AgentHeartbeat, BackupSucceeded, Contract
+from backup_contracts.events import AgentHeartbeat, BackupSucceeded, Contract, RestoreFailed
 from backup_contracts.jobs import Job
 from backup_contracts.validation import describe_validation_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +70,8 @@ class Consumer:
         self,
         config: AgentConfig,
         *,
-        sqs: Any,
-        s3: Any,
+        sqs: SQSClient,
+        s3: S3Client,
         events: EventSink,
         engine_factory: Callable[[str], Engine],
         completed: CompletedJobs,
@@ -150,7 +156,7 @@ class Consumer:
                     log.info("queue drained")
                     return
 
-    def _receive(self, count: int) -> list[dict[str, Any]]:
+    def _receive(self, count: int) -> list[MessageTypeDef]:
         response = self.sqs.receive_message(
             QueueUrl=self.config.queue_url,
             MaxNumberOfMessages=count,
@@ -161,7 +167,7 @@ class Consumer:
         return list(response.get("Messages", []))
 
     # ------------------------------------------------------------------ one message
-    def _handle_and_release(self, message: dict[str, Any]) -> None:
+    def _handle_and_release(self, message: MessageTypeDef) -> None:
         try:
             self.handle(message)
         except Exception:
@@ -172,7 +178,7 @@ class Consumer:
                 self._active -= 1
             self._slots.release()
 
-    def handle(self, message: dict[str, Any]) -> str:
+    def handle(self, message: MessageTypeDef) -> str:
         """Handle one queue message; returns what happened (for logs and tests)."""
         try:
             job = Job.model_validate_json(message["Body"])
@@ -230,7 +236,7 @@ class Consumer:
             with self._lock:
                 self._running.pop(job.job_id, None)
 
-    def _run_job(self, job: Job, message: dict[str, Any]) -> str:
+    def _run_job(self, job: Job, message: MessageTypeDef) -> str:
         try:
             engine = self.engine_factory(job.target)
             run = BackupRun(
@@ -269,7 +275,7 @@ class Consumer:
         self._release(message, delay)
         return "failed"
 
-    def _run_restore(self, job: Job, message: dict[str, Any]) -> str:
+    def _run_restore(self, job: Job, message: MessageTypeDef) -> str:
         assert self.restore_runner is not None  # noqa: S101 - check_job refused restores otherwise
         cancel = threading.Event()
         handle = _CancelHandle(cancel)
@@ -283,7 +289,7 @@ class Consumer:
             log.error("restore job refused, left for the DLQ: %s", exc, extra={"ctx_job": job.job_id})
             self.stats["rejected"] += 1
             return "refused"
-        if not outcome.ok and cancel.is_set() and "interrupted" in getattr(outcome.event, "error", ""):
+        if isinstance(outcome.event, RestoreFailed) and cancel.is_set() and "interrupted" in outcome.event.error:
             self.stats["failed"] += 1
             self._release(message, INTERRUPTED_RELEASE_S)
             return "interrupted"
@@ -292,7 +298,7 @@ class Consumer:
         self.stats["succeeded" if outcome.ok else "failed"] += 1
         return "succeeded" if outcome.ok else "failed"
 
-    def _keep_invisible(self, message: dict[str, Any], done: threading.Event) -> None:
+    def _keep_invisible(self, message: MessageTypeDef, done: threading.Event) -> None:
         while not done.wait(self.keepalive_interval_s):
             try:
                 self.sqs.change_message_visibility(
@@ -303,10 +309,10 @@ class Consumer:
             except Exception:
                 log.warning("could not extend the job message's visibility", exc_info=True)
 
-    def _delete(self, message: dict[str, Any]) -> None:
+    def _delete(self, message: MessageTypeDef) -> None:
         self.sqs.delete_message(QueueUrl=self.config.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
-    def _release(self, message: dict[str, Any], delay: int) -> None:
+    def _release(self, message: MessageTypeDef, delay: int) -> None:
         try:
             self.sqs.change_message_visibility(
                 QueueUrl=self.config.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
@@ -358,7 +364,7 @@ class _CancelHandle:
         self._cancel.set()
 
 
-def _receives(message: dict[str, Any]) -> int:
+def _receives(message: MessageTypeDef) -> int:
     try:
         return int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
     except ValueError:

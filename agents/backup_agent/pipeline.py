@@ -3,56 +3,43 @@
 Only a clean dump becomes a backup: the upload is completed only when the dump exited 0, produced
 bytes, and the engine's validator accepted the whole stream. Anything else aborts the multipart
 upload (nothing becomes visible) and reports ``Backup Failed`` with the stage that failed.
+
+``BackupRun`` is one run from ``Backup Started`` to its one Succeeded or Failed event: it streams
+the dump into the upload (``backup_agent.backup_stream``), asks for the tool and server versions
+meanwhile, completes the upload, writes the manifest beside the object, records the success locally
+and reports it.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import zstandard
-
-from backup_agent.config import DUMP_TUNED_ZSTD, AgentConfig, Compression
-from backup_agent.dumpstream import DumpReader
-from backup_agent.engines.base import Engine, EngineError, InvalidDumpError, RunningDump, Versions
+from backup_agent.admission import new_run_id, object_key_for
+from backup_agent.backup_stream import INTERRUPTED, BackupFailure, BackupStream, ProgressFn, Streamed
+from backup_agent.config import AgentConfig
+from backup_agent.engines.base import Engine, Versions
 from backup_agent.events import EventSink
 from backup_agent.state import CompletedJobs
 from backup_agent.uploader import MultipartUpload, UploadError
 from backup_agent.version import VERSION as __version__
 from backup_contracts.events import STDERR_TAIL_MAX, BackupFailed, BackupStarted, BackupSucceeded
 from backup_contracts.jobs import Job
-from backup_contracts.naming import RETENTION_TAG, agent_prefix, backup_object_key, manifest_key, retention_tag_value
+from backup_contracts.naming import RETENTION_TAG, manifest_key, retention_tag_value
 from backup_contracts.redaction import redact
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 log = logging.getLogger(__name__)
 
-ZSTD_PIECE_ROOM = 256 * 1024  # > zstd's output piece (ZSTD_CStreamOutSize, 128 KiB + a block header)
 MANIFEST_VERSION = 1
-Stage = Literal["dump", "upload", "verify", "config"]
-ProgressFn = Callable[[int, int], None]
-INTERRUPTED = "interrupted by SIGTERM"
-
-
-class JobRefusedError(Exception):
-    """The job cannot be run by this agent (wrong agent, prefix, unknown target...); not retryable."""
-
-
-class _Failure(Exception):
-    def __init__(self, stage: Stage, error: str, *, exit_code: int | None = None, stderr_tail: str = "") -> None:
-        super().__init__(error)
-        self.stage = stage
-        self.error = error
-        self.exit_code = exit_code
-        self.stderr_tail = stderr_tail
 
 
 @dataclass
@@ -80,126 +67,6 @@ class RunOutcome:
         return self.event
 
 
-def new_run_id(now: datetime) -> str:
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
-
-
-def object_key_for(job: Job, config: AgentConfig, run_id: str, started: datetime, extension: str) -> str:
-    """The run's object key: the naming layout, kept below the job's key prefix, which must be ours."""
-    own = agent_prefix(config.agent)
-    if not job.key_prefix.startswith(own) or ".." in job.key_prefix:
-        raise JobRefusedError(f"job {job.job_id} asks for key prefix {job.key_prefix!r}, outside this agent's {own!r}")
-    key = backup_object_key(config.agent, job.target, run_id, started, f"{extension}.zst")
-    if key.startswith(job.key_prefix):
-        return key
-    return job.key_prefix.rstrip("/") + "/" + key[len(own) :]
-
-
-def check_job(job: Job, config: AgentConfig, *, kinds: tuple[str, ...] = ("backup",)) -> None:
-    if job.agent != config.agent:
-        raise JobRefusedError(f"job {job.job_id} is for agent {job.agent!r}, this is {config.agent!r}")
-    if job.kind not in kinds:
-        raise JobRefusedError(f"job {job.job_id} is a {job.kind} job; this agent runs {', '.join(kinds)} jobs")
-    if job.kind != "backup":
-        return  # restore/drill jobs name their destination; the restore executor checks it
-    if job.target not in config.targets:
-        raise JobRefusedError(
-            f"job {job.job_id} names target {job.target!r}, which is not in this host's config "
-            f"(known: {', '.join(sorted(config.targets))})"
-        )
-
-
-def config_failure(job: Job, config: AgentConfig, error: str, now: datetime) -> BackupFailed:
-    """The Failed event of a run that could not start (its target's config or secrets are unusable)."""
-    run_id = new_run_id(now)
-    return BackupFailed(
-        job_id=job.job_id,
-        run_id=run_id,
-        target=job.target,
-        agent=config.agent,
-        trigger=job.trigger,
-        started_at=now,
-        bucket=job.bucket,
-        key=object_key_for(job, config, run_id, now, "none"),
-        finished_at=now,
-        stage="config",
-        error=redact(error)[:2000],
-    )
-
-
-class _PartSink:
-    """Receives compressed bytes from zstd; hashes them and cuts them into growing parts.
-
-    Memory is what this class bounds. A part's upload slot is reserved *before* the part starts
-    filling, so at most ``parts_in_flight`` parts exist at once, the one being filled included.
-    Each part is one bytearray allocated at its scheduled size plus room for one zstd output piece;
-    zstd's output (~128 KiB pieces) is copied into it and the bytearray itself is handed to the
-    uploader: no per-piece copies, no join, no reallocation, hence no transient second copy of a
-    part. A part is at least its scheduled size and at most one piece larger (S3 requires only
-    >= 5 MiB for all but the last). Peak: parts_in_flight x (part size + 256 KiB).
-    """
-
-    def __init__(self, upload: MultipartUpload) -> None:
-        self._upload = upload
-        self._part: bytearray | None = None
-        self._fill = 0
-        self.sha256 = hashlib.sha256()
-        self.bytes_stored = 0
-
-    def _open(self) -> bytearray:
-        self._upload.reserve()
-        self._part = bytearray(self._upload.current_part_size() + ZSTD_PIECE_ROOM)
-        self._fill = 0
-        return self._part
-
-    def write(self, data: bytes) -> int:
-        size = len(data)
-        self.sha256.update(data)
-        self.bytes_stored += size
-        part = self._part if self._part is not None else self._open()
-        end = self._fill + size
-        if end > len(part):  # a piece larger than the room left: grow (zstd's pieces never are)
-            part.extend(bytes(end - len(part)))
-        part[self._fill : end] = data
-        self._fill = end
-        if end >= self._upload.current_part_size():
-            self._cut()
-        return size
-
-    def _cut(self) -> None:
-        part = self._part if self._part is not None else self._open()
-        del part[self._fill :]
-        self._part = None
-        self._fill = 0
-        self._upload.submit_reserved(part)
-
-    def flush_last(self) -> None:
-        if self._part is not None or self._upload.next_part == 1:
-            self._cut()
-
-
-def zstd_parameters(compression: Compression) -> zstandard.ZstdCompressionParameters:
-    """zstd parameters for the configured compression, multi-threaded with a bounded job size.
-
-    Multi-threaded zstd cuts the input into jobs of 4 x the window by default (2 MiB at level 1,
-    8 MiB at level 3) and every worker holds its job's input and output: measured ~14 MiB at
-    level 1 and ~53 MiB at level 3 with two workers. Jobs of max(1 MiB, window) need ~8 / ~16 MiB
-    for the same speed and a ratio within 0.1%.
-    """
-    threads = compression.zstd_threads
-    params = zstandard.ZstdCompressionParameters
-    extra: dict[str, int] = {}
-    if compression.level is None:
-        window_log = DUMP_TUNED_ZSTD["window_log"]
-        make = functools.partial(params, **DUMP_TUNED_ZSTD)
-    else:
-        window_log = params.from_level(compression.level).window_log
-        make = functools.partial(params.from_level, compression.level)
-    if threads != 0:
-        extra["job_size"] = 1 << max(20, window_log)
-    return make(threads=threads, write_checksum=True, **extra)
-
-
 class BackupRun:
     """One attempt at one backup job; ``execute`` always ends with exactly one Succeeded or Failed event."""
 
@@ -209,7 +76,7 @@ class BackupRun:
         engine: Engine,
         config: AgentConfig,
         *,
-        s3: Any,
+        s3: S3Client,
         events: EventSink,
         cancel: threading.Event | None = None,
         progress: ProgressFn | None = None,
@@ -228,8 +95,7 @@ class BackupRun:
         self.started = clock()
         self.run_id = new_run_id(self.started)
         self.key = object_key_for(job, config, self.run_id, self.started, engine.extension)
-        self._dump: RunningDump | None = None
-        self._dump_lock = threading.Lock()
+        self._stream = BackupStream(engine, config.compression, cancel=self.cancel, progress=progress)
 
     # ------------------------------------------------------------------ events
     def _base(self) -> dict[str, Any]:
@@ -244,7 +110,7 @@ class BackupRun:
             "key": self.key,
         }
 
-    def _failed(self, failure: _Failure) -> BackupFailed:
+    def _failed(self, failure: BackupFailure) -> BackupFailed:
         tail = redact(failure.stderr_tail)[-STDERR_TAIL_MAX:]
         return BackupFailed(
             **self._base(),
@@ -258,44 +124,22 @@ class BackupRun:
     def terminate(self) -> None:
         """Ask the run to stop (SIGTERM path): the dump is terminated and the upload aborted."""
         self.cancel.set()
-        with self._dump_lock:
-            if self._dump is not None:
-                self._dump.terminate()
+        self._stream.terminate()
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunOutcome:
         log.info("backup started", extra={"ctx_job": self.job.job_id, "ctx_run": self.run_id, "ctx_key": self.key})
         self.events.emit(BackupStarted(**self._base()))
         t0 = time.monotonic()
-        upload = MultipartUpload(
-            self.s3,
-            bucket=self.job.bucket,
-            key=self.key,
-            kms_key_id=self.config.kms_key_id,
-            tagging=f"{RETENTION_TAG}={retention_tag_value(self.job.retention_class, 'daily')}",
-            metadata={
-                "engine": self.engine.name,
-                "format": self.engine.format,
-                "compression": self.config.compression.describe(),
-                "job-id": self.job.job_id,
-                "run-id": self.run_id,
-                "manifest": manifest_key(self.key).rsplit("/", 1)[-1],
-            },
-            parts_in_flight=self.config.upload.parts_in_flight,
-        )
-        versions_found: list[Versions] = []  # tool/server versions are asked for while the dump runs
-        versions_thread = threading.Thread(
-            target=lambda: versions_found.append(self._versions()), name="tool-versions", daemon=True
-        )
-        versions_thread.start()
+        upload = self._new_upload()
+        versions_found = self._look_up_versions()
         try:
-            result = self._stream(upload)
-            versions_thread.join()
-            versions = versions_found[0] if versions_found else Versions(None, None)
-            manifest = self._manifest(versions, result)
+            streamed = self._stream.run(upload)
+            versions = versions_found()
+            manifest = self._manifest(versions, streamed)
             response = upload.complete()
             self._put_manifest(manifest)
-        except _Failure as failure:
+        except BackupFailure as failure:
             upload.abort()
             event = self._failed(failure)
             log.error(
@@ -308,7 +152,7 @@ class BackupRun:
             return RunOutcome(event, interrupted=failure.error == INTERRUPTED)
         except UploadError as exc:
             upload.abort()
-            event = self._failed(_Failure("upload", str(exc)))
+            event = self._failed(BackupFailure("upload", str(exc)))
             log.error("backup failed at stage upload: %s", event.error, extra={"ctx_job": self.job.job_id})
             self.events.emit(event)
             return RunOutcome(event)
@@ -316,13 +160,66 @@ class BackupRun:
             # A bug or an unexpected library error: still never a backup, and still reported.
             log.exception("backup run crashed", extra={"ctx_job": self.job.job_id, "ctx_run": self.run_id})
             upload.abort()
-            event = self._failed(_Failure("dump", f"agent error: {exc!r}"))
+            event = self._failed(BackupFailure("dump", f"agent error: {exc!r}"))
             self.events.emit(event)
             return RunOutcome(event)
         except BaseException:
             upload.abort()
             raise
-        version_id = response.get("VersionId")
+        return self._succeeded(upload, response.get("VersionId"), manifest, versions, time.monotonic() - t0)
+
+    def _retention_tagging(self) -> str:
+        return f"{RETENTION_TAG}={retention_tag_value(self.job.retention_class, 'daily')}"
+
+    def _new_upload(self) -> MultipartUpload:
+        return MultipartUpload(
+            self.s3,
+            bucket=self.job.bucket,
+            key=self.key,
+            kms_key_id=self.config.kms_key_id,
+            tagging=self._retention_tagging(),
+            metadata={
+                "engine": self.engine.name,
+                "format": self.engine.format,
+                "compression": self.config.compression.describe(),
+                "job-id": self.job.job_id,
+                "run-id": self.run_id,
+                "manifest": manifest_key(self.key).rsplit("/", 1)[-1],
+            },
+            parts_in_flight=self.config.upload.parts_in_flight,
+        )
+
+    def _look_up_versions(self) -> Callable[[], Versions]:
+        """Ask for the tool and server versions in a thread while the dump runs; the call returned waits."""
+        found: list[Versions] = []
+        thread = threading.Thread(target=lambda: found.append(self._versions()), name="tool-versions", daemon=True)
+        thread.start()
+
+        def wait() -> Versions:
+            thread.join()
+            return found[0] if found else Versions(None, None)
+
+        return wait
+
+    def _versions(self) -> Versions:
+        try:
+            versions = self.engine.versions()
+        except Exception as exc:  # noqa: BLE001 - versions are informative; the dump decides success
+            log.warning("could not read tool/server versions: %s", exc)
+            return Versions(None, None)
+        for warning in versions.warnings:
+            log.warning("%s", warning, extra={"ctx_target": self.job.target})
+        return versions
+
+    def _succeeded(
+        self,
+        upload: MultipartUpload,
+        version_id: str | None,
+        manifest: dict[str, Any],
+        versions: Versions,
+        duration_s: float,
+    ) -> RunOutcome:
+        """Report the completed backup: recorded locally before its event, so a lost event is sent again."""
         succeeded = BackupSucceeded(
             **self._base(),
             finished_at=self.clock(),
@@ -336,7 +233,7 @@ class BackupRun:
             compression=manifest["compression"],
             tool_version=versions.tool_version,
             server_version=versions.server_version,
-            duration_s=round(time.monotonic() - t0, 3),
+            duration_s=round(duration_s, 3),
         )
         log.info(
             "backup succeeded: %d bytes in, %d stored",
@@ -353,136 +250,8 @@ class BackupRun:
             self.completed.record(self.job.job_id, emitted=True)
         return RunOutcome(succeeded, manifest=manifest)
 
-    def _versions(self) -> Versions:
-        try:
-            versions = self.engine.versions()
-        except Exception as exc:  # noqa: BLE001 - versions are informative; the dump decides success
-            log.warning("could not read tool/server versions: %s", exc)
-            return Versions(None, None)
-        for warning in versions.warnings:
-            log.warning("%s", warning, extra={"ctx_target": self.job.target})
-        return versions
-
-    def _stream(self, upload: MultipartUpload) -> dict[str, Any]:
-        if self.cancel.is_set():
-            raise _Failure("dump", INTERRUPTED)
-        # The dump starts first: connecting and locking take the database a moment, and its first
-        # output waits in the pipe while the multipart upload is created.
-        try:
-            dump = self.engine.start_dump()
-        except EngineError as exc:
-            raise _Failure("dump", str(exc), exit_code=exc.exit_code, stderr_tail=exc.stderr_tail) from exc
-        except OSError as exc:
-            raise _Failure("dump", f"cannot start the dump: {exc}") from exc
-        with self._dump_lock:
-            self._dump = dump
-        if self.cancel.is_set():
-            dump.terminate()
-        try:
-            upload.start()
-        except UploadError as exc:
-            dump.terminate()
-            self._reap(dump)
-            raise _Failure("upload", str(exc)) from exc
-        validator = self.engine.validator()
-        compression = self.config.compression
-        cctx = zstandard.ZstdCompressor(compression_params=zstd_parameters(compression))
-        sink = _PartSink(upload)
-        writer = cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
-        reader = DumpReader(dump.stream)
-        bytes_in = 0
-        invalid: str | None = None
-        try:
-            while True:
-                try:
-                    chunk = reader.read()  # a view of the reader's buffer, consumed before the next read
-                except (OSError, ValueError):
-                    if self.cancel.is_set():  # terminate() closed the stream under the read
-                        raise _Failure("dump", INTERRUPTED) from None
-                    raise
-                if not chunk:
-                    break
-                if self.cancel.is_set():
-                    raise _Failure("dump", INTERRUPTED)
-                bytes_in += len(chunk)
-                if invalid is None:
-                    try:
-                        validator.feed(chunk)
-                    except InvalidDumpError as exc:
-                        invalid = str(exc) or "the dump stream is not well-formed"
-                        dump.terminate()
-                        break
-                writer.write(chunk)
-                if self.progress is not None:
-                    self.progress(bytes_in, sink.bytes_stored)
-            if self.cancel.is_set():
-                raise _Failure("dump", INTERRUPTED)
-            if invalid is None:
-                writer.flush(zstandard.FLUSH_FRAME)
-                sink.flush_last()
-                if self.progress is not None:
-                    self.progress(bytes_in, sink.bytes_stored)
-        except UploadError as exc:
-            dump.terminate()
-            self._reap(dump)
-            raise _Failure("upload", str(exc)) from exc
-        except _Failure:
-            dump.terminate()
-            self._reap(dump)
-            raise
-        except BaseException:
-            dump.terminate()
-            self._reap(dump)
-            raise
-        outcome = self._reap(dump)
-        if self.cancel.is_set():
-            raise _Failure("dump", INTERRUPTED, exit_code=outcome.exit_code if outcome else None)
-        if invalid is not None:
-            raise _Failure(
-                "verify",
-                invalid,
-                exit_code=outcome.exit_code if outcome else None,
-                stderr_tail=outcome.stderr_tail if outcome else "",
-            )
-        if outcome is None:
-            raise _Failure("dump", "the dump process could not be reaped")
-        if outcome.exit_code != 0:
-            raise _Failure(
-                "dump",
-                f"the dump tool exited with status {outcome.exit_code}",
-                exit_code=outcome.exit_code,
-                stderr_tail=outcome.stderr_tail,
-            )
-        if bytes_in == 0:
-            raise _Failure("dump", "the dump produced no output", exit_code=0, stderr_tail=outcome.stderr_tail)
-        try:
-            facts = validator.finish()
-        except InvalidDumpError as exc:
-            raise _Failure(
-                "verify", str(exc) or "the dump stream is not well-formed", exit_code=0, stderr_tail=outcome.stderr_tail
-            ) from exc
-        try:
-            upload.wait()
-        except UploadError as exc:
-            raise _Failure("upload", str(exc)) from exc
-        return {
-            "bytes_in": bytes_in,
-            "bytes_stored": sink.bytes_stored,
-            "sha256": sink.sha256.hexdigest(),
-            "parts": upload.next_part - 1,
-            "validator": facts,
-        }
-
-    @staticmethod
-    def _reap(dump: RunningDump) -> Any:
-        try:
-            return dump.wait()
-        except EngineError as exc:
-            log.warning("dump wait failed: %s", exc)
-            return None
-
-    def _manifest(self, versions: Versions, result: dict[str, Any]) -> dict[str, Any]:
-        hint = getattr(self.engine, "restore_hint", None)
+    # ------------------------------------------------------------------ the manifest
+    def _manifest(self, versions: Versions, streamed: Streamed) -> dict[str, Any]:
         return {
             "manifest_version": MANIFEST_VERSION,
             "agent": self.config.agent,
@@ -500,14 +269,13 @@ class BackupRun:
             "server_version": versions.server_version,
             "version_warnings": list(versions.warnings),
             "compression": self.config.compression.describe(),
-            "bytes_in": result["bytes_in"],
-            "bytes_stored": result["bytes_stored"],
-            "sha256": result["sha256"],
+            "bytes_in": streamed.bytes_in,
+            "bytes_stored": streamed.bytes_stored,
+            "sha256": streamed.sha256,
             "sha256_of": "stored object bytes (zstd-compressed)",
-            "parts": result["parts"],
-            "validator": result["validator"],
-            "restore_hint": hint
-            or f"backupctl restore (or: aws s3 cp s3://{self.job.bucket}/{self.key} - | zstd -d | "
+            "parts": streamed.parts,
+            "validator": streamed.validator,
+            "restore_hint": f"backupctl restore (or: aws s3 cp s3://{self.job.bucket}/{self.key} - | zstd -d | "
             f"<{self.engine.name} restore of format {self.engine.format}>)",
         }
 
@@ -521,7 +289,7 @@ class BackupRun:
                 ContentType="application/json",
                 ServerSideEncryption="aws:kms",
                 SSEKMSKeyId=self.config.kms_key_id,
-                Tagging=f"{RETENTION_TAG}={retention_tag_value(self.job.retention_class, 'daily')}",
+                Tagging=self._retention_tagging(),
             )
         except Exception as exc:  # noqa: BLE001
             # The backup object is complete and valid; the manifest's facts are also in the event.

@@ -13,11 +13,15 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backup_contracts.redaction import register_secret
 
-ClientFactory = Callable[[str], Any]
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+    from mypy_boto3_ssm.client import SSMClient
+
+ClientFactory = Callable[[str], Any]  # a boto3 client by service name
 
 
 class SecretError(Exception):
@@ -49,6 +53,12 @@ class SecretResolver:
 
                 self._clients[service] = client(service)
         return self._clients[service]
+
+    def _secretsmanager(self) -> SecretsManagerClient:
+        return self._client("secretsmanager")
+
+    def _ssm(self) -> SSMClient:
+        return self._client("ssm")
 
     def resolve(self, ref: object) -> str:
         value = self._resolve(ref)
@@ -105,7 +115,7 @@ class SecretResolver:
 
     def _from_secrets_manager(self, secret_id: str, json_key: object) -> str:
         try:
-            response = self._client("secretsmanager").get_secret_value(SecretId=secret_id)
+            response = self._secretsmanager().get_secret_value(SecretId=secret_id)
         except Exception as exc:
             raise SecretError(f"Secrets Manager secret {secret_id!r} cannot be read: {exc}") from exc
         value = response.get("SecretString")
@@ -120,7 +130,7 @@ class SecretResolver:
 
     def _from_ssm(self, name: str) -> str:
         try:
-            response = self._client("ssm").get_parameter(Name=name, WithDecryption=True)
+            response = self._ssm().get_parameter(Name=name, WithDecryption=True)
         except Exception as exc:
             raise SecretError(f"SSM parameter {name!r} cannot be read: {exc}") from exc
         return str(response["Parameter"]["Value"])

@@ -6,6 +6,8 @@ then the size doubles every 1000 parts (12 MiB, 24 MiB, ... 3 GiB for parts 9001
 parts therefore cover 1000 x 6 MiB x (2^10 - 1) ~ 5.9 TiB >= S3's 5 TiB object limit (5 MiB parts
 would fall just short), no part exceeds 5 GiB, and every dump below ~5.9 GiB stored bytes uses 6 MiB
 parts, so memory stays ~ parts_in_flight x 6 MiB.
+
+``PartSink`` is what zstd writes into: it hashes the compressed bytes and cuts them into those parts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import hashlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CompleteMultipartUploadOutputTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,7 @@ S3_MAX_OBJECT = 5 * TiB
 
 BASE_PART_SIZE = 6 * MiB
 PARTS_PER_STEP = 1000
+ZSTD_PIECE_ROOM = 256 * 1024  # > zstd's output piece (ZSTD_CStreamOutSize, 128 KiB + a block header)
 
 
 def part_size(part_number: int) -> int:
@@ -58,7 +65,7 @@ class MultipartUpload:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         *,
         bucket: str,
         key: str,
@@ -75,7 +82,7 @@ class MultipartUpload:
         self._metadata = metadata
         self._slots = threading.BoundedSemaphore(parts_in_flight)
         self._pool = ThreadPoolExecutor(max_workers=parts_in_flight, thread_name_prefix="upload-part")
-        self._futures: list[Future[dict[str, Any]]] = []
+        self._futures: list[Future[CompletedPartTypeDef]] = []
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self.upload_id: str | None = None
@@ -129,15 +136,22 @@ class MultipartUpload:
         self.next_part += 1
         self._futures.append(self._pool.submit(self._upload_part, number, data))
 
-    def _upload_part(self, number: int, data: bytes | bytearray) -> dict[str, Any]:
+    def _started_upload_id(self) -> str:
+        if self.upload_id is None:
+            raise UploadError(f"the multipart upload of s3://{self.bucket}/{self.key} was never started")
+        return self.upload_id
+
+    def _upload_part(self, number: int, data: bytes | bytearray) -> CompletedPartTypeDef:
         try:
             checksum = _b64sha256(data)
             response = self._s3.upload_part(
                 Bucket=self.bucket,
                 Key=self.key,
-                UploadId=self.upload_id,
+                UploadId=self._started_upload_id(),
                 PartNumber=number,
-                Body=data,
+                # botocore sends a bytearray as it is; the stubs' BlobTypeDef omits bytearray, and
+                # bytes(data) would copy the whole part
+                Body=cast("bytes", data),
                 ChecksumSHA256=checksum,
                 ChecksumAlgorithm="SHA256",
             )
@@ -152,7 +166,7 @@ class MultipartUpload:
         finally:
             self._slots.release()
 
-    def wait(self) -> list[dict[str, Any]]:
+    def wait(self) -> list[CompletedPartTypeDef]:
         """Wait for every part; raise UploadError if any failed."""
         parts = []
         for future in self._futures:
@@ -162,14 +176,14 @@ class MultipartUpload:
                 raise UploadError(f"upload of part failed: {exc}") from exc
         return parts
 
-    def complete(self) -> dict[str, Any]:
+    def complete(self) -> CompleteMultipartUploadOutputTypeDef:
         parts = self.wait()
         self.composite_sha256 = composite_checksum([part["ChecksumSHA256"] for part in parts])
         try:
-            response: dict[str, Any] = self._s3.complete_multipart_upload(
+            response = self._s3.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
-                UploadId=self.upload_id,
+                UploadId=self._started_upload_id(),
                 MultipartUpload={"Parts": parts},
             )
         except Exception as exc:
@@ -195,3 +209,54 @@ class MultipartUpload:
             return False
         log.info("multipart upload aborted", extra={"ctx_key": self.key})
         return True
+
+
+class PartSink:
+    """Receives compressed bytes from zstd; hashes them and cuts them into growing parts.
+
+    Memory is what this class bounds. A part's upload slot is reserved *before* the part starts
+    filling, so at most ``parts_in_flight`` parts exist at once, the one being filled included.
+    Each part is one bytearray allocated at its scheduled size plus room for one zstd output piece;
+    zstd's output (~128 KiB pieces) is copied into it and the bytearray itself is handed to the
+    uploader: no per-piece copies, no join, no reallocation, hence no transient second copy of a
+    part. A part is at least its scheduled size and at most one piece larger (S3 requires only
+    >= 5 MiB for all but the last). Peak: parts_in_flight x (part size + 256 KiB).
+    """
+
+    def __init__(self, upload: MultipartUpload) -> None:
+        self._upload = upload
+        self._part: bytearray | None = None
+        self._fill = 0
+        self.sha256 = hashlib.sha256()
+        self.bytes_stored = 0
+
+    def _open(self) -> bytearray:
+        self._upload.reserve()
+        self._part = bytearray(self._upload.current_part_size() + ZSTD_PIECE_ROOM)
+        self._fill = 0
+        return self._part
+
+    def write(self, data: bytes) -> int:
+        size = len(data)
+        self.sha256.update(data)
+        self.bytes_stored += size
+        part = self._part if self._part is not None else self._open()
+        end = self._fill + size
+        if end > len(part):  # a piece larger than the room left: grow (zstd's pieces never are)
+            part.extend(bytes(end - len(part)))
+        part[self._fill : end] = data
+        self._fill = end
+        if end >= self._upload.current_part_size():
+            self._cut()
+        return size
+
+    def _cut(self) -> None:
+        part = self._part if self._part is not None else self._open()
+        del part[self._fill :]
+        self._part = None
+        self._fill = 0
+        self._upload.submit_reserved(part)
+
+    def flush_last(self) -> None:
+        if self._part is not None or self._upload.next_part == 1:
+            self._cut()

@@ -147,3 +147,6 @@ class FakeEngine:
 
     def restore(self, stream: BinaryIO, *, mode: str) -> RestoreReport:
         raise NotImplementedError
+
+    def drop_restored(self) -> str:
+        raise NotImplementedError

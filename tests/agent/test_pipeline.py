@@ -11,10 +11,11 @@ import pytest
 import zstandard
 from botocore.exceptions import EndpointConnectionError
 
+from backup_agent.admission import JobRefusedError
 from backup_agent.aws import client_config
 from backup_agent.config import AgentConfig
 from backup_agent.events import EventBridgeSink
-from backup_agent.pipeline import BackupRun, JobRefusedError, RunOutcome
+from backup_agent.pipeline import BackupRun, RunOutcome
 from backup_contracts.naming import manifest_key
 
 from .conftest import REGION, Stack, make_job

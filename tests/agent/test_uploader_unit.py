@@ -108,6 +108,16 @@ def test_a_failed_part_stops_further_submissions_and_abort_cleans_up():
     assert s3.aborted
 
 
+def test_parts_of_an_upload_that_was_never_started_fail_as_upload_errors():
+    s3 = _SlowS3()
+    upload = MultipartUpload(s3, bucket="b", key="k", kms_key_id="kid", tagging="retention=x", metadata={})
+    upload.submit(b"x" * 10)
+
+    with pytest.raises(UploadError, match="never started"):
+        upload.complete()
+    assert s3.max_in_flight == 0  # no part reached S3
+
+
 def test_composite_checksum_is_the_sha256_of_the_part_digests_with_the_part_count() -> None:
     import base64
     import hashlib

@@ -128,3 +128,15 @@ def test_missing_restore_tool_is_an_engine_error_with_exit_127() -> None:
         engine.restore(io.BytesIO(b"x"), mode="clone")
 
     assert info.value.exit_code == 127
+
+
+def test_drop_restored_says_it_cannot_clean_up_and_leaves_the_destination(tmp_path: Path) -> None:
+    restored = tmp_path / "drill" / "restored.bin"
+    restored.parent.mkdir()
+    engine = engine_for(["true"], ["sh", "-c", 'cat > "$1"', "restore", str(restored)])
+    engine.restore(io.BytesIO(b"scratch copy"), mode="drill")
+
+    said = engine.drop_restored()
+
+    assert said == "no cleanup for command target 'cmd-test': clear the scratch destination with its own tools"
+    assert restored.read_bytes() == b"scratch copy"  # its restore command owns the destination

@@ -119,6 +119,15 @@ def test_clone_refuses_a_destination_that_has_tables(source: str) -> None:
         engine_for(source).restore(io.BytesIO(dump.data), mode="clone")
 
 
+def test_failed_in_place_restore_says_the_destination_is_partially_restored(source: str) -> None:
+    dump = run_dump(engine_for(source)).data
+
+    with pytest.raises(EngineError, match=r"partially restored \(MariaDB DDL is not transactional\)") as info:
+        engine_for(source).restore(io.BytesIO(dump[: len(dump) // 2]), mode="in-place")
+
+    assert info.value.stage == "restore"
+
+
 def test_truncated_dump_is_refused_and_a_created_clone_is_dropped(source: str, maria_databases) -> None:
     dump = run_dump(engine_for(source)).data
     clone = maria_databases("bk_clone")

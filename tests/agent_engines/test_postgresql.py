@@ -131,6 +131,17 @@ def test_in_place_restore_over_changed_data_gives_the_snapshot_back(source: str)
     assert report.verification["extra_tables"] == ["public.created_later"]
 
 
+def test_failed_in_place_restore_is_rolled_back_and_says_so(source: str) -> None:
+    before = snapshot(source)
+    dump = run_dump(engine_for(source)).data
+
+    with pytest.raises(EngineError, match=r"destination rolled back \(single transaction\)") as info:
+        engine_for(source).restore(io.BytesIO(dump[: len(dump) // 2]), mode="in-place")
+
+    assert info.value.stage == "restore"
+    assert snapshot(source) == before
+
+
 def test_clone_refuses_a_destination_that_has_tables(source: str) -> None:
     dump = run_dump(engine_for(source))
 
@@ -370,3 +381,32 @@ def test_drop_restored_removes_a_scratch_clone(source: str, pg_databases) -> Non
     engine.drop_restored()
 
     assert psql("postgres", f"SELECT count(*) FROM pg_database WHERE datname = '{scratch}';").strip() == "0"
+
+
+def test_drop_restored_drops_a_scratch_clone_that_a_session_is_still_connected_to(
+    reference_dump: bytes, pg_databases
+) -> None:
+    scratch = pg_databases("bk_drill")
+    engine = engine_for(scratch)
+    engine.restore(io.BytesIO(reference_dump), mode="drill")
+    session = subprocess.Popen(
+        ["psql", "-X", "-q", "-h", PG["host"], "-p", str(PG["port"]), "-U", PG["user"], "-d", scratch],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert session.stdin is not None
+        session.stdin.write(b"SELECT pg_sleep(60);\n")
+        session.stdin.flush()
+        connected = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{scratch}';"
+        deadline = time.monotonic() + 10
+        while psql("postgres", connected).strip() == "0" and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        engine.drop_restored()  # WITH (FORCE): the session is ended, not waited for
+
+        assert psql("postgres", f"SELECT count(*) FROM pg_database WHERE datname = '{scratch}';").strip() == "0"
+    finally:
+        session.kill()
+        session.wait()

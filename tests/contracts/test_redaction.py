@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import pytest
 
 from backup_agent import proc
+from backup_agent.admission import config_failure
 from backup_agent.config import parse_config
 from backup_agent.logs import JsonFormatter
-from backup_agent.pipeline import config_failure
 from backup_agent.secrets import SecretResolver
 from backup_contracts import redaction
 from backup_contracts.jobs import Job

@@ -294,6 +294,7 @@ def test_a_transient_download_error_is_retried(sqlite_world: AgentWorld, monkeyp
     import urllib.error
 
     from backup_agent import restore as restore_module
+    from backup_agent.restore import source as source_module
 
     backup = sqlite_world.backup("app")
     calls: list[str] = []
@@ -304,7 +305,7 @@ def test_a_transient_download_error_is_retried(sqlite_world: AgentWorld, monkeyp
             raise urllib.error.HTTPError(url, 503, "Slow Down", {}, None)  # type: ignore[arg-type]
         return restore_module.open_url(url, timeout)
 
-    monkeypatch.setattr(restore_module.time, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(source_module.time, "sleep", lambda _seconds: None)
 
     outcome = sqlite_world.restore(
         sqlite_world.restore_job(backup, destination="app-clone", mode="clone"), opener=flaky

@@ -2,7 +2,8 @@
 
 An engine turns a target's local connection config into a running dump (a byte stream plus an exit
 status), validates that stream incrementally (bounded memory) so a truncated or empty dump can never
-be completed as a backup, and restores such a stream into a destination.
+be completed as a backup, restores such a stream into a destination, and removes what a drill
+restored into its scratch destination again (``drop_restored``).
 """
 
 from __future__ import annotations
@@ -90,4 +91,12 @@ class Engine(Protocol):
 
     def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
         """Restore the raw (decompressed) dump stream into this engine's target."""
+        ...
+
+    def drop_restored(self) -> str:
+        """Remove what a restore put into this target (a drill's scratch copy); returns what was done.
+
+        Destroys the target's data: only for scratch destinations, after their own restore succeeded.
+        Raises when the cleanup failed; an engine that cannot clean up says so in what it returns.
+        """
         ...

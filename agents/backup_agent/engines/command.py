@@ -27,6 +27,7 @@ from typing import BinaryIO
 from backup_agent import proc
 from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import CommandConfig, Resolve, SecretRef
+from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import Deferred, NonEmptyValidator
 
 
@@ -69,9 +70,9 @@ class CommandEngine:
             if shutil.which(argv[0]) is None
         ]
 
-    def start_dump(self) -> proc.ProcessDump:
+    def start_dump(self) -> ProcessDump:
         env, redact = self._env()
-        return proc.ProcessDump(self.config.dump_command, env=env, redact=redact, grace=self._grace)
+        return ProcessDump(self.config.dump_command, env=env, redact=redact, grace=self._grace)
 
     def validator(self) -> NonEmptyValidator:
         return NonEmptyValidator(self._magic())

@@ -73,13 +73,26 @@ def _db_name(value: str) -> str:
     return value
 
 
-class PostgresConfig(_Model):
-    engine: Literal["postgresql"]
+class DatabaseConfig(_Model):
+    """One database on a server: where it is, who connects, and the password by reference.
+
+    The arm of each server engine; each sets its own ``engine`` tag and default port and user.
+    """
+
+    engine: str
     host: str = "127.0.0.1"
-    port: Annotated[int, _PORT] = 5432
-    user: str = "postgres"
+    port: Annotated[int, _PORT]
+    user: str
     database: str
     password: SecretRef | None = None
+
+    _check_db = field_validator("database")(_db_name)
+
+
+class PostgresConfig(DatabaseConfig):
+    engine: Literal["postgresql"]
+    port: Annotated[int, _PORT] = 5432
+    user: str = "postgres"
     maintenance_database: str = Field(
         default="postgres", description="database used to create a clone destination and to check the server"
     )
@@ -88,20 +101,15 @@ class PostgresConfig(_Model):
     psql: str = "psql"
     sslmode: str | None = None
 
-    _check_db = field_validator("database", "maintenance_database")(_db_name)
+    _check_maintenance_db = field_validator("maintenance_database")(_db_name)
 
 
-class MariaDBConfig(_Model):
+class MariaDBConfig(DatabaseConfig):
     engine: Literal["mariadb"]
-    host: str = "127.0.0.1"
     port: Annotated[int, _PORT] = 3306
     user: str = "root"
-    database: str
-    password: SecretRef | None = None
     dump_binary: str | None = Field(default=None, description="default: mariadb-dump, else mysqldump")
     client_binary: str | None = Field(default=None, description="default: mariadb, else mysql")
-
-    _check_db = field_validator("database")(_db_name)
 
 
 class SQLiteConfig(_Model):

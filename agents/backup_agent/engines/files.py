@@ -30,6 +30,7 @@ from typing import BinaryIO
 from backup_agent import proc
 from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import FilesConfig, Resolve
+from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import Deferred, TarValidator
 
 _CHANGED = ("file changed as we read it", "file removed before we read it")
@@ -108,8 +109,8 @@ class FilesEngine:
                 problems.append(f"path {str(path)!r} is not readable by this user")
         return problems
 
-    def start_dump(self) -> proc.ProcessDump:
-        return proc.ProcessDump(
+    def start_dump(self) -> ProcessDump:
+        return ProcessDump(
             self.dump_argv(), env=proc.child_env(), redact=proc.Redactor(), grace=self._grace, map_exit=_tar_exit
         )
 

@@ -27,9 +27,11 @@ import shutil
 from typing import BinaryIO
 
 from backup_agent import proc
-from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
-from backup_agent.engines.config import MariaDBConfig, Resolve
-from backup_agent.engines.validators import Deferred, MariaDBSqlValidator
+from backup_agent.engines.base import EngineError, RestoreMode, RestoreReport, Versions
+from backup_agent.engines.config import MariaDBConfig
+from backup_agent.engines.database import ClientSecrets, DatabaseEngine, run_client
+from backup_agent.engines.running import ProcessDump
+from backup_agent.engines.validators import MariaDBSqlValidator
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,10 @@ def sql_ident(value: str) -> str:
     return "`" + value.replace("`", "``") + "`"
 
 
-class MariaDBEngine:
+class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
     name = "mariadb"
     format = "mariadb-sql"
     extension = "sql"
-
-    def __init__(self, target: str, config: MariaDBConfig, resolve: Resolve, *, grace: float = 5.0) -> None:
-        self.target = target
-        self.config = config
-        self._resolve = resolve
-        self._grace = grace
 
     def _binary(self, configured: str | None, candidates: tuple[str, ...]) -> str:
         if configured:
@@ -75,17 +71,10 @@ class MariaDBEngine:
     def client_binary(self) -> str:
         return self._binary(self.config.client_binary, ("mariadb", "mysql"))
 
-    def _secrets(self) -> tuple[dict[str, str], proc.Redactor, proc.SecretFiles, list[str]]:
-        """(child env, redactor, secret files, leading argv options)."""
-        files = proc.SecretFiles()
-        redact = proc.Redactor()
-        if self.config.password is None:
-            return proc.child_env(), redact, files, []
-        password = self._resolve(self.config.password)
-        redact.add(password)
+    def _password_for_client(self, password: str, files: proc.SecretFiles, redact: proc.Redactor) -> ClientSecrets:
         path = files.write("my.cnf", f"[client]\npassword={option_value(password)}\n")
         env = proc.child_env(drop=("MYSQL_PWD",), secrets=[password])
-        return env, redact, files, [f"--defaults-extra-file={path}"]
+        return ClientSecrets(env, redact, files, [f"--defaults-extra-file={path}"])
 
     def _connection_args(self) -> list[str]:
         c = self.config
@@ -109,19 +98,9 @@ class MariaDBEngine:
         return [*argv, database] if database else argv
 
     def _query(self, sql: str, *, database: str | None = None, stage: str = "restore") -> list[list[str]]:
-        env, redact, files, leading = self._secrets()
-        argv = [*self._client_argv(leading, database), "--batch", "--skip-column-names", "--raw"]
-        try:
-            code, out, err = proc.run_capture(argv, env=env, redact=redact, input_bytes=sql.encode())
-        finally:
-            files.cleanup()
-        if code != 0:
-            raise EngineError(
-                f"{self.client_binary} failed (exit {code}): {err.strip()[-500:]}",
-                stage=stage,
-                exit_code=code,
-                stderr_tail=err,
-            )
+        secrets = self._secrets()
+        argv = [*self._client_argv(secrets.options, database), "--batch", "--skip-column-names", "--raw"]
+        out = run_client(argv, secrets, sql, tool=self.client_binary, stage=stage)
         return [line.split("\t") for line in out.splitlines() if line]
 
     def versions(self) -> Versions:
@@ -155,10 +134,14 @@ class MariaDBEngine:
         problems.extend(self.versions().warnings)
         return problems
 
-    def start_dump(self) -> proc.ProcessDump:
-        env, redact, files, leading = self._secrets()
-        return proc.ProcessDump(
-            self.dump_argv(leading), env=env, redact=redact, cleanup=files.cleanup, grace=self._grace
+    def start_dump(self) -> ProcessDump:
+        secrets = self._secrets()
+        return ProcessDump(
+            self.dump_argv(secrets.options),
+            env=secrets.env,
+            redact=secrets.redact,
+            cleanup=secrets.files.cleanup,
+            grace=self._grace,
         )
 
     def validator(self) -> MariaDBSqlValidator:
@@ -182,50 +165,38 @@ class MariaDBEngine:
         return f"dropped database {self.config.database}"
 
     def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
-        db = self.config.database
-        created = False
-        if mode in ("clone", "drill"):
-            exists = self._query(self._schema_exists_sql(db))
-            if exists[0][0] == "0":
-                self._query(f"CREATE DATABASE {sql_ident(db)} CHARACTER SET utf8mb4;")
-                created = True
-            elif self._tables(db):
-                raise EngineError(
-                    f"clone destination database {db!r} is not empty; refusing to restore over it."
-                    " Fix: choose a new database name or restore in-place",
-                    stage="restore",
-                )
         validator = MariaDBSqlValidator()
-        tap = Deferred(validator)
-        env, redact, files, leading = self._secrets()
-        try:
-            code, err, _out = proc.run_feed(
-                self._client_argv(leading, db), stream, env=env, redact=redact, observe=tap.feed
-            )
-        finally:
-            files.cleanup()
-        problem: str | None = None
-        if code != 0:
-            problem = f"{self.client_binary} exited {code}"
-        else:
-            try:
-                tap.finish()
-            except InvalidDumpError as exc:
-                problem = str(exc)
-        if problem is not None:
-            state = "partially restored (MariaDB DDL is not transactional)"
-            if created:
-                try:
-                    self._query(f"DROP DATABASE IF EXISTS {sql_ident(db)};")
-                    state = "dropped again (it was created by this restore)"
-                except EngineError as exc:
-                    state = f"partially restored and could not be dropped: {exc}"
-            raise EngineError(
-                f"restore into {db!r} failed: {problem}; destination {state}",
-                stage="restore",
-                exit_code=code,
-                stderr_tail=err,
-            )
+        self.restore_database(
+            stream,
+            mode=mode,
+            validator=validator,
+            tool=self.client_binary,
+            left_behind="partially restored (MariaDB DDL is not transactional)",
+        )
+        db = self.config.database
+        return RestoreReport(
+            destination=f"mariadb://{self.config.host}:{self.config.port}/{db}",
+            verification=self._verify(db, validator, mode),
+        )
+
+    # ---------------------------------------------------------------- restore steps (see DatabaseEngine)
+
+    def _database_exists(self, db: str) -> bool:
+        return self._query(self._schema_exists_sql(db))[0][0] != "0"
+
+    def _create_database(self, db: str) -> None:
+        self._query(f"CREATE DATABASE {sql_ident(db)} CHARACTER SET utf8mb4;")
+
+    def _holds_data(self, db: str) -> bool:
+        return bool(self._tables(db))
+
+    def _drop_created_database(self, db: str) -> None:
+        self._query(f"DROP DATABASE IF EXISTS {sql_ident(db)};")
+
+    def _restore_argv(self, mode: RestoreMode, db: str, secrets: ClientSecrets) -> list[str]:
+        return self._client_argv(secrets.options, db)
+
+    def _verify(self, db: str, validator: MariaDBSqlValidator, mode: RestoreMode) -> dict[str, object]:
         tables = self._tables(db)
         rows: dict[str, int] = {}
         if tables:
@@ -243,6 +214,4 @@ class MariaDBEngine:
         }
         if mode == "in-place":
             verification["extra_tables"] = sorted(set(tables) - set(validator.table_names))
-        return RestoreReport(
-            destination=f"mariadb://{self.config.host}:{self.config.port}/{db}", verification=verification
-        )
+        return verification

@@ -23,9 +23,12 @@ import shutil
 from typing import BinaryIO
 
 from backup_agent import proc
-from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
-from backup_agent.engines.config import PostgresConfig, Resolve
-from backup_agent.engines.validators import Deferred, PgCustomValidator
+from backup_agent.engines.base import EngineError, RestoreMode, RestoreReport, Versions
+from backup_agent.engines.config import PostgresConfig
+from backup_agent.engines.database import ClientSecrets, DatabaseEngine, run_client
+from backup_agent.engines.running import ProcessDump
+from backup_agent.engines.validators import PgCustomValidator
+from backup_contracts.redaction import conninfo_escape, pgpass_escape
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,11 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%';
 """
+
+# pg_restore options: a clone restores into an empty database; in place, every archived object is
+# dropped and recreated in one transaction, so a failure rolls everything back.
+_CLONE_RESTORE = ("--no-owner", "--exit-on-error", "--no-password")
+_IN_PLACE_RESTORE = ("--clean", "--if-exists", "--no-owner", "--exit-on-error", "--single-transaction", "--no-password")
 
 _ROW_COUNTS = """
 SELECT table_schema || '.' || table_name,
@@ -46,11 +54,7 @@ ORDER BY 1;
 
 
 def conninfo_quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def pgpass_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:")
+    return f"'{conninfo_escape(value)}'"
 
 
 def major_version(text: str | None) -> int | None:
@@ -61,16 +65,10 @@ def major_version(text: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class PostgresEngine:
+class PostgresEngine(DatabaseEngine[PostgresConfig]):
     name = "postgresql"
     format = "pg_dump-custom"
     extension = "pgdump"
-
-    def __init__(self, target: str, config: PostgresConfig, resolve: Resolve, *, grace: float = 5.0) -> None:
-        self.target = target
-        self.config = config
-        self._resolve = resolve
-        self._grace = grace
 
     # ---------------------------------------------------------------- connection plumbing
 
@@ -88,16 +86,10 @@ class PostgresEngine:
             parts["sslmode"] = c.sslmode
         return " ".join(f"{key}={conninfo_quote(value)}" for key, value in parts.items())
 
-    def _secrets(self) -> tuple[dict[str, str], proc.Redactor, proc.SecretFiles]:
-        files = proc.SecretFiles()
-        redact = proc.Redactor()
-        if self.config.password is None:
-            return proc.child_env(), redact, files
-        password = self._resolve(self.config.password)
-        redact.add(password)
+    def _password_for_client(self, password: str, files: proc.SecretFiles, redact: proc.Redactor) -> ClientSecrets:
         passfile = files.write("pgpass", f"*:*:*:*:{pgpass_escape(password)}\n")
         env = proc.child_env({"PGPASSFILE": passfile}, drop=("PGPASSWORD",), secrets=[password])
-        return env, redact, files
+        return ClientSecrets(env, redact, files)
 
     def dump_argv(self) -> list[str]:
         return [self.config.pg_dump, "--format=custom", "--compress=0", "--no-password", "--dbname", self.conninfo()]
@@ -110,20 +102,16 @@ class PostgresEngine:
         variables: dict[str, str] | None = None,
         stage: str = "restore",
     ) -> str:
-        env, redact, files = self._secrets()
+        secrets = self._secrets()
         argv = [self.config.psql, "-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-F", "\t"]
         for key, value in (variables or {}).items():
             argv += ["-v", f"{key}={value}"]
         argv += ["-d", self.conninfo(database), "-f", "-"]
-        try:
-            code, out, err = proc.run_capture(argv, env=env, redact=redact, input_bytes=sql.encode())
-        finally:
-            files.cleanup()
-        if code != 0:
-            raise EngineError(
-                f"psql failed (exit {code}): {err.strip()[-500:]}", stage=stage, exit_code=code, stderr_tail=err
-            )
-        return out
+        return run_client(argv, secrets, sql, tool="psql", stage=stage)
+
+    def _about_database(self, sql: str, db: str, *, stage: str = "restore") -> str:
+        """Run ``sql`` on the maintenance database with ``db`` as its ``dbname`` variable."""
+        return self._psql(sql, database=self.config.maintenance_database, variables={"dbname": db}, stage=stage)
 
     # ---------------------------------------------------------------- Engine protocol
 
@@ -165,80 +153,20 @@ class PostgresEngine:
         problems.extend(self.versions().warnings)
         return problems
 
-    def start_dump(self) -> proc.ProcessDump:
-        env, redact, files = self._secrets()
-        return proc.ProcessDump(self.dump_argv(), env=env, redact=redact, cleanup=files.cleanup, grace=self._grace)
+    def start_dump(self) -> ProcessDump:
+        secrets = self._secrets()
+        return ProcessDump(
+            self.dump_argv(), env=secrets.env, redact=secrets.redact, cleanup=secrets.files.cleanup, grace=self._grace
+        )
 
     def validator(self) -> PgCustomValidator:
         return PgCustomValidator()
 
     def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
-        db = self.config.database
-        created = False
-        if mode in ("clone", "drill"):
-            exists = self._psql(
-                "SELECT count(*) FROM pg_database WHERE datname = :'dbname';",
-                database=self.config.maintenance_database,
-                variables={"dbname": db},
-            ).strip()
-            if exists == "0":
-                self._psql(
-                    'CREATE DATABASE :"dbname" TEMPLATE template0;',
-                    database=self.config.maintenance_database,
-                    variables={"dbname": db},
-                )
-                created = True
-            elif int(self._psql(_USER_RELATIONS, database=db).strip() or "0") > 0:
-                raise EngineError(
-                    f"clone destination database {db!r} is not empty; refusing to restore over it."
-                    " Fix: choose a new database name or restore in-place",
-                    stage="restore",
-                )
-            argv = [self.config.pg_restore, "--no-owner", "--exit-on-error", "--no-password"]
-        else:
-            argv = [
-                self.config.pg_restore,
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--exit-on-error",
-                "--single-transaction",
-                "--no-password",
-            ]
-        argv += ["--dbname", self.conninfo(db)]
         validator = PgCustomValidator()
-        tap = Deferred(validator)
-        env, redact, files = self._secrets()
-        try:
-            code, err, _out = proc.run_feed(argv, stream, env=env, redact=redact, observe=tap.feed)
-        finally:
-            files.cleanup()
-        problem: str | None = None
-        if code != 0:
-            problem = f"pg_restore exited {code}"
-        else:
-            try:
-                tap.finish()
-            except InvalidDumpError as exc:
-                problem = str(exc)
-        if problem is not None:
-            state = "rolled back (single transaction)" if mode == "in-place" else "partially restored"
-            if created:
-                try:
-                    self._psql(
-                        'DROP DATABASE IF EXISTS :"dbname";',
-                        database=self.config.maintenance_database,
-                        variables={"dbname": db},
-                    )
-                    state = "dropped again (it was created by this restore)"
-                except EngineError as exc:
-                    state = f"partially restored and could not be dropped: {exc}"
-            raise EngineError(
-                f"restore into {db!r} failed: {problem}; destination {state}",
-                stage="restore",
-                exit_code=code,
-                stderr_tail=err,
-            )
+        left_behind = "rolled back (single transaction)" if mode == "in-place" else "partially restored"
+        self.restore_database(stream, mode=mode, validator=validator, tool="pg_restore", left_behind=left_behind)
+        db = self.config.database
         return RestoreReport(
             destination=f"postgresql://{self.config.host}:{self.config.port}/{db}",
             verification=self._verify(db, validator),
@@ -246,13 +174,26 @@ class PostgresEngine:
 
     def drop_restored(self) -> str:
         """Drop this target's database: cleanup of a drill/clone scratch destination. Destroys its data."""
-        self._psql(
-            'DROP DATABASE IF EXISTS :"dbname" WITH (FORCE);',
-            database=self.config.maintenance_database,
-            variables={"dbname": self.config.database},
-            stage="cleanup",
-        )
+        self._about_database('DROP DATABASE IF EXISTS :"dbname" WITH (FORCE);', self.config.database, stage="cleanup")
         return f"dropped database {self.config.database}"
+
+    # ---------------------------------------------------------------- restore steps (see DatabaseEngine)
+
+    def _database_exists(self, db: str) -> bool:
+        return self._about_database("SELECT count(*) FROM pg_database WHERE datname = :'dbname';", db).strip() != "0"
+
+    def _create_database(self, db: str) -> None:
+        self._about_database('CREATE DATABASE :"dbname" TEMPLATE template0;', db)
+
+    def _holds_data(self, db: str) -> bool:
+        return int(self._psql(_USER_RELATIONS, database=db).strip() or "0") > 0
+
+    def _drop_created_database(self, db: str) -> None:
+        self._about_database('DROP DATABASE IF EXISTS :"dbname";', db)
+
+    def _restore_argv(self, mode: RestoreMode, db: str, secrets: ClientSecrets) -> list[str]:
+        options = _IN_PLACE_RESTORE if mode == "in-place" else _CLONE_RESTORE
+        return [self.config.pg_restore, *options, "--dbname", self.conninfo(db)]
 
     def _verify(self, db: str, validator: PgCustomValidator) -> dict[str, object]:
         rows: dict[str, int] = {}

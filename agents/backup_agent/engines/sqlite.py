@@ -33,6 +33,7 @@ from urllib.request import pathname2url
 from backup_agent import proc
 from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import Resolve, SQLiteConfig
+from backup_agent.engines.running import ThreadDump
 from backup_agent.engines.validators import Deferred, SQLiteValidator
 
 _SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -77,6 +78,12 @@ def _remove_side_files(path: Path) -> None:
     for suffix in _SIDE_FILES:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{path}{suffix}")
+
+
+def _remove_database_files(path: Path) -> None:
+    """Remove a database file and its -wal/-shm/-journal, whichever of them exist."""
+    path.unlink(missing_ok=True)
+    _remove_side_files(path)
 
 
 class SQLiteEngine:
@@ -130,20 +137,17 @@ class SQLiteEngine:
                 while chunk := handle.read(proc.CHUNK):
                     write(chunk)
         finally:
-            for path in (tmp, *(tmp + s for s in _SIDE_FILES)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            _remove_database_files(Path(tmp))
 
-    def start_dump(self) -> proc.ThreadDump:
-        return proc.ThreadDump(self._produce, redact=proc.Redactor(), name=f"sqlite-dump-{self.target}")
+    def start_dump(self) -> ThreadDump:
+        return ThreadDump(self._produce, redact=proc.Redactor(), name=f"sqlite-dump-{self.target}")
 
     def validator(self) -> SQLiteValidator:
         return SQLiteValidator()
 
     def drop_restored(self) -> str:
         """Remove this target's database file and its side files: cleanup of a drill/clone scratch copy."""
-        for path in (self.config.path, *(Path(f"{self.config.path}{s}") for s in _SIDE_FILES)):
-            path.unlink(missing_ok=True)
+        _remove_database_files(self.config.path)
         return f"removed {self.config.path}"
 
     def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
@@ -186,9 +190,7 @@ class SQLiteEngine:
             _remove_side_files(dest)
             proc.fsync_dir(dest.parent)
         except BaseException:
-            for path in (tmp, *(Path(f"{tmp}{s}") for s in _SIDE_FILES)):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            _remove_database_files(tmp)
             raise
         facts["bytes"] = validator.finish()["bytes"]
         return RestoreReport(destination=str(dest), verification=facts)

@@ -1,0 +1,84 @@
+"""Stage 6 of a restore: the engine's report checked, compared with the backup's manifest, made small.
+
+``verify_report`` decides whether a restore is good; ``compact_verification`` and ``jsonable`` turn
+what it found into the ``verification`` of the ``Restore Succeeded`` event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def verify_report(
+    verification: dict[str, object], expected: dict[str, Any], *, mode: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Check an engine's restore report and compare it with the manifest's facts.
+
+    Returns (checks passed, by name → value; problems, in words). Rules: an integrity check, where
+    the engine reports one, must say ok; no table of the archive may be missing; every table the
+    archive had must be there (tables restored minus tables that were not in the archive ≥ tables
+    in the manifest); byte counts (SQLite: the restored file) must equal the manifest's.
+    """
+    checks: dict[str, Any] = {}
+    problems: list[str] = []
+    integrity = verification.get("integrity_check")
+    if integrity is not None:
+        if integrity != "ok":
+            problems.append(f"integrity check: {integrity}")
+        else:
+            checks["integrity_check"] = "ok"
+    missing = verification.get("missing_tables")
+    if isinstance(missing, list):
+        if missing:
+            problems.append(f"tables of the archive missing after the restore: {', '.join(map(str, missing[:10]))}")
+        else:
+            checks["missing_tables"] = 0
+    restored = verification.get("tables")
+    extra = verification.get("extra_tables")
+    extra_count = len(extra) if isinstance(extra, list) else 0
+    archived = expected.get("tables", expected.get("create_tables"))
+    if archived is None:
+        archived = verification.get("archive_tables")
+    if isinstance(restored, int) and isinstance(archived, int):
+        if restored - extra_count < archived:
+            problems.append(f"{restored - extra_count} tables restored, the backup had {archived}")
+        else:
+            checks["tables"] = f"{restored - extra_count} restored of {archived} in the backup"
+    if isinstance(expected.get("bytes"), int) and isinstance(verification.get("bytes"), int):
+        if verification["bytes"] != expected["bytes"]:
+            problems.append(f"{verification['bytes']} bytes restored, the backup had {expected['bytes']}")
+        else:
+            checks["bytes"] = expected["bytes"]
+    if isinstance(verification.get("total_rows"), int):
+        checks["total_rows"] = verification["total_rows"]
+    checks["mode"] = mode
+    return checks, problems
+
+
+ROWS_IN_EVENT_MAX = 50
+
+
+def compact_verification(verification: dict[str, Any]) -> dict[str, Any]:
+    """Keep the event (EventBridge: 256 KiB) and the ledger item (DynamoDB: 400 KB) small whatever the
+    number of tables: per-table row counts beyond the 50 largest are summarised, long lists cut."""
+    result = dict(verification)
+    rows = result.get("rows")
+    if isinstance(rows, dict) and len(rows) > ROWS_IN_EVENT_MAX:
+        largest = sorted(rows.items(), key=lambda item: (-int(item[1]), str(item[0])))[:ROWS_IN_EVENT_MAX]
+        result["rows"] = dict(largest)
+        result["rows_note"] = f"{ROWS_IN_EVENT_MAX} largest of {len(rows)} tables shown"
+    for name, value in list(result.items()):
+        if isinstance(value, list) and len(value) > ROWS_IN_EVENT_MAX:
+            result[name] = [*value[:ROWS_IN_EVENT_MAX], f"... {len(value) - ROWS_IN_EVENT_MAX} more"]
+    return result
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with every key a string and everything that is not JSON as its ``str``."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

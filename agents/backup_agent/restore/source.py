@@ -1,0 +1,153 @@
+"""Stages 2 and 3 of a restore: the backup object into a private spool file, checked against its run.
+
+The object is streamed from the presigned URL (the agent has no standing read permission; the URL is
+for exactly that object version) into a spool file in a private directory, hashing every byte
+(SHA-256) and counting them while it is written. Disk use = the object's stored (compressed) size;
+memory stays one chunk. A transient HTTP error (5xx, 429, a network error) is retried; size and
+SHA-256 must then equal the run's, or nothing goes further. The spool directory is removed at the
+end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from backup_agent.restore.failure import INTERRUPTED, RestoreFailure
+from backup_contracts.jobs import RestoreSource
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+DOWNLOAD_ATTEMPTS = 3
+DOWNLOAD_TIMEOUT_S = 60.0
+SPOOL_HEADROOM = 64 * 1024 * 1024  # free disk kept beyond the object's size
+Opener = Callable[[str, float], BinaryIO]
+
+
+def open_url(url: str, timeout: float) -> BinaryIO:
+    """GET a presigned URL (http(s) only; no credentials of ours are involved)."""
+    if not url.lower().startswith(("https://", "http://")):
+        raise ValueError(f"refusing to open a non-http(s) URL scheme: {url.split(':', 1)[0]}")
+    request = urllib.request.Request(url, method="GET")  # noqa: S310 - scheme checked above
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310
+
+
+def default_spool_dir(state_dir: Path) -> Path:
+    candidate = Path(state_dir) / "spool"
+    try:
+        candidate.mkdir(parents=True, exist_ok=True)
+        if os.access(candidate, os.W_OK):
+            return candidate
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / "backup-agent-spool"
+
+
+@contextlib.contextmanager
+def spool_file(base: Path, need: int) -> Iterator[Path]:
+    """A path for the object in a fresh 0700 directory below ``base``, removed on exit; refuses to
+    start when the disk has no room for ``need`` bytes."""
+    base.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(base).free
+    if free < need + SPOOL_HEADROOM:
+        raise RestoreFailure(
+            "download",
+            f"not enough free disk in {base} for the object: {need} bytes needed (+64 MiB), {free} free",
+        )
+    directory = Path(tempfile.mkdtemp(prefix="restore-", dir=base))  # 0700
+    try:
+        yield directory / "object"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def download_verified(
+    source: RestoreSource, spool: Path, *, opener: Opener, cancel: threading.Event, restore_id: str
+) -> None:
+    """Fetch the object into ``spool`` (retrying transient errors) and check its size and SHA-256."""
+    assert source.presigned_url is not None  # noqa: S101 - the run checked the job first
+    url = str(source.presigned_url)
+    last_error = ""
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            digest, size = _fetch(url, spool, opener=opener, cancel=cancel, limit=source.bytes_stored)
+        except RestoreFailure:
+            raise
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            last_error = _describe_http_error(exc)
+            retryable = not isinstance(exc, urllib.error.HTTPError) or exc.code >= 500 or exc.code == 429
+            log.warning(
+                "download attempt %d of %s failed: %s",
+                attempt,
+                _safe_url(url),
+                last_error,
+                extra={"ctx_restore": restore_id},
+            )
+            if not retryable:
+                break
+            time.sleep(min(2.0 * attempt, 5.0))
+            continue
+        _verify_object(source, size, digest)
+        return
+    raise RestoreFailure("download", f"cannot download the backup object {_safe_url(url)}: {last_error}")
+
+
+def _fetch(url: str, spool: Path, *, opener: Opener, cancel: threading.Event, limit: int) -> tuple[str, int]:
+    sha = hashlib.sha256()
+    size = 0
+    with opener(url, DOWNLOAD_TIMEOUT_S) as response, spool.open("wb") as out:
+        while True:
+            if cancel.is_set():
+                raise RestoreFailure("download", INTERRUPTED)
+            chunk = response.read(CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:  # never spool more than the run recorded: a bigger object is wrong anyway
+                raise RestoreFailure(
+                    "verify-object",
+                    f"the object is larger than the {limit} bytes the backup run recorded:"
+                    " refusing to restore it (destination untouched)",
+                )
+            sha.update(chunk)
+            out.write(chunk)
+    return sha.hexdigest(), size
+
+
+def _verify_object(source: RestoreSource, size: int, digest: str) -> None:
+    if size != source.bytes_stored:
+        raise RestoreFailure(
+            "verify-object",
+            f"the object has {size} bytes, the backup run recorded {source.bytes_stored}:"
+            " refusing to restore it (destination untouched)",
+        )
+    if digest != source.sha256:
+        raise RestoreFailure(
+            "verify-object",
+            f"the object's SHA-256 is {digest}, the backup run recorded {source.sha256}:"
+            " the object was changed or corrupted; refusing to restore it (destination untouched)",
+        )
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its query string (the signature is a bearer credential: never log it)."""
+    return url.split("?", 1)[0]
+
+
+def _describe_http_error(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        hint = {403: " (URL expired or signature invalid)", 404: " (object or version gone)"}.get(exc.code, "")
+        return f"HTTP {exc.code}{hint}"
+    return f"{type(exc).__name__}: {exc}"
