@@ -110,7 +110,10 @@ class Schedule:
             return _EPOCH + timedelta(seconds=int(elapsed // rate) * rate)
         fields = self._cron_fields()
         assert fields is not None  # noqa: S101
-        it = croniter(fields, (now + timedelta(seconds=1)).astimezone(ZoneInfo(self.timezone)))
+        # croniter's get_prev is strictly before its start: start one second after now, on a whole second
+        # (a fraction would let a slot up to a second after now through)
+        start = now.replace(microsecond=0) + timedelta(seconds=1)
+        it = croniter(fields, start.astimezone(ZoneInfo(self.timezone)))
         return it.get_prev(datetime).astimezone(UTC)
 
     def max_interval(self, horizon: timedelta = timedelta(days=366)) -> timedelta:

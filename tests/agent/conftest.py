@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +12,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from backup_agent.config import AgentConfig, parse_config
 from backup_contracts.jobs import Job
@@ -23,34 +20,6 @@ from backup_contracts.naming import SOURCE_AGENT, agent_prefix
 AGENT = "demo-host"
 TARGET = "app"
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Point boto3 (here and in child processes) at a freshly reset moto server."""
-    req = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback moto
-    urllib.request.urlopen(req).read()  # noqa: S310 - loopback moto server
-    env = {
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    return env
 
 
 @dataclass

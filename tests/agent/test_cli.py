@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import Stack, agent_env, config_yaml, make_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MiB = 1024 * 1024
 AGENT_BIN = str(Path(sys.executable).with_name("backup-agent"))

@@ -6,6 +6,8 @@ import pytest
 
 from backup_agent.config import ConfigError, parse_config
 
+pytestmark = pytest.mark.unit
+
 GOOD = """\
 agent: demo-host
 region: us-east-1

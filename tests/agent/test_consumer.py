@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from backup_agent.config import AgentConfig
 from backup_agent.consumer import BACKOFF_MAX_S, INTERRUPTED_RELEASE_S, Consumer, retry_delay
@@ -17,6 +18,8 @@ from backup_contracts.naming import manifest_key
 
 from .conftest import REGION, Stack, make_job
 from .fakes import FakeEngine, writer_argv
+
+pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
 

@@ -12,6 +12,8 @@ import pytest
 
 from backup_agent.dumpstream import BATCH, DumpReader
 
+pytestmark = pytest.mark.unit
+
 
 def _drain(reader: DumpReader) -> tuple[bytes, list[int]]:
     out = bytearray()

@@ -21,6 +21,8 @@ from backup_contracts.naming import manifest_key
 from .conftest import REGION, Stack, make_job
 from .fakes import FakeEngine, MagicValidator, writer_argv
 
+pytestmark = pytest.mark.integration
+
 MiB = 1024 * 1024
 
 

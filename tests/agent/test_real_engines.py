@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import boto3
+import pytest
 import zstandard
 
 from backup_agent.config import parse_config
@@ -18,6 +19,8 @@ from backup_agent.pipeline import BackupRun
 from backup_agent.secrets import SecretResolver
 
 from .conftest import REGION, Stack, config_yaml, make_job
+
+pytestmark = pytest.mark.integration
 
 
 def _sqlite_db(path: Path, rows: int) -> None:

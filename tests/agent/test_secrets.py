@@ -17,6 +17,8 @@ from backup_contracts.redaction import RedactingFilter, redact
 
 from .conftest import REGION
 
+pytestmark = pytest.mark.integration
+
 
 def _client(service: str) -> Any:
     return boto3.session.Session(region_name=REGION).client(service)  # type: ignore[call-overload]

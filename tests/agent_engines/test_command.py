@@ -15,6 +15,8 @@ from backup_agent.engines.config import CommandConfig, SecretRef
 
 from .conftest import run_dump, validate
 
+pytestmark = pytest.mark.integration
+
 
 def engine_for(dump: list[str], restore: list[str], resolve=lambda ref: "unused", **extra) -> CommandEngine:
     config = CommandConfig(engine="command", dump_command=dump, restore_command=restore, **extra)

@@ -18,6 +18,8 @@ from backup_agent.engines import (
 )
 from backup_agent.engines.base import Engine
 
+pytestmark = pytest.mark.unit
+
 CONFIGS: dict[str, EngineConfig] = {
     "sqlite": SQLiteConfig(engine="sqlite", path=Path("/srv/app.db")),
     "postgresql": PostgresConfig(engine="postgresql", database="app"),

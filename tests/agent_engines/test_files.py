@@ -17,6 +17,8 @@ from backup_agent.engines.files import FilesEngine, _tar_exit
 
 from .conftest import run_dump, validate
 
+pytestmark = pytest.mark.integration
+
 
 def engine_for(paths: list[Path], excludes: list[str] | None = None, restore_dir: Path | None = None) -> FilesEngine:
     config = FilesConfig(engine="files", paths=paths, excludes=excludes or [], restore_dir=restore_dir)

@@ -16,7 +16,7 @@ from backup_agent.engines.mariadb import MariaDBEngine
 
 from .conftest import MARIADB, mariadb, run_dump, unique, validate
 
-pytestmark = pytest.mark.mariadb
+pytestmark = [pytest.mark.integration, pytest.mark.mariadb]
 
 SCHEMA = """
 CREATE TABLE items (

@@ -15,6 +15,8 @@ import pytest
 from backup_agent.engines.base import InvalidDumpError
 from backup_agent.engines.validators import PgCustomValidator
 
+pytestmark = pytest.mark.integration
+
 
 def w_int(value: int, size: int = 4) -> bytes:
     return bytes([1 if value < 0 else 0]) + abs(value).to_bytes(size, "little")

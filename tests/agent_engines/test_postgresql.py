@@ -19,7 +19,7 @@ from backup_agent.engines.postgresql import PostgresEngine
 
 from .conftest import PG, psql, run_dump, unique, validate
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 SCHEMA = """
 CREATE TABLE items (

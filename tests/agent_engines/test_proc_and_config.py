@@ -16,6 +16,8 @@ from backup_agent.engines.mariadb import MariaDBEngine
 from backup_agent.engines.postgresql import PostgresEngine
 from backup_agent.engines.sqlite import SQLiteEngine
 
+pytestmark = pytest.mark.unit
+
 ADAPTER: TypeAdapter[EngineConfig] = TypeAdapter(EngineConfig)
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from .real_databases import unreachable
 
+pytestmark = pytest.mark.unit
+
 
 def test_an_installed_but_unreachable_server_fails_instead_of_skipping() -> None:
     with pytest.raises(pytest.fail.Exception, match=r"installed on this machine but .* must run here, not skip"):

@@ -16,6 +16,8 @@ from backup_agent.engines.sqlite import SQLiteEngine
 
 from .conftest import run_dump, validate
 
+pytestmark = pytest.mark.integration
+
 
 def engine_for(path: Path, tmp_path: Path | None = None) -> SQLiteEngine:
     config = SQLiteConfig(engine="sqlite", path=path, temp_dir=tmp_path)

@@ -46,3 +46,9 @@ def test_bad_durations_are_refused(text: str) -> None:
 def test_unknown_time_zone_is_refused() -> None:
     with pytest.raises(ScheduleError, match="unknown time zone 'Mars/Olympus'"):
         Schedule("rate(1 day)", "Mars/Olympus")
+
+
+def test_a_cron_slot_a_fraction_of_a_second_after_now_is_not_yet_due() -> None:
+    now = datetime(2001, 1, 1, 2, 14, 59, 1, tzinfo=UTC)
+    latest = Schedule("cron(15 */3 * * *)", "America/New_York").latest_slot_at_or_before(now)
+    assert latest == datetime(2000, 12, 31, 23, 15, tzinfo=UTC)

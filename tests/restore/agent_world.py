@@ -4,9 +4,7 @@ the agent's real streaming pipeline, and restores by ``backup_agent.restore.Rest
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +22,6 @@ from agent_engines.real_databases import (  # noqa: F401 - shared with the engin
     unique,
 )
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from backup_agent.config import AgentConfig, parse_config
 from backup_agent.engines import build_engine
@@ -38,15 +35,6 @@ from backup_contracts.naming import agent_prefix
 
 AGENT = "db-host"
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def _no_secret(ref: object) -> str:
@@ -172,21 +160,11 @@ class AgentWorld:
 
 
 @pytest.fixture
-def agent_world(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AgentWorld:
-    req = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
-    urllib.request.urlopen(req).read()  # noqa: S310 - loopback moto server
-    for name, value in {
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+def agent_world(aws_env: dict[str, str], tmp_path: Path) -> AgentWorld:
     s3 = boto3.client("s3", region_name=REGION, config=Config(signature_version="s3v4"))
     kms = boto3.client("kms", region_name=REGION)
     key_arn = kms.create_key(Description="backups")["KeyMetadata"]["Arn"]
     bucket = f"rt-backups-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    return AgentWorld(moto_endpoint, bucket, key_arn, s3, tmp_path / "state")
+    return AgentWorld(aws_env["AWS_ENDPOINT_URL"], bucket, key_arn, s3, tmp_path / "state")

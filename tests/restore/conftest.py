@@ -322,4 +322,4 @@ def world(aws_credentials: dict[str, str]) -> Iterator[World]:
 
 
 # agent-side fixtures (moto server, real databases) live in agent_world.py
-from .agent_world import agent_world, mariadb_server, moto_endpoint, postgres_server  # noqa: E402, F401
+from .agent_world import agent_world, mariadb_server, postgres_server  # noqa: E402, F401

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import threading
 import time
 from typing import Any
@@ -21,6 +20,8 @@ from backup_agent.uploader import (
     UploadError,
     part_size,
 )
+
+pytestmark = pytest.mark.unit
 
 
 def test_ten_thousand_parts_cover_the_s3_maximum_object_size():
@@ -119,8 +120,6 @@ def test_parts_of_an_upload_that_was_never_started_fail_as_upload_errors():
 
 
 def test_composite_checksum_is_the_sha256_of_the_part_digests_with_the_part_count() -> None:
-    import base64
-    import hashlib
 
     from backup_agent.uploader import composite_checksum
 
@@ -129,28 +128,3 @@ def test_composite_checksum_is_the_sha256_of_the_part_digests_with_the_part_coun
     expected = base64.b64encode(hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in parts)).digest())
     assert composite_checksum(part_checksums) == f"{expected.decode()}-3"
     assert composite_checksum(part_checksums[:2]) != composite_checksum(part_checksums)
-
-
-def test_the_agents_s3_client_sends_parts_with_a_signed_checksum_header_instead_of_hashing_the_body_twice(
-    stack, agent_config
-) -> None:
-    from backup_agent.cli import Clients
-    from backup_agent.uploader import MultipartUpload
-
-    s3 = Clients(agent_config).get("s3")
-    sent: list[dict[str, str]] = []
-    s3.meta.events.register("before-send.s3.UploadPart", lambda request, **_: sent.append(dict(request.headers)))
-    body = os.urandom(6 * 1024 * 1024)
-    upload = MultipartUpload(
-        s3, bucket=stack.bucket, key="k/unsigned", kms_key_id=stack.kms_key_arn, tagging="t=1", metadata={}
-    )
-    upload.start()
-    upload.submit(body)
-    upload.complete()
-
-    assert len(sent) == 1
-    headers = {name.lower(): value.decode() if isinstance(value, bytes) else value for name, value in sent[0].items()}
-    assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
-    assert headers["x-amz-checksum-sha256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
-    assert "x-amz-checksum-sha256" in headers["authorization"]  # the checksum itself is signed
-    assert stack.s3.get_object(Bucket=stack.bucket, Key="k/unsigned")["Body"].read() == body
