@@ -51,7 +51,7 @@ NOT_EVALUATED = {
     "AWS::Lambda::Permission": "who may invoke a function (EventBridge rules); the matrix covers data access",
 }
 # Policy-bearing resource types: handled below, or listed in NOT_EVALUATED; anything else is an error.
-POLICY_TYPE_PATTERN = re.compile(r"Policy$|Permission$|::KMS::Key$|::IAM::Role$")
+POLICY_TYPE_PATTERN = re.compile(r"Policy$|Permission$")
 
 
 def _url_queue(name: str) -> str:
