@@ -1,0 +1,278 @@
+"""The specification: who may do what to which resource, with which request context — one row per line.
+
+A row names a principal (an agent, a function, a service or an outsider), an IAM action, a resource, the
+context keys the real request carries, the decision IAM must reach and why. ``{placeholders}`` stand for
+the synthesized stack's concrete ARNs (see ``matrix.Bindings``). A row whose ``gap`` is set (on its
+continuation line, one of the constants below) fails today because of a known policy bug: the test marks
+it ``xfail(strict=True)`` with that reason, so fixing the policy turns it into an unexpected pass that
+tells the fixer to delete the ``gap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from backup_contracts.naming import SOURCE_AGENT, SOURCE_PIPELINE, SOURCE_REQUESTS, retention_tag_value
+
+from .template import ACCOUNT, REGION
+
+ContextValue = str | tuple[str, ...]
+Context = Mapping[str, ContextValue]
+
+
+class Decision(StrEnum):
+    ALLOWED = "Allowed"
+    DENIED = "Denied"  # explicitly (a Deny statement) or implicitly (no Allow): either keeps the request out
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    principal: str
+    action: str
+    resource: str
+    context: Context
+    expected: Decision
+    why: str
+    gap: str | None = None
+
+
+ALLOWED, DENIED = Decision.ALLOWED, Decision.DENIED
+FOREIGN_ACCOUNT = "999999999999"
+
+# --- principals (matrix.Bindings turns each into a principal ARN and its identity policies) -------------
+AGENT = "agent"  # the role of the fleet's first agent, as its host assumes it
+DISPATCHER, AUDIT, WATCHDOG, RESTORE = "dispatcher", "audit", "watchdog", "restore"  # the functions' roles
+HOST = "host"  # an instance role of this account granted sts:AssumeRole on the agent role (docs/deploy.md)
+FOREIGN = "foreign"  # a role in another account whose own policy allows everything
+EVENTS, CLOUDWATCH = "events.amazonaws.com", "cloudwatch.amazonaws.com"
+LAMBDA, S3_LOGGING = "lambda.amazonaws.com", "logging.s3.amazonaws.com"
+
+# --- resources --------------------------------------------------------------------------------------------
+OWN_BACKUP = "{own_backup}"  # a backup object of the agent's own target, under agents/<agent>/
+OWN_MANIFEST = "{own_manifest}"  # its manifest, written with a single PutObject
+OTHER_AGENT_BACKUP = "{other_agent_backup}"  # under agents/<agent>-2/: same name prefix, another folder
+OUTSIDE_AGENTS = "{outside_agents}"  # an object key outside agents/
+BUCKET, ACCESS_LOG = "{bucket}", "{access_log}"  # the backup bucket; an object of its access-log bucket
+KEY = "{key}"  # the pipeline's KMS key (bucket, queues, ledger, topic)
+AGENT_QUEUE, AGENT_DLQ, OTHER_AGENT_QUEUE = "{agent_queue}", "{agent_dlq}", "{other_agent_queue}"
+AUDIT_QUEUE, AUDIT_DLQ, RESTORE_QUEUE = "{audit_queue}", "{audit_dlq}", "{restore_queue}"
+RESTORE_DLQ, REQUESTS_DLQ = "{restore_dlq}", "{requests_dlq}"  # REQUESTS_DLQ: of the on-demand backup rule
+BUS, TABLE, TABLE_INDEX, TOPIC = "{bus}", "{table}", "{table_index}", "{topic}"
+AGENT_ROLE, DISPATCHER_ROLE, AUDIT_ROLE = "{agent_role}", "{dispatcher_role}", "{audit_role}"
+WATCHDOG_ROLE, RESTORE_ROLE = "{watchdog_role}", "{restore_role}"
+
+# --- request context: what the real requests carry ----------------------------------------------------------
+SSE, SSE_KEY = "s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id"
+CREATES, IF_NONE_MATCH = "s3:ObjectCreationOperation", "s3:if-none-match"
+TAG, EXISTING_TAG = "s3:RequestObjectTag/retention", "s3:ExistingObjectTag/retention"
+RETENTION = retention_tag_value("standard", "daily")
+
+NONE: Context = {}
+PLAIN_HTTP: Context = {"aws:SecureTransport": "false"}
+SSE_OWN_KEY: Context = {SSE: "aws:kms", SSE_KEY: KEY}
+# CreateMultipartUpload: the SSE headers and the tags; it creates no object yet (s3:ObjectCreationOperation).
+CREATE_UPLOAD: Context = {**SSE_OWN_KEY, CREATES: "false", TAG: RETENTION}
+UPLOAD_PART: Context = {CREATES: "false"}  # authorised as s3:PutObject, with no SSE header
+COMPLETE_NEW: Context = {CREATES: "true", IF_NONE_MATCH: "*"}  # no SSE header; If-None-Match keeps it new
+COMPLETE_OVERWRITE: Context = {CREATES: "true"}  # without If-None-Match S3 replaces an existing key
+PUT_NEW: Context = {**SSE_OWN_KEY, CREATES: "true", IF_NONE_MATCH: "*", TAG: RETENTION}  # the manifest
+PUT_OVERWRITE: Context = {**SSE_OWN_KEY, CREATES: "true", TAG: RETENTION}
+PUT_NO_SSE: Context = {CREATES: "true", IF_NONE_MATCH: "*"}  # no SSE header: bucket default applies
+PUT_AES256: Context = {SSE: "AES256", CREATES: "true", IF_NONE_MATCH: "*"}
+PUT_OTHER_KEY: Context = {SSE: "aws:kms", SSE_KEY: "{other_key}", CREATES: "true", IF_NONE_MATCH: "*"}
+PUT_AWS_MANAGED_KEY: Context = {SSE: "aws:kms", CREATES: "true", IF_NONE_MATCH: "*"}  # aws:kms, no key id
+TAG_NEW_OBJECT: Context = {TAG: RETENTION}  # the Tagging header of the create call, no existing tags
+RETAG: Context = {EXISTING_TAG: RETENTION, TAG: retention_tag_value("short", "daily")}
+
+
+def _via(service: str) -> Context:
+    return {"kms:ViaService": f"{service}.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT}
+
+
+VIA_S3, VIA_SQS, VIA_SNS, VIA_DYNAMODB = _via("s3"), _via("sqs"), _via("sns"), _via("dynamodb")
+AS_AGENT: Context = {"events:source": (SOURCE_AGENT,)}
+AS_PEOPLE: Context = {"events:source": (SOURCE_REQUESTS,)}
+AS_PIPELINE: Context = {"events:source": (SOURCE_PIPELINE,)}
+MIXED_BATCH: Context = {"events:source": (SOURCE_AGENT, SOURCE_REQUESTS)}  # one PutEvents, two entries
+FROM_AUDIT_RULE: Context = {"aws:SourceArn": "{audit_rule}", "aws:SourceAccount": ACCOUNT}
+FROM_RESTORE_RULE: Context = {"aws:SourceArn": "{restore_rule}", "aws:SourceAccount": ACCOUNT}
+FROM_REQUESTS_RULE: Context = {"aws:SourceArn": "{requests_rule}", "aws:SourceAccount": ACCOUNT}
+FOREIGN_RULE: Context = {
+    "aws:SourceArn": f"arn:aws:events:{REGION}:{FOREIGN_ACCOUNT}:rule/elsewhere",
+    "aws:SourceAccount": FOREIGN_ACCOUNT,
+}
+FROM_ALARM: Context = {"aws:SourceArn": "{alarm}", "aws:SourceAccount": ACCOUNT}
+FROM_FOREIGN_ALARM: Context = {
+    "aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{FOREIGN_ACCOUNT}:alarm:elsewhere",
+    "aws:SourceAccount": FOREIGN_ACCOUNT,
+}
+FROM_BACKUP_BUCKET: Context = {"aws:SourceArn": BUCKET, "aws:SourceAccount": ACCOUNT}
+FROM_FOREIGN_BUCKET: Context = {"aws:SourceArn": "arn:aws:s3:::elsewhere", "aws:SourceAccount": FOREIGN_ACCOUNT}
+
+# --- known gaps (the reason of each xfail; file:line of the policy to fix) -----------------------------------
+SSE_IF_EXISTS = (
+    "stacks/storage.py:142,153: StringNotEqualsIfExists is true when the SSE header is absent, so the Deny hits"
+    " UploadPart, CompleteMultipartUpload and header-less puts; add Null {<key>: false} to both Denies"
+)
+SOURCE_NOT_A_SET = (
+    "stacks/agent_access.py:163: StringEquals on events:source, a multivalued key, matches nothing; use"
+    " ForAllValues:StringEquals plus Null {events:source: false}"
+)
+RETAG_OPEN = (
+    "stacks/agent_access.py:38,145: s3:PutObjectTagging is granted without a condition, so an agent can retag"
+    " (shorten the retention of) an existing object under its prefix"
+)
+OVERWRITE_OPEN = (
+    "stacks/storage.py (bucket policy): no Deny of s3:PutObject without s3:if-none-match when"
+    " s3:ObjectCreationOperation is true, so an agent can overwrite an existing key"
+)
+FN_SOURCE_OPEN = (
+    "stacks/functions.py:247,286,296,313: bus.grant_put_events_to has no events:source condition, so a function"
+    " can put events as backup.agent or backup.requests"
+)
+QUEUE_ANY_ACCOUNT = (
+    "stacks/functions.py:199: the SqsQueue target of a KMS-encrypted queue gets no aws:SourceArn, and cdk.json"
+    " lacks @aws-cdk/aws-events:eventsTargetQueueSameAccount, so any account's rule may send to the queue"
+)
+KEY_ANY_RULE = (
+    "stacks/functions.py:199 (via grantSendMessages): the key policy lets events.amazonaws.com use the key for"
+    " any rule of any account (no aws:SourceAccount/aws:SourceArn)"
+)
+TOPIC_NO_ALLOW = (
+    "stacks/alerting.py:23: enforce_ssl writes a topic policy with only the TLS Deny, replacing SNS's default"
+    " one, so the CloudWatch alarms (stacks/monitoring.py:38) may not publish"
+)
+
+# fmt: off
+ROWS: tuple[Row, ...] = (
+    # The agent backs up its own target: multipart upload, manifest, job queue, events.
+    Row("agent-creates-upload", AGENT, "s3:PutObject", OWN_BACKUP, CREATE_UPLOAD, ALLOWED, "SSE-KMS, our key"),
+    Row("agent-tags-new-object", AGENT, "s3:PutObjectTagging", OWN_BACKUP, TAG_NEW_OBJECT, ALLOWED, "Tagging header"),
+    Row("agent-kms-data-key-via-s3", AGENT, "kms:GenerateDataKey", KEY, VIA_S3, ALLOWED, "S3 gets the data key"),
+    Row("agent-uploads-part", AGENT, "s3:PutObject", OWN_BACKUP, UPLOAD_PART, ALLOWED, "no SSE header", SSE_IF_EXISTS),
+    Row("agent-kms-decrypt-via-s3", AGENT, "kms:Decrypt", KEY, VIA_S3, ALLOWED, "multipart SSE-KMS needs Decrypt"),
+    Row("agent-lists-own-parts", AGENT, "s3:ListMultipartUploadParts", OWN_BACKUP, NONE, ALLOWED, "its own upload"),
+    Row("agent-completes-upload", AGENT, "s3:PutObject", OWN_BACKUP, COMPLETE_NEW, ALLOWED, "no SSE", SSE_IF_EXISTS),
+    Row("agent-aborts-upload", AGENT, "s3:AbortMultipartUpload", OWN_BACKUP, NONE, ALLOWED, "failed dump: abort"),
+    Row("agent-puts-manifest", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_NEW, ALLOWED, "one PutObject with SSE-KMS"),
+    Row("agent-puts-no-sse-header", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_NO_SSE, ALLOWED, "bucket default: our key",
+        SSE_IF_EXISTS),
+    Row("agent-receives-jobs", AGENT, "sqs:ReceiveMessage", AGENT_QUEUE, NONE, ALLOWED, "long-polls its queue"),
+    Row("agent-heartbeats-job", AGENT, "sqs:ChangeMessageVisibility", AGENT_QUEUE, NONE, ALLOWED, "keeps job hidden"),
+    Row("agent-deletes-done-job", AGENT, "sqs:DeleteMessage", AGENT_QUEUE, NONE, ALLOWED, "acks a finished job"),
+    Row("agent-reads-queue-attrs", AGENT, "sqs:GetQueueAttributes", AGENT_QUEUE, NONE, ALLOWED, "queue settings"),
+    Row("agent-kms-decrypt-via-sqs", AGENT, "kms:Decrypt", KEY, VIA_SQS, ALLOWED, "jobs are KMS-encrypted"),
+    Row("agent-puts-agent-events", AGENT, "events:PutEvents", BUS, AS_AGENT, ALLOWED, "its reports", SOURCE_NOT_A_SET),
+    # What an agent must never do.
+    Row("agent-writes-other-prefix", AGENT, "s3:PutObject", OTHER_AGENT_BACKUP, PUT_NEW, DENIED, "own folder only"),
+    Row("agent-writes-outside-agents", AGENT, "s3:PutObject", OUTSIDE_AGENTS, PUT_NEW, DENIED, "agents/<it>/ only"),
+    Row("agent-deletes-backup", AGENT, "s3:DeleteObject", OWN_BACKUP, NONE, DENIED, "no host can destroy a backup"),
+    Row("agent-deletes-version", AGENT, "s3:DeleteObjectVersion", OWN_BACKUP, NONE, DENIED, "nor a version of it"),
+    Row("agent-puts-other-key", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_OTHER_KEY, DENIED, "only the pipeline key"),
+    Row("agent-puts-aes256", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_AES256, DENIED, "SSE-S3 is not SSE-KMS"),
+    Row("agent-puts-aws-managed-key", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_AWS_MANAGED_KEY, DENIED, "aws/s3 key"),
+    Row("agent-reads-own-backup", AGENT, "s3:GetObject", OWN_BACKUP, NONE, DENIED, "write-only; restores presign"),
+    Row("agent-reads-other-backup", AGENT, "s3:GetObject", OTHER_AGENT_BACKUP, NONE, DENIED, "no read of others"),
+    Row("agent-lists-bucket", AGENT, "s3:ListBucket", BUCKET, NONE, DENIED, "no listing"),
+    Row("agent-retags-existing", AGENT, "s3:PutObjectTagging", OWN_BACKUP, RETAG, DENIED, "would shorten retention",
+        RETAG_OPEN),
+    Row("agent-overwrites-manifest", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_OVERWRITE, DENIED, "replaces stored key",
+        OVERWRITE_OPEN),
+    Row("agent-completes-overwrite", AGENT, "s3:PutObject", OWN_BACKUP, COMPLETE_OVERWRITE, DENIED,
+        "no If-None-Match; today denied only by the SSE IfExists Deny, so it flips when SSE_IF_EXISTS is fixed alone"),
+    Row("agent-shortens-lock", AGENT, "s3:PutObjectRetention", OWN_BACKUP, NONE, DENIED, "Object Lock stays"),
+    Row("agent-changes-bucket-policy", AGENT, "s3:PutBucketPolicy", BUCKET, NONE, DENIED, "no bucket admin"),
+    Row("agent-puts-over-http", AGENT, "s3:PutObject", OWN_MANIFEST, {**PUT_NEW, **PLAIN_HTTP}, DENIED, "TLS only"),
+    Row("agent-receives-other-jobs", AGENT, "sqs:ReceiveMessage", OTHER_AGENT_QUEUE, NONE, DENIED, "own queue only"),
+    Row("agent-sends-itself-jobs", AGENT, "sqs:SendMessage", AGENT_QUEUE, NONE, DENIED, "only functions issue jobs"),
+    Row("agent-reads-own-dlq", AGENT, "sqs:ReceiveMessage", AGENT_DLQ, NONE, DENIED, "DLQ is for the operators"),
+    Row("agent-receives-over-http", AGENT, "sqs:ReceiveMessage", AGENT_QUEUE, PLAIN_HTTP, DENIED, "TLS only"),
+    Row("agent-puts-people-events", AGENT, "events:PutEvents", BUS, AS_PEOPLE, DENIED, "posing as a person"),
+    Row("agent-puts-pipeline-events", AGENT, "events:PutEvents", BUS, AS_PIPELINE, DENIED, "posing as a Lambda"),
+    Row("agent-puts-mixed-batch", AGENT, "events:PutEvents", BUS, MIXED_BATCH, DENIED, "one smuggled entry denies"),
+    Row("agent-kms-decrypt-direct", AGENT, "kms:Decrypt", KEY, NONE, DENIED, "no ViaService: any ciphertext"),
+    Row("agent-kms-decrypt-via-ddb", AGENT, "kms:Decrypt", KEY, VIA_DYNAMODB, DENIED, "the ledger is not its data"),
+    # The dispatcher: ledger rows and jobs to the agents' queues.
+    Row("dispatcher-sends-job", DISPATCHER, "sqs:SendMessage", AGENT_QUEUE, NONE, ALLOWED, "jobs in batches of 10"),
+    Row("dispatcher-kms-for-job", DISPATCHER, "kms:GenerateDataKey", KEY, VIA_SQS, ALLOWED, "encrypted job queue"),
+    Row("dispatcher-writes-expected", DISPATCHER, "dynamodb:PutItem", TABLE, NONE, ALLOWED, "expected-run rows"),
+    Row("dispatcher-queries-index", DISPATCHER, "dynamodb:Query", TABLE_INDEX, NONE, ALLOWED, "due targets"),
+    Row("dispatcher-reads-backup", DISPATCHER, "s3:GetObject", OWN_BACKUP, NONE, DENIED, "never reads backups"),
+    Row("dispatcher-deletes-backup", DISPATCHER, "s3:DeleteObject", OWN_BACKUP, NONE, DENIED, "no function deletes"),
+    Row("dispatcher-takes-agent-job", DISPATCHER, "sqs:ReceiveMessage", AGENT_QUEUE, NONE, DENIED, "jobs are agents'"),
+    # The audit function: agent events in, object cross-check, retention tags, ledger, alerts.
+    Row("audit-receives-event", AUDIT, "sqs:ReceiveMessage", AUDIT_QUEUE, NONE, ALLOWED, "its event queue"),
+    Row("audit-deletes-event", AUDIT, "sqs:DeleteMessage", AUDIT_QUEUE, NONE, ALLOWED, "batch ack"),
+    Row("audit-kms-decrypt-events", AUDIT, "kms:Decrypt", KEY, VIA_SQS, ALLOWED, "encrypted event queue"),
+    Row("audit-heads-backup", AUDIT, "s3:GetObject", OWN_BACKUP, NONE, ALLOWED, "HeadObject is s3:GetObject"),
+    Row("audit-reads-tags", AUDIT, "s3:GetObjectTagging", OWN_BACKUP, NONE, ALLOWED, "current retention tag"),
+    Row("audit-applies-retention", AUDIT, "s3:PutObjectTagging", OWN_BACKUP, RETAG, ALLOWED, "GFS tiers"),
+    Row("audit-kms-decrypt-via-s3", AUDIT, "kms:Decrypt", KEY, VIA_S3, ALLOWED, "reads SSE-KMS objects"),
+    Row("audit-updates-ledger", AUDIT, "dynamodb:UpdateItem", TABLE, NONE, ALLOWED, "conditional run records"),
+    Row("audit-publishes-alert", AUDIT, "sns:Publish", TOPIC, NONE, ALLOWED, "failed backups page on-call"),
+    Row("audit-kms-for-alert", AUDIT, "kms:GenerateDataKey", KEY, VIA_SNS, ALLOWED, "encrypted topic"),
+    Row("audit-deletes-backup", AUDIT, "s3:DeleteObject", OWN_BACKUP, NONE, DENIED, "no function deletes"),
+    Row("audit-deletes-version", AUDIT, "s3:DeleteObjectVersion", OWN_BACKUP, NONE, DENIED, "nor a version"),
+    Row("audit-overwrites-backup", AUDIT, "s3:PutObject", OWN_BACKUP, PUT_OVERWRITE, DENIED, "audit only reads"),
+    # The watchdog: ledger, alerts, Backup Missing events.
+    Row("watchdog-queries-deadlines", WATCHDOG, "dynamodb:Query", TABLE_INDEX, NONE, ALLOWED, "watch-deadline GSI"),
+    Row("watchdog-records-incident", WATCHDOG, "dynamodb:PutItem", TABLE, NONE, ALLOWED, "one incident per cause"),
+    Row("watchdog-publishes-alert", WATCHDOG, "sns:Publish", TOPIC, NONE, ALLOWED, "past-RPO alerts"),
+    Row("watchdog-kms-for-alert", WATCHDOG, "kms:GenerateDataKey", KEY, VIA_SNS, ALLOWED, "encrypted topic"),
+    Row("watchdog-announces-missing", WATCHDOG, "events:PutEvents", BUS, AS_PIPELINE, ALLOWED, "Backup Missing"),
+    Row("watchdog-forges-agent-event", WATCHDOG, "events:PutEvents", BUS, AS_AGENT, DENIED, "forged agent report",
+        FN_SOURCE_OPEN),
+    Row("watchdog-reads-backup", WATCHDOG, "s3:GetObject", OWN_BACKUP, NONE, DENIED, "needs no object access"),
+    Row("watchdog-sends-job", WATCHDOG, "sqs:SendMessage", AGENT_QUEUE, NONE, DENIED, "issues no jobs"),
+    # The restore coordinator: reads (and presigns) backups, dispatches restores, announces outcomes.
+    Row("restore-presigns-get", RESTORE, "s3:GetObject", OWN_BACKUP, NONE, ALLOWED, "the URL is its GetObject"),
+    Row("restore-gets-version", RESTORE, "s3:GetObjectVersion", OWN_BACKUP, NONE, ALLOWED, "point-in-time pick"),
+    Row("restore-kms-decrypt-via-s3", RESTORE, "kms:Decrypt", KEY, VIA_S3, ALLOWED, "signer holds kms:Decrypt"),
+    Row("restore-sends-job", RESTORE, "sqs:SendMessage", AGENT_QUEUE, NONE, ALLOWED, "restore job to the agent"),
+    Row("restore-kms-for-job", RESTORE, "kms:GenerateDataKey", KEY, VIA_SQS, ALLOWED, "encrypted job queue"),
+    Row("restore-receives-request", RESTORE, "sqs:ReceiveMessage", RESTORE_QUEUE, NONE, ALLOWED, "its event queue"),
+    Row("restore-announces-outcome", RESTORE, "events:PutEvents", BUS, AS_PIPELINE, ALLOWED, "Restore Rejected"),
+    Row("restore-publishes-alert", RESTORE, "sns:Publish", TOPIC, NONE, ALLOWED, "approval notices"),
+    Row("restore-tracks-request", RESTORE, "dynamodb:UpdateItem", TABLE, NONE, ALLOWED, "restore state"),
+    Row("restore-deletes-backup", RESTORE, "s3:DeleteObject", OWN_BACKUP, NONE, DENIED, "no function deletes"),
+    Row("restore-writes-backup", RESTORE, "s3:PutObject", OWN_BACKUP, PUT_NEW, DENIED, "only agents write"),
+    Row("restore-self-approves", RESTORE, "events:PutEvents", BUS, AS_PEOPLE, DENIED, "forged Restore Approved",
+        FN_SOURCE_OPEN),
+    # Services: EventBridge into the event queues, alarms into the topic, S3 access logs.
+    Row("events-to-audit-queue", EVENTS, "sqs:SendMessage", AUDIT_QUEUE, FROM_AUDIT_RULE, ALLOWED, "audit rule"),
+    Row("events-to-restore-queue", EVENTS, "sqs:SendMessage", RESTORE_QUEUE, FROM_RESTORE_RULE, ALLOWED, "its rule"),
+    Row("events-foreign-to-audit", EVENTS, "sqs:SendMessage", AUDIT_QUEUE, FOREIGN_RULE, DENIED, "forged agent events",
+        QUEUE_ANY_ACCOUNT),
+    Row("events-foreign-to-restore", EVENTS, "sqs:SendMessage", RESTORE_QUEUE, FOREIGN_RULE, DENIED, "forged requests",
+        QUEUE_ANY_ACCOUNT),
+    Row("events-to-audit-dlq", EVENTS, "sqs:SendMessage", AUDIT_DLQ, FROM_AUDIT_RULE, ALLOWED, "undeliverable"),
+    Row("events-foreign-to-audit-dlq", EVENTS, "sqs:SendMessage", AUDIT_DLQ, FOREIGN_RULE, DENIED, "SourceArn"),
+    Row("events-to-restore-dlq", EVENTS, "sqs:SendMessage", RESTORE_DLQ, FROM_RESTORE_RULE, ALLOWED, "undeliverable"),
+    Row("events-audit-rule-to-rdlq", EVENTS, "sqs:SendMessage", RESTORE_DLQ, FROM_AUDIT_RULE, DENIED, "not its DLQ"),
+    Row("events-to-requests-dlq", EVENTS, "sqs:SendMessage", REQUESTS_DLQ, FROM_REQUESTS_RULE, ALLOWED, "λ failed"),
+    Row("events-to-agent-queue", EVENTS, "sqs:SendMessage", AGENT_QUEUE, FROM_AUDIT_RULE, DENIED, "no rule feeds jobs"),
+    Row("events-kms-data-key", EVENTS, "kms:GenerateDataKey", KEY, FROM_AUDIT_RULE, ALLOWED, "encrypted queue"),
+    Row("events-kms-decrypt", EVENTS, "kms:Decrypt", KEY, FROM_AUDIT_RULE, ALLOWED, "SQS SSE needs it too"),
+    Row("events-foreign-kms", EVENTS, "kms:GenerateDataKey", KEY, FOREIGN_RULE, DENIED, "confused deputy",
+        KEY_ANY_RULE),
+    Row("alarm-publishes-alert", CLOUDWATCH, "sns:Publish", TOPIC, FROM_ALARM, ALLOWED, "DLQ alarms", TOPIC_NO_ALLOW),
+    Row("alarm-kms-data-key", CLOUDWATCH, "kms:GenerateDataKey", KEY, FROM_ALARM, ALLOWED, "encrypted topic"),
+    Row("foreign-alarm-kms", CLOUDWATCH, "kms:GenerateDataKey", KEY, FROM_FOREIGN_ALARM, DENIED, "SourceAccount"),
+    Row("s3-delivers-access-log", S3_LOGGING, "s3:PutObject", ACCESS_LOG, FROM_BACKUP_BUCKET, ALLOWED, "our bucket"),
+    Row("s3-foreign-access-log", S3_LOGGING, "s3:PutObject", ACCESS_LOG, FROM_FOREIGN_BUCKET, DENIED, "not ours"),
+    # Who may become whom (trust policies), and an outsider with every permission of its own.
+    Row("lambda-assumes-dispatcher", LAMBDA, "sts:AssumeRole", DISPATCHER_ROLE, NONE, ALLOWED, "function role"),
+    Row("lambda-assumes-audit", LAMBDA, "sts:AssumeRole", AUDIT_ROLE, NONE, ALLOWED, "function role"),
+    Row("lambda-assumes-watchdog", LAMBDA, "sts:AssumeRole", WATCHDOG_ROLE, NONE, ALLOWED, "function role"),
+    Row("lambda-assumes-restore", LAMBDA, "sts:AssumeRole", RESTORE_ROLE, NONE, ALLOWED, "function role"),
+    Row("lambda-assumes-agent", LAMBDA, "sts:AssumeRole", AGENT_ROLE, NONE, DENIED, "agents are hosts"),
+    Row("host-assumes-agent", HOST, "sts:AssumeRole", AGENT_ROLE, NONE, ALLOWED, "granted by the account admins"),
+    Row("foreign-assumes-agent", FOREIGN, "sts:AssumeRole", AGENT_ROLE, NONE, DENIED, "trust is this account"),
+    Row("foreign-reads-backup", FOREIGN, "s3:GetObject", OWN_BACKUP, NONE, DENIED, "bucket policy grants no one"),
+    Row("foreign-kms-decrypt", FOREIGN, "kms:Decrypt", KEY, VIA_S3, DENIED, "key policy trusts this account"),
+    Row("foreign-sends-job", FOREIGN, "sqs:SendMessage", AGENT_QUEUE, NONE, DENIED, "no forged jobs"),
+)
+# fmt: on

@@ -1,0 +1,111 @@
+"""The stack's access rules as a matrix evaluated by @cloud-copilot/iam-simulate (see access_matrix/__init__.py).
+
+One test per row of ``access_matrix.rows.ROWS``; rows with a known policy gap are strict xfails naming the
+gap. The mutation tests prove the harness can fail: a weakened policy changes the decision of a row; the
+coverage tests make a new role or resource policy of the template fail until rows evaluate it. The harness
+itself (resolver, evaluator wiring) is tested in test_access_matrix_harness.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from access_matrix.evaluator import Evaluator, EvaluatorUnavailableError, Verdict
+from access_matrix.matrix import AccessMatrix, decision_of, explain
+from access_matrix.rows import ROWS, Decision, Row
+
+pytestmark = pytest.mark.infrastructure
+
+ROWS_BY_NAME = {row.name: row for row in ROWS}
+ALLOWED, DENIED = Decision.ALLOWED, Decision.DENIED
+
+
+def _param(row: Row) -> Any:
+    marks = [pytest.mark.xfail(strict=True, reason=row.gap)] if row.gap else []
+    return pytest.param(row, id=row.name, marks=marks)
+
+
+@pytest.fixture(scope="session")
+def evaluator() -> Evaluator:
+    try:
+        return Evaluator()
+    except EvaluatorUnavailableError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def access_matrix(synthesized: Any, evaluator: Evaluator) -> AccessMatrix:
+    return AccessMatrix.of(synthesized, evaluator)
+
+
+@pytest.fixture(scope="session")
+def verdicts(access_matrix: AccessMatrix) -> dict[str, Verdict]:
+    """Every row evaluated once, in one node process."""
+    return access_matrix.evaluate(ROWS)
+
+
+@pytest.mark.parametrize("row", [_param(row) for row in ROWS])
+def test_access_matrix(row: Row, access_matrix: AccessMatrix, verdicts: dict[str, Verdict]) -> None:
+    verdict = verdicts[row.name]
+    request = access_matrix.request(row)
+    assert not verdict.ignored_context_keys, (
+        f"{row.name}: the evaluator ignores {list(verdict.ignored_context_keys)} for {row.action}; the row would"
+        " test another request than the one written"
+    )
+    assert decision_of(verdict) == row.expected, explain(row, request, verdict)
+
+
+# --- the harness can fail ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Mutation:
+    """Drop the statement ``sid`` from the policies: the row it decides must flip from ``before`` to ``after``."""
+
+    sid: str
+    row: str
+    before: Decision
+    after: Decision
+
+
+MUTATIONS = [
+    pytest.param(Mutation("WriteOwnPrefixOnly", "agent-puts-manifest", ALLOWED, DENIED), id="agent-loses-its-prefix"),
+    pytest.param(Mutation("DenyPutWithAnotherKmsKey", "agent-puts-other-key", DENIED, ALLOWED), id="bucket-loses-deny"),
+    pytest.param(
+        Mutation("AllowCloudWatchAlarmsToUseTheKeyForTheAlertTopic", "alarm-kms-data-key", ALLOWED, DENIED),
+        id="key-policy-loses-alarm-grant",
+    ),
+]
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_a_weakened_policy_changes_the_decision_of_a_row(
+    access_matrix: AccessMatrix, verdicts: dict[str, Verdict], mutation: Mutation
+) -> None:
+    # Given a row the synthesized policies decide one way
+    row = ROWS_BY_NAME[mutation.row]
+    assert decision_of(verdicts[row.name]) == mutation.before
+    # When the statement that decides it is dropped from the policies (in memory)
+    mutated = access_matrix.with_stack(access_matrix.resolved.without_statement(mutation.sid))
+    # Then the evaluator reaches the opposite decision
+    (verdict,) = mutated.evaluate([row]).values()
+    assert decision_of(verdict) == mutation.after, explain(row, mutated.request(row), verdict)
+
+
+def test_a_mutation_naming_no_statement_is_refused(access_matrix: AccessMatrix) -> None:
+    with pytest.raises(KeyError, match="no statement with Sid 'NoSuchStatement'"):
+        access_matrix.resolved.without_statement("NoSuchStatement")
+
+
+# --- every role and every resource policy of the template is evaluated ------------------------------------
+def test_every_role_of_the_template_is_a_principal_of_some_row(access_matrix: AccessMatrix) -> None:
+    role_ids = access_matrix.bindings.role_ids
+    bound = set(role_ids.values())
+    used = {role_ids[row.principal] for row in ROWS if row.principal in role_ids}
+    assert set(access_matrix.resolved.roles) == bound == used
+
+
+def test_every_resource_policy_of_the_template_is_evaluated_by_some_row(access_matrix: AccessMatrix) -> None:
+    evaluated = {access_matrix.resolved.policy_holder(access_matrix.request(row).resource) for row in ROWS}
+    unevaluated = set(access_matrix.resolved.resource_policies) - evaluated
+    assert unevaluated == set(), f"resource policies no row evaluates: {sorted(unevaluated)}"
