@@ -160,7 +160,12 @@ class AgentAccess(Construct):
                     sid="PutAgentEventsOnBus",
                     actions=["events:PutEvents"],
                     resources=[bus.event_bus_arn],
-                    conditions={"StringEquals": {"events:source": naming.SOURCE_AGENT}},
+                    # events:source is multivalued (one per entry): every entry must carry this agent's own
+                    # source, and a request without one is not an agent's
+                    conditions={
+                        "ForAllValues:StringEquals": {"events:source": naming.agent_event_source(agent)},
+                        "Null": {"events:source": "false"},
+                    },
                 ),
             ]
         )

@@ -25,11 +25,27 @@ class EventBus(Construct):
         )
 
 
-def event_pattern(pattern: dict[str, list[str]]) -> events.EventPattern:
+def _field(values: list[Any]) -> list[str]:
+    """One pattern field: plain strings as they are; with a ``{"prefix": p}`` among them, EventBridge's
+    matchers (``Match.any_of`` of exact strings and prefixes)."""
+    if all(isinstance(value, str) for value in values):
+        return list(values)
+    matchers = []
+    for value in values:
+        if isinstance(value, str):
+            matchers.append(events.Match.exact_string(value))
+        elif isinstance(value, dict) and set(value) == {"prefix"}:
+            matchers.append(events.Match.prefix(value["prefix"]))
+        else:
+            raise ValueError(f"event pattern matcher {value!r} is not supported by event_pattern(); add it here")
+    return list(events.Match.any_of(*matchers)) if len(matchers) > 1 else list(matchers[0])
+
+
+def event_pattern(pattern: dict[str, list[Any]]) -> events.EventPattern:
     """Translate a shared pattern (backup_contracts.events.*_PATTERN) into a CDK EventPattern, losslessly."""
     known = {"source": "source", "detail-type": "detail_type", "account": "account", "region": "region"}
     unknown = set(pattern) - set(known)
     if unknown:
         raise ValueError(f"event pattern keys {sorted(unknown)} are not supported by event_pattern(); add them here")
-    arguments: dict[str, Any] = {known[key]: list(values) for key, values in pattern.items()}
+    arguments: dict[str, Any] = {known[key]: _field(values) for key, values in pattern.items()}
     return events.EventPattern(**arguments)

@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from backup_contracts.naming import NAME_PATTERN, SOURCE_AGENT, SOURCE_PIPELINE, SOURCE_REQUESTS
+from backup_contracts.naming import (
+    AGENT_SOURCE_PREFIX,
+    NAME_PATTERN,
+    SOURCE_AGENT,
+    SOURCE_PIPELINE,
+    SOURCE_REQUESTS,
+    agent_event_source,
+    source_family,
+)
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -208,6 +216,7 @@ class RestoreValidated(Contract):
     dry_run: bool = True
 
 
+# (source family, detail-type) → model. Agent events arrive from ``backup.agent.<agent>`` (``source_family``).
 EVENT_TYPES: dict[tuple[str, str], type[Contract]] = {
     (SOURCE_AGENT, DetailType.BACKUP_STARTED): BackupStarted,
     (SOURCE_AGENT, DetailType.BACKUP_SUCCEEDED): BackupSucceeded,
@@ -225,9 +234,11 @@ EVENT_TYPES: dict[tuple[str, str], type[Contract]] = {
 }
 DETAIL_TYPE_OF: dict[type[Contract], tuple[str, str]] = {model: key for key, model in EVENT_TYPES.items()}
 
+ANY_AGENT: dict[str, str] = {"prefix": AGENT_SOURCE_PREFIX}  # an event pattern matching every agent's source
+
 # Events routed to the audit function: the agent's backup and restore lifecycle and heartbeats.
 AUDIT_PATTERN: dict[str, Any] = {
-    "source": [SOURCE_AGENT],
+    "source": [ANY_AGENT],
     "detail-type": [
         DetailType.BACKUP_STARTED.value,
         DetailType.BACKUP_SUCCEEDED.value,
@@ -245,7 +256,7 @@ BACKUP_REQUEST_PATTERN: dict[str, Any] = {
 }
 # Restore requests, approvals, and the agent's restore outcomes go to the restore coordinator.
 RESTORE_PATTERN: dict[str, Any] = {
-    "source": [SOURCE_REQUESTS, SOURCE_AGENT],
+    "source": [SOURCE_REQUESTS, ANY_AGENT],
     "detail-type": [
         DetailType.RESTORE_REQUESTED.value,
         DetailType.RESTORE_APPROVED.value,
@@ -262,17 +273,23 @@ class UnknownEventError(ValueError):
 
 def parse_event(source: str, detail_type: str, detail: dict[str, Any] | str) -> Contract:
     """Parse an event's detail into its contract model; raise with a clear reason when it is not one."""
-    model = EVENT_TYPES.get((source, detail_type))
+    model = EVENT_TYPES.get((source_family(source), detail_type)) if source != SOURCE_AGENT else None
     if model is None:
-        raise UnknownEventError(f"no contract for source={source!r} detail-type={detail_type!r}")
+        hint = (
+            f" (an agent's events carry its own source, {AGENT_SOURCE_PREFIX}<agent>)" if source == SOURCE_AGENT else ""
+        )
+        raise UnknownEventError(f"no contract for source={source!r} detail-type={detail_type!r}{hint}")
     if isinstance(detail, str):
         return model.model_validate_json(detail)
     return model.model_validate(detail)
 
 
 def put_events_entry(event: Contract, bus_name: str, when: datetime | None = None) -> dict[str, Any]:
-    """The PutEvents entry for a contract event; source and detail-type come from the model's type."""
+    """The PutEvents entry for a contract event; source and detail-type come from the model's type (an
+    agent's event carries that agent's own source)."""
     source, detail_type = DETAIL_TYPE_OF[type(event)]
+    if source == SOURCE_AGENT:
+        source = agent_event_source(str(getattr(event, "agent")))  # noqa: B009 - every agent event has one
     entry: dict[str, Any] = {
         "Source": source,
         "DetailType": detail_type,

@@ -7,8 +7,11 @@ from datetime import datetime
 
 PROJECT = "backup-pipeline"
 
-# EventBridge sources
+# EventBridge sources. Agents are a family: each agent's events carry its own source,
+# ``backup.agent.<agent>``, which its IAM role alone may put (the ``events:source`` condition), so the
+# source names the sender and the ``agent`` field of an event is never believed on its own.
 SOURCE_AGENT = "backup.agent"
+AGENT_SOURCE_PREFIX = SOURCE_AGENT + "."
 SOURCE_REQUESTS = "backup.requests"
 SOURCE_PIPELINE = "backup.pipeline"
 
@@ -17,6 +20,24 @@ NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
 NAME_RE = re.compile(NAME_PATTERN)
 
 AGENT_PREFIX_ROOT = "agents"
+
+
+def agent_event_source(agent: str) -> str:
+    """The EventBridge source of every event ``agent`` sends (``backup.agent.db-1``)."""
+    return f"{AGENT_SOURCE_PREFIX}{agent}"
+
+
+def sender_agent(source: str) -> str | None:
+    """The agent an event source names (``backup.agent.db-1`` → ``db-1``); None for any other source."""
+    if not source.startswith(AGENT_SOURCE_PREFIX):
+        return None
+    agent = source.removeprefix(AGENT_SOURCE_PREFIX)
+    return agent if NAME_RE.match(agent) else None
+
+
+def source_family(source: str) -> str:
+    """The contract source an event source belongs to: every agent's source is ``backup.agent``."""
+    return SOURCE_AGENT if sender_agent(source) is not None else source
 
 
 def event_bus_name(pipeline: str) -> str:

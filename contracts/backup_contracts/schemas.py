@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from backup_contracts.events import EVENT_TYPES, UnknownEventError, parse_event
+from backup_contracts.naming import AGENT_SOURCE_PREFIX, SOURCE_AGENT
 
 
 def _file_name(detail_type: str) -> str:
@@ -25,7 +26,8 @@ def _file_name(detail_type: str) -> str:
 def schema_documents() -> dict[str, dict[str, Any]]:
     """File name → JSON Schema of the event's ``detail``, with its source and detail-type recorded."""
     documents: dict[str, dict[str, Any]] = {}
-    for (source, detail_type), model in EVENT_TYPES.items():
+    for (family, detail_type), model in EVENT_TYPES.items():
+        source = f"{AGENT_SOURCE_PREFIX}<agent>" if family == SOURCE_AGENT else family
         schema = model.model_json_schema(mode="validation")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["title"] = detail_type
@@ -60,7 +62,9 @@ def stale_files(directory: Path) -> list[str]:
 
 def validate(detail_type: str, document: Path) -> str | None:
     """None when ``document`` is a valid detail for ``detail_type``; otherwise the reasons."""
-    sources = [source for (source, kind) in EVENT_TYPES if kind == detail_type]
+    sources = [
+        f"{AGENT_SOURCE_PREFIX}any" if s == SOURCE_AGENT else s for (s, kind) in EVENT_TYPES if kind == detail_type
+    ]
     if not sources:
         known = ", ".join(sorted({kind for (_, kind) in EVENT_TYPES}))
         return f"unknown detail-type {detail_type!r}; known: {known}"

@@ -15,7 +15,7 @@ import pytest
 
 from backup_agent.config import AgentConfig, parse_config
 from backup_contracts.jobs import Job
-from backup_contracts.naming import SOURCE_AGENT, agent_prefix
+from backup_contracts.naming import AGENT_SOURCE_PREFIX, agent_prefix
 
 AGENT = "demo-host"
 TARGET = "app"
@@ -83,7 +83,9 @@ def stack(aws_env: dict[str, str]) -> Stack:
     events.create_event_bus(Name=bus)
     capture_url = sqs.create_queue(QueueName=f"capture-{suffix}")["QueueUrl"]
     capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="capture", EventBusName=bus, EventPattern=json.dumps({"source": [SOURCE_AGENT]}))
+    events.put_rule(
+        Name="capture", EventBusName=bus, EventPattern=json.dumps({"source": [{"prefix": AGENT_SOURCE_PREFIX}]})
+    )
     events.put_targets(Rule="capture", EventBusName=bus, Targets=[{"Id": "q", "Arn": capture_arn}])
     dlq_url = sqs.create_queue(QueueName=f"jobs-dlq-{suffix}")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

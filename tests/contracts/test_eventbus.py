@@ -35,7 +35,7 @@ def test_failed_entries_raise_a_typed_error_carrying_them():
 
     assert info.value.failed_entries == [
         {
-            "Source": "backup.agent",
+            "Source": "backup.agent.demo-host",
             "DetailType": "Agent Heartbeat",
             "ErrorCode": "ThrottlingException",
             "ErrorMessage": "slow down",

@@ -15,7 +15,7 @@ from backup_contracts.events import (
     parse_event,
     put_events_entry,
 )
-from backup_contracts.naming import SOURCE_AGENT
+from backup_contracts.naming import SOURCE_AGENT, agent_event_source, sender_agent
 from backup_contracts.schemas import stale_files, validate
 
 pytestmark = pytest.mark.unit
@@ -49,8 +49,19 @@ def _succeeded(**overrides: object) -> BackupSucceeded:
 def test_an_event_round_trips_through_its_put_events_entry() -> None:
     event = _succeeded()
     entry = put_events_entry(event, "bus")
-    assert (entry["Source"], entry["DetailType"]) == (SOURCE_AGENT, "Backup Succeeded")
+    assert (entry["Source"], entry["DetailType"]) == (agent_event_source(event.agent), "Backup Succeeded")
     assert parse_event(entry["Source"], entry["DetailType"], entry["Detail"]) == event
+
+
+def test_an_agent_event_names_its_sender_in_its_source_and_nothing_else_passes_for_one() -> None:
+    entry = put_events_entry(_succeeded(), "bus")
+    assert sender_agent(entry["Source"]) == _succeeded().agent
+    with pytest.raises(UnknownEventError, match="its own source"):
+        parse_event(SOURCE_AGENT, entry["DetailType"], entry["Detail"])  # the bare family is no sender
+    for source in ("backup.agent.", "backup.agent.Not_A_Name", "backup.agentx.db-1"):
+        assert sender_agent(source) is None
+        with pytest.raises(UnknownEventError):
+            parse_event(source, entry["DetailType"], entry["Detail"])
 
 
 def test_naive_timestamps_and_unknown_fields_are_refused() -> None:

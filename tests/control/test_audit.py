@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from backup_contracts import ledger as keys
-from backup_contracts.naming import SOURCE_AGENT, backup_object_key
+from backup_contracts.naming import agent_event_source, backup_object_key
 from backup_functions.audit import handler as audit_handler
 from local_pipeline.resources import create_ledger_table
 from local_pipeline.runner import LambdaContext
@@ -20,6 +20,8 @@ from local_pipeline.runner import LambdaContext
 from .conftest import Aws, eventbridge_event, sqs_batch
 
 pytestmark = pytest.mark.integration
+
+DB_1 = agent_event_source("db-1")  # the source of every event agent db-1 sends
 
 T0 = datetime(2026, 11, 16, 2, 0, 5, tzinfo=UTC)
 BODY = b"-- PostgreSQL database dump\n" + b"x" * 2048
@@ -51,8 +53,8 @@ def run_events(
         **succeeded,
     }
     return (
-        eventbridge_event(SOURCE_AGENT, "Backup Started", base, started),
-        eventbridge_event(SOURCE_AGENT, "Backup Succeeded", done, started + timedelta(minutes=3)),
+        eventbridge_event(DB_1, "Backup Started", base, started),
+        eventbridge_event(DB_1, "Backup Succeeded", done, started + timedelta(minutes=3)),
     )
 
 
@@ -72,7 +74,7 @@ def failed_event(aws: Aws, *, run: str = "rf", target: str = "orders-0", started
         "stderr_tail": "pg_dump: error: connection to server failed: FATAL: password authentication failed\n"
         "pg_dump: detail: PGPASSWORD=hunter2 was rejected",
     }
-    return eventbridge_event(SOURCE_AGENT, "Backup Failed", detail, started + timedelta(minutes=1))
+    return eventbridge_event(DB_1, "Backup Failed", detail, started + timedelta(minutes=1))
 
 
 def deliver(ctx: LambdaContext, *events: dict[str, Any] | str) -> dict[str, Any]:
@@ -308,7 +310,7 @@ def test_next_good_backup_resolves_the_failed_incident(aws, auditor, lambda_cont
 def test_malformed_record_is_reported_and_the_others_processed(aws, auditor, lambda_context):
     started, succeeded = run_events(aws)
     store(aws, succeeded)
-    bad_detail = eventbridge_event(SOURCE_AGENT, "Backup Started", {"run_id": "x"})
+    bad_detail = eventbridge_event(DB_1, "Backup Started", {"run_id": "x"})
 
     response = deliver(lambda_context, started, "not json {", bad_detail, succeeded)
 
@@ -317,14 +319,14 @@ def test_malformed_record_is_reported_and_the_others_processed(aws, auditor, lam
 
 
 def test_unknown_detail_type_is_a_failure_with_reason(aws, auditor, lambda_context, function_logs):
-    event = eventbridge_event(SOURCE_AGENT, "Backup Exploded", {"run_id": "x"})
+    event = eventbridge_event(DB_1, "Backup Exploded", {"run_id": "x"})
 
     response = deliver(lambda_context, event)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
     [rejection] = [line for line in function_logs.lines() if "malformed event rejected" in line["message"]]
     assert rejection["level"] == "ERROR"
-    assert rejection["reason"] == "no contract for source='backup.agent' detail-type='Backup Exploded'"
+    assert rejection["reason"] == "no contract for source='backup.agent.db-1' detail-type='Backup Exploded'"
     assert rejection["correlation_id"] == "x"  # the event's run id, set before the event was handled
 
 
@@ -340,7 +342,7 @@ def test_restore_events_are_skipped_cleanly(aws, auditor, lambda_context):
         "started_at": T0.isoformat(),
     }
 
-    response = deliver(lambda_context, eventbridge_event(SOURCE_AGENT, "Restore Started", detail))
+    response = deliver(lambda_context, eventbridge_event(DB_1, "Restore Started", detail))
 
     assert response == {"batchItemFailures": []}
     assert aws.scan() == []
@@ -349,7 +351,7 @@ def test_restore_events_are_skipped_cleanly(aws, auditor, lambda_context):
 def test_heartbeat_updates_agent_state_and_watch(aws, auditor, lambda_context):
     detail = {"agent": "db-1", "version": "0.1.0", "targets": ["orders-0"], "sent_at": T0.isoformat()}
 
-    deliver(lambda_context, eventbridge_event(SOURCE_AGENT, "Agent Heartbeat", detail))
+    deliver(lambda_context, eventbridge_event(DB_1, "Agent Heartbeat", detail))
 
     agent = aws.ledger.client.get(keys.agent_pk("db-1"), keys.STATE_SK)
     assert agent is not None

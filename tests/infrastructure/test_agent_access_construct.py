@@ -188,4 +188,7 @@ def test_agent_role_puts_events_only_as_backup_agent_on_the_bus(built: Built) ->
     statement = built.statements("alpha")["PutAgentEventsOnBus"]
     assert _actions(statement) == ["events:PutEvents"]
     assert statement["Resource"] == {"Fn::GetAtt": [built.id_of(built.bus), "Arn"]}
-    assert statement["Condition"] == {"StringEquals": {"events:source": naming.SOURCE_AGENT}}
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"events:source": naming.agent_event_source("alpha")},
+        "Null": {"events:source": "false"},
+    }

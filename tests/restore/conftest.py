@@ -26,7 +26,7 @@ from backup_contracts import ledger as keys
 from backup_contracts.events import BackupSucceeded, put_events_entry
 from backup_contracts.fleet import Fleet, parse_fleet
 from backup_contracts.jobs import Job
-from backup_contracts.naming import SOURCE_AGENT, SOURCE_PIPELINE, backup_object_key, manifest_key
+from backup_contracts.naming import SOURCE_PIPELINE, agent_event_source, backup_object_key, manifest_key
 from backup_functions.ledger import Ledger
 from backup_functions.ledger.client import Update
 from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
@@ -161,7 +161,9 @@ class World:
 
     def agent_event(self, detail_type: str, detail: dict[str, Any]) -> Outcome:
         return self.coordinator.handle(
-            self.envelope(SOURCE_AGENT, detail_type, json.loads(json.dumps(detail, default=str)))
+            self.envelope(
+                agent_event_source(str(detail["agent"])), detail_type, json.loads(json.dumps(detail, default=str))
+            )
         )
 
     # ------------------------------------------------------------------ backups
