@@ -198,7 +198,8 @@ def measure_audit(fleet: Fleet, session: boto3.Session, resources: LocalResource
     """The audit function's calls for one good backup (Started + Succeeded, object verified and
     tagged) and for one agent heartbeat."""
     dynamodb, s3, sns = session.client("dynamodb"), session.client("s3"), session.client("sns")
-    clock = SimulatedClock(NOW)
+    started_at = datetime.now(UTC)  # moto dates the object with the real time: the run happens now
+    clock = SimulatedClock(started_at)
     auditor = Auditor(
         fleet,
         Ledger(resources.ledger_table, dynamodb),
@@ -210,27 +211,27 @@ def measure_audit(fleet: Fleet, session: boto3.Session, resources: LocalResource
     agent, target = fleet.targets()[-1]
     body = b"a small backup"
     sha = hashlib.sha256(body).hexdigest()
-    key = backup_object_key(agent.name, target.name, "run-bench", NOW, "dump.zst")
+    key = backup_object_key(agent.name, target.name, "run-bench", started_at, "dump.zst")
     put = s3.put_object(
         Bucket=resources.bucket,
         Key=key,
         Body=body,
         ServerSideEncryption="aws:kms",
         SSEKMSKeyId=resources.kms_key_arn,
-        Metadata={"sha256": sha},
+        Metadata={"sha256": sha, "run-id": "run-bench"},
     )
     common: dict[str, Any] = {
-        "job_id": keys.scheduled_job_id(target.name, NOW),
+        "job_id": keys.scheduled_job_id(target.name, started_at),
         "run_id": "run-bench",
         "target": target.name,
         "agent": agent.name,
-        "started_at": NOW,
+        "started_at": started_at,
         "bucket": resources.bucket,
         "key": key,
     }
     succeeded = BackupSucceeded(
         **common,
-        finished_at=NOW + timedelta(minutes=1),
+        finished_at=started_at + timedelta(seconds=1),
         version_id=put.get("VersionId"),
         bytes_in=len(body),
         bytes_stored=len(body),
@@ -240,7 +241,7 @@ def measure_audit(fleet: Fleet, session: boto3.Session, resources: LocalResource
         compression="zstd",
         duration_s=60.0,
     )
-    heartbeat = AgentHeartbeat(agent=agent.name, version="bench", targets=[target.name], sent_at=NOW)
+    heartbeat = AgentHeartbeat(agent=agent.name, version="bench", targets=[target.name], sent_at=started_at)
     counter = CallCounter().attach(dynamodb, s3, sns)
     measurements = []
     for name, events in (
@@ -250,7 +251,7 @@ def measure_audit(fleet: Fleet, session: boto3.Session, resources: LocalResource
         counter.reset()
         started = time.perf_counter()
         for event in events:
-            outcome = auditor.handle(event)
+            outcome = auditor.handle(event, sender=agent.name)
             if outcome.problems:
                 raise RuntimeError(f"{name}: audit found problems: {outcome.problems}")
         measurements.append(Measurement(name, 1, time.perf_counter() - started, dict(counter.calls)))

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from backup_contracts.events import Contract, UnknownEventError, parse_event
+from backup_contracts.naming import sender_agent
 from backup_contracts.validation import describe_validation_error
 
 
@@ -54,11 +56,6 @@ def contract_event(source: str, detail_type: str, detail: dict[str, Any]) -> Con
         raise MalformedEventError(f"{detail_type!r} detail does not match the contract: {reason}") from None
 
 
-def parse_envelope(body: str | Mapping[str, Any]) -> Contract:
-    """An EventBridge event (as JSON text or dict) → its contract model, or MalformedEventError."""
-    return contract_event(*unwrap(body))
-
-
 CORRELATION_FIELDS = ("restore_id", "run_id", "request_id", "job_id")
 
 
@@ -74,3 +71,18 @@ def correlation_id(body: str | Mapping[str, Any]) -> str | None:
         if isinstance(value, str) and 0 < len(value) <= 128:
             return value
     return None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A contract event and who sent it: the agent its source names (None for people and the pipeline)."""
+
+    event: Contract
+    source: str
+    sender: str | None
+
+
+def receive(body: str | Mapping[str, Any]) -> Delivery:
+    """An EventBridge event (as JSON text or dict) → its contract model and sender, or MalformedEventError."""
+    source, detail_type, detail = unwrap(body)
+    return Delivery(contract_event(source, detail_type, detail), source, sender_agent(source))

@@ -21,6 +21,7 @@ import binascii
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from backup_contracts.events import BackupSucceeded
@@ -133,8 +134,17 @@ def missing(reason: str) -> Verification:
     return Verification(False, (reason,), {"object_found": False})
 
 
-def verify_backup(head: Mapping[str, Any], event: BackupSucceeded, *, bucket: str, kms_key_arn: str) -> Verification:
-    """The audit's check of a HeadObject response against a Backup Succeeded event."""
+def verify_backup(
+    head: Mapping[str, Any],
+    event: BackupSucceeded,
+    *,
+    bucket: str,
+    kms_key_arn: str,
+    max_skew: timedelta = timedelta(minutes=5),
+) -> Verification:
+    """The audit's check of a HeadObject response against a Backup Succeeded event: besides
+    ``compare_head``, the object lies in the pipeline's bucket under the agent's prefix, carries this
+    run's id, was written during the run, and is SSE-KMS encrypted under the pipeline's key."""
     problems: list[str] = []
     if event.bucket != bucket:
         problems.append(f"object is in bucket {event.bucket!r}, not the pipeline's bucket {bucket!r}")
@@ -142,6 +152,15 @@ def verify_backup(head: Mapping[str, Any], event: BackupSucceeded, *, bucket: st
         problems.append(f"object key {event.key!r} is outside the agent's prefix {agent_prefix(event.agent)!r}")
     object_problems, sources = compare_head(head, ClaimedObject.of(event))
     problems += object_problems
+    metadata = {str(k).lower() for k in (head.get("Metadata") or {})}
+    if RUN_ID_METADATA_KEY not in metadata:
+        problems.append("the object carries no run-id metadata: it cannot be told apart from another run's")
+    written = head.get("LastModified")
+    if isinstance(written, datetime) and not (event.started_at - max_skew <= written <= event.finished_at + max_skew):
+        problems.append(
+            f"the object was written at {written.isoformat()}, outside the run ({event.started_at.isoformat()}"
+            f" to {event.finished_at.isoformat()}): an older object replayed as this run"
+        )
     sse = head.get("ServerSideEncryption")
     actual_key = head.get("SSEKMSKeyId")
     if sse != "aws:kms":
@@ -161,6 +180,34 @@ def verify_backup(head: Mapping[str, Any], event: BackupSucceeded, *, bucket: st
         {k: v for k, v in facts.items() if v is not None},
         checksum_compared=bool(sources),
     )
+
+
+def with_problems(verification: Verification, problems: list[str]) -> Verification:
+    """The verification with more problems found elsewhere (a failed check of the run itself)."""
+    if not problems:
+        return verification
+    return Verification(False, (*verification.problems, *problems), verification.facts, verification.checksum_compared)
+
+
+def with_manifest(
+    verification: Verification, event: BackupSucceeded, manifest: Mapping[str, Any] | None
+) -> Verification:
+    """For a multipart object (compared by S3's composite checksum of its parts), its sidecar manifest
+    must also name this run, its size and its full SHA-256."""
+    problems = list(verification.problems)
+    if manifest is None:
+        problems.append("the multipart object has no readable manifest to confirm its full SHA-256")
+    else:
+        for name, expected in (
+            ("run_id", event.run_id),
+            ("sha256", event.sha256),
+            ("bytes_stored", event.bytes_stored),
+        ):
+            if manifest.get(name) != expected:
+                problems.append(f"the manifest's {name} is {manifest.get(name)!r}, the run reported {expected!r}")
+    facts = dict(verification.facts)
+    facts["checksum_sources"] = [*facts.get("checksum_sources", []), "manifest"]
+    return Verification(verification.ok and not problems[len(verification.problems) :], tuple(problems), facts)
 
 
 def with_content_hash(verification: Verification, sha256: str, chunks: Iterable[bytes]) -> Verification:

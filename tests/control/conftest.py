@@ -16,10 +16,12 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from simulated_objects import date_object
 
 from backup_contracts import ledger as keys
 from backup_contracts import naming
 from backup_contracts.fleet import Fleet, parse_fleet
+from backup_contracts.naming import manifest_key
 from backup_functions.audit import handler as audit_handler
 from backup_functions.audit import logic as audit_logic
 from backup_functions.dispatcher import handler as dispatcher_handler
@@ -148,22 +150,32 @@ class Aws:
         kms_key: str | None = None,
         sse: bool = True,
         metadata: bool = True,
+        run_id: str | None = None,
+        written_at: datetime | None = None,
     ) -> str | None:
         s3 = self.session.client("s3")
         extra: dict[str, Any] = {}
         if sse:
             extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key or self.key_arn}
-        response = s3.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=body,
-            Metadata={"sha256": sha256 or hashlib.sha256(body).hexdigest()} if metadata else {},
-            **extra,
-        )
+        object_metadata = {"sha256": sha256 or hashlib.sha256(body).hexdigest()} if metadata else {}
+        if run_id is not None:
+            object_metadata["run-id"] = run_id
+        response = s3.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=object_metadata, **extra)
+        if written_at is not None:
+            self.written_at(key, written_at)
         return response.get("VersionId")
 
-    def put_multipart_object(self, key: str, parts: list[bytes]) -> str:
-        """A multipart upload with SHA-256 part checksums, as the agent does; returns the composite checksum."""
+    def written_at(self, key: str, moment: datetime) -> None:
+        """Date the object as written at ``moment`` (moto stamps real time; the tests' runs are simulated)."""
+        date_object(self.bucket, key, moment)
+
+    def put_multipart_object(
+        self, key: str, parts: list[bytes], *, run_id: str | None = None, written_at: datetime | None = None
+    ) -> str:
+        """A multipart upload with SHA-256 part checksums, as the agent does; returns the composite checksum.
+
+        With ``run_id`` it is the agent's whole upload: the run-id metadata, and the sidecar manifest
+        with the object's size and full SHA-256, both written at ``written_at``."""
         s3 = self.session.client("s3")
         upload = s3.create_multipart_upload(
             Bucket=self.bucket,
@@ -171,6 +183,7 @@ class Aws:
             ChecksumAlgorithm="SHA256",
             ServerSideEncryption="aws:kms",
             SSEKMSKeyId=self.key_arn,
+            Metadata={"run-id": run_id} if run_id else {},
         )
         done = []
         digests = b""
@@ -191,6 +204,12 @@ class Aws:
         s3.complete_multipart_upload(
             Bucket=self.bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": done}
         )
+        if run_id is not None:
+            whole = b"".join(parts)
+            manifest = {"run_id": run_id, "sha256": hashlib.sha256(whole).hexdigest(), "bytes_stored": len(whole)}
+            s3.put_object(Bucket=self.bucket, Key=manifest_key(key), Body=json.dumps(manifest).encode())
+        if written_at is not None:
+            self.written_at(key, written_at)
         return base64.b64encode(hashlib.sha256(digests).digest()).decode() + f"-{len(parts)}"
 
     def scan(self) -> list[dict[str, Any]]:

@@ -78,12 +78,27 @@ def failed_event(aws: Aws, *, run: str = "rf", target: str = "orders-0", started
 
 
 def deliver(ctx: LambdaContext, *events: dict[str, Any] | str) -> dict[str, Any]:
+    """The events as one SQS batch, handled when the last of them was sent (the audit's clock follows)."""
     bodies = [e if isinstance(e, str) else json.dumps(e) for e in events]
+    sent = [datetime.fromisoformat(e["time"]) for e in events if isinstance(e, dict)]
+    clock = audit_handler.runtime.get().auditor.clock
+    if sent and max(sent) > clock.now():
+        clock.set(max(sent))  # type: ignore[attr-defined]
     return audit_handler.handler(sqs_batch(bodies), ctx)
 
 
 def store(aws: Aws, succeeded: dict[str, Any], body: bytes = BODY, **kwargs: Any) -> None:
-    aws.put_backup_object(succeeded["detail"]["key"], body, **kwargs)
+    """The object as the agent uploaded it, during the run."""
+    detail = succeeded["detail"]
+    kwargs.setdefault("run_id", detail["run_id"])
+    aws.put_backup_object(detail["key"], body, written_at=datetime.fromisoformat(detail["finished_at"]), **kwargs)
+
+
+def multipart(aws: Aws, succeeded: dict[str, Any], parts: list[bytes]) -> str:
+    """The object and its manifest as the agent uploads them, during the run; its composite checksum."""
+    detail = succeeded["detail"]
+    written = datetime.fromisoformat(detail["finished_at"])
+    return aws.put_multipart_object(detail["key"], parts, run_id=detail["run_id"], written_at=written)
 
 
 def run_item(aws: Aws, run: str = "r1", target: str = "orders-0", started: datetime = T0) -> dict[str, Any]:
@@ -351,7 +366,7 @@ def test_restore_events_are_skipped_cleanly(aws, auditor, lambda_context):
 def test_heartbeat_updates_agent_state_and_watch(aws, auditor, lambda_context):
     detail = {"agent": "db-1", "version": "0.1.0", "targets": ["orders-0"], "sent_at": T0.isoformat()}
 
-    deliver(lambda_context, eventbridge_event(DB_1, "Agent Heartbeat", detail))
+    deliver(lambda_context, eventbridge_event(DB_1, "Agent Heartbeat", detail, T0))
 
     agent = aws.ledger.client.get(keys.agent_pk("db-1"), keys.STATE_SK)
     assert agent is not None
@@ -409,20 +424,20 @@ def test_multipart_object_is_verified_by_its_composite_checksum(aws, auditor, la
     parts = [b"a" * 5 * 1024 * 1024, b"b" * 1000]
     whole = b"".join(parts)
     started, succeeded = run_events(aws, body=whole)
-    succeeded["detail"]["s3_checksum_sha256"] = aws.put_multipart_object(succeeded["detail"]["key"], parts)
+    succeeded["detail"]["s3_checksum_sha256"] = multipart(aws, succeeded, parts)
 
     deliver(lambda_context, started, succeeded)
 
     run = run_item(aws)
     assert run["state"] == "succeeded"
-    assert run["verification"]["checksum_sources"] == ["s3-composite-checksum"]
-    assert aws.calls["s3.GetObject"] == 0
+    assert run["verification"]["checksum_sources"] == ["s3-composite-checksum", "manifest"]
+    assert aws.calls["s3.GetObject"] == 1  # the manifest; the object itself is never read
 
 
 def test_multipart_object_with_other_parts_is_not_counted(aws, auditor, lambda_context):
     parts = [b"a" * 5 * 1024 * 1024, b"b" * 1000]
     started, succeeded = run_events(aws, body=b"".join(parts))
-    aws.put_multipart_object(succeeded["detail"]["key"], parts)
+    multipart(aws, succeeded, parts)
     succeeded["detail"]["s3_checksum_sha256"] = (
         aws.put_multipart_object("elsewhere/other", [b"c" * 10]).split("-")[0] + "-2"
     )

@@ -46,7 +46,8 @@ def head(**changes: Any) -> dict[str, Any]:
         "ETag": '"abc"',
         "ServerSideEncryption": "aws:kms",
         "SSEKMSKeyId": KEY,
-        "Metadata": {"sha256": SHA},
+        "Metadata": {"sha256": SHA, "run-id": "r1"},
+        "LastModified": datetime(2026, 11, 16, 2, 2, tzinfo=UTC),
         **changes,
     }
 
@@ -71,7 +72,7 @@ def test_metadata_sha_mismatch_is_a_problem():
 
 def test_full_object_s3_checksum_counts_as_a_source():
     b64 = base64.b64encode(hashlib.sha256(BODY).digest()).decode()
-    result = check(head(Metadata={}, ChecksumSHA256=b64))
+    result = check(head(Metadata={"run-id": "r1"}, ChecksumSHA256=b64))
     assert result.ok
     assert result.facts["checksum_sources"] == ["s3-full-object-checksum"]
 
@@ -90,7 +91,7 @@ def test_no_checksum_source_is_not_ok_and_asks_for_a_read():
 
 
 def test_content_hash_completes_a_verification_without_checksum():
-    result = with_content_hash(check(head(Metadata={})), event().sha256, [BODY[:4], BODY[4:]])
+    result = with_content_hash(check(head(Metadata={"run-id": "r1"})), event().sha256, [BODY[:4], BODY[4:]])
     assert result.ok
     assert result.facts["checksum_sources"] == ["content-read"]
 
@@ -119,3 +120,16 @@ def test_an_object_of_another_run_is_a_problem() -> None:
     result = check(head(Metadata={"sha256": hashlib.sha256(BODY).hexdigest(), "run-id": "someone-else"}))
     assert not result.ok
     assert any("belongs to run someone-else" in p for p in result.problems)
+
+
+def test_an_object_without_run_id_metadata_is_not_this_runs() -> None:
+    result = check(head(Metadata={"sha256": SHA}))
+    assert not result.ok
+    assert any("no run-id metadata" in p for p in result.problems)
+
+
+@pytest.mark.parametrize("written", [datetime(2026, 11, 9, 2, 1, tzinfo=UTC), datetime(2026, 11, 16, 3, tzinfo=UTC)])
+def test_an_object_written_outside_its_run_is_a_replay(written: datetime) -> None:
+    result = check(head(LastModified=written))
+    assert not result.ok
+    assert any("outside the run" in p for p in result.problems)

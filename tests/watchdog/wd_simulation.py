@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
+from simulated_objects import date_object
 
 from backup_contracts.events import AgentHeartbeat, BackupStarted, BackupSucceeded
 from backup_contracts.fleet import Fleet, parse_fleet
@@ -115,7 +116,8 @@ class World:
 
     def heartbeat(self, agent: str) -> None:
         targets = [t.name for a, t in self.fleet.targets() if a.name == agent]
-        self.auditor.handle(AgentHeartbeat(agent=agent, version="sim", targets=targets, sent_at=self.clock.now()))
+        heartbeat = AgentHeartbeat(agent=agent, version="sim", targets=targets, sent_at=self.clock.now())
+        self.auditor.handle(heartbeat, sender=agent)
 
     def agent_work(self, agent: str) -> None:
         """Take every job from the agent's queue; each backup starts now and succeeds 30 s later."""
@@ -145,16 +147,17 @@ class World:
             "bucket": job.bucket,
             "key": key,
         }
-        self.auditor.handle(BackupStarted(**common))
+        self.auditor.handle(BackupStarted(**common), sender=job.agent)
         put = self.s3.put_object(
             Bucket=job.bucket,
             Key=key,
             Body=body,
             ServerSideEncryption="aws:kms",
             SSEKMSKeyId=self.resources.kms_key_arn,
-            Metadata={"sha256": sha},
+            Metadata={"sha256": sha, "run-id": run_id},
         )
         finished = started + timedelta(seconds=30)
+        date_object(job.bucket, key, finished)
         self.clock.set(max(self.clock.now(), finished))
         self.auditor.handle(
             BackupSucceeded(
@@ -168,7 +171,8 @@ class World:
                 format="sqlite",
                 compression="zstd",
                 duration_s=30.0,
-            )
+            ),
+            sender=job.agent,
         )
         self.collect_alerts()
 

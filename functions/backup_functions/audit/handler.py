@@ -16,7 +16,7 @@ from botocore.config import Config
 from backup_functions import settings as settings_module
 from backup_functions.audit import logic
 from backup_functions.clock import Clock, SystemClock
-from backup_functions.envelope import parse_envelope
+from backup_functions.envelope import receive
 from backup_functions.ledger import FAILED, SUCCEEDED, UNVERIFIED, Ledger
 from backup_functions.observability import (
     BACKUP_DURATION_SECONDS,
@@ -24,6 +24,7 @@ from backup_functions.observability import (
     BACKUPS_SUCCEEDED,
     BACKUPS_UNVERIFIED,
     BYTES_STORED,
+    REJECTED_EVENTS,
     MetricUnit,
     count,
     logger,
@@ -70,16 +71,20 @@ def _record_metrics(outcome: logic.Outcome) -> None:
 
 
 def handle_record(record: SQSRecord) -> dict[str, Any]:
-    event = parse_envelope(record.body)
+    delivery = receive(record.body)
+    event = delivery.event
     ids = {name: getattr(event, name, None) for name in ("job_id", "run_id", "target", "agent")}
-    logger.append_keys(**ids, event_type=type(event).__name__)
+    logger.append_keys(**ids, event_type=type(event).__name__, sender=delivery.sender)
     try:
-        outcome = runtime.get().auditor.handle(event)
+        outcome = runtime.get().auditor.handle(event, sender=delivery.sender)
+        if outcome.refused:
+            logger.error("audit: event refused; nothing recorded", extra={"reason": outcome.note})
+            count(REJECTED_EVENTS)
         _record_metrics(outcome)
         logger.info("audit: event handled", extra={"outcome": asdict(outcome)})
         return asdict(outcome)
     finally:
-        logger.remove_keys([*ids, "event_type"])
+        logger.remove_keys([*ids, "event_type", "sender"])
 
 
 @lambda_handler

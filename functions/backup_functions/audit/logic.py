@@ -23,10 +23,25 @@ from backup_contracts.fleet import Fleet, Target
 from backup_contracts.naming import RETENTION_TAG, manifest_key
 from backup_contracts.redaction import redact
 from backup_functions import alerts, retention
+from backup_functions.audit.provenance import (
+    DEFAULT_MAX_SKEW,
+    Provenance,
+    Refusal,
+    key_layout_problems,
+    time_problems,
+)
 from backup_functions.clock import Clock
 from backup_functions.ledger import FAILED, SUCCEEDED, TERMINAL_STATES, UNVERIFIED, Ledger, RunRecord, target_subject
 from backup_functions.ports import Notifier, ObjectStore
-from backup_functions.verification import Verification, missing, nothing_to_compare, verify_backup, with_content_hash
+from backup_functions.verification import (
+    Verification,
+    missing,
+    nothing_to_compare,
+    verify_backup,
+    with_content_hash,
+    with_manifest,
+    with_problems,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +58,7 @@ class AuditConfig:
     ledger_ttl: timedelta
     heartbeat_timeout: timedelta
     read_limit: int = DEFAULT_READ_LIMIT
+    max_skew: timedelta = DEFAULT_MAX_SKEW  # how far ahead of the audit's clock an event's time may be
 
     @classmethod
     def from_fleet(cls, fleet: Fleet, *, bucket: str, kms_key_arn: str) -> AuditConfig:
@@ -69,6 +85,7 @@ class Outcome:
     alerts: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     note: str | None = None
+    refused: bool = False  # the event changed nothing: its sender, target or times cannot be believed
 
 
 class Auditor:
@@ -88,25 +105,32 @@ class Auditor:
         self.notifier = notifier
         self.config = config
         self.clock = clock
+        self.provenance = Provenance(fleet, config.max_skew)
         self._targets = {target.name: target for _, target in fleet.targets()}
 
-    def handle(self, event: Contract) -> Outcome:
-        if isinstance(event, BackupSucceeded):
-            return self.succeeded(event)
-        if isinstance(event, BackupFailed):
-            return self.failed(event)
-        if isinstance(event, BackupStarted):
+    def handle(self, event: Contract, *, sender: str | None) -> Outcome:
+        """One agent event, from the agent its source names (``sender``); see ``provenance``."""
+        now = self.clock.now()
+        try:
+            if isinstance(event, AgentHeartbeat):
+                self.provenance.check_heartbeat(event, sender, now)
+                return self.heartbeat(event)
+            if not isinstance(event, BackupStarted):
+                return Outcome(type(event).__name__, note="restore events belong to the restore coordinator; skipped")
+            target = self.provenance.owned_target(event, sender)
+            if isinstance(event, BackupSucceeded):
+                return self.succeeded(event, target)
+            if isinstance(event, BackupFailed):
+                return self.failed(event)
+            self.provenance.check_not_ahead(event.started_at, "started_at", now)
             return self.started(event)
-        if isinstance(event, AgentHeartbeat):
-            return self.heartbeat(event)
-        return Outcome(type(event).__name__, note="restore events belong to the restore coordinator; skipped")
+        except Refusal as refusal:
+            log.warning("%s refused: %s", type(event).__name__, refusal.reason)
+            return Outcome(type(event).__name__, state="refused", note=refusal.reason, refused=True)
 
     # ------------------------------------------------------------------ helpers
     def _target(self, name: str) -> Target | None:
-        target = self._targets.get(name)
-        if target is None:
-            log.warning("event for target %r, which is not in the fleet: recorded without RPO or retention", name)
-        return target
+        return self._targets.get(name)
 
     def _expires(self, started_at: datetime) -> datetime:
         return started_at + self.config.ledger_ttl
@@ -217,7 +241,14 @@ class Auditor:
         head = self.objects.head(event.bucket, event.key, event.version_id)
         if head is None:
             return missing(f"object s3://{event.bucket}/{event.key} not found")
-        verification = verify_backup(head, event, bucket=self.config.bucket, kms_key_arn=self.config.kms_key_arn)
+        verification = verify_backup(
+            head, event, bucket=self.config.bucket, kms_key_arn=self.config.kms_key_arn, max_skew=self.config.max_skew
+        )
+        verification = with_problems(
+            verification, key_layout_problems(event) + time_problems(event, self.provenance, self.clock.now())
+        )
+        if "s3-composite-checksum" in verification.facts.get("checksum_sources", []):
+            return with_manifest(verification, event, self.objects.manifest(event.bucket, event.key))
         if verification.checksum_compared:
             return verification
         if event.bytes_stored > self.config.read_limit or head.get("ContentLength") != event.bytes_stored:
@@ -251,8 +282,7 @@ class Auditor:
         self._tag(event, value)
         return {"retention_class": target.retention, "retention_tier": tier, "retention_tag": value}
 
-    def succeeded(self, event: BackupSucceeded) -> Outcome:
-        target = self._target(event.target)
+    def succeeded(self, event: BackupSucceeded, target: Target) -> Outcome:
         stored = self._stored_terminal(event)
         first_time = False
         if stored is not None:
@@ -289,7 +319,7 @@ class Auditor:
                 event.agent,
                 run_id=event.run_id,
                 finished_at=event.finished_at,
-                rpo=target.rpo_delta if target else None,
+                rpo=target.rpo_delta,
                 bucket=event.bucket,
                 key=event.key,
                 version_id=event.version_id,
@@ -317,6 +347,15 @@ class Auditor:
         return outcome
 
     def failed(self, event: BackupFailed) -> Outcome:
+        now = self.clock.now()
+        if self.provenance.ahead(event.finished_at, now) or self.provenance.ahead(event.started_at, now):
+            log.warning("Backup Failed dated ahead of the audit's clock; recorded at the audit's time")
+            event = event.model_copy(
+                update={
+                    "started_at": self.provenance.clamp(event.started_at, now),
+                    "finished_at": self.provenance.clamp(event.finished_at, now),
+                }
+            )
         stored = self._stored_terminal(event)
         first_time = False
         if stored is not None:
