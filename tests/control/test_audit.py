@@ -517,10 +517,10 @@ class FailingNotifier:
 
 def test_alert_that_could_not_be_sent_is_sent_on_redelivery(aws, auditor, lambda_context):
     event = failed_event(aws)
-    real_notifier = auditor.notifier
-    auditor.notifier = FailingNotifier()
+    real_notifier = auditor.incidents.notifier
+    auditor.incidents.notifier = FailingNotifier()
     first = deliver(lambda_context, event)
-    auditor.notifier = real_notifier
+    auditor.incidents.notifier = real_notifier
 
     second = deliver(lambda_context, event)
 

@@ -23,6 +23,7 @@ from backup_contracts.fleet import Fleet, Target
 from backup_contracts.naming import RETENTION_TAG, manifest_key
 from backup_contracts.redaction import redact
 from backup_functions import alerts, retention
+from backup_functions.audit.incidents import AuditIncidents
 from backup_functions.audit.provenance import (
     DEFAULT_MAX_SKEW,
     Provenance,
@@ -31,7 +32,7 @@ from backup_functions.audit.provenance import (
     time_problems,
 )
 from backup_functions.clock import Clock
-from backup_functions.ledger import FAILED, SUCCEEDED, TERMINAL_STATES, UNVERIFIED, Ledger, RunRecord, target_subject
+from backup_functions.ledger import FAILED, SUCCEEDED, TERMINAL_STATES, UNVERIFIED, Ledger, RunRecord
 from backup_functions.ports import Notifier, ObjectStore
 from backup_functions.verification import (
     Verification,
@@ -102,10 +103,10 @@ class Auditor:
         self.fleet = fleet
         self.ledger = ledger
         self.objects = objects
-        self.notifier = notifier
         self.config = config
         self.clock = clock
         self.provenance = Provenance(fleet, config.max_skew)
+        self.incidents = AuditIncidents(fleet, ledger, notifier, pipeline=config.pipeline, clock=clock)
         self._targets = {target.name: target for _, target in fleet.targets()}
 
     def handle(self, event: Contract, *, sender: str | None) -> Outcome:
@@ -141,72 +142,6 @@ class Auditor:
     def _stored_terminal(self, event: BackupStarted) -> RunRecord | None:
         run = self.ledger.runs.get(event.target, event.started_at, event.run_id)
         return run if run is not None and run.state in TERMINAL_STATES else None
-
-    def _situation(self, event: BackupStarted, since: datetime, **extra: Any) -> alerts.Situation:
-        state = self.ledger.targets.get(event.target)
-        target = self._target(event.target)
-        return alerts.Situation(
-            pipeline=self.config.pipeline,
-            agent=event.agent,
-            target=event.target,
-            since=since,
-            now=self.clock.now(),
-            last_good_at=state.last_good_at if state else None,
-            last_good_run_id=state.last_good_run_id if state else None,
-            last_good_bytes=state.last_good_bytes if state else None,
-            rpo=target.rpo_delta if target else None,
-            job_id=event.job_id,
-            run_id=event.run_id,
-            **extra,
-        )
-
-    def _alert_incident(
-        self, kind: str, event: BackupStarted, situation: alerts.Situation, details: dict[str, Any]
-    ) -> bool:
-        """Open the incident and alert once (the incident protocol); a redelivery stays quiet."""
-        incidents = self.ledger.incidents
-        incident, claim = incidents.open(
-            target_subject(event.target),
-            kind,
-            opened_at=situation.since,
-            claimed_at=self.clock.now(),
-            details=details,
-            target=event.target,
-            agent=event.agent,
-        )
-        if claim is None:
-            if incident.details.get("run_id") != event.run_id:
-                incidents.update_details(incident, details)  # a later failure: keep the latest facts
-            if incident.last_notified_at is not None:
-                return False
-            claim = incidents.claim_notification(incident, self.clock.now())  # its first send was released
-            if claim is None:
-                return False
-        alert = alerts.build(kind, situation)
-        try:
-            self.notifier.notify(alert)
-        except Exception:
-            incidents.release(claim)  # the SQS redelivery (or the watchdog) sends it
-            raise
-        log.info("alert sent", extra={"kind": kind, "subject": alert.subject})
-        return True
-
-    def _resolve_incidents(self, event: BackupSucceeded) -> list[str]:
-        resolved = []
-        for kind in RESOLVED_BY_GOOD_BACKUP:
-            incident = self.ledger.incidents.get(target_subject(event.target), kind)
-            if incident is None:
-                continue
-            failed_started = incident.details.get("started_at")
-            if failed_started and failed_started > keys.iso(event.started_at):
-                continue  # this good backup is older than the failure: the incident still stands
-            if not self.ledger.incidents.resolve(incident):
-                continue
-            resolved.append(kind)
-            if incident.last_notified_at is not None:
-                situation = self._situation(event, incident.opened_at, notify_count=incident.notify_count)
-                self.notifier.notify(alerts.build(kind, situation, "resolved"))
-        return resolved
 
     def _end_job_and_target(self, event: BackupSucceeded | BackupFailed, state: str) -> None:
         deadline, expires = self._default_deadline(event.started_at), self._expires(event.started_at)
@@ -327,7 +262,7 @@ class Auditor:
                 sha256=event.sha256,
                 engine=event.engine,
             )
-            outcome.note = ", ".join(f"resolved {k}" for k in self._resolve_incidents(event)) or None
+            outcome.note = ", ".join(f"resolved {k}" for k in self.incidents.resolve_after(event)) or None
             return outcome
 
         error = "backup object does not match its run: " + "; ".join(problems)
@@ -341,8 +276,8 @@ class Auditor:
             "error": error,
             "problems": problems,
         }
-        situation = self._situation(event, event.finished_at, error=error, problems=tuple(problems))
-        if self._alert_incident(alerts.UNVERIFIED, event, situation, details):
+        situation = self.incidents.situation(event, event.finished_at, error=error, problems=tuple(problems))
+        if self.incidents.alert(alerts.UNVERIFIED, event, situation, details):
             outcome.alerts.append(alerts.UNVERIFIED)
         return outcome
 
@@ -380,7 +315,7 @@ class Auditor:
             "exit_code": event.exit_code,
             "error": redact(event.error)[: alerts.ERROR_MAX],
         }
-        situation = self._situation(
+        situation = self.incidents.situation(
             event,
             event.finished_at,
             stage=event.stage,
@@ -388,7 +323,7 @@ class Auditor:
             error=event.error,
             stderr_tail=event.stderr_tail,
         )
-        if self._alert_incident(alerts.FAILED, event, situation, {k: v for k, v in details.items() if v is not None}):
+        if self.incidents.alert(alerts.FAILED, event, situation, {k: v for k, v in details.items() if v is not None}):
             outcome.alerts.append(alerts.FAILED)
         return outcome
 

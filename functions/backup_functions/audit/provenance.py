@@ -101,4 +101,3 @@ def time_problems(event: BackupSucceeded, provenance: Provenance, now: datetime)
             f" clock (more than {provenance.max_skew}): it does not count and moves no deadline"
         )
     return problems
-
