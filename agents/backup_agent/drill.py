@@ -3,8 +3,9 @@ scratch destination, the scratch copy is removed so the next drill starts from n
 
 The scratch destination is a target of its own in the fleet and the agent config (e.g.
 ``app-sqlite-drill``: another SQLite path, another PostgreSQL/MariaDB database name, another
-``restore_dir``). Clone and drill restores refuse a non-empty destination, so a drill can never
-overwrite real data; cleanup only ever runs after this drill's own restore succeeded.
+``restore_dir``). A drill that finds its scratch destination holding data takes a safety backup of it
+before replacing it (as a clone does) and then keeps it; cleanup only ever runs after this drill's own
+restore succeeded into an empty destination.
 
 Each engine removes its scratch copy itself (``Engine.drop_restored``): SQLite deletes the file and
 its -wal/-shm/-journal; PostgreSQL drops the scratch database (``DROP DATABASE IF EXISTS ... WITH

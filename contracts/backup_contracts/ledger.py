@@ -17,7 +17,7 @@ SK = "sk"
 WATCH_INDEX = "by-watch-deadline"
 WATCH_SHARD = "watch_shard"
 WATCH_DEADLINE = "watch_deadline"
-WATCH_KIND = "watch_kind"  # rpo | start | end | heartbeat | approval
+WATCH_KIND = "watch_kind"  # rpo | start | end | heartbeat | approval | restore
 TTL_ATTRIBUTE = "expires_at"
 WATCH_SHARDS = 4
 

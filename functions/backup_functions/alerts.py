@@ -124,7 +124,7 @@ def _next_steps(s: Situation, kind: str, phase: Phase) -> list[str]:
         steps.append("check the object in S3 (size, checksum, encryption) against the run in the history")
     if kind in (NOT_STARTED, STUCK):
         steps.append(f"on host {s.agent}: systemctl status backup-agent; journalctl -u backup-agent --since -3h")
-    steps.append(f"backupctl backup-now {s.target}")
+    steps.append(f"backupctl backup-now {s.target} --reason 'retry after fixing the cause'")
     return steps
 
 

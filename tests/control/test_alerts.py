@@ -107,7 +107,7 @@ def test_facts_are_json_for_machines():
     assert facts["kind"] == "failed"
     assert facts["last_good_age_s"] == 27 * 3600
     assert facts["rpo_s"] == 26 * 3600
-    assert facts["next_steps"][-1] == "backupctl backup-now orders-pg"
+    assert facts["next_steps"][-1] == "backupctl backup-now orders-pg --reason 'retry after fixing the cause'"
 
 
 def test_unknown_kind_names_the_known_ones():

@@ -339,7 +339,7 @@ class RestoreRun:
             raise RestoreFailure(
                 "verify-restore",
                 f"the drill restored and verified, but cleaning up {self.destination} failed: {exc}."
-                " The next drill refuses a non-empty scratch destination: clean it by hand",
+                " The next drill will back the leftover up and replace it; clean it by hand to avoid that",
                 touched=True,
             ) from exc
 
