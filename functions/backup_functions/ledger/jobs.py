@@ -137,27 +137,22 @@ class Jobs:
     # ----------------------------------------------------------------- audit
     def started(self, event: BackupStarted, *, default_deadline: datetime, expires_at: datetime) -> bool:
         """dispatched (or unknown) → started; the watch becomes "end" at the job's deadline."""
-        update = Update().set(
-            type="job",
-            job_id=event.job_id,
-            target=event.target,
-            agent=event.agent,
-            state=STARTED,
-            run_id=event.run_id,
-            started_at=event.started_at,
-            **{keys.WATCH_SHARD: keys.watch_shard(event.target), keys.WATCH_KIND: WATCH_END},
-        )
-        update.set_if_absent(deadline=default_deadline, **{keys.TTL_ATTRIBUTE: epoch_seconds(expires_at)})
+        update = self._run_update(event, STARTED, default_deadline, expires_at)
+        update.set(**{keys.WATCH_SHARD: keys.watch_shard(event.target), keys.WATCH_KIND: WATCH_END})
         update.set_from(keys.WATCH_DEADLINE, "deadline", keys.iso(default_deadline))
-        condition = f"{update.absent('state')} OR {update.equals('state', DISPATCHED)}"
-        return (
-            self._client.update(keys.target_pk(event.target), keys.job_sk(event.job_id), update, condition) is not None
-        )
+        return self._move(event, update, (DISPATCHED,))
 
     def ended(
         self, event: BackupSucceeded | BackupFailed, state: str, *, default_deadline: datetime, expires_at: datetime
     ) -> bool:
         """dispatched|started (or unknown) → terminal; the watch attributes are removed."""
+        update = self._run_update(event, state, default_deadline, expires_at).set(finished_at=event.finished_at)
+        update.remove(*WATCH_ATTRIBUTES)
+        return self._move(event, update, (DISPATCHED, STARTED))
+
+    @staticmethod
+    def _run_update(event: BackupStarted, state: str, default_deadline: datetime, expires_at: datetime) -> Update:
+        """What a run's event writes on its job row (a row the dispatcher never wrote gets a deadline)."""
         update = Update().set(
             type="job",
             job_id=event.job_id,
@@ -166,11 +161,12 @@ class Jobs:
             state=state,
             run_id=event.run_id,
             started_at=event.started_at,
-            finished_at=event.finished_at,
         )
-        update.set_if_absent(deadline=default_deadline, **{keys.TTL_ATTRIBUTE: epoch_seconds(expires_at)})
-        update.remove(*WATCH_ATTRIBUTES)
-        condition = f"{update.absent('state')} OR {update.one_of('state', (DISPATCHED, STARTED))}"
+        return update.set_if_absent(deadline=default_deadline, **{keys.TTL_ATTRIBUTE: epoch_seconds(expires_at)})
+
+    def _move(self, event: BackupStarted, update: Update, allowed_from: tuple[str, ...]) -> bool:
+        """Apply ``update`` if the row is absent or in one of ``allowed_from``."""
+        condition = f"{update.absent('state')} OR {update.one_of('state', allowed_from)}"
         return (
             self._client.update(keys.target_pk(event.target), keys.job_sk(event.job_id), update, condition) is not None
         )
