@@ -3,10 +3,11 @@
 The asset directory holds the two first-party packages (``backup_contracts``, ``backup_functions``),
 ``fleet.json`` (the validated fleet) and, when ``bundle_dependencies`` is true, the wheels of
 ``requirements-lambda.txt`` installed by ``pip --platform manylinux2014_aarch64 --only-binary=:all:``
-for the Lambda runtime's Python version.
+for the Lambda runtime's Python version. ``platform=LOCAL_PLATFORM`` builds the same asset with wheels for
+the running interpreter instead, so a test can import every handler from it here (no ARM64 needed).
 
 Everything lives under ``build/lambda/`` and is content-addressed: the dependency directory is keyed by
-a hash of requirements-lambda.txt + runtime + platform (pip runs once per change), the asset directory
+a hash of requirements-lambda.txt + Python version + platform (pip runs once per change), the asset directory
 by a hash of everything it contains. Directories are built in a temporary sibling and renamed into
 place, so concurrent synths (tests, ``cdk synth``) never see a half-written directory.
 """
@@ -19,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ LOG = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLATFORM = "manylinux2014_aarch64"
+LOCAL_PLATFORM = "local"  # wheels for the interpreter running the build (tests import the asset here)
 FLEET_FILE_NAME = "fleet.json"
 # First-party packages shipped in every function: (import name, directory that contains it).
 SOURCE_PACKAGES: tuple[tuple[str, Path], ...] = (
@@ -67,10 +70,21 @@ def _hash_tree(digest: Any, root: Path, label: str) -> None:
         digest.update(b"\0")
 
 
-def dependencies_key(requirements: Path, python_version: str) -> str:
+def local_python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _platform_tag(platform: str) -> str:
+    """What the wheels are built for: the named pip platform, or the running interpreter's own."""
+    if platform == LOCAL_PLATFORM:
+        return f"{LOCAL_PLATFORM}-{sys.implementation.name}-{sysconfig.get_platform()}"
+    return platform
+
+
+def dependencies_key(requirements: Path, python_version: str, platform: str = PLATFORM) -> str:
     digest = hashlib.sha256()
     digest.update(requirements.read_bytes())
-    digest.update(f"\0{python_version}\0{PLATFORM}".encode())
+    digest.update(f"\0{python_version}\0{_platform_tag(platform)}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -93,11 +107,25 @@ def _atomic_build(final: Path, build: Callable[[Path], None]) -> Path:
     return final
 
 
-def install_dependencies(requirements: Path, python_version: str, build_root: Path) -> Path:
-    """pip-install the Lambda requirements for ARM64 Linux into a cached directory and return it."""
+def install_dependencies(
+    requirements: Path, python_version: str, build_root: Path, *, platform: str = PLATFORM
+) -> Path:
+    """pip-install the Lambda requirements for ``platform`` (ARM64 Linux) into a cached directory, return it."""
     if not requirements.is_file():
         raise LambdaPackageError(f"{requirements}: not found. Fix: restore requirements-lambda.txt from git")
-    final = build_root / f"deps-py{python_version}-{dependencies_key(requirements, python_version)}"
+    if platform == LOCAL_PLATFORM and python_version != local_python_version():
+        raise LambdaPackageError(
+            f"a local-platform asset is built for the running Python {local_python_version()}, not"
+            f" {python_version}. Fix: pass python_version=local_python_version()"
+        )
+    final = build_root / f"deps-py{python_version}-{dependencies_key(requirements, python_version, platform)}"
+    # The same binary-only install either way; only the target interpreter differs.
+    cross = (
+        []
+        if platform == LOCAL_PLATFORM
+        else ["--platform", platform, "--implementation", "cp", "--python-version", python_version]
+    )
+    tag = _platform_tag(platform)
 
     def _pip(target: Path) -> None:
         command = [
@@ -112,19 +140,14 @@ def install_dependencies(requirements: Path, python_version: str, build_root: Pa
             str(target),
             "-r",
             str(requirements),
-            "--platform",
-            PLATFORM,
-            "--implementation",
-            "cp",
-            "--python-version",
-            python_version,
+            *cross,
             "--only-binary=:all:",
         ]
-        LOG.info("installing Lambda dependencies for Python %s/%s into %s", python_version, PLATFORM, final)
+        LOG.info("installing Lambda dependencies for Python %s/%s into %s", python_version, tag, final)
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise LambdaPackageError(
-                f"pip could not install {requirements.name} for Python {python_version} on {PLATFORM}"
+                f"pip could not install {requirements.name} for Python {python_version} on {tag}"
                 f" (exit {result.returncode}):\n{result.stderr.strip()}\n"
                 "Fix: check network access to the package index and that every pin has a binary wheel"
                 " for this platform"
@@ -148,14 +171,19 @@ def build_lambda_package(
     fleet: Fleet,
     *,
     python_version: str,
+    platform: str = PLATFORM,
     bundle_dependencies: bool = True,
     build_root: Path | None = None,
     requirements: Path | None = None,
 ) -> LambdaPackage:
-    """Stage the Lambda code (sources + fleet.json [+ dependencies]) and return where it is."""
+    """Stage the Lambda code (sources + fleet.json [+ dependencies for ``platform``]) and return where it is."""
     build_root = build_root or REPO_ROOT / "build" / "lambda"
     requirements = requirements or REPO_ROOT / "requirements-lambda.txt"
-    deps = install_dependencies(requirements, python_version, build_root) if bundle_dependencies else None
+    deps = (
+        install_dependencies(requirements, python_version, build_root, platform=platform)
+        if bundle_dependencies
+        else None
+    )
     fleet_json = fleet.model_dump_json(indent=2).encode()
 
     digest = hashlib.sha256()

@@ -10,7 +10,13 @@ import pytest
 
 from backup_contracts.fleet import Fleet, load_fleet
 from stacks.functions import RUNTIME, RUNTIME_PYTHON_VERSION
-from stacks.lambda_package import build_lambda_package, dependencies_key
+from stacks.lambda_package import (
+    LOCAL_PLATFORM,
+    LambdaPackageError,
+    build_lambda_package,
+    dependencies_key,
+    local_python_version,
+)
 
 pytestmark = pytest.mark.infrastructure
 
@@ -45,8 +51,16 @@ def test_dependency_cache_is_keyed_by_requirements_and_runtime(tmp_path: Path) -
     requirements.write_text("pydantic==2.14.3\n")
     key = dependencies_key(requirements, "3.14")
     assert dependencies_key(requirements, "3.13") != key
+    assert dependencies_key(requirements, "3.14", LOCAL_PLATFORM) != key
     requirements.write_text("pydantic==2.14.2\n")
     assert dependencies_key(requirements, "3.14") != key
+
+
+def test_a_local_platform_asset_is_built_for_the_running_python_only(tmp_path: Path, fleet: Fleet) -> None:
+    """Wheels for this machine can only be for this interpreter (the import test runs them here)."""
+    other = "3.14" if local_python_version() != "3.14" else "3.13"
+    with pytest.raises(LambdaPackageError, match="running Python"):
+        build_lambda_package(fleet, python_version=other, platform=LOCAL_PLATFORM, build_root=tmp_path)
 
 
 def test_runtime_and_wheel_python_version_agree() -> None:
@@ -67,6 +81,8 @@ def test_bundled_dependencies_are_the_pinned_arm64_wheels(fleet: Fleet) -> None:
     )
     assert (package.asset_dir / f"pydantic-{pins['pydantic']}.dist-info").is_dir()
     assert (package.asset_dir / f"aws_lambda_powertools-{pins['aws-lambda-powertools[tracer]']}.dist-info").is_dir()
+    assert (package.asset_dir / "aws_xray_sdk").is_dir()  # the [tracer] extra: the functions run with tracing on
+    assert (package.asset_dir / f"tzdata-{pins['tzdata']}.dist-info").is_dir()  # zoneinfo without a system database
     [core] = (package.asset_dir / "pydantic_core").glob("_pydantic_core.cpython-*.so")
     assert core.name.startswith(f"_pydantic_core.cpython-{RUNTIME_PYTHON_VERSION.replace('.', '')}-aarch64")
     header = core.read_bytes()[:20]
