@@ -36,10 +36,13 @@ from local_pipeline.resources import LocalResources, provision
 
 REGION = "us-east-1"
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+ALICE = "arn:aws:iam::123456789012:user/alice"  # callers of the approvals URL, as its IAM auth names them
+BOB = "arn:aws:iam::123456789012:user/bob"
+CAROL = "arn:aws:sts::123456789012:assumed-role/Developer/carol"  # may call the URL, approves nothing
 
 FLEET: dict[str, Any] = {
     "version": 1,
-    "pipeline": {"name": "rt", "approval_timeout_minutes": 30, "job_deadline_minutes": 60},
+    "pipeline": {"name": "rt", "approval_timeout_minutes": 30, "job_deadline_minutes": 60, "approvers": [ALICE, BOB]},
     "retention_classes": {"standard": {"daily_days": 14}, "short": {"daily_days": 7}},
     "agents": [
         {
