@@ -162,12 +162,31 @@ class World:
         detail = {"restore_id": restore_id, "approval_token": token, "approved_by": by}
         return self.coordinator.handle(self.envelope("backup.requests", "Restore Approved", detail))
 
-    def agent_event(self, detail_type: str, detail: dict[str, Any]) -> Outcome:
-        return self.coordinator.handle(
-            self.envelope(
-                agent_event_source(str(detail["agent"])), detail_type, json.loads(json.dumps(detail, default=str))
-            )
-        )
+    def report(self, restore_id: str, **extra: Any) -> dict[str, Any]:
+        """The fields an agent's Restore Started/Succeeded/Failed carries about the job stored at dispatch
+        (what ``backup_agent.restore.RestoreRun`` sends), with ``extra`` on top."""
+        item = self.ledger.restores.get(restore_id)
+        assert item is not None
+        assert item.job, f"restore {restore_id} has no dispatched job"
+        job = Job.model_validate_json(item.job)
+        assert job.source is not None
+        return {
+            "restore_id": restore_id,
+            "job_id": job.job_id,
+            "agent": job.agent,
+            "source_target": job.source.target,
+            "source_run_id": job.source.run_id,
+            "destination": job.destination,
+            "mode": job.mode,
+            "started_at": keys.iso(self.clock.now()),
+            **extra,
+        }
+
+    def agent_event(self, detail_type: str, detail: dict[str, Any], *, source: str | None = None) -> Outcome:
+        """An agent's event as EventBridge delivers it: from the source of the agent it names, unless
+        ``source`` says who really sent it."""
+        source = source or agent_event_source(str(detail["agent"]))
+        return self.coordinator.handle(self.envelope(source, detail_type, json.loads(json.dumps(detail, default=str))))
 
     # ------------------------------------------------------------------ backups
     def seed_backup(

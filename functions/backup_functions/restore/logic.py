@@ -13,9 +13,10 @@ Inputs (each handled idempotently; see ``Coordinator.handle``):
   destination agent's queue with a presigned GET URL for exactly that object version.
 - ``Restore Approved`` (``approvals``): the token's hash must match and arrive before the deadline;
   then the object is checked again and the job dispatched; a wrong or late token rejects the request.
-- ``Restore Started/Succeeded/Failed`` (agent; ``agent_reports``): the request's state follows;
-  failures alert; drills record their outcome and duration (measured RTO) on the source target's
-  state.
+- ``Restore Started/Succeeded/Failed`` (agent; ``agent_reports``): counted only from the job's agent
+  (the event's source) and when they match the stored job field by field, else ``ignored``; the
+  request's state follows; failures alert; drills record their outcome and duration (measured RTO) on
+  the source target's state.
 - the scheduled tick (``Coordinator.tick``; ``watches``, ``drills``): rejects requests whose approval
   expired, fails restores whose agent never reported an end by the deadline, and dispatches due
   drills.
@@ -43,7 +44,7 @@ from backup_contracts.events import (
     parse_event,
 )
 from backup_contracts.fleet import Fleet
-from backup_contracts.naming import SOURCE_REQUESTS
+from backup_contracts.naming import SOURCE_REQUESTS, sender_agent
 from backup_contracts.validation import describe_validation_error
 from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
@@ -103,12 +104,13 @@ class Coordinator:
             ) from None
         if isinstance(event, RestoreApproved):
             return self._approvals.approved(event)
+        sender = sender_agent(source)  # the agent whose role alone may put this source (never the detail's word)
         if isinstance(event, RestoreSucceeded):
-            return self._agent_reports.succeeded(event)
+            return self._agent_reports.succeeded(event, sender)
         if isinstance(event, RestoreFailed):
-            return self._agent_reports.failed(event)
+            return self._agent_reports.failed(event, sender)
         if isinstance(event, RestoreStarted):
-            return self._agent_reports.started(event)
+            return self._agent_reports.started(event, sender)
         raise MalformedEventError(f"the restore coordinator does not handle {detail_type!r} from {source!r}")
 
     def tick(self) -> TickReport:
