@@ -118,7 +118,7 @@ def test_the_jobs_own_report_still_counts(world: World) -> None:
 
 def test_a_report_about_a_request_still_awaiting_its_approval_is_ignored(world: World) -> None:
     world.seed_backup("orders", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-waiting", target="orders", mode="in-place")
+    world.submit(restore_id="r-waiting", target="orders", mode="in-place")
     forged = {
         "restore_id": "r-waiting",
         "job_id": "r-waiting",
