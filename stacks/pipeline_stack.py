@@ -11,6 +11,7 @@ from constructs import Construct
 from backup_contracts.fleet import Fleet
 from stacks.agent_access import AgentAccess
 from stacks.alerting import Alerting
+from stacks.approvals import RestoreApprovals
 from stacks.event_bus import EventBus
 from stacks.functions import Functions, Shared
 from stacks.ledger import Ledger
@@ -44,6 +45,7 @@ class PipelineStack(Stack):
                 agent_queues=tuple(agent.queue for agent in self.agent_access.agents.values()),
             ),
         )
+        self.approvals = RestoreApprovals(self, "RestoreApprovals", fleet=fleet, function=self.functions.restore)
         dlqs = {f"agent-{name}": agent.dlq for name, agent in self.agent_access.agents.items()}
         dlqs |= {f"{name}-events": dlq for name, dlq in self.functions.dlqs.items()}
         self.monitoring = Monitoring(
@@ -63,6 +65,13 @@ class PipelineStack(Stack):
         CfnOutput(self, "KeyArn", value=self.storage.key.key_arn, description="KMS key of bucket, ledger, queues")
         CfnOutput(self, "LedgerTable", value=self.ledger.table.table_name, description="audit ledger table")
         CfnOutput(self, "AlertTopicArn", value=self.alerting.topic.topic_arn, description="alert topic")
+        CfnOutput(self, "ApprovalsUrl", value=self.approvals.url.url, description="BACKUP_APPROVALS_URL of backupctl")
+        CfnOutput(
+            self,
+            "ApprovalsCallersPolicyArn",
+            value=self.approvals.callers_policy.managed_policy_arn,
+            description="attach to who requests or approves restores into protected targets",
+        )
         for name, agent in self.agent_access.agents.items():
             ident = "".join(part.capitalize() for part in name.split("-"))
             CfnOutput(self, f"Agent{ident}QueueUrl", value=agent.queue.queue_url, description=f"{name}: job queue")

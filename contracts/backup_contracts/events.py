@@ -165,9 +165,13 @@ class RestoreRequested(Contract):
 
 
 class RestoreApproved(Contract):
+    """Approves nothing: anyone may put it on the bus, so the coordinator answers it with a rejection
+    (approval-not-authenticated) that says how to approve — `backupctl approve`, through the approvals URL,
+    which AWS authenticates. Kept so that an approval sent the old way gets that answer instead of silence."""
+
     restore_id: Identifier
-    approval_token: Annotated[str, StringConstraints(min_length=16, max_length=128)]
     approved_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    approval_token: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
 
 
 class BackupRequested(Contract):

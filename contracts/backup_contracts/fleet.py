@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError, field_validator
 
+from backup_contracts.approvers import pattern_problem
 from backup_contracts.naming import NAME_PATTERN
 from backup_contracts.schedule import Schedule, ScheduleError, format_duration, parse_duration
 
@@ -67,6 +68,11 @@ class Target(_Model):
     protected: bool = False
     restore_to: list[Name] = Field(default_factory=list, description="other targets it may be cloned into")
     drill: DrillConfig | None = None
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="who may approve restores into this protected target (principal ARN patterns, see"
+        " backup_contracts.approvers); replaces pipeline.approvers for this target",
+    )
 
     @field_validator("engine")
     @classmethod
@@ -92,6 +98,11 @@ class Agent(_Model):
 class PipelineSettings(_Model):
     name: Name = "backup-pipeline"
     alert_emails: list[EmailStr] = Field(default_factory=list)
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="who may approve restores into protected targets (principal ARN patterns, see"
+        " backup_contracts.approvers)",
+    )
     object_lock: ObjectLock = ObjectLock()
     dispatcher_interval_minutes: int = Field(default=5, ge=1, le=60)
     watchdog_interval_minutes: int = Field(default=5, ge=1, le=60)
@@ -116,6 +127,10 @@ class Fleet(_Model):
             if target.name == name:
                 return agent, target
         raise KeyError(name)
+
+    def approvers_of(self, target: Target) -> tuple[str, ...]:
+        """Who may approve a restore into ``target``: its own ``approvers``, else the pipeline's."""
+        return tuple(target.approvers or self.pipeline.approvers)
 
 
 def _entry_label(raw: Any, loc: tuple[int | str, ...]) -> str:
@@ -182,6 +197,70 @@ def _semantic_errors(fleet: Fleet) -> list[str]:
                     f"agent {agent.name!r} > target {target.name!r}: restore destination {other!r} uses engine"
                     f" {fleet.target(other)[1].engine!r}, not {target.engine!r}."
                     " Fix: pick a destination of the same engine"
+                )
+    return errors + _drill_errors(fleet) + _approver_errors(fleet)
+
+
+def _drill_errors(fleet: Fleet) -> list[str]:
+    """A drill replaces its destination with the latest backup and then removes it: only a scratch target
+    of its own may take it — never the drilled target, a protected one, or where restores are cloned to."""
+    names = {target.name for _, target in fleet.targets()}
+    cloned_into = {dest: source.name for _, source in fleet.targets() for dest in source.restore_to}
+    errors: list[str] = []
+    for ai, agent in enumerate(fleet.agents):
+        for ti, target in enumerate(agent.targets):
+            if target.drill is None or target.drill.destination not in names:
+                continue  # an unknown destination is reported with the restore destinations
+            where = f"agents[{ai}] {agent.name!r} > targets[{ti}] {target.name!r} > drill > destination"
+            destination = target.drill.destination
+            scratch = (
+                f"Fix: declare a scratch target of engine {target.engine} (e.g. {target.name}-drill, on the host"
+                " that should run the drill) and drill into it"
+            )
+            if destination == target.name:
+                errors.append(
+                    f"{where}: {destination!r} is the drilled target itself; the drill would replace the data it"
+                    f" checks and then remove it. {scratch}"
+                )
+                continue
+            if fleet.target(destination)[1].protected:
+                errors.append(
+                    f"{where}: {destination!r} is a protected target; a drill would overwrite it every"
+                    f" {target.drill.schedule} without an approval. {scratch}"
+                )
+            if destination in cloned_into:
+                errors.append(
+                    f"{where}: {destination!r} is where restores of {cloned_into[destination]!r} are cloned to"
+                    f" (its restore_to); a drill would replace such a clone and then remove it. {scratch}"
+                )
+    return errors
+
+
+def _approver_errors(fleet: Fleet) -> list[str]:
+    """Approver patterns must be able to match a caller; a protected target must have someone to approve."""
+    errors = [
+        f"pipeline > approvers[{i}]: {problem}"
+        for i, pattern in enumerate(fleet.pipeline.approvers)
+        if (problem := pattern_problem(pattern))
+    ]
+    for ai, agent in enumerate(fleet.agents):
+        for ti, target in enumerate(agent.targets):
+            where = f"agents[{ai}] {agent.name!r} > targets[{ti}] {target.name!r}"
+            errors += [
+                f"{where} > approvers[{i}]: {problem}"
+                for i, pattern in enumerate(target.approvers)
+                if (problem := pattern_problem(pattern))
+            ]
+            if target.approvers and not target.protected:
+                errors.append(
+                    f"{where} > approvers: only restores into a protected target need an approval."
+                    " Fix: set protected: true or remove approvers"
+                )
+            if target.protected and not fleet.approvers_of(target):
+                errors.append(
+                    f"{where}: protected target with no approvers, so no restore into it could ever be approved."
+                    " Fix: list who may approve (principal ARN patterns, docs/fleet.md) under pipeline > approvers"
+                    " or the target's approvers"
                 )
     return errors
 

@@ -75,6 +75,10 @@ MUTATIONS = [
         Mutation("AllowCloudWatchAlarmsToUseTheKeyForTheAlertTopic", "alarm-kms-data-key", ALLOWED, DENIED),
         id="key-policy-loses-alarm-grant",
     ),
+    pytest.param(
+        Mutation("InvokeApprovalsUrl", "approver-calls-approvals-url", ALLOWED, DENIED),
+        id="callers-policy-loses-the-url",
+    ),
 ]
 
 

@@ -99,3 +99,20 @@ def test_rpo_shorter_than_schedule_interval_fails_synth(tmp_path: Path, raw: dic
 def test_missing_fleet_file_fails_synth(tmp_path: Path) -> None:
     fleet_file = tmp_path / "nope.yaml"
     _assert_fails_clearly(_synth(fleet_file, tmp_path), fleet_file, "fleet file not found", "Fix:")
+
+
+def test_drill_into_a_protected_target_fails_synth_with_a_fix(tmp_path: Path, raw: dict[str, Any]) -> None:
+    app_sqlite, clone, orders = (raw["agents"][0]["targets"][i] for i in (0, 1, 2))
+    clone["protected"] = True
+    app_sqlite["drill"]["destination"] = "app-sqlite-clone"  # protected, and where app-sqlite is cloned to
+    orders["drill"] = {"schedule": "rate(7 days)", "destination": "orders-pg"}  # into itself
+    fleet_file = _write(tmp_path, raw)
+    _assert_fails_clearly(
+        _synth(fleet_file, tmp_path),
+        fleet_file,
+        "3 problem(s)",
+        "targets[0] 'app-sqlite' > drill > destination: 'app-sqlite-clone' is a protected target",
+        "'app-sqlite-clone' is where restores of 'app-sqlite' are cloned to",
+        "targets[2] 'orders-pg' > drill > destination: 'orders-pg' is the drilled target itself",
+        "Fix: declare a scratch target of engine postgresql (e.g. orders-pg-drill",
+    )

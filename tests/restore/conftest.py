@@ -30,16 +30,21 @@ from backup_contracts.naming import SOURCE_PIPELINE, agent_event_source, backup_
 from backup_functions.ledger import Ledger
 from backup_functions.ledger.client import Update
 from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
+from backup_functions.restore.api import ApprovalsApi, Reply
 from backup_functions.restore.logic import Coordinator, CoordinatorConfig, Outcome
+from local_pipeline.approvals_url import function_url_event
 from local_pipeline.clock import SimulatedClock
 from local_pipeline.resources import LocalResources, provision
 
 REGION = "us-east-1"
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+ALICE = "arn:aws:iam::123456789012:user/alice"  # callers of the approvals URL, as its IAM auth names them
+BOB = "arn:aws:iam::123456789012:user/bob"
+CAROL = "arn:aws:sts::123456789012:assumed-role/Developer/carol"  # may call the URL, approves nothing
 
 FLEET: dict[str, Any] = {
     "version": 1,
-    "pipeline": {"name": "rt", "approval_timeout_minutes": 30, "job_deadline_minutes": 60},
+    "pipeline": {"name": "rt", "approval_timeout_minutes": 30, "job_deadline_minutes": 60, "approvers": [ALICE, BOB]},
     "retention_classes": {"standard": {"daily_days": 14}, "short": {"daily_days": 7}},
     "agents": [
         {
@@ -155,16 +160,57 @@ class World:
         }
         return self.coordinator.handle(self.envelope("backup.requests", "Restore Requested", detail))
 
-    def approve(self, restore_id: str, token: str, by: str = "bob@example.com") -> Outcome:
-        detail = {"restore_id": restore_id, "approval_token": token, "approved_by": by}
+    def url(self, path: str, body: dict[str, Any] | str, caller: str | None) -> Reply:
+        """A call to the approvals URL as the function receives it, ``caller`` authenticated by AWS."""
+        text = body if isinstance(body, str) else json.dumps(body, default=str)
+        event = function_url_event(
+            method="POST", path=path, body=text, caller_arn=caller, account=self.resources.account, region=REGION
+        )
+        return ApprovalsApi(self.coordinator).handle(event)
+
+    def submit(self, caller: str = ALICE, **fields: Any) -> Reply:
+        """A Restore Requested through the approvals URL (``backupctl restore`` with an approvals URL)."""
+        detail = {
+            "restore_id": fields.pop("restore_id", f"r-{uuid.uuid4().hex[:10]}"),
+            "reason": "test restore",
+            **fields,
+        }
+        return self.url("/restores", detail, caller)
+
+    def approve(self, restore_id: str, by: str = BOB) -> Reply:
+        """An approval through the approvals URL (``backupctl approve``) by ``by``, authenticated by AWS."""
+        return self.url("/approvals", {"restore_id": restore_id}, by)
+
+    def bus_approval(self, restore_id: str, by: str = "bob@example.com") -> Outcome:
+        """A Restore Approved put on the bus, the way approvals were once sent."""
+        detail = {"restore_id": restore_id, "approved_by": by}
         return self.coordinator.handle(self.envelope("backup.requests", "Restore Approved", detail))
 
-    def agent_event(self, detail_type: str, detail: dict[str, Any]) -> Outcome:
-        return self.coordinator.handle(
-            self.envelope(
-                agent_event_source(str(detail["agent"])), detail_type, json.loads(json.dumps(detail, default=str))
-            )
-        )
+    def report(self, restore_id: str, **extra: Any) -> dict[str, Any]:
+        """The fields an agent's Restore Started/Succeeded/Failed carries about the job stored at dispatch
+        (what ``backup_agent.restore.RestoreRun`` sends), with ``extra`` on top."""
+        item = self.ledger.restores.get(restore_id)
+        assert item is not None
+        assert item.job, f"restore {restore_id} has no dispatched job"
+        job = Job.model_validate_json(item.job)
+        assert job.source is not None
+        return {
+            "restore_id": restore_id,
+            "job_id": job.job_id,
+            "agent": job.agent,
+            "source_target": job.source.target,
+            "source_run_id": job.source.run_id,
+            "destination": job.destination,
+            "mode": job.mode,
+            "started_at": keys.iso(self.clock.now()),
+            **extra,
+        }
+
+    def agent_event(self, detail_type: str, detail: dict[str, Any], *, source: str | None = None) -> Outcome:
+        """An agent's event as EventBridge delivers it: from the source of the agent it names, unless
+        ``source`` says who really sent it."""
+        source = source or agent_event_source(str(detail["agent"]))
+        return self.coordinator.handle(self.envelope(source, detail_type, json.loads(json.dumps(detail, default=str))))
 
     # ------------------------------------------------------------------ backups
     def seed_backup(
@@ -273,13 +319,6 @@ class World:
 
     def put_event(self, entry_event: Any) -> None:
         self.session.client("events").put_events(Entries=[put_events_entry(entry_event, self.resources.bus_name)])
-
-
-def token_from(alert: Received) -> str:
-    for line in alert.body.splitlines():
-        if line.startswith("One-time approval token:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"no token in the approval message:\n{alert.body}")
 
 
 @pytest.fixture

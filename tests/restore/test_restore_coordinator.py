@@ -10,7 +10,7 @@ import pytest
 
 from backup_contracts.ledger import iso
 
-from .conftest import T0, World, token_from
+from .conftest import T0, World
 
 pytestmark = pytest.mark.integration
 
@@ -63,14 +63,13 @@ def test_dispatched_restore_is_recorded_with_timestamped_steps_and_no_url(world:
 
 def test_clone_to_a_target_of_another_agent_goes_to_that_agents_queue(world: World) -> None:
     world.seed_backup("app", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-other-agent", target="orders", mode="in-place")  # noise: waits for approval
+    world.submit(restore_id="r-other-agent", target="orders", mode="in-place")  # noise: waits for approval
 
-    outcome = world.request(restore_id="r-x", target="app", destination="app-staging")
+    outcome = world.submit(restore_id="r-x", target="app", destination="app-staging").answer
 
     # app-staging is protected: a clone into it overwrites it, so it needs an approval too
     assert outcome.action == "awaiting-approval"
-    token = token_from(next(a for a in world.alerts() if "r-x" in a.body))
-    assert world.approve("r-x", token).action == "dispatched"
+    assert world.approve("r-x").answer.action == "dispatched"
     assert [j.restore_id for j in world.jobs("staging-host")] == ["r-x"]
     assert world.jobs("db-host") == []
 
@@ -137,7 +136,9 @@ def test_dry_run_reports_what_would_be_restored_and_dispatches_nothing(world: Wo
     assert item["state"] == "validated"
 
 
-def test_dry_run_of_a_protected_in_place_restore_says_it_needs_approval_and_announces_no_token(world: World) -> None:
+def test_dry_run_of_a_protected_in_place_restore_on_the_bus_says_it_needs_approval_and_announces_nothing(
+    world: World,
+) -> None:
     world.seed_backup("orders", started=T0 - timedelta(hours=3))
 
     world.request(restore_id="r-dry-prot", target="orders", mode="in-place", dry_run=True)
@@ -197,126 +198,7 @@ def test_a_send_that_failed_after_the_state_change_is_resent_on_redelivery(world
     assert [j.restore_id for j in world.jobs("db-host")] == ["r-resend"]
 
 
-# --------------------------------------------------------------------------- approvals
-
-
-def test_protected_in_place_restore_announces_a_token_and_waits(world: World) -> None:
-    world.seed_backup("orders", started=T0 - timedelta(hours=3))
-
-    outcome = world.request(restore_id="r-prot", target="orders", mode="in-place")
-
-    assert outcome.action == "awaiting-approval"
-    assert world.all_jobs() == []
-    [alert] = world.alerts()
-    assert "APPROVAL NEEDED" in alert.subject
-    token = token_from(alert)
-    assert len(token) >= 16
-    assert f"backupctl approve r-prot {token}" in alert.body
-    assert token not in alert.attributes.get("alert", "")
-    item = world.item("r-prot")
-    assert item is not None
-    assert item["state"] == "awaiting-approval"
-    assert token not in str(item)  # only the hash is stored
-
-
-def test_approval_with_the_announced_token_releases_the_job(world: World) -> None:
-    world.seed_backup("orders", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-ok", target="orders", mode="in-place")
-    token = token_from(world.alerts()[0])
-    world.clock.advance(timedelta(minutes=10))
-
-    outcome = world.approve("r-ok", token)
-
-    assert outcome.action == "dispatched"
-    [job] = world.jobs("db-host")
-    assert (job.restore_id, job.mode, job.target) == ("r-ok", "in-place", "orders")
-    item = world.item("r-ok")
-    assert item is not None
-    assert item["approved_by"] == "bob@example.com"
-    assert [s["state"] for s in item["history"]] == ["requested", "awaiting-approval", "dispatched"]
-
-
-def test_a_wrong_token_rejects_the_request(world: World) -> None:
-    world.seed_backup("orders", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-wrong", target="orders", mode="in-place")
-    world.alerts()
-
-    outcome = world.approve("r-wrong", "x" * 32)
-
-    assert (outcome.action, outcome.reason_code) == ("rejected", "approval-invalid")
-    assert world.all_jobs() == []
-    [event] = world.pipeline_events()
-    assert event["detail"]["reason_code"] == "approval-invalid"
-    [alert] = world.alerts()
-    assert "approval-invalid" in alert.subject
-
-
-def test_a_token_after_the_timeout_rejects_the_request(world: World) -> None:
-    world.seed_backup("orders", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-late", target="orders", mode="in-place")
-    token = token_from(world.alerts()[0])
-    world.clock.advance(timedelta(minutes=31))
-
-    outcome = world.approve("r-late", token)
-
-    assert (outcome.action, outcome.reason_code) == ("rejected", "approval-expired")
-    assert world.all_jobs() == []
-    assert [e["detail"]["reason_code"] for e in world.pipeline_events()] == ["approval-expired"]
-    assert "approval-expired" in world.alerts()[0].subject
-
-
-def test_the_token_is_single_use(world: World) -> None:
-    world.seed_backup("orders", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-once", target="orders", mode="in-place")
-    token = token_from(world.alerts()[0])
-    world.approve("r-once", token)
-
-    again = world.approve("r-once", token)
-
-    assert again.action == "duplicate"
-    assert len(world.jobs("db-host")) == 1
-
-
-def test_the_tick_rejects_a_request_nobody_approved_in_time(world: World) -> None:
-    world.seed_backup("orders", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-silent", target="orders", mode="in-place")
-    world.alerts()
-    world.clock.advance(timedelta(minutes=29))
-    assert world.coordinator.tick().approvals_expired == []
-
-    world.clock.advance(timedelta(minutes=2))
-    report = world.coordinator.tick()
-
-    assert report.approvals_expired == ["r-silent"]
-    assert [e["detail"]["reason_code"] for e in world.pipeline_events()] == ["approval-expired"]
-    item = world.item("r-silent")
-    assert item is not None
-    assert item["state"] == "rejected"
-    assert world.all_jobs() == []
-
-
-def test_approval_for_an_unknown_restore_is_answered_with_a_rejection(world: World) -> None:
-    outcome = world.approve("r-nobody", "y" * 32)
-
-    assert (outcome.action, outcome.reason_code) == ("rejected", "not-awaiting-approval")
-    assert world.pipeline_events()[0]["detail"]["reason_code"] == "not-awaiting-approval"
-
-
 # --------------------------------------------------------------------------- the agent's events
-
-
-def _started(restore_id: str, **extra: object) -> dict[str, object]:
-    return {
-        "restore_id": restore_id,
-        "job_id": restore_id,
-        "agent": "db-host",
-        "source_target": "app",
-        "source_run_id": "run-1",
-        "destination": "app-clone",
-        "mode": "clone",
-        "started_at": iso(T0 + timedelta(minutes=1)),
-        **extra,
-    }
 
 
 def test_agent_events_move_the_restore_to_running_then_succeeded(world: World) -> None:
@@ -324,11 +206,11 @@ def test_agent_events_move_the_restore_to_running_then_succeeded(world: World) -
     world.request(restore_id="r-life", target="app", destination="app-clone")
     world.clock.advance(timedelta(minutes=1))
 
-    assert world.agent_event("Restore Started", _started("r-life")).action == "running"
+    assert world.agent_event("Restore Started", world.report("r-life")).action == "running"
     world.clock.advance(timedelta(minutes=2))
     outcome = world.agent_event(
         "Restore Succeeded",
-        _started(
+        world.report(
             "r-life",
             finished_at=iso(T0 + timedelta(minutes=3)),
             duration_s=120.5,
@@ -348,10 +230,10 @@ def test_agent_events_move_the_restore_to_running_then_succeeded(world: World) -
 def test_a_started_event_after_the_end_does_not_reopen_the_restore(world: World) -> None:
     world.seed_backup("app", started=T0 - timedelta(hours=3))
     world.request(restore_id="r-ooo", target="app", destination="app-clone")
-    end = _started("r-ooo", finished_at=iso(T0 + timedelta(minutes=3)), duration_s=5.0)
+    end = world.report("r-ooo", finished_at=iso(T0 + timedelta(minutes=3)), duration_s=5.0)
     world.agent_event("Restore Succeeded", end)
 
-    late = world.agent_event("Restore Started", _started("r-ooo"))
+    late = world.agent_event("Restore Started", world.report("r-ooo"))
 
     assert late.action == "duplicate"
     item = world.item("r-ooo")
@@ -362,10 +244,8 @@ def test_a_started_event_after_the_end_does_not_reopen_the_restore(world: World)
 def test_a_failed_restore_alerts_with_the_stage_and_whether_the_destination_was_touched(world: World) -> None:
     world.seed_backup("app", started=T0 - timedelta(hours=3))
     world.request(restore_id="r-fail", target="app", mode="in-place")
-    failed = _started(
+    failed = world.report(
         "r-fail",
-        destination="app",
-        mode="in-place",
         finished_at=iso(T0 + timedelta(minutes=3)),
         stage="restore",
         error="pg_restore exited 1",
@@ -401,37 +281,11 @@ def test_a_restore_whose_agent_never_reports_is_failed_and_alerted_after_its_dea
     assert (item["state"], item["stage"]) == ("failed", "deadline")
 
 
-def test_approval_releases_the_announced_backup_even_if_a_newer_one_was_made_meanwhile(world: World) -> None:
-    announced = world.seed_backup("orders", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-same", target="orders", mode="in-place")
-    token = token_from(world.alerts()[0])
-    world.seed_backup("orders", started=T0 + timedelta(minutes=5))
-    world.clock.advance(timedelta(minutes=10))
-
-    world.approve("r-same", token)
-
-    [job] = world.jobs("db-host")
-    assert job.source is not None
-    assert job.source.run_id == announced.run_id
-
-
-def test_approval_is_refused_when_the_object_vanished_while_waiting(world: World) -> None:
-    backup = world.seed_backup("orders", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-vanish", target="orders", mode="in-place")
-    token = token_from(world.alerts()[0])
-    world.s3.delete_object(Bucket=world.resources.bucket, Key=backup.key, VersionId=backup.version_id)
-
-    outcome = world.approve("r-vanish", token)
-
-    assert (outcome.action, outcome.reason_code) == ("rejected", "object-missing")
-    assert world.all_jobs() == []
-
-
 def test_a_restore_interrupted_by_sigterm_before_touching_is_dispatched_again_not_failed(world: World) -> None:
     world.seed_backup("app", started=T0 - timedelta(hours=3))
     world.request(restore_id="r-term", target="app", destination="app-clone")
-    world.agent_event("Restore Started", _started("r-term"))
-    interrupted = _started(
+    world.agent_event("Restore Started", world.report("r-term"))
+    interrupted = world.report(
         "r-term",
         finished_at=iso(T0 + timedelta(minutes=2)),
         stage="download",
@@ -447,21 +301,8 @@ def test_a_restore_interrupted_by_sigterm_before_touching_is_dispatched_again_no
     assert item is not None
     assert item["state"] == "dispatched"
     # the redelivered job then runs to its end
-    world.agent_event("Restore Started", _started("r-term"))
+    world.agent_event("Restore Started", world.report("r-term"))
     done = world.agent_event(
-        "Restore Succeeded", _started("r-term", finished_at=iso(T0 + timedelta(minutes=9)), duration_s=30.0)
+        "Restore Succeeded", world.report("r-term", finished_at=iso(T0 + timedelta(minutes=9)), duration_s=30.0)
     )
     assert done.action == "succeeded"
-
-
-def test_an_outcome_reported_by_another_agent_than_the_jobs_is_ignored(world: World) -> None:
-    world.seed_backup("app", started=T0 - timedelta(hours=3))
-    world.request(restore_id="r-spoof", target="app", destination="app-clone")
-    fake = _started("r-spoof", agent="staging-host", finished_at=iso(T0 + timedelta(minutes=3)), duration_s=1.0)
-
-    outcome = world.agent_event("Restore Succeeded", fake)
-
-    assert outcome.action == "ignored"
-    item = world.item("r-spoof")
-    assert item is not None
-    assert item["state"] == "dispatched"

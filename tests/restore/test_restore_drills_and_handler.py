@@ -24,19 +24,11 @@ assert _slot is not None
 DRILL_SLOT: datetime = _slot
 
 
-def _drill_end(job_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "restore_id": job_id,
-        "job_id": job_id,
-        "agent": "db-host",
-        "source_target": "app",
-        "source_run_id": "run-1",
-        "destination": "app-drill",
-        "mode": "drill",
-        "started_at": iso(T0 + timedelta(minutes=1)),
-        "finished_at": iso(T0 + timedelta(minutes=2)),
-        **extra,
-    }
+def _drill_end(world: World, job_id: str, **extra: Any) -> dict[str, Any]:
+    """The drill's end as its agent reports it."""
+    return world.report(
+        job_id, started_at=iso(T0 + timedelta(minutes=1)), finished_at=iso(T0 + timedelta(minutes=2)), **extra
+    )
 
 
 def test_a_due_drill_restores_the_latest_good_backup_into_the_scratch_destination(world: World) -> None:
@@ -84,7 +76,9 @@ def test_a_succeeded_drill_records_its_rto_on_the_target_state(world: World) -> 
     world.seed_backup("app", started=T0 - timedelta(hours=5))
     [drill_id] = world.coordinator.tick().drills_dispatched
 
-    outcome = world.agent_event("Restore Succeeded", _drill_end(drill_id, duration_s=42.5, verification={"ok": True}))
+    outcome = world.agent_event(
+        "Restore Succeeded", _drill_end(world, drill_id, duration_s=42.5, verification={"ok": True})
+    )
 
     assert (outcome.action, outcome.drill) == ("succeeded", True)
     state = world.ledger.client.get(keys.target_pk("app"), keys.STATE_SK)
@@ -102,7 +96,9 @@ def test_a_failed_drill_alerts_and_records_the_failure(world: World) -> None:
 
     world.agent_event(
         "Restore Failed",
-        _drill_end(drill_id, stage="verify-restore", error="integrity_check: 3 errors", destination_touched=True),
+        _drill_end(
+            world, drill_id, stage="verify-restore", error="integrity_check: 3 errors", destination_touched=True
+        ),
     )
 
     [alert] = world.alerts()

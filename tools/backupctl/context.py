@@ -6,6 +6,7 @@
 | --table     | BACKUP_LEDGER_TABLE                 | <pipeline>-ledger (from the fleet's name)      |
 | --bus       | BACKUP_BUS_NAME                     | <pipeline>-bus (from the fleet's name)         |
 | --region    | AWS_REGION / AWS_DEFAULT_REGION     | boto3's default                                |
+| --approvals-url | BACKUP_APPROVALS_URL            | none (the stack output ApprovalsUrl)           |
 
 boto3 honours AWS_ENDPOINT_URL, so the same commands work against the local moto pipeline.
 """
@@ -22,6 +23,7 @@ from typing import Any
 import boto3
 
 from backup_contracts import naming
+from backup_contracts.approvals_url import URL_ENVIRONMENT
 from backup_contracts.fleet import Fleet, load_fleet
 from backup_functions.ledger import Ledger
 
@@ -37,6 +39,12 @@ def add_global_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"), help="AWS region"
     )
+    parser.add_argument(
+        "--approvals-url",
+        default=os.environ.get(URL_ENVIRONMENT),
+        help=f"the approvals URL (stack output ApprovalsUrl; default ${URL_ENVIRONMENT}): restores into protected"
+        " targets and approvals go there, signed with your AWS credentials",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
@@ -49,11 +57,19 @@ class Context:
     bus: str | None = None
     region: str | None = None
     json: bool = False
+    approvals_url: str | None = None
     session: Any = field(default=None, repr=False)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Context:
-        return cls(fleet_file=Path(args.fleet), table_name=args.table, bus=args.bus, region=args.region, json=args.json)
+        return cls(
+            fleet_file=Path(args.fleet),
+            table_name=args.table,
+            bus=args.bus,
+            region=args.region,
+            json=args.json,
+            approvals_url=getattr(args, "approvals_url", None),
+        )
 
     @cached_property
     def fleet(self) -> Fleet:
@@ -87,10 +103,22 @@ class Context:
     def bus_name(self) -> str:
         return self.bus or naming.event_bus_name(self._pipeline("event bus", "--bus", "BACKUP_BUS_NAME"))
 
-    def client(self, service: str) -> Any:
+    def aws_session(self) -> Any:
         if self.session is None:
             self.session = boto3.Session(region_name=self.region) if self.region else boto3.Session()
-        return self.session.client(service)
+        return self.session
+
+    def client(self, service: str) -> Any:
+        return self.aws_session().client(service)
+
+    def is_protected(self, name: str) -> bool:
+        """Whether the fleet file marks ``name`` protected (False without a fleet file or such a target)."""
+        if not self.has_fleet:
+            return False
+        try:
+            return self.fleet.target(name)[1].protected
+        except KeyError:
+            return False
 
     @cached_property
     def ledger(self) -> Ledger:

@@ -1,15 +1,20 @@
-"""Restore commands: ``restore`` (put a ``Restore Requested``), ``approve`` (put a ``Restore Approved``)
+"""Restore commands: ``restore`` (request a restore), ``approve`` (approve one into a protected target)
 and ``restore-status`` (read the request's ledger item). See docs/runbook.md.
 
-    backupctl restore TARGET [--at TIME | --run RUN_ID] (--to OTHER | --in-place) [--dry-run] --reason ...
-    backupctl approve RESTORE_ID [TOKEN]      # without TOKEN (or "-"): read from stdin / prompt
+    backupctl [--approvals-url URL] restore TARGET [--at TIME | --run RUN_ID] (--to OTHER | --in-place)
+              [--dry-run] --reason ...
+    backupctl [--approvals-url URL] approve RESTORE_ID
     backupctl restore-status RESTORE_ID
+
+With an approvals URL (``--approvals-url`` / ``BACKUP_APPROVALS_URL``), ``restore`` and ``approve`` call it
+signed with your AWS credentials (``approvals_client``): AWS tells the coordinator who you are, and the
+coordinator answers at once. Without one, ``restore`` puts a ``Restore Requested`` on the bus, which the
+coordinator accepts only for targets that are not protected.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import uuid
 from datetime import datetime
@@ -17,10 +22,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backup_contracts.approvals_url import APPROVALS_PATH, REQUESTS_PATH, Answer, ApprovalCall
 from backup_contracts.eventbus import put_events
-from backup_contracts.events import Contract, RestoreApproved, RestoreRequested
+from backup_contracts.events import Contract, RestoreRequested
 from backup_contracts.validation import describe_validation_error
 from backup_functions.ledger import RestoreItem
+from backupctl import approvals_client
 from backupctl.backup_now import default_requester
 from backupctl.context import Context, UsageError
 from backupctl.render import to_json
@@ -67,9 +74,21 @@ def put(events: Any, event: Contract, bus: str) -> str:
     return put_events(events, [event], bus)[0]
 
 
+HANDLED = ("awaiting-approval", "dispatched", "validated", "duplicate")  # answers that are no failure
+
+
 def run_restore(args: argparse.Namespace, ctx: Context) -> int:
     request = build_restore_request(args)
     ctx.check_target(request.target)
+    if ctx.approvals_url:
+        body = request.model_dump(mode="json", exclude={"requested_by"}, exclude_none=True)
+        return _answered(ctx, "restore request", *_call(ctx, REQUESTS_PATH, body))
+    destination = request.destination or request.target
+    if ctx.is_protected(destination) and not request.dry_run:
+        raise UsageError(
+            f"{destination} is protected: a restore into it must go through the approvals URL, so that AWS says"
+            " who asks. Fix: pass --approvals-url or set BACKUP_APPROVALS_URL (the stack output ApprovalsUrl)"
+        )
     event_id = put(ctx.client("events"), request, ctx.bus_name)
     if ctx.json:
         sys.stdout.write(to_json({"restore_id": request.restore_id, "event_id": event_id, "bus": ctx.bus_name}))
@@ -82,37 +101,42 @@ def run_restore(args: argparse.Namespace, ctx: Context) -> int:
         f"Follow it with: backupctl restore-status {request.restore_id}\n"
     )
     if request.mode == "in-place":
-        sys.stdout.write("A safety backup of the target is taken first; a protected target needs an approval.\n")
+        sys.stdout.write("A safety backup of the target is taken first.\n")
     return 0
 
 
-def read_token(given: str | None) -> str:
-    if given and given != "-":
-        return given
-    if sys.stdin.isatty():
-        return getpass.getpass("approval token: ").strip()
-    return sys.stdin.readline().strip()
+def _call(ctx: Context, path: str, body: dict[str, Any]) -> tuple[int, Answer]:
+    assert ctx.approvals_url is not None  # noqa: S101 - callers check
+    return approvals_client.call(ctx.aws_session(), ctx.approvals_url, path, body, region=ctx.region)
+
+
+def _answered(ctx: Context, what: str, status: int, answer: Answer) -> int:
+    """Print what the coordinator answered; exit 0 when it took the call, 1 when it refused it."""
+    ok = status == 200 and answer.action in HANDLED
+    if ctx.json:
+        sys.stdout.write(to_json({"status": status, **answer.model_dump(exclude_none=True)}))
+        return 0 if ok else 1
+    code = f" ({answer.reason_code})" if answer.reason_code else ""
+    lines = [f"{what.capitalize()} {answer.restore_id or ''} by {answer.caller}: {answer.action.upper()}{code}"]
+    if answer.detail:
+        lines.append(f"  {answer.detail}")
+    if answer.restore_id:
+        lines.append(f"Follow it with: backupctl restore-status {answer.restore_id}")
+    (sys.stdout if ok else sys.stderr).write("\n".join(lines) + "\n")
+    return 0 if ok else 1
 
 
 def run_approve(args: argparse.Namespace, ctx: Context) -> int:
-    token = read_token(args.token)
-    try:
-        approval = RestoreApproved(
-            restore_id=args.restore_id,
-            approval_token=token,
-            approved_by=args.approved_by or default_requester(),
+    if not ctx.approvals_url:
+        raise UsageError(
+            "approvals go through the approvals URL, signed with your AWS credentials."
+            " Fix: pass --approvals-url or set BACKUP_APPROVALS_URL (the stack output ApprovalsUrl)"
         )
+    try:
+        call = ApprovalCall(restore_id=args.restore_id)
     except ValidationError as exc:
         raise UsageError(f"invalid approval: {describe_validation_error(exc, root='request')}") from None
-    event_id = put(ctx.client("events"), approval, ctx.bus_name)
-    if ctx.json:
-        sys.stdout.write(to_json({"restore_id": approval.restore_id, "event_id": event_id}))
-    else:
-        sys.stdout.write(
-            f"Approval for {approval.restore_id} sent (event {event_id}).\n"
-            f"Follow it with: backupctl restore-status {approval.restore_id}\n"
-        )
-    return 0
+    return _answered(ctx, "approval of", *_call(ctx, APPROVALS_PATH, call.model_dump()))
 
 
 _SHOWN = (
@@ -123,6 +147,7 @@ _SHOWN = (
     "mode",
     "agent",
     "requested_by",
+    "requested_by_arn",
     "reason",
     "dry_run",
     "source_run_id",
@@ -140,7 +165,7 @@ _SHOWN = (
 
 
 def status_view(restore: RestoreItem) -> dict[str, Any]:
-    """What a person may see of a restore item (never the token hash or the job message)."""
+    """What a person may see of a restore item (never the job message with its object facts)."""
     item = restore.stored_fields()
     view = {name: item[name] for name in ("restore_id", *_SHOWN) if name in item}
     view["history"] = item.get("history", [])
@@ -199,16 +224,16 @@ def register(subparsers: Any) -> None:
     where.add_argument("--in-place", action="store_true", help="restore over the target (after a safety backup)")
     restore.add_argument("--dry-run", action="store_true", help="validate and report; restore nothing")
     restore.add_argument("--reason", required=True, help="why (kept in the ledger and the event)")
-    restore.add_argument("--requested-by", default=None, help="who asks (default: user@host)")
+    restore.add_argument(
+        "--requested-by", default=None, help="who asks, on the bus (default: user@host); the approvals URL knows"
+    )
     restore.add_argument("--restore-id", default=None, help="idempotency key (default: generated)")
     restore.set_defaults(command=run_restore)
 
-    approve = subparsers.add_parser("approve", help="approve a restore of a protected target with its token")
-    approve.add_argument("restore_id")
-    approve.add_argument(
-        "token", nargs="?", default=None, help="the one-time token from the SNS message (omit or '-' to read stdin)"
+    approve = subparsers.add_parser(
+        "approve", help="approve a restore into a protected target (you: an approver, not the requester)"
     )
-    approve.add_argument("--approved-by", default=None, help="who approves (default: user@host)")
+    approve.add_argument("restore_id")
     approve.set_defaults(command=run_approve)
 
     status = subparsers.add_parser("restore-status", help="state, steps and verification of a restore")

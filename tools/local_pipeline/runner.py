@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ import boto3
 
 from backup_contracts.eventbus import PutEventsError, put_events
 from backup_contracts.events import Contract
+from local_pipeline.approvals_url import Identity, local_approvals_url
 from local_pipeline.clock import PipelineClock
 from local_pipeline.environment import environment
 from local_pipeline.moto_server import MotoEndpoint
@@ -123,6 +125,16 @@ class LocalPipeline:
         """The restore coordinator's schedule: start the restore drills that are due."""
         with self.clock.at(now):
             return self._invoke("restore", RESTORE, scheduled_event(self.resources, "restore-drill-schedule", now))
+
+    def approvals_url(self, people: Mapping[str, Identity]) -> AbstractContextManager[str]:
+        """The restore function's approvals URL (moto has no function URLs: ``approvals_url.py`` stands in),
+        knowing the access keys in ``people``; yields its URL for ``backupctl --approvals-url``."""
+        return local_approvals_url(
+            lambda event: self._invoke("restore", RESTORE, event) or {},
+            people,
+            account=self.resources.account,
+            region=self.resources.region,
+        )
 
     def put_event(self, event: Contract) -> None:
         """What `backupctl` or `aws events put-events` does: one contract event on the pipeline's bus."""

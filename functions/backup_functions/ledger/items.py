@@ -290,6 +290,7 @@ class RestoreItem(WatchedItem):
     mode: str | None = None
     selector: dict[str, Any] | None = None
     requested_by: str = "unknown"
+    requested_by_arn: str | None = None  # the caller AWS authenticated (approvals URL); None: from the bus
     reason: str = ""
     dry_run: bool = False
     fingerprint: str | None = None
@@ -300,9 +301,8 @@ class RestoreItem(WatchedItem):
     source_run_id: str | None = None
     agent: str | None = None
     requires_approval: bool = False
-    approval_token_hash: str | None = None
     approval_deadline: datetime | None = None
-    approved_by: str | None = None
+    approved_by: str | None = None  # the approver's principal ARN, as AWS authenticated it
     approved_at: datetime | None = None
     notified_at: datetime | None = None
     reason_code: str | None = None

@@ -1,10 +1,17 @@
 """The agent's reports on a restore job: ``Restore Started``, ``Restore Succeeded``, ``Restore Failed``.
 
-Only the agent the job was sent to is heard. The request's state follows its reports (dispatched →
-running → succeeded | failed); a report that comes too late for its state changes nothing. An agent
-stopped before it touched the destination hands the job back to its queue (an ``interrupted``
-failure): the restore is dispatched again, not failed. A failure alerts; a drill's outcome and its
-duration (the measured RTO) are recorded on the source target's state.
+Nothing is believed on an event's word (design rule 8): a report counts only when it was sent by the
+agent the job went to — the event's source ``backup.agent.<agent>``, which only that agent's role may
+put, not the ``agent`` field it declares — and it is about the job as it was stored at dispatch, field by
+field (``job_id``, ``source_target``, ``source_run_id``, ``destination``, ``mode``). Any other report is
+logged with what differed and answered ``ignored``: it moves no state, records no drill RTO, sends no
+alert. A report about a request that has no job yet (awaiting an approval) is ignored the same way.
+
+The request's state follows its reports (dispatched → running → succeeded | failed); a report that
+comes too late for its state changes nothing. An agent stopped before it touched the destination
+hands the job back to its queue (an ``interrupted`` failure): the restore is dispatched again, not
+failed. A failure alerts; a drill's outcome and its duration (the measured RTO) are recorded on the
+source target's state.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from backup_contracts.events import RestoreFailed, RestoreStarted, RestoreSucceeded
+from backup_contracts.jobs import Job
+from backup_contracts.naming import agent_event_source
 from backup_functions.ledger import RestoreItem
 from backup_functions.ledger.restores import DISPATCHED, FAILED, RUNNING, SUCCEEDED
 from backup_functions.restore import messages
@@ -28,14 +37,12 @@ class AgentReports:
     def __init__(self, context: Context) -> None:
         self.context = context
 
-    def started(self, event: RestoreStarted) -> Outcome:
+    def started(self, event: RestoreStarted, sender: str | None) -> Outcome:
         now = self.context.clock.now()
         item = self.context.ledger.restores.get(event.restore_id)
-        if item is None:
-            log.warning("Restore Started for unknown restore %s (from agent %s)", event.restore_id, event.agent)
-            return Outcome(event.restore_id, "ignored", detail="unknown restore id")
-        if (wrong := self._wrong_agent(item, event)) is not None:
-            return wrong
+        if (ignored := self._unbelieved(item, event, sender)) is not None:
+            return ignored
+        assert item is not None  # noqa: S101 - _unbelieved ignores a report about no request
         deadline = item.deadline or now + self.context.config.job_deadline
         updated = self.context.ledger.restores.transition(
             event.restore_id,
@@ -48,22 +55,29 @@ class AgentReports:
             return Outcome(event.restore_id, "duplicate", detail=f"already {item.state}")
         return Outcome(event.restore_id, "running", drill=item.drill)
 
-    def _wrong_agent(self, item: RestoreItem | None, event: RestoreStarted) -> Outcome | None:
-        """Only the agent the job was sent to may report on it (any agent can put events on the bus)."""
-        if item is not None and item.agent and item.agent != event.agent:
-            log.warning(
-                "restore %s: event from agent %s ignored; the job went to %s",
-                event.restore_id,
-                event.agent,
-                item.agent,
-            )
-            return Outcome(event.restore_id, "ignored", detail=f"from agent {event.agent}, not {item.agent}")
-        return None
+    def _unbelieved(self, item: RestoreItem | None, event: RestoreStarted, sender: str | None) -> Outcome | None:
+        """``ignored`` (logged with every difference) unless the report comes from the job's agent and
+        matches the stored job field by field; None when it may count."""
+        kind = type(event).__name__
+        if item is None:
+            log.warning("%s for unknown restore %s (sent by %s) ignored", kind, event.restore_id, sender)
+            return Outcome(event.restore_id, "ignored", detail="unknown restore id")
+        differences = report_differences(item, event, sender)
+        if not differences:
+            return None
+        log.warning(
+            "restore %s: %s ignored, it does not match the dispatched job: %s",
+            event.restore_id,
+            kind,
+            "; ".join(differences),
+            extra={"differences": differences, "sender": sender},
+        )
+        return Outcome(event.restore_id, "ignored", detail="; ".join(differences), drill=item.drill)
 
-    def succeeded(self, event: RestoreSucceeded) -> Outcome:
+    def succeeded(self, event: RestoreSucceeded, sender: str | None) -> Outcome:
         now = self.context.clock.now()
-        if (wrong := self._wrong_agent(self.context.ledger.restores.get(event.restore_id), event)) is not None:
-            return wrong
+        if (ignored := self._unbelieved(self.context.ledger.restores.get(event.restore_id), event, sender)) is not None:
+            return ignored
         item = self.context.ledger.restores.transition(
             event.restore_id,
             SUCCEEDED,
@@ -91,10 +105,10 @@ class AgentReports:
             self.context.notifier.notify(messages.restore_succeeded(self.context.config.pipeline, item=item, now=now))
         return Outcome(event.restore_id, "succeeded", duration_s=event.duration_s, drill=drill)
 
-    def failed(self, event: RestoreFailed) -> Outcome:
+    def failed(self, event: RestoreFailed, sender: str | None) -> Outcome:
         now = self.context.clock.now()
-        if (wrong := self._wrong_agent(self.context.ledger.restores.get(event.restore_id), event)) is not None:
-            return wrong
+        if (ignored := self._unbelieved(self.context.ledger.restores.get(event.restore_id), event, sender)) is not None:
+            return ignored
         if event.error.startswith("interrupted") and not event.destination_touched:
             return self._interrupted(event, now)
         item = self.context.ledger.restores.transition(
@@ -150,6 +164,32 @@ class AgentReports:
             log.warning("restore outcome for unknown restore %s ignored", restore_id)
             return Outcome(restore_id, "ignored", detail="unknown restore id")
         return Outcome(restore_id, "duplicate", detail=f"already {item.state}")
+
+
+def report_differences(item: RestoreItem, event: RestoreStarted, sender: str | None) -> list[str]:
+    """What in an agent's report contradicts the job stored at dispatch (empty: it may count). ``sender``
+    is the agent the event's source names (None: not an agent's source)."""
+    if not item.job:
+        return [f"no job was dispatched for restore {item.restore_id} (it is {item.state})"]
+    job = Job.model_validate_json(item.job)
+    differences = []
+    if sender != job.agent:
+        source = agent_event_source(sender) if sender else "a source that is no agent's"
+        differences.append(f"sent from {source}, the job went to agent {job.agent}")
+    if event.agent != sender:
+        differences.append(f"agent {event.agent!r} declared, but sent by {sender!r}")
+    expected = {
+        "job_id": job.job_id,
+        "source_target": job.source.target if job.source else None,
+        "source_run_id": job.source.run_id if job.source else None,
+        "destination": job.destination,
+        "mode": job.mode,
+    }
+    for name, value in expected.items():
+        reported = getattr(event, name)
+        if reported != value:
+            differences.append(f"{name} {reported!r}, the job's is {value!r}")
+    return differences
 
 
 def _ran(event: RestoreSucceeded | RestoreFailed) -> dict[str, Any]:

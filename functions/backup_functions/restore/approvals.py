@@ -1,22 +1,27 @@
 """Approvals of restores that would overwrite a protected target.
 
-Such a request waits in ``awaiting-approval``: a one-time token is announced through SNS with what it
-approves, and only the token's hash is stored, with a deadline (past it, the tick rejects the
-request). A ``Restore Approved`` that carries the token before the deadline dispatches the very plan
-that was announced, its object checked again; the dispatch's transition consumes the token. A wrong or
-late token rejects the request; an approval for a request that is not waiting is answered with a
-rejection and changes nothing.
+Who asks and who approves is proven by AWS, never typed: both the request and the approval of a restore
+into a protected target arrive through the approvals URL (the restore function's URL, ``AuthType
+AWS_IAM``), and the coordinator takes each caller's principal ARN from the request context
+(``api.py``). Such a request waits in ``awaiting-approval`` with a deadline (past it, the tick rejects
+it) and a notice through SNS that says what waits, who asked and who may approve — it carries no secret,
+so it is the same notice whenever it is (re)sent.
+
+An approval dispatches the very plan that was announced, its object checked again, when it comes from a
+principal the fleet lists as an approver of the destination (``Fleet.approvers_of``) who is not the
+requester, before the deadline. An approval by the requester (``self-approval``) or by a principal the
+fleet does not list (``not-an-approver``) is refused and announced, and the request goes on waiting for a
+real approver; so is a ``Restore Approved`` put on the bus, whose sender nobody can know
+(``approval-not-authenticated``). A late approval by an approver rejects the request.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from datetime import datetime
 from typing import Any
 
 from backup_contracts import ledger as keys
+from backup_contracts.approvers import allowed
 from backup_contracts.events import RestoreApproved
 from backup_functions.ledger import RestoreItem
 from backup_functions.ledger.items import WATCH_APPROVAL
@@ -26,16 +31,12 @@ from backup_functions.restore.context import Context, Outcome
 from backup_functions.restore.decisions import Decisions
 from backup_functions.restore.planning import Planner, Rejection
 
-TOKEN_BYTES = 24  # 32 URL-safe characters
-
-
-def hash_token(token: str) -> str:
-    """What is stored of an approval token: its SHA-256 (hex)."""
-    return hashlib.sha256(token.encode()).hexdigest()
+# Refusals of an approval that leave the request waiting (an answer to the caller, not a decision).
+REFUSED_APPROVALS = frozenset({"self-approval", "not-an-approver", "approval-not-authenticated"})
 
 
 class Approvals:
-    """Asks for approvals, and dispatches or rejects what a Restore Approved approves."""
+    """Asks for approvals, and dispatches or refuses what an authenticated approval approves."""
 
     def __init__(self, context: Context, planner: Planner, decisions: Decisions) -> None:
         self.context = context
@@ -43,93 +44,116 @@ class Approvals:
         self.decisions = decisions
 
     def await_approval(self, restore_id: str, facts: dict[str, Any], now: datetime) -> Outcome:
-        """Wait for an approval: store the token's hash and the deadline the tick watches, then
-        announce the token."""
-        token = secrets.token_urlsafe(TOKEN_BYTES)
+        """Wait for an approval: store the deadline the tick watches, then announce what waits."""
         deadline = now + self.context.config.approval_timeout
         item = self.context.ledger.restores.transition(
             restore_id,
             AWAITING_APPROVAL,
             at=now,
-            attributes={**facts, "approval_token_hash": hash_token(token), "approval_deadline": deadline},
+            attributes={**facts, "approval_deadline": deadline},
             watch_until=(WATCH_APPROVAL, deadline),
         )
         if item is None:
             return Outcome(restore_id, "duplicate", detail="already decided")
-        self._announce(item, token, deadline, now)
-        return Outcome(restore_id, "awaiting-approval", detail=f"token announced; expires {keys.iso(deadline)}")
+        self.announce(item, now)
+        approvers = ", ".join(self._approvers(item))
+        return Outcome(
+            restore_id,
+            "awaiting-approval",
+            detail=f"waits for an approval by one of {approvers} (not the requester); expires {keys.iso(deadline)}",
+        )
 
-    def reannounce(self, item: RestoreItem, now: datetime) -> None:
-        """Re-announce after a crash between the state change and the SNS message: a fresh token
-        replaces the unannounced one (the deadline stays)."""
+    def announce(self, item: RestoreItem, now: datetime) -> None:
+        """The approval notice through SNS (again after a crash between the state change and the message:
+        it holds nothing secret and says the same each time); the request is marked announced."""
         assert item.approval_deadline is not None  # noqa: S101 - set with the awaiting-approval state
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        self.context.ledger.restores.mark(item.restore_id, approval_token_hash=hash_token(token))
-        self._announce(item, token, item.approval_deadline, now)
-
-    def _announce(self, item: RestoreItem, token: str, deadline: datetime, now: datetime) -> None:
-        """The token goes to people through SNS, never to the ledger; the request is marked announced."""
         self.context.notifier.notify(
             messages.approval_needed(
                 self.context.config.pipeline,
                 item=item,
-                token=token,
-                expires_at=deadline,
-                bus_name=self.context.config.bus_name,
+                approvers=self._approvers(item),
+                expires_at=item.approval_deadline,
                 now=now,
             )
         )
         self.context.ledger.restores.mark(item.restore_id, notified_at=now)
 
-    def approved(self, event: RestoreApproved) -> Outcome:
-        """Dispatch the announced plan if the event carries the announced token in time."""
+    def _approvers(self, item: RestoreItem) -> tuple[str, ...]:
+        try:
+            _, destination = self.context.fleet.target(str(item.destination))
+        except KeyError:
+            return ()
+        return self.context.fleet.approvers_of(destination)
+
+    def approve(self, restore_id: str, approver_arn: str) -> Outcome:
+        """Dispatch the announced plan if ``approver_arn`` (authenticated by AWS) may approve it now."""
         now = self.context.clock.now()
-        item = self.context.ledger.restores.get(event.restore_id)
+        item = self.context.ledger.restores.get(restore_id)
         if item is None:
-            return self.reject_approval(
-                event.restore_id, "not-awaiting-approval", f"no restore request {event.restore_id} exists"
-            )
+            return self.reject_approval(restore_id, "not-awaiting-approval", f"no restore request {restore_id} exists")
         state = item.state
         if state != AWAITING_APPROVAL:
             if state in (DISPATCHED, RUNNING, SUCCEEDED, FAILED):
-                return Outcome(event.restore_id, "duplicate", detail=f"already {state}")
+                return Outcome(restore_id, "duplicate", detail=f"already {state}")
             return self.reject_approval(
-                event.restore_id,
+                restore_id,
                 "not-awaiting-approval",
-                f"restore {event.restore_id} is {state}, not awaiting approval",
+                f"restore {restore_id} is {state}, not awaiting approval",
                 item=item,
             )
         deadline = item.approval_deadline
         assert deadline is not None  # noqa: S101 - set with the awaiting-approval state
-        if now > deadline:
+        if item.requested_by_arn is None:  # stored before requests were authenticated
             return self.decisions.reject(
-                event.restore_id,
-                "approval-expired",
-                f"the approval by {event.approved_by} arrived at {keys.iso(now)},"
-                f" after the deadline {keys.iso(deadline)}",
+                restore_id,
+                "authenticated-request-required",
+                f"restore {restore_id} was requested on the bus, so nobody knows who asked; submit it again",
                 now=now,
             )
-        expected = item.approval_token_hash or ""
-        if not hmac.compare_digest(expected, hash_token(event.approval_token)):
+        waits = f"the request still waits for another approver until {keys.iso(deadline)}"
+        if approver_arn == item.requested_by_arn:
+            return self.reject_approval(
+                restore_id,
+                "self-approval",
+                f"{approver_arn} requested restore {restore_id} and cannot approve it too; {waits}",
+                item=item,
+            )
+        approvers = self._approvers(item)
+        if not allowed(approvers, approver_arn):
+            return self.reject_approval(
+                restore_id,
+                "not-an-approver",
+                f"{approver_arn} is not an approver of {item.destination} (approvers: {', '.join(approvers)}); {waits}",
+                item=item,
+            )
+        if now > deadline:
             return self.decisions.reject(
-                event.restore_id,
-                "approval-invalid",
-                f"the approval token sent by {event.approved_by} does not match the one announced",
+                restore_id,
+                "approval-expired",
+                f"the approval by {approver_arn} arrived at {keys.iso(now)}, after the deadline {keys.iso(deadline)}",
                 now=now,
             )
         try:
             plan = self.planner.approved_plan(item)
         except Rejection as rejection:
-            return self.decisions.reject(event.restore_id, rejection.code, rejection.reason, now=now)
-        facts = {"approved_by": event.approved_by, "approved_at": now}
-        # the token is single-use: the conditional transition consumes it (hash removed)
-        return self.decisions.dispatch(
-            event.restore_id, plan, {**facts, "source": plan.source}, now, allowed_from=(AWAITING_APPROVAL,)
+            return self.decisions.reject(restore_id, rejection.code, rejection.reason, now=now)
+        facts = {"approved_by": approver_arn, "approved_at": now, "source": plan.source}
+        return self.decisions.dispatch(restore_id, plan, facts, now, allowed_from=(AWAITING_APPROVAL,))
+
+    def unauthenticated(self, event: RestoreApproved) -> Outcome:
+        """A Restore Approved put on the bus: anyone may put one, so it approves nothing; the answer says
+        how to approve."""
+        return self.reject_approval(
+            event.restore_id,
+            "approval-not-authenticated",
+            f"a Restore Approved on the bus (approved_by {event.approved_by!r}, a name anyone can type) approves"
+            f" nothing; an approver runs `backupctl approve {event.restore_id}`, which AWS authenticates",
+            item=self.context.ledger.restores.get(event.restore_id),
         )
 
     def reject_approval(self, restore_id: str, code: str, reason: str, item: RestoreItem | None = None) -> Outcome:
-        """Answer an approval that approves nothing (no such request, not waiting, malformed) with a
-        rejection; the request, if there is one, stays as it is."""
+        """Answer an approval that approves nothing (no such request, not waiting, refused, malformed) with
+        a rejection; the request, if there is one, stays as it is."""
         now = self.context.clock.now()
         self.decisions.announce_rejection(
             restore_id,

@@ -133,7 +133,6 @@ class Decisions:
                 "job": job.model_dump_json(exclude_none=True),
                 "deadline": deadline,
             },
-            remove=("approval_token_hash",),
             watch_until=end_watch(deadline),
             allowed_from=allowed_from,
         )

@@ -1,12 +1,14 @@
 """Restore coordinator entry point (referenced by the CDK stack): backup_functions.restore.handler.handler.
 
-Two kinds of invocation:
+Three kinds of invocation:
 
 - an SQS batch (rule with ``RESTORE_PATTERN`` → SQS → Lambda) whose record bodies are EventBridge
   events: Restore Requested / Approved from people, Restore Started / Succeeded / Failed from
   agents. Each record is handled on its own (``runtime.handle_sqs_batch``);
 - a scheduled EventBridge event (``detail-type: Scheduled Event``, rule → Lambda directly): the
-  restore tick — due drills dispatched, expired approvals rejected, silent restores failed.
+  restore tick — due drills dispatched, expired approvals rejected, silent restores failed;
+- a request to the function's URL (``AuthType AWS_IAM``; ``api``): restore requests and approvals
+  whose caller AWS authenticated, answered synchronously.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from backup_functions.observability import (
 )
 from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
 from backup_functions.restore import logic
+from backup_functions.restore.api import ApprovalsApi, is_function_url_event
 from backup_functions.runtime import Lazy, handle_sqs_batch, lambda_handler
 
 
@@ -87,6 +90,16 @@ def handle_record(record: SQSRecord) -> dict[str, Any]:
     return asdict(outcome)
 
 
+def handle_url_request(event: dict[str, Any]) -> dict[str, Any]:
+    reply = ApprovalsApi(runtime.get().coordinator).handle(event)
+    if reply.answer.restore_id:
+        logger.set_correlation_id(reply.answer.restore_id)
+    if reply.outcome is not None:
+        _record_metrics(reply.outcome)
+    logger.info("restore: approvals URL answered", extra={"status": reply.status, "answer": reply.answer.model_dump()})
+    return reply.response()
+
+
 def is_scheduled(event: dict[str, Any]) -> bool:
     return event.get("detail-type") == "Scheduled Event" and event.get("source") == "aws.events"
 
@@ -100,4 +113,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             count(DRILLS_FAILED)
         logger.info("restore tick", extra={"report": asdict(report)})
         return asdict(report)
+    if is_function_url_event(event):
+        return handle_url_request(event)
     return handle_sqs_batch(event, context, function="restore", handle=handle_record)

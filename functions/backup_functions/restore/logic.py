@@ -5,17 +5,22 @@ parts share one ``context.Context`` and each decides one thing.
 
 Inputs (each handled idempotently; see ``Coordinator.handle``):
 
-- ``Restore Requested`` (people, CLI; ``requests``, ``planning``, ``decisions``): validated; every
-  rejection is answered with a ``Restore Rejected`` event AND an SNS message that says why
+- ``Restore Requested`` (``requests``, ``planning``, ``decisions``): from the bus (``handle``; the CLI
+  without an approvals URL, ``aws events put-events``), or through the approvals URL (``request``, with
+  the caller's principal ARN as AWS authenticated it; see ``api``). Validated; every rejection is
+  answered with a ``Restore Rejected`` event AND an SNS message that says why
   (``messages.REASON_HELP``). A dry run stops after validation with a ``Restore Validated`` event. A
-  restore that would overwrite a protected target waits for an approval: a one-time token is
-  announced through SNS (only its hash is stored). Otherwise a ``Job(kind="restore")`` goes to the
-  destination agent's queue with a presigned GET URL for exactly that object version.
-- ``Restore Approved`` (``approvals``): the token's hash must match and arrive before the deadline;
-  then the object is checked again and the job dispatched; a wrong or late token rejects the request.
-- ``Restore Started/Succeeded/Failed`` (agent; ``agent_reports``): the request's state follows;
-  failures alert; drills record their outcome and duration (measured RTO) on the source target's
-  state.
+  restore that would overwrite a protected target must come through the approvals URL (from the bus it
+  is rejected, saying how to submit it) and waits for an approval, announced through SNS. Otherwise a
+  ``Job(kind="restore")`` goes to the destination agent's queue with a presigned GET URL for exactly
+  that object version.
+- approvals (``approvals``), only through the approvals URL (``approve``): an approver the fleet lists,
+  not the requester, before the deadline; then the object is checked again and the job dispatched. A
+  ``Restore Approved`` on the bus approves nothing and is answered so.
+- ``Restore Started/Succeeded/Failed`` (agent; ``agent_reports``): counted only from the job's agent
+  (the event's source) and when they match the stored job field by field, else ``ignored``; the
+  request's state follows; failures alert; drills record their outcome and duration (measured RTO) on
+  the source target's state.
 - the scheduled tick (``Coordinator.tick``; ``watches``, ``drills``): rejects requests whose approval
   expired, fails restores whose agent never reported an end by the deadline, and dispatches due
   drills.
@@ -43,7 +48,7 @@ from backup_contracts.events import (
     parse_event,
 )
 from backup_contracts.fleet import Fleet
-from backup_contracts.naming import SOURCE_REQUESTS
+from backup_contracts.naming import SOURCE_REQUESTS, sender_agent
 from backup_contracts.validation import describe_validation_error
 from backup_functions.clock import Clock
 from backup_functions.envelope import MalformedEventError, unwrap
@@ -102,14 +107,23 @@ class Coordinator:
                 f"{detail_type!r} detail does not match the contract: {describe_validation_error(exc)}"
             ) from None
         if isinstance(event, RestoreApproved):
-            return self._approvals.approved(event)
+            return self._approvals.unauthenticated(event)
+        sender = sender_agent(source)  # the agent whose role alone may put this source (never the detail's word)
         if isinstance(event, RestoreSucceeded):
-            return self._agent_reports.succeeded(event)
+            return self._agent_reports.succeeded(event, sender)
         if isinstance(event, RestoreFailed):
-            return self._agent_reports.failed(event)
+            return self._agent_reports.failed(event, sender)
         if isinstance(event, RestoreStarted):
-            return self._agent_reports.started(event)
+            return self._agent_reports.started(event, sender)
         raise MalformedEventError(f"the restore coordinator does not handle {detail_type!r} from {source!r}")
+
+    def request(self, detail: Any, requester_arn: str) -> Outcome:
+        """A Restore Requested through the approvals URL: ``requester_arn`` is the caller AWS authenticated."""
+        return self._requests.receive(detail, requester_arn=requester_arn)
+
+    def approve(self, restore_id: str, approver_arn: str) -> Outcome:
+        """An approval through the approvals URL: ``approver_arn`` is the caller AWS authenticated."""
+        return self._approvals.approve(restore_id, approver_arn)
 
     def tick(self) -> TickReport:
         """The scheduled tick: end what waited too long, then start the drills that are due."""

@@ -1,8 +1,9 @@
 """What people receive about restores through SNS (plain Python; sent through the ``Notifier`` port).
 
-Kinds: ``restore-rejected`` (why, and what to do instead), ``restore-approval`` (the one-time token
-and how to use it), ``restore-failed`` (stage, whether the destination was touched, how to undo),
-``restore-succeeded`` (verification, the safety backup that undoes it), ``drill-failed``.
+Kinds: ``restore-rejected`` (why, and what to do instead), ``restore-approval`` (what waits for an
+approval, who asked, who may approve and how; no secret: the approval itself is authenticated),
+``restore-failed`` (stage, whether the destination was touched, how to undo), ``restore-succeeded``
+(verification, the safety backup that undoes it), ``drill-failed``.
 Each is an ``alerts.Alert``: an ASCII subject of at most 100 characters, a body for people, and the
 same facts as JSON in the ``alert`` message attribute for machines.
 """
@@ -41,8 +42,17 @@ REASON_HELP: dict[str, str] = {
     "object-missing": "the backup object (that version) is no longer in S3 (expired or deleted); pick another backup",
     "checksum-mismatch": "the object in S3 does not match the run's recorded size or checksum; do not use it,"
     " pick another backup and investigate the bucket",
-    "approval-invalid": "the approval token did not match; the request is closed, submit a new one",
-    "approval-expired": "no valid approval arrived in time; submit a new request",
+    "authenticated-request-required": "a restore into a protected target must be submitted through the"
+    " approvals URL so the requester is known: `backupctl restore` with --approvals-url or BACKUP_APPROVALS_URL"
+    " (the stack output ApprovalsUrl), not `aws events put-events`",
+    "approval-not-authenticated": "approvals are accepted only through the approvals URL, which AWS"
+    " authenticates: an approver runs `backupctl approve RESTORE_ID`; a Restore Approved event on the bus"
+    " approves nothing (the request still waits)",
+    "self-approval": "the requester cannot approve their own restore; another approver listed in the fleet runs"
+    " `backupctl approve RESTORE_ID` (the request still waits)",
+    "not-an-approver": "the caller is not listed in the fleet's approvers of that target; ask one of them, or add"
+    " the principal to approvers (a reviewed fleet change); the request still waits",
+    "approval-expired": "no approval by an approver arrived in time; submit a new request",
     "not-awaiting-approval": "that restore is not waiting for an approval (unknown id or already decided)",
     "restore-id-reused": "this restore_id was already used for a different request; use a new id"
     " (the original request is unaffected)",
@@ -124,22 +134,20 @@ def approval_needed(
     pipeline: str,
     *,
     item: RestoreItem,
-    token: str,
+    approvers: tuple[str, ...],
     expires_at: datetime,
-    bus_name: str,
     now: datetime,
 ) -> Alert:
+    """The notice that a restore into a protected target waits. It carries no secret (the approval is an
+    authenticated call), so anyone who reads it learns only what waits and who may approve it."""
     restore_id, target, destination, mode = item.restore_id, item.target, item.destination, item.mode
-    detail = json.dumps({"restore_id": restore_id, "approval_token": token, "approved_by": "YOUR NAME"})
-    entry = json.dumps(
-        [{"Source": "backup.requests", "DetailType": "Restore Approved", "Detail": detail, "EventBusName": bus_name}]
-    )
     what = f"in-place restore of {target}" if mode == "in-place" else f"clone of {target} into {destination}"
+    requester = item.requested_by_arn or item.requested_by
     body = [
         f"APPROVAL NEEDED: {what} (protected target).",
         "",
         f"Restore id:   {restore_id}",
-        f"Requested by: {item.requested_by}",
+        f"Requested by: {requester}" + (f" ({item.requested_by})" if item.requested_by != requester else ""),
         f"Reason:       {redact(item.reason)}",
         f"Backup:       {_source_line(item.source)}",
         f"Destination:  {destination} ({mode}); a safety backup of it is taken first"
@@ -147,14 +155,14 @@ def approval_needed(
         else f"Destination:  {destination} ({mode})",
         f"Expires:      {format_time(expires_at)}",
         "",
-        f"One-time approval token: {token}",
+        "May approve (anyone of these except the requester):",
+        *[f"    {pattern}" for pattern in approvers],
         "",
-        "To approve (a second person should), run:",
-        f"    backupctl approve {restore_id} {token}",
-        "or:",
-        f"    aws events put-events --entries '{entry}'",
+        "To approve, an approver runs (it signs the call with the approver's own AWS credentials):",
+        f"    backupctl approve {restore_id}",
+        "with the approvals URL in --approvals-url or BACKUP_APPROVALS_URL (the stack output ApprovalsUrl).",
         "",
-        "To refuse, do nothing: the request is rejected when the token expires.",
+        "To refuse, do nothing: the request is rejected when it expires.",
     ]
     return _alert(
         pipeline,
@@ -164,12 +172,13 @@ def approval_needed(
         what=what,
         body=body,
         restore_id=restore_id,
-        # The token is deliberately NOT in the machine-readable facts (those may be logged or archived).
         facts={
             "target": target,
             "destination": destination,
             "mode": mode,
             "requested_by": item.requested_by,
+            "requested_by_arn": item.requested_by_arn,
+            "approvers": list(approvers),
             "expires_at": expires_at.isoformat(),
             "at": now.isoformat(),
         },

@@ -1,7 +1,8 @@
 """Planning a restore: which backup is read, where it goes, and whether the request may go ahead.
 
 ``Planner.plan`` checks a ``Restore Requested`` against the fleet (the target and destination exist,
-share an engine, a clone goes only where the target's ``restore_to`` allows), the ledger (the run the
+share an engine, a clone goes only where the target's ``restore_to`` allows, a restore into a protected
+target was requested by a caller AWS authenticated), the ledger (the run the
 selector names: the latest good backup, the latest at or before a time, or a run id that ended as a
 verified good backup) and S3 (``check_object``: that object version exists and its size and every
 recorded checksum match the run). ``Planner.drill_plan`` does the same for a scheduled drill (the
@@ -73,8 +74,10 @@ class Planner:
     def __init__(self, context: Context) -> None:
         self.context = context
 
-    def plan(self, request: RestoreRequested) -> Plan:
-        """Validate a request against the fleet, the ledger and S3; raise Rejection saying why."""
+    def plan(self, request: RestoreRequested, *, authenticated: bool) -> Plan:
+        """Validate a request against the fleet, the ledger and S3; raise Rejection saying why.
+
+        ``authenticated``: the request came through the approvals URL (its requester is known)."""
         target_agent, target = self.target(request.target, "unknown-target")
         destination_name = request.destination or request.target
         if request.mode == "clone" and destination_name == request.target:
@@ -99,6 +102,14 @@ class Planner:
             raise Rejection(
                 "cross-target-not-allowed",
                 f"the fleet does not allow restoring {target.name} into {destination.name} (its restore_to: {allowed})",
+            )
+        if destination.protected and not authenticated and not request.dry_run:
+            raise Rejection(
+                "authenticated-request-required",
+                f"{destination.name} is protected: a restore into it needs an approval by someone other than the"
+                " requester, so the requester must be known. Submit it with `backupctl restore` and the approvals"
+                " URL (--approvals-url or BACKUP_APPROVALS_URL; the stack output ApprovalsUrl), which AWS"
+                " authenticates, instead of putting the event on the bus",
             )
         run = self._resolve(request)
         if run.engine and run.engine != destination.engine:

@@ -1,7 +1,8 @@
 """A ``Restore Requested``, from its arrival to its decision.
 
 The request is stored first, in state ``requested`` (once per restore_id, with a fingerprint of its
-content), then planned and decided: rejected, validated (a dry run), left awaiting an approval, or
+content and, when it came through the approvals URL, the requester's principal ARN as AWS authenticated
+it), then planned and decided: rejected, validated (a dry run), left awaiting an approval, or
 dispatched. A request whose restore_id is already stored is either a redelivery, which completes
 what a crash left owing (the decision itself, or its announcement, or the job's send), or a reuse of
 the id for other content, which is refused without touching the original request.
@@ -36,8 +37,11 @@ class Requests:
         self.decisions = decisions
         self.approvals = approvals
 
-    def receive(self, detail: Any) -> Outcome:
-        """Store the request once and decide it, or resume it when its restore_id is already stored."""
+    def receive(self, detail: Any, *, requester_arn: str | None = None) -> Outcome:
+        """Store the request once and decide it, or resume it when its restore_id is already stored.
+
+        ``requester_arn``: who sent it, as AWS authenticated the caller of the approvals URL; None for a
+        request from the bus, whose sender nobody knows."""
         now = self.context.clock.now()
         restore_id = restore_id_of(detail)
         if restore_id is None:
@@ -58,7 +62,9 @@ class Requests:
             "reason": str(raw.get("reason", ""))[:1024],
             "dry_run": bool(request.dry_run) if request else bool(raw.get("dry_run", False)),
         }
-        summary["fingerprint"] = fingerprint({**raw})
+        if requester_arn is not None:
+            summary["requested_by_arn"] = requester_arn
+        summary["fingerprint"] = fingerprint({**raw, **({"requested_by_arn": requester_arn} if requester_arn else {})})
         created = self.context.ledger.restores.create(
             restore_id, summary, at=now, expires_at=now + self.context.config.ledger_ttl
         )
@@ -66,11 +72,11 @@ class Requests:
             return self._resume(restore_id, summary, now)
         if request is None:
             return self.decisions.reject(restore_id, "invalid-request", invalid, now=now)
-        return self._decide(restore_id, request, now)
+        return self._decide(restore_id, request, now, requester_arn)
 
-    def _decide(self, restore_id: str, request: RestoreRequested, now: datetime) -> Outcome:
+    def _decide(self, restore_id: str, request: RestoreRequested, now: datetime, requester_arn: str | None) -> Outcome:
         try:
-            plan = self.planner.plan(request)
+            plan = self.planner.plan(request, authenticated=requester_arn is not None)
         except Rejection as rejection:
             return self.decisions.reject(restore_id, rejection.code, rejection.reason, now=now)
         facts = {
@@ -111,13 +117,13 @@ class Requests:
                 request = RestoreRequested.model_validate(_request_fields(item))
             except ValidationError as exc:
                 return self.decisions.reject(restore_id, "invalid-request", describe_validation_error(exc), now=now)
-            return self._decide(restore_id, request, now)
+            return self._decide(restore_id, request, now, item.requested_by_arn)
         if state == REJECTED and not item.notified_at:
             self.decisions.notify_rejection(item, now)
         elif state == DISPATCHED and not item.job_sent_at:
             self.decisions.send_job(item, now)
         elif state == AWAITING_APPROVAL and not item.notified_at:
-            self.approvals.reannounce(item, now)
+            self.approvals.announce(item, now)
         return Outcome(restore_id, "duplicate", detail=f"already {state}")
 
 

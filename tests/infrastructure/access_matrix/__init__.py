@@ -3,8 +3,10 @@
 What it proves. moto enforces no IAM, bucket-policy or key-policy condition, so the stack's access rules
 are checked here instead: each row of ``rows.ROWS`` is one request — principal, action, resource and
 request context — and the decision IAM must reach (Allowed or Denied). ``template.ResolvedStack`` turns
-the synthesized CloudFormation template into concrete policy documents (identity policies per role;
-bucket, key, queue, topic and trust policies per resource) with fake but consistent ARNs in account
+the synthesized CloudFormation template into concrete policy documents (identity policies per role, and
+customer-managed policies the stack leaves for people's roles; bucket, key, queue, topic, trust and
+Lambda function policies — the latter from ``AWS::Lambda::Permission`` — per resource) with fake but
+consistent ARNs in account
 123456789012 / us-east-1, and ``evaluator.Evaluator`` asks ``@cloud-copilot/iam-simulate`` (through the
 tiny ``simulate.mjs``, one node process per batch) for the decision, combining identity and resource
 policies as AWS does (same-account trust, KMS key-policy trust, service principals, explicit Denies).

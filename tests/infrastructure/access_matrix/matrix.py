@@ -12,6 +12,7 @@ from backup_contracts import ledger, naming
 from .evaluator import Evaluator, Request, Verdict
 from .rows import (
     AGENT,
+    APPROVER,
     AUDIT,
     DISPATCHER,
     FOREIGN,
@@ -64,6 +65,7 @@ class Bindings:
 
     names: Mapping[str, str]
     role_ids: Mapping[str, str]  # principal symbol -> logical id of its role in the template
+    policy_ids: Mapping[str, str]  # principal symbol -> logical id of the managed policy its role is given
 
     @classmethod
     def of(cls, synthesized: SynthesizedApp, resolved: ResolvedStack) -> Bindings:
@@ -116,9 +118,14 @@ class Bindings:
             "table_index": f"{arn(stack.ledger.table)}/index/{ledger.WATCH_INDEX}",
             "topic": arn(stack.alerting.topic),
             "alarm": arn(stack.monitoring.alarms[0]),
+            "dispatcher_schedule": arn(child("DispatcherSchedule")),
+            "watchdog_schedule": arn(child("WatchdogSchedule")),
+            "restore_schedule": arn(child("RestoreSchedule")),
         } | {f"{symbol}_role": arn(role) for symbol, role in roles.items()}
+        names |= {f"{name}_function": arn(function) for name, function in functions.functions.items()}
         role_ids = {symbol: synthesized.logical_id(role) for symbol, role in roles.items()}
-        return cls(names=names, role_ids=role_ids)
+        policy_ids = {APPROVER: synthesized.logical_id(stack.approvals.callers_policy)}
+        return cls(names=names, role_ids=role_ids, policy_ids=policy_ids)
 
     def fill(self, value: str) -> str:
         return value.format_map(self.names)
@@ -152,6 +159,12 @@ class AccessMatrix:
             f"arn:{PARTITION}:sts::{ACCOUNT}:assumed-role/db-host-instance/i-0123456789abcdef0",
             (_allow("assume-agent-role", "sts:AssumeRole", self.bindings.names["agent_role"]),),
             host_role,
+        )
+        # an on-call engineer's role of this account given the stack's callers policy of the approvals URL
+        principals[APPROVER] = Principal(
+            f"arn:{PARTITION}:sts::{ACCOUNT}:assumed-role/oncall-approver/alice",
+            (self.resolved.managed_policies[self.bindings.policy_ids[APPROVER]],),
+            f"arn:{PARTITION}:iam::{ACCOUNT}:role/oncall-approver",
         )
         principals[FOREIGN] = Principal(
             f"arn:{PARTITION}:sts::{FOREIGN_ACCOUNT}:assumed-role/intruder/session",

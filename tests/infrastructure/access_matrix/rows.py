@@ -46,6 +46,7 @@ FOREIGN_ACCOUNT = "999999999999"
 AGENT = "agent"  # the role of the fleet's first agent, as its host assumes it
 DISPATCHER, AUDIT, WATCHDOG, RESTORE = "dispatcher", "audit", "watchdog", "restore"  # the functions' roles
 HOST = "host"  # an instance role of this account granted sts:AssumeRole on the agent role (docs/deploy.md)
+APPROVER = "approver"  # an on-call role of this account given the stack's callers policy of the approvals URL
 FOREIGN = "foreign"  # a role in another account whose own policy allows everything
 EVENTS, CLOUDWATCH = "events.amazonaws.com", "cloudwatch.amazonaws.com"
 LAMBDA, S3_LOGGING = "lambda.amazonaws.com", "logging.s3.amazonaws.com"
@@ -63,6 +64,8 @@ RESTORE_DLQ, REQUESTS_DLQ = "{restore_dlq}", "{requests_dlq}"  # REQUESTS_DLQ: o
 BUS, TABLE, TABLE_INDEX, TOPIC = "{bus}", "{table}", "{table_index}", "{topic}"
 AGENT_ROLE, DISPATCHER_ROLE, AUDIT_ROLE = "{agent_role}", "{dispatcher_role}", "{audit_role}"
 WATCHDOG_ROLE, RESTORE_ROLE = "{watchdog_role}", "{restore_role}"
+RESTORE_FUNCTION, DISPATCHER_FUNCTION = "{restore_function}", "{dispatcher_function}"  # its URL is the restore's
+WATCHDOG_FUNCTION = "{watchdog_function}"
 
 # --- request context: what the real requests carry ----------------------------------------------------------
 SSE, SSE_KEY = "s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id"
@@ -104,6 +107,12 @@ FOREIGN_RULE: Context = {
     "aws:SourceArn": f"arn:aws:events:{REGION}:{FOREIGN_ACCOUNT}:rule/elsewhere",
     "aws:SourceAccount": FOREIGN_ACCOUNT,
 }
+FROM_DISPATCHER_SCHEDULE: Context = {"aws:SourceArn": "{dispatcher_schedule}", "aws:SourceAccount": ACCOUNT}
+FROM_WATCHDOG_SCHEDULE: Context = {"aws:SourceArn": "{watchdog_schedule}", "aws:SourceAccount": ACCOUNT}
+FROM_RESTORE_SCHEDULE: Context = {"aws:SourceArn": "{restore_schedule}", "aws:SourceAccount": ACCOUNT}
+THROUGH_IAM_URL: Context = {"lambda:FunctionUrlAuthType": "AWS_IAM"}  # InvokeFunctionUrl of an AWS_IAM URL
+THROUGH_OPEN_URL: Context = {"lambda:FunctionUrlAuthType": "NONE"}
+VIA_URL: Context = {"lambda:InvokedViaFunctionUrl": "true"}  # the InvokeFunction a URL call also needs
 FROM_ALARM: Context = {"aws:SourceArn": "{alarm}", "aws:SourceAccount": ACCOUNT}
 FROM_FOREIGN_ALARM: Context = {
     "aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{FOREIGN_ACCOUNT}:alarm:elsewhere",
@@ -274,5 +283,34 @@ ROWS: tuple[Row, ...] = (
     Row("foreign-reads-backup", FOREIGN, "s3:GetObject", OWN_BACKUP, NONE, DENIED, "bucket policy grants no one"),
     Row("foreign-kms-decrypt", FOREIGN, "kms:Decrypt", KEY, VIA_S3, DENIED, "key policy trusts this account"),
     Row("foreign-sends-job", FOREIGN, "sqs:SendMessage", AGENT_QUEUE, NONE, DENIED, "no forged jobs"),
+    # The approvals URL (the restore function's URL, AuthType AWS_IAM): AWS names every caller; the coordinator
+    # then lets only the fleet's approvers, never the requester, approve (tests/restore/test_restore_approvals.py).
+    Row("approver-calls-approvals-url", APPROVER, "lambda:InvokeFunctionUrl", RESTORE_FUNCTION, THROUGH_IAM_URL,
+        ALLOWED, "backupctl restore/approve, SigV4"),
+    Row("approver-invokes-via-url", APPROVER, "lambda:InvokeFunction", RESTORE_FUNCTION, VIA_URL, ALLOWED,
+        "a URL call needs InvokeFunction too"),
+    Row("approver-invokes-directly", APPROVER, "lambda:InvokeFunction", RESTORE_FUNCTION, NONE, DENIED,
+        "a direct Invoke could make up the caller"),
+    Row("approver-calls-an-open-url", APPROVER, "lambda:InvokeFunctionUrl", RESTORE_FUNCTION, THROUGH_OPEN_URL,
+        DENIED, "only an IAM-authenticated URL"),
+    Row("approver-calls-dispatcher-url", APPROVER, "lambda:InvokeFunctionUrl", DISPATCHER_FUNCTION,
+        THROUGH_IAM_URL, DENIED, "the restore function only"),
+    Row("host-calls-approvals-url", HOST, "lambda:InvokeFunctionUrl", RESTORE_FUNCTION, THROUGH_IAM_URL, DENIED,
+        "the account grant only delegates to IAM"),
+    Row("agent-calls-approvals-url", AGENT, "lambda:InvokeFunctionUrl", RESTORE_FUNCTION, THROUGH_IAM_URL, DENIED,
+        "a host never asks or approves"),
+    Row("foreign-calls-approvals-url", FOREIGN, "lambda:InvokeFunctionUrl", RESTORE_FUNCTION, THROUGH_IAM_URL,
+        DENIED, "no approver lives in its account"),
+    # The schedules invoke their functions; nothing else may, not even EventBridge for another rule.
+    Row("events-runs-dispatcher-tick", EVENTS, "lambda:InvokeFunction", DISPATCHER_FUNCTION, FROM_DISPATCHER_SCHEDULE,
+        ALLOWED, "dispatcher schedule"),
+    Row("events-runs-watchdog-tick", EVENTS, "lambda:InvokeFunction", WATCHDOG_FUNCTION, FROM_WATCHDOG_SCHEDULE,
+        ALLOWED, "watchdog schedule"),
+    Row("events-runs-restore-tick", EVENTS, "lambda:InvokeFunction", RESTORE_FUNCTION, FROM_RESTORE_SCHEDULE,
+        ALLOWED, "drills, approval expiry"),
+    Row("events-audit-rule-runs-restore", EVENTS, "lambda:InvokeFunction", RESTORE_FUNCTION, FROM_AUDIT_RULE, DENIED,
+        "only its own schedule"),
+    Row("events-foreign-runs-restore", EVENTS, "lambda:InvokeFunction", RESTORE_FUNCTION, FOREIGN_RULE, DENIED,
+        "no other account's rule"),
 )
 # fmt: on

@@ -47,9 +47,7 @@ class Role:
 
 
 # Resource types whose policies are deliberately outside the matrix (say why when adding one).
-NOT_EVALUATED = {
-    "AWS::Lambda::Permission": "who may invoke a function (EventBridge rules); the matrix covers data access",
-}
+NOT_EVALUATED: dict[str, str] = {}
 # Policy-bearing resource types: handled below, or listed in NOT_EVALUATED; anything else is an error.
 POLICY_TYPE_PATTERN = re.compile(r"Policy$|Permission$")
 
@@ -236,6 +234,40 @@ class _Resolver:
         return KINDS[cfn_type]
 
 
+# AWS::Lambda::Permission properties that are conditions of the statement they add to the function's policy.
+LAMBDA_PERMISSION_CONDITIONS = {
+    "SourceArn": ("ArnLike", "aws:SourceArn"),
+    "SourceAccount": ("StringEquals", "aws:SourceAccount"),
+    "PrincipalOrgID": ("StringEquals", "aws:PrincipalOrgID"),
+    "FunctionUrlAuthType": ("StringEquals", "lambda:FunctionUrlAuthType"),
+    "InvokedViaFunctionUrl": ("Bool", "lambda:InvokedViaFunctionUrl"),
+}
+
+
+def lambda_permission_statement(logical_id: str, properties: Json, function_arn: str) -> Json:
+    """The statement an AWS::Lambda::Permission adds to its function's resource policy (as AddPermission)."""
+    unknown = set(properties) - {"Action", "FunctionName", "Principal", *LAMBDA_PERMISSION_CONDITIONS}
+    if unknown:
+        raise TemplateResolutionError(f"{logical_id}: Lambda permission properties {sorted(unknown)} are not resolved")
+    principal = str(properties["Principal"])
+    if principal == "*":
+        who: Json = "*"
+    elif principal.endswith(".amazonaws.com"):
+        who = {"Service": principal}
+    elif re.fullmatch(r"[0-9]{12}", principal):
+        who = {"AWS": f"arn:{PARTITION}:iam::{principal}:root"}
+    else:
+        who = {"AWS": principal}
+    conditions: dict[str, dict[str, Json]] = {}
+    for name, (operator, key) in LAMBDA_PERMISSION_CONDITIONS.items():
+        if name in properties:
+            value = properties[name]
+            conditions.setdefault(operator, {})[key] = str(value).lower() if isinstance(value, bool) else value
+    statement = {"Sid": logical_id, "Effect": "Allow", "Principal": who, "Action": properties["Action"]}
+    statement["Resource"] = function_arn
+    return statement | ({"Condition": conditions} if conditions else {})
+
+
 def _referenced_ids(value: Json, where: str) -> list[str]:
     """The logical ids of a ``[{"Ref": id}, ...]`` (or single ``{"Ref": id}``) property."""
     items = value if isinstance(value, list) else [value]
@@ -251,6 +283,7 @@ class ResolvedStack:
     arns: Mapping[str, str]  # logical id -> ARN, for every resource the resolver can name
     roles: Mapping[str, Role]  # logical id -> role with its identity policies
     resource_policies: Mapping[str, Json] = field(default_factory=dict)  # resource ARN -> policy document
+    managed_policies: Mapping[str, NamedPolicy] = field(default_factory=dict)  # logical id -> unattached policy
 
     @classmethod
     def from_template(cls, template: Mapping[str, Json], *, stack_name: str) -> ResolvedStack:
@@ -267,6 +300,8 @@ class ResolvedStack:
         }
         attached: dict[str, list[NamedPolicy]] = {}
         resource_policies: dict[str, Json] = {}
+        managed: dict[str, NamedPolicy] = {}  # customer-managed policies the stack attaches to no role
+        function_statements: dict[str, list[Json]] = {}  # function ARN -> its Lambda permissions
 
         def set_policy(arn: str, document: Json, source: str) -> None:
             if arn in resource_policies:
@@ -283,6 +318,15 @@ class ResolvedStack:
                 document = resolver.resolve(properties["PolicyDocument"])
                 for role_id in _referenced_ids(properties.get("Roles", []), f"{logical_id}.Roles"):
                     attached.setdefault(role_id, []).append(NamedPolicy(name, document))
+                if cfn_type == "AWS::IAM::ManagedPolicy" and not properties.get("Roles"):
+                    managed[logical_id] = NamedPolicy(name, document)
+            elif cfn_type == "AWS::Lambda::Permission":
+                resolved = resolver.resolve(properties)
+                function = str(resolved["FunctionName"])
+                if not function.startswith("arn:"):
+                    function = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function}"
+                statement = lambda_permission_statement(logical_id, resolved, function)
+                function_statements.setdefault(function, []).append(statement)
             elif cfn_type == "AWS::IAM::Role":
                 set_policy(arns[logical_id], resolver.resolve(properties["AssumeRolePolicyDocument"]), logical_id)
             elif cfn_type == "AWS::KMS::Key":
@@ -301,6 +345,11 @@ class ResolvedStack:
                     f"{logical_id} ({cfn_type}) carries a policy the access matrix does not evaluate yet; handle it"
                     " in ResolvedStack.from_template or list it in NOT_EVALUATED with the reason"
                 )
+
+        for function, statements in function_statements.items():
+            set_policy(
+                function, {"Version": "2012-10-17", "Statement": statements}, f"Lambda permissions of {function}"
+            )
 
         roles = {}
         for logical_id, resource in resources.items():
@@ -326,7 +375,7 @@ class ResolvedStack:
             raise TemplateResolutionError(
                 f"policies attached to roles that are not in the template: {sorted(attached)}"
             )
-        return cls(arns=arns, roles=roles, resource_policies=resource_policies)
+        return cls(arns=arns, roles=roles, resource_policies=resource_policies, managed_policies=managed)
 
     def policy_holder(self, resource_arn: str) -> str:
         """The ARN whose resource policy governs a request on ``resource_arn`` (an object's bucket, ...)."""
@@ -348,6 +397,9 @@ class ResolvedStack:
         for arn, document in self.resource_policies.items():
             for statement in _as_list(document["Statement"]):
                 yield arn, statement
+        for logical_id, policy in self.managed_policies.items():
+            for statement in _as_list(policy.document["Statement"]):
+                yield f"{logical_id}/{policy.name}", statement
 
     def without_statement(self, sid: str) -> ResolvedStack:
         """A copy with every statement named ``sid`` removed (for mutation tests); refuses an unknown Sid."""
@@ -369,7 +421,8 @@ class ResolvedStack:
             for logical_id, role in self.roles.items()
         }
         policies = {arn: strip(document) for arn, document in self.resource_policies.items()}
-        return ResolvedStack(arns=self.arns, roles=roles, resource_policies=policies)
+        managed = {key: NamedPolicy(p.name, strip(p.document)) for key, p in self.managed_policies.items()}
+        return ResolvedStack(arns=self.arns, roles=roles, resource_policies=policies, managed_policies=managed)
 
 
 def _as_list(value: Json) -> list[Json]:
