@@ -99,3 +99,15 @@ def test_rpo_shorter_than_schedule_interval_fails_synth(tmp_path: Path, raw: dic
 def test_missing_fleet_file_fails_synth(tmp_path: Path) -> None:
     fleet_file = tmp_path / "nope.yaml"
     _assert_fails_clearly(_synth(fleet_file, tmp_path), fleet_file, "fleet file not found", "Fix:")
+
+
+def test_ledger_ttl_shorter_than_a_retention_fails_synth(tmp_path: Path, raw: dict[str, Any]) -> None:
+    raw["pipeline"]["ledger_ttl_days"] = 100  # the standard class keeps monthly backups 400 days
+    fleet_file = _write(tmp_path, raw)
+    _assert_fails_clearly(
+        _synth(fleet_file, tmp_path),
+        fleet_file,
+        "pipeline > ledger_ttl_days: 100 is shorter than the longest retention",
+        "'standard' > monthly_days: 400",
+        "Fix: set pipeline.ledger_ttl_days to at least 400",
+    )
