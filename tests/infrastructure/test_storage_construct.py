@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aws_cdk import Stack
 from aws_cdk.assertions import Match, Template
 
-from backup_contracts.fleet import Fleet
+from backup_contracts.fleet import Fleet, parse_fleet
 from backup_contracts.naming import KEEP_TAG_VALUE, RETENTION_TAG, retention_tag_value
 from stacks.storage import Storage
 
 pytestmark = pytest.mark.infrastructure
+
+FLEET_FILE = Path(__file__).resolve().parents[2] / "fleet.yaml"
 
 
 def _storage(stack: Stack, fleet: Fleet) -> tuple[Storage, Template]:
@@ -163,6 +167,15 @@ def test_object_lock_is_on_by_default_with_no_default_retention(bare_stack: Stac
     # enabled without a Rule: the audit sets each verified backup's retention from its GFS tier
     assert properties["ObjectLockConfiguration"] == {"ObjectLockEnabled": "Enabled"}
     assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_a_fleet_that_says_nothing_about_object_lock_gets_it(bare_stack: Stack) -> None:
+    raw = yaml.safe_load(FLEET_FILE.read_text())
+    raw["pipeline"].pop("object_lock")
+    storage, template = _storage(bare_stack, parse_fleet(raw, "fleet.yaml"))
+    properties = _backup_bucket(bare_stack, storage, template)["Properties"]
+    assert properties["ObjectLockEnabled"] is True
+    assert properties["ObjectLockConfiguration"] == {"ObjectLockEnabled": "Enabled"}
 
 
 @pytest.mark.parametrize("mode", ["governance", "compliance", "COMPLIANCE"])
