@@ -56,6 +56,10 @@ AUDIT_OBJECT_ACTIONS = (
     "s3:GetObjectVersionTagging",
     "s3:PutObjectTagging",
     "s3:PutObjectVersionTagging",
+    # Object Lock: the audit sets each verified backup's retention from its GFS tier and reads it back
+    # (HeadObject shows it only with GetObjectRetention) so it never shortens one; never a governance bypass.
+    "s3:GetObjectRetention",
+    "s3:PutObjectRetention",
 )
 RESTORE_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 

@@ -75,21 +75,13 @@ class Storage(Construct):
 
     def _build_bucket(self, fleet: Fleet) -> s3.Bucket:
         lock = fleet.pipeline.object_lock
-        retention = None
-        if lock.enabled:
-            duration = Duration.days(lock.days)
-            retention = (
-                s3.ObjectLockRetention.compliance(duration)
-                if lock.mode == "COMPLIANCE"
-                else s3.ObjectLockRetention.governance(duration)
-            )
         bucket = s3.Bucket(
             self,
             "Backups",
             encryption=s3.BucketEncryption.KMS,
             encryption_key=self.key,
             bucket_key_enabled=True,
-            versioned=True,
+            versioned=True,  # Object Lock needs it; once Object Lock is on, neither can be turned off
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
@@ -97,14 +89,33 @@ class Storage(Construct):
             server_access_logs_prefix="backups/",
             lifecycle_rules=self._lifecycle_rules(fleet),
             object_lock_enabled=True if lock.enabled else None,
-            object_lock_default_retention=retention,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        if lock.enabled:
+            self._enable_object_lock(bucket)
         self._deny_other_encryption(bucket)
         return bucket
 
     @staticmethod
+    def _enable_object_lock(bucket: s3.Bucket) -> None:
+        """Object Lock with NO default retention: the audit sets each verified backup's retention from its
+        GFS tier (a default would lock unverified uploads too, and every object for the same time).
+
+        ``ObjectLockEnabled`` alone is what CDK emits; the explicit ``ObjectLockConfiguration`` (without a
+        rule) is what S3's PutObjectLockConfiguration takes to turn Object Lock on for a bucket that exists
+        already, so a stack deployed with ``object_lock.enabled: false`` is updated in place.
+        """
+        cfn = bucket.node.default_child
+        assert isinstance(cfn, s3.CfnBucket)  # noqa: S101 - a Bucket's default child is its CfnBucket
+        cfn.object_lock_configuration = s3.CfnBucket.ObjectLockConfigurationProperty(object_lock_enabled="Enabled")
+
+    @staticmethod
     def _lifecycle_rules(fleet: Fleet) -> list[s3.LifecycleRule]:
+        """One expiry rule per retention class and tier, matched by the tag the audit sets after verifying.
+
+        No rule matches ``retention=keep`` (the newest ``keep_last`` good backups of a target) or an untagged
+        object, so neither is ever expired by age.
+        """
         rules = [
             s3.LifecycleRule(
                 id=f"retention-{value}",

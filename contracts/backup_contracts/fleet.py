@@ -19,6 +19,9 @@ from backup_contracts.naming import NAME_PATTERN
 from backup_contracts.schedule import Schedule, ScheduleError, format_duration, parse_duration
 
 ENGINES = ("postgresql", "mariadb", "sqlite", "files", "command")
+DEFAULT_KEEP_LAST = 3
+KEEP_LAST_MAX = 100  # the keep-set lives in the target's ledger item (400 KB at most)
+OBJECT_LOCK_MODES = ("governance", "compliance")
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Duration = Annotated[str, StringConstraints(pattern=r"^\d+\s*[mhd]$")]
 
@@ -32,11 +35,32 @@ class _Model(BaseModel):
 
 
 class RetentionClass(_Model):
-    """Grandfather-father-son: the first good backup of a week/month is kept longer."""
+    """Grandfather-father-son: the first good backup of a week/month is kept longer.
+
+    Whatever their age, the newest ``keep_last`` good backups of every target are never expired: the
+    audit tags them ``retention=keep``, which no lifecycle rule matches, so a target that fails for
+    longer than every tier's days still has its last good backups.
+    """
 
     daily_days: int = Field(ge=1, le=36500)
     weekly_days: int | None = Field(default=None, ge=1, le=36500)
     monthly_days: int | None = Field(default=None, ge=1, le=36500)
+    keep_last: int = DEFAULT_KEEP_LAST
+
+    @field_validator("keep_last")
+    @classmethod
+    def _keeps_some(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(
+                f"keep_last {value} would let lifecycle expire every backup of a target that keeps failing."
+                f" Fix: keep at least 1 (the default is {DEFAULT_KEEP_LAST})"
+            )
+        if value > KEEP_LAST_MAX:
+            raise ValueError(
+                f"keep_last {value} is more than {KEEP_LAST_MAX}, the most one target's ledger item holds."
+                f" Fix: use at most {KEEP_LAST_MAX}; older backups are kept by their tier's days"
+            )
+        return value
 
     def tiers(self) -> dict[str, int]:
         tiers = {"daily": self.daily_days}
@@ -48,9 +72,28 @@ class RetentionClass(_Model):
 
 
 class ObjectLock(_Model):
-    enabled: bool = False
-    mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
-    days: int = Field(default=7, ge=1, le=36500)
+    """S3 Object Lock on the backup bucket (WORM), on by default, with no bucket default retention:
+    the audit sets each verified backup's retention to its start + its GFS tier's days."""
+
+    enabled: bool = True
+    mode: Literal["governance", "compliance"] = "governance"
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _known_mode(cls, value: Any) -> Any:
+        mode = value.lower() if isinstance(value, str) else value
+        if mode not in OBJECT_LOCK_MODES:
+            raise ValueError(
+                f"unknown Object Lock mode {value!r}. Fix: use governance (the default: a principal granted"
+                " s3:BypassGovernanceRetention can still shorten a retention in an emergency) or compliance"
+                " (nobody can shorten it, not even the account root)"
+            )
+        return mode
+
+    @property
+    def s3_mode(self) -> Literal["GOVERNANCE", "COMPLIANCE"]:
+        """The mode as S3 spells it (PutObjectRetention, HeadObject's ObjectLockMode)."""
+        return "COMPLIANCE" if self.mode == "compliance" else "GOVERNANCE"
 
 
 class DrillConfig(_Model):
@@ -110,7 +153,7 @@ class PipelineSettings(_Model):
     heartbeat_timeout_minutes: int = Field(default=30, ge=5)
     approval_timeout_minutes: int = Field(default=60, ge=5)
     job_deadline_minutes: int = Field(default=120, ge=5, description="a run not ended by then is stuck")
-    ledger_ttl_days: int = Field(default=400, ge=30)
+    ledger_ttl_days: int = Field(default=400, ge=30, description="at least the longest retention of any class")
 
 
 class Fleet(_Model):
@@ -148,8 +191,28 @@ def _entry_label(raw: Any, loc: tuple[int | str, ...]) -> str:
     return " > ".join(parts) or "(top level)"
 
 
+def _retention_errors(fleet: Fleet) -> list[str]:
+    """The ledger must outlive every backup: once a run's rows expire, a restore answers no-backup."""
+    kept = [
+        (days, name, tier)
+        for name, retention_class in sorted(fleet.retention_classes.items())
+        for tier, days in retention_class.tiers().items()
+    ]
+    if not kept:
+        return []
+    days, name, tier = max(kept)
+    ttl = fleet.pipeline.ledger_ttl_days
+    if ttl >= days:
+        return []
+    return [
+        f"pipeline > ledger_ttl_days: {ttl} is shorter than the longest retention, retention_classes > {name!r} >"
+        f" {tier}_days: {days}, so ledger rows would expire while their backups are still kept and a restore"
+        f" would answer no-backup. Fix: set pipeline.ledger_ttl_days to at least {days}, or shorten that retention"
+    ]
+
+
 def _semantic_errors(fleet: Fleet) -> list[str]:
-    errors: list[str] = []
+    errors: list[str] = _retention_errors(fleet)
     seen_agents: set[str] = set()
     seen_targets: dict[str, str] = {}
     for ai, agent in enumerate(fleet.agents):
@@ -274,7 +337,12 @@ def parse_fleet(raw: Any, source: str = "fleet config") -> Fleet:
         lines = [f"{source}: {len(exc.errors())} problem(s):"]
         for err in exc.errors():
             message = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
+            if err["type"] == "extra_forbidden" and tuple(err["loc"][-2:]) == ("object_lock", "days"):
+                message = (
+                    "the bucket no longer has a default retention: the audit sets each backup's retention from"
+                    " its GFS tier (retention_classes). Fix: remove days"
+                )
+            elif err["type"] == "extra_forbidden":
                 message = "unknown key. Fix: remove it or check its spelling"
             elif err["type"] == "missing":
                 message = "required key is missing. Fix: add it"

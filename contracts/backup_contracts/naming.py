@@ -75,6 +75,9 @@ DLQ_RETENTION_S = 14 * 24 * 3600
 
 # Object tag that carries a backup's retention tier; lifecycle rules filter on it.
 RETENTION_TAG = "retention"
+# The tag value of a target's newest keep_last good backups: no lifecycle rule matches it, so they are
+# never expired by age (a tier's value is always ``<class>-<tier>``, never this).
+KEEP_TAG_VALUE = "keep"
 
 
 def retention_tag_value(retention_class: str, tier: str) -> str:

@@ -6,7 +6,8 @@ at import time) and tests wire in-memory fakes (``tests/fakes.py``) or the adapt
 - ``Notifier``: an alert to the on-call topic (SNS);
 - ``EventPublisher``: a contract event on the pipeline's bus (EventBridge);
 - ``JobQueue``: job messages to an agent's queue (SQS), one or a batch of up to ten;
-- ``ObjectStore``: the backup objects (S3): HEAD, read, retention tags, manifest, presigned GET.
+- ``ObjectStore``: the backup objects (S3): HEAD, read, retention tags, Object Lock retention, manifest,
+  presigned GET.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -27,6 +29,7 @@ from backup_functions.alerts import Alert
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
     from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import ObjectLockRetentionTypeDef
     from mypy_boto3_sns.client import SNSClient
     from mypy_boto3_sqs.client import SQSClient
 
@@ -36,6 +39,7 @@ SQS_BATCH_MAX = 10
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4 query-string signatures are valid at most 7 days
 READ_CHUNK = 8 * 1024 * 1024
 MANIFEST_MAX = 1024 * 1024
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "405", "MethodNotAllowed", "InvalidArgument"}
 
 
@@ -45,6 +49,14 @@ class QueueMessage:
 
     job_id: str
     body: str
+
+
+@dataclass(frozen=True)
+class Retention:
+    """An object version's Object Lock retention: ``GOVERNANCE`` or ``COMPLIANCE`` until ``until``."""
+
+    mode: LockMode
+    until: datetime
 
 
 class Notifier(Protocol):
@@ -76,6 +88,14 @@ class ObjectStore(Protocol):
 
     def set_tag(self, bucket: str, key: str, version_id: str | None, name: str, value: str) -> bool:
         """Set one tag (keeping the others); False when the object does not exist."""
+        ...
+
+    def retention(self, bucket: str, key: str, version_id: str | None) -> tuple[bool, Retention | None]:
+        """(whether the version exists, its Object Lock retention or None when it has none)."""
+        ...
+
+    def set_retention(self, bucket: str, key: str, version_id: str | None, retention: Retention) -> bool:
+        """PutObjectRetention (never with a governance bypass); False when the object does not exist."""
         ...
 
     def manifest(self, bucket: str, key: str) -> dict[str, Any] | None:
@@ -187,6 +207,28 @@ class S3ObjectStore:
             self._s3.put_object_tagging(**location, Tagging={"TagSet": tags})
         except ClientError as exc:
             if _missing(exc):
+                return False
+            raise
+        return True
+
+    def retention(self, bucket: str, key: str, version_id: str | None) -> tuple[bool, Retention | None]:
+        # HeadObject carries the retention (to a caller allowed s3:GetObjectRetention) and says whether the
+        # version exists; GetObjectRetention errors on an object without one (and moto lacks it).
+        head = self.head(bucket, key, version_id)
+        if head is None:
+            return False, None
+        if not head.get("ObjectLockMode") or not head.get("ObjectLockRetainUntilDate"):
+            return True, None
+        mode: LockMode = "COMPLIANCE" if head["ObjectLockMode"] == "COMPLIANCE" else "GOVERNANCE"
+        return True, Retention(mode, head["ObjectLockRetainUntilDate"].astimezone(UTC))
+
+    def set_retention(self, bucket: str, key: str, version_id: str | None, retention: Retention) -> bool:
+        lock: ObjectLockRetentionTypeDef = {"Mode": retention.mode, "RetainUntilDate": retention.until}
+        try:
+            self._s3.put_object_retention(**_location(bucket, key, version_id), Retention=lock)
+        except ClientError as exc:
+            # only a missing key or version; InvalidArgument here means a date S3 refuses, not "not found"
+            if str(exc.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "NoSuchVersion", "404"):
                 return False
             raise
         return True

@@ -8,7 +8,9 @@ concurrent audits can never both promote, and a redelivered event reclaims its o
 (idempotent). Failed and unverified runs never claim anything.
 
 The object's tag is ``retention=<class>-<tier>`` (naming.retention_tag_value); the bucket's
-lifecycle rules expire each tag value after the class's days for that tier.
+lifecycle rules expire each tag value after the class's days for that tier — except for the
+target's **keep-set**, its newest ``keep_last`` good backups, tagged ``retention=keep`` (which no rule
+matches) whatever their tier. ``keep_set`` decides the set; ``audit/keeping.py`` applies it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from backup_contracts.fleet import RetentionClass
 from backup_contracts.naming import retention_tag_value
+from backup_functions.ledger.items import KeptBackup
 
 DAILY = "daily"
 WEEKLY = "weekly"
@@ -67,3 +70,22 @@ def promote(
 
 def tag_value(retention_class: str, tier: str) -> str:
     return retention_tag_value(retention_class, tier)
+
+
+def keep_set(
+    current: list[KeptBackup], candidate: KeptBackup, keep_last: int
+) -> tuple[list[KeptBackup], list[KeptBackup]]:
+    """The keep-set once ``candidate`` (a good backup) is known, and the members it releases.
+
+    The set is the newest ``keep_last`` good backups by start time (then run id), whatever order they
+    arrive in: an older backup arriving late enters only if it is among the newest, and so never pushes
+    a newer one out. A candidate already in the set changes nothing (a redelivery), and so does one too
+    old to enter. Members beyond a lowered ``keep_last`` are released. Returns (set newest first, released).
+    """
+    if keep_last < 1:
+        raise ValueError("keep_last must be at least 1")
+    members = {member.run_id: member for member in current}
+    members.setdefault(candidate.run_id, candidate)
+    chosen = sorted(members.values(), key=lambda member: member.order, reverse=True)[:keep_last]
+    kept = {member.run_id for member in chosen}
+    return chosen, [member for member in current if member.run_id not in kept]

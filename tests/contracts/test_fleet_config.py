@@ -99,3 +99,70 @@ def test_missing_and_malformed_files_say_so(tmp_path: Path) -> None:
     bad.write_text("agents: [\n")
     with pytest.raises(FleetConfigError, match="not valid YAML"):
         load_fleet(bad)
+
+
+def test_every_retention_class_keeps_the_last_three_good_backups_by_default(raw_fleet: dict[str, Any]) -> None:
+    raw_fleet["retention_classes"]["short"] = {"daily_days": 7}
+    fleet = parse_fleet(raw_fleet, "fleet.yaml")
+    assert fleet.retention_classes["short"].keep_last == 3
+
+
+@pytest.mark.parametrize(("keep_last", "expected"), [(0, "keep at least 1"), (101, "use at most 100")])
+def test_keep_last_must_keep_something_and_fit_the_ledger(
+    raw_fleet: dict[str, Any], keep_last: int, expected: str
+) -> None:
+    raw_fleet["retention_classes"]["short"]["keep_last"] = keep_last
+    message = _problem(raw_fleet)
+    assert f"retention_classes > short > keep_last: keep_last {keep_last}" in message
+    assert f"Fix: {expected}" in message
+
+
+def test_ledger_ttl_shorter_than_the_longest_retention_is_refused(raw_fleet: dict[str, Any]) -> None:
+    raw_fleet["pipeline"]["ledger_ttl_days"] = 399  # standard keeps monthly backups 400 days
+    message = _problem(raw_fleet)
+    assert message.startswith("fleet.yaml: 1 problem(s):")
+    assert "pipeline > ledger_ttl_days: 399 is shorter than the longest retention" in message
+    assert "retention_classes > 'standard' > monthly_days: 400" in message
+    assert "a restore would answer no-backup" in message
+    assert "Fix: set pipeline.ledger_ttl_days to at least 400, or shorten that retention" in message
+
+
+def test_ledger_ttl_equal_to_the_longest_retention_is_accepted(raw_fleet: dict[str, Any]) -> None:
+    raw_fleet["pipeline"]["ledger_ttl_days"] = 400
+    assert parse_fleet(raw_fleet, "fleet.yaml").pipeline.ledger_ttl_days == 400
+
+
+def test_the_default_ledger_ttl_is_checked_too(raw_fleet: dict[str, Any]) -> None:
+    raw_fleet["pipeline"].pop("ledger_ttl_days", None)
+    raw_fleet["retention_classes"]["archive"] = {"daily_days": 30, "monthly_days": 2555}
+    message = _problem(raw_fleet)
+    assert "ledger_ttl_days: 400 is shorter than the longest retention" in message
+    assert "retention_classes > 'archive' > monthly_days: 2555" in message
+
+
+def test_object_lock_is_on_in_governance_mode_by_default(raw_fleet: dict[str, Any]) -> None:
+    raw_fleet["pipeline"].pop("object_lock", None)
+    lock = parse_fleet(raw_fleet, "fleet.yaml").pipeline.object_lock
+    assert (lock.enabled, lock.mode, lock.s3_mode) == (True, "governance", "GOVERNANCE")
+
+
+@pytest.mark.parametrize("mode", ["compliance", "COMPLIANCE", "Compliance"])
+def test_object_lock_compliance_mode_is_the_option(raw_fleet: dict[str, Any], mode: str) -> None:
+    raw_fleet["pipeline"]["object_lock"] = {"mode": mode}
+    lock = parse_fleet(raw_fleet, "fleet.yaml").pipeline.object_lock
+    assert (lock.enabled, lock.mode, lock.s3_mode) == (True, "compliance", "COMPLIANCE")
+
+
+def test_unknown_object_lock_mode_explains_both(raw_fleet: dict[str, Any]) -> None:
+    raw_fleet["pipeline"]["object_lock"] = {"mode": "legal-hold"}
+    message = _problem(raw_fleet)
+    assert "pipeline > object_lock > mode: unknown Object Lock mode 'legal-hold'" in message
+    assert "Fix: use governance" in message
+    assert "or compliance" in message
+
+
+def test_object_lock_default_retention_days_are_refused_with_why(raw_fleet: dict[str, Any]) -> None:
+    raw_fleet["pipeline"]["object_lock"] = {"enabled": True, "mode": "governance", "days": 7}
+    message = _problem(raw_fleet)
+    assert "pipeline > object_lock > days: the bucket no longer has a default retention" in message
+    assert "Fix: remove days" in message

@@ -224,8 +224,7 @@ def aws() -> Iterator[Aws]:
         key_arn = kms.create_key(Description="pipeline")["KeyMetadata"]["Arn"]
         s3 = session.client("s3")
         bucket = "bp-test-backups"
-        s3.create_bucket(Bucket=bucket)
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)  # as the stack's (versioned, locked)
         ddb = session.client("dynamodb")
         table = "bp-test-ledger"
         create_ledger_table(ddb, table)

@@ -1,5 +1,6 @@
 """Audit: runs with start and end, idempotent under duplicates and reordering, object verification,
-alerts at once on failure, partial batch failures, GFS retention tags."""
+alerts at once on failure, partial batch failures, GFS retention tiers (the keep-set and Object Lock:
+test_keep_last.py)."""
 
 from __future__ import annotations
 
@@ -384,9 +385,12 @@ def test_first_good_backup_of_month_is_tagged_monthly_then_daily(aws, auditor, l
     deliver(lambda_context, first_start, first_done)
     deliver(lambda_context, second_start, second_done)
 
-    assert retention_tag(aws, first_done["detail"]["key"]) == "standard-monthly"
-    assert retention_tag(aws, second_done["detail"]["key"]) == "standard-daily"
+    assert run_item(aws, run="m1")["retention_tag"] == "standard-monthly"
+    assert run_item(aws, run="m2", started=T0 + timedelta(days=1))["retention_tag"] == "standard-daily"
     assert run_item(aws, run="m1")["retention_tier"] == "monthly"
+    # both are among the target's newest keep_last good backups: kept, whatever their tier
+    assert retention_tag(aws, first_done["detail"]["key"]) == "keep"
+    assert retention_tag(aws, second_done["detail"]["key"]) == "keep"
 
 
 def test_first_good_backup_of_next_week_is_weekly(aws, auditor, lambda_context):
@@ -398,7 +402,7 @@ def test_first_good_backup_of_next_week_is_weekly(aws, auditor, lambda_context):
 
     deliver(lambda_context, first_start, first_done, second_start, second_done)
 
-    assert retention_tag(aws, second_done["detail"]["key"]) == "standard-weekly"
+    assert run_item(aws, run="w2", started=next_week)["retention_tag"] == "standard-weekly"
 
 
 def test_failed_run_never_claims_a_gfs_period(aws, auditor, lambda_context):
@@ -408,7 +412,7 @@ def test_failed_run_never_claims_a_gfs_period(aws, auditor, lambda_context):
 
     deliver(lambda_context, started, succeeded)
 
-    assert retention_tag(aws, succeeded["detail"]["key"]) == "standard-monthly"
+    assert run_item(aws, run="after", started=T0 + timedelta(hours=2))["retention_tag"] == "standard-monthly"
 
 
 def test_unverified_run_gets_no_retention_tag(aws, auditor, lambda_context):
@@ -482,7 +486,7 @@ def test_large_object_without_a_checksum_is_not_counted(aws, auditor, lambda_con
     assert aws.calls["s3.GetObject"] == 0
 
 
-def test_manifest_gets_the_same_retention_tag(aws, auditor, lambda_context):
+def test_manifest_gets_the_same_retention_tag_as_its_backup(aws, auditor, lambda_context):
     started, succeeded = run_events(aws)
     store(aws, succeeded)
     aws.session.client("s3").put_object(
@@ -491,7 +495,8 @@ def test_manifest_gets_the_same_retention_tag(aws, auditor, lambda_context):
 
     deliver(lambda_context, started, succeeded)
 
-    assert retention_tag(aws, succeeded["detail"]["key"] + ".manifest.json") == "standard-monthly"
+    assert retention_tag(aws, succeeded["detail"]["key"] + ".manifest.json") == "keep"
+    assert retention_tag(aws, succeeded["detail"]["key"]) == "keep"
 
 
 def test_metrics_are_emitted_once_per_run(aws, auditor, lambda_context, capsys):

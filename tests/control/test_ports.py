@@ -6,9 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 
 from backup_functions import alerts
-from backup_functions.ports import QueueMessage, S3ObjectStore, SnsNotifier, SqsJobQueue
+from backup_functions.ports import QueueMessage, Retention, S3ObjectStore, SnsNotifier, SqsJobQueue
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +57,32 @@ def test_tagging_keeps_the_other_tags(aws):
 
     tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=aws.bucket, Key="k")["TagSet"]}
     assert tags == {"owner": "ops", "retention": "standard-monthly"}
+
+
+def test_object_lock_retention_is_set_on_exactly_that_version_and_read_back(aws):
+    objects = S3ObjectStore(aws.client("s3"))
+    old = aws.put_backup_object("agents/db-1/x.zst", b"first")
+    new = aws.put_backup_object("agents/db-1/x.zst", b"second")
+    until = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    assert objects.retention(aws.bucket, "agents/db-1/x.zst", old) == (True, None)
+    assert objects.set_retention(aws.bucket, "agents/db-1/x.zst", old, Retention("COMPLIANCE", until))
+
+    assert objects.retention(aws.bucket, "agents/db-1/x.zst", old) == (True, Retention("COMPLIANCE", until))
+    assert objects.retention(aws.bucket, "agents/db-1/x.zst", new) == (True, None)
+
+
+def test_a_missing_object_has_no_retention_and_is_not_locked(aws):
+    assert S3ObjectStore(aws.client("s3")).retention(aws.bucket, "agents/db-1/absent.zst", None) == (False, None)
+    # moto fails on PutObjectRetention of a missing key; S3 answers NoSuchKey (NoSuchVersion for a version)
+    s3 = aws.session.client("s3")
+    until = datetime(2030, 1, 1, tzinfo=UTC)
+    with Stubber(s3) as stub:
+        stub.add_client_error("put_object_retention", "NoSuchKey", http_status_code=404)
+        stub.add_client_error("put_object_retention", "NoSuchVersion", http_status_code=404)
+        stub.add_client_error("put_object_retention", "InvalidArgument", "retain until date must be in the future")
+        objects = S3ObjectStore(s3)
+        assert objects.set_retention(aws.bucket, "gone", None, Retention("GOVERNANCE", until)) is False
+        assert objects.set_retention(aws.bucket, "gone", "v1", Retention("GOVERNANCE", until)) is False
+        with pytest.raises(ClientError, match="InvalidArgument"):  # a refused date is an error, not "not found"
+            objects.set_retention(aws.bucket, "k", None, Retention("GOVERNANCE", until))

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aws_cdk import Stack
 from aws_cdk.assertions import Match, Template
 
-from backup_contracts.fleet import Fleet
-from backup_contracts.naming import RETENTION_TAG, retention_tag_value
+from backup_contracts.fleet import Fleet, parse_fleet
+from backup_contracts.naming import KEEP_TAG_VALUE, RETENTION_TAG, retention_tag_value
 from stacks.storage import Storage
 
 pytestmark = pytest.mark.infrastructure
+
+FLEET_FILE = Path(__file__).resolve().parents[2] / "fleet.yaml"
 
 
 def _storage(stack: Stack, fleet: Fleet) -> tuple[Storage, Template]:
@@ -155,23 +159,56 @@ def test_server_access_logs_go_to_a_separate_bucket(bare_stack: Stack, fleet: Fl
     )
 
 
-def test_object_lock_is_absent_by_default(bare_stack: Stack, fleet: Fleet) -> None:
-    assert not fleet.pipeline.object_lock.enabled
+def test_object_lock_is_on_by_default_with_no_default_retention(bare_stack: Stack, fleet: Fleet) -> None:
+    assert fleet.pipeline.object_lock.enabled
+    storage, template = _storage(bare_stack, fleet)
+    properties = _backup_bucket(bare_stack, storage, template)["Properties"]
+    assert properties["ObjectLockEnabled"] is True
+    # enabled without a Rule: the audit sets each verified backup's retention from its GFS tier
+    assert properties["ObjectLockConfiguration"] == {"ObjectLockEnabled": "Enabled"}
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_a_fleet_that_says_nothing_about_object_lock_gets_it(bare_stack: Stack) -> None:
+    raw = yaml.safe_load(FLEET_FILE.read_text())
+    raw["pipeline"].pop("object_lock")
+    storage, template = _storage(bare_stack, parse_fleet(raw, "fleet.yaml"))
+    properties = _backup_bucket(bare_stack, storage, template)["Properties"]
+    assert properties["ObjectLockEnabled"] is True
+    assert properties["ObjectLockConfiguration"] == {"ObjectLockEnabled": "Enabled"}
+
+
+@pytest.mark.parametrize("mode", ["governance", "compliance", "COMPLIANCE"])
+def test_the_lock_mode_is_the_audits_not_a_bucket_default(
+    bare_stack: Stack, fleet_with: Callable[..., Fleet], mode: str
+) -> None:
+    fleet = fleet_with(pipeline={"object_lock": {"enabled": True, "mode": mode}})
+    storage, template = _storage(bare_stack, fleet)
+    properties = _backup_bucket(bare_stack, storage, template)["Properties"]
+    assert properties["ObjectLockConfiguration"] == {"ObjectLockEnabled": "Enabled"}
+    assert fleet.pipeline.object_lock.s3_mode == mode.upper()
+
+
+def test_object_lock_can_be_turned_off_for_a_new_bucket(bare_stack: Stack, fleet_with: Callable[..., Fleet]) -> None:
+    fleet = fleet_with(pipeline={"object_lock": {"enabled": False}})
     storage, template = _storage(bare_stack, fleet)
     properties = _backup_bucket(bare_stack, storage, template)["Properties"]
     assert "ObjectLockEnabled" not in properties
     assert "ObjectLockConfiguration" not in properties
 
 
-@pytest.mark.parametrize(("mode", "days"), [("GOVERNANCE", 7), ("COMPLIANCE", 30)])
-def test_object_lock_is_on_with_default_retention_when_configured(
-    bare_stack: Stack, fleet_with: Callable[..., Fleet], mode: str, days: int
-) -> None:
-    fleet = fleet_with(pipeline={"object_lock": {"enabled": True, "mode": mode, "days": days}})
+def test_no_lifecycle_rule_expires_kept_or_untagged_backups(bare_stack: Stack, fleet: Fleet) -> None:
     storage, template = _storage(bare_stack, fleet)
-    properties = _backup_bucket(bare_stack, storage, template)["Properties"]
-    assert properties["ObjectLockEnabled"] is True
-    assert properties["ObjectLockConfiguration"] == {
-        "ObjectLockEnabled": "Enabled",
-        "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}},
-    }
+    rules = _backup_bucket(bare_stack, storage, template)["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [r for r in rules if {"ExpirationInDays", "ExpirationDate", "NoncurrentVersionExpiration"} & set(r)]
+    assert expiring
+    for rule in expiring:
+        # every expiry is scoped by exactly one retention tier tag, never the keep value, never a prefix
+        assert rule["TagFilters"] == [{"Key": RETENTION_TAG, "Value": rule["TagFilters"][0]["Value"]}]
+        assert rule["TagFilters"][0]["Value"] != KEEP_TAG_VALUE
+        assert "Prefix" not in rule
+        assert "Filter" not in rule
+    unfiltered = [r for r in rules if "TagFilters" not in r]
+    assert [set(r) - {"Id", "Status"} for r in unfiltered] == [
+        {"AbortIncompleteMultipartUpload", "ExpiredObjectDeleteMarker"}
+    ]

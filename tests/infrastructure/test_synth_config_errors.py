@@ -116,3 +116,15 @@ def test_drill_into_a_protected_target_fails_synth_with_a_fix(tmp_path: Path, ra
         "targets[2] 'orders-pg' > drill > destination: 'orders-pg' is the drilled target itself",
         "Fix: declare a scratch target of engine postgresql (e.g. orders-pg-drill",
     )
+
+
+def test_ledger_ttl_shorter_than_a_retention_fails_synth(tmp_path: Path, raw: dict[str, Any]) -> None:
+    raw["pipeline"]["ledger_ttl_days"] = 100  # the standard class keeps monthly backups 400 days
+    fleet_file = _write(tmp_path, raw)
+    _assert_fails_clearly(
+        _synth(fleet_file, tmp_path),
+        fleet_file,
+        "pipeline > ledger_ttl_days: 100 is shorter than the longest retention",
+        "'standard' > monthly_days: 400",
+        "Fix: set pipeline.ledger_ttl_days to at least 400",
+    )

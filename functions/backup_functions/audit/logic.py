@@ -5,9 +5,9 @@ values derived from the event (no "processed at" stamps), so a duplicate or an o
 (Succeeded before Started) leaves the same items. Terminal run states are final: the first
 terminal event of a run wins; a later contradicting one is logged and changes nothing.
 
-Side effects that must happen once (tags, GFS claims) happen BEFORE the run turns terminal; the
-ones after it (job row, target state, incidents) are idempotent and re-run on redelivery, so a
-crash in between is repaired by the SQS retry.
+Side effects that must happen once (GFS claims, Object Lock retention) happen BEFORE the run turns
+terminal; the ones after it (job row, target state, keep-set and retention tags, incidents) are
+idempotent and re-run on redelivery, so a crash in between is repaired by the SQS retry.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 from backup_contracts import ledger as keys
 from backup_contracts.events import AgentHeartbeat, BackupFailed, BackupStarted, BackupSucceeded, Contract
 from backup_contracts.fleet import Fleet, Target
-from backup_contracts.naming import RETENTION_TAG, manifest_key
 from backup_contracts.redaction import redact
 from backup_functions import alerts, retention
 from backup_functions.audit.incidents import AuditIncidents
+from backup_functions.audit.keeping import Keeper
 from backup_functions.audit.provenance import (
     DEFAULT_MAX_SKEW,
     Provenance,
@@ -107,6 +107,7 @@ class Auditor:
         self.clock = clock
         self.provenance = Provenance(fleet, config.max_skew)
         self.incidents = AuditIncidents(fleet, ledger, notifier, pipeline=config.pipeline, clock=clock)
+        self.keeper = Keeper(fleet, ledger, objects, clock, config.ledger_ttl)
         self._targets = {target.name: target for _, target in fleet.targets()}
 
     def handle(self, event: Contract, *, sender: str | None) -> Outcome:
@@ -192,12 +193,6 @@ class Auditor:
             verification, event.sha256, self.objects.read(event.bucket, event.key, event.version_id)
         )
 
-    def _tag(self, event: BackupSucceeded, value: str) -> None:
-        """Tag the backup object, and its manifest when there is one, with the retention tier."""
-        if not self.objects.set_tag(event.bucket, event.key, event.version_id, RETENTION_TAG, value):
-            raise RuntimeError(f"s3://{event.bucket}/{event.key} vanished before it could be tagged")
-        self.objects.set_tag(event.bucket, manifest_key(event.key), None, RETENTION_TAG, value)
-
     def _promote(self, event: BackupSucceeded, target: Target | None) -> dict[str, Any]:
         if target is None:
             return {}
@@ -214,8 +209,8 @@ class Auditor:
 
         tier = retention.promote(klass, event.started_at, claim, target.timezone)
         value = retention.tag_value(target.retention, tier)
-        self._tag(event, value)
-        return {"retention_class": target.retention, "retention_tier": tier, "retention_tag": value}
+        facts = {"retention_class": target.retention, "retention_tier": tier, "retention_tag": value}
+        return facts | self.keeper.lock(event, target, tier)  # the tag follows the keep-set (keeper.keep)
 
     def succeeded(self, event: BackupSucceeded, target: Target) -> Outcome:
         stored = self._stored_terminal(event)
@@ -262,6 +257,7 @@ class Auditor:
                 sha256=event.sha256,
                 engine=event.engine,
             )
+            self.keeper.keep(target, event.started_at, event.run_id)
             outcome.note = ", ".join(f"resolved {k}" for k in self.incidents.resolve_after(event)) or None
             return outcome
 

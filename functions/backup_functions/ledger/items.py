@@ -85,8 +85,28 @@ def _named_by_key(data: Any, field: str) -> Any:
     return data
 
 
+class KeptBackup(BaseModel):
+    """One member of a target's keep-set: a good backup lifecycle may not expire (tagged ``retention=keep``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    run_id: str
+    started_at: datetime
+    bucket: str
+    key: str
+    version_id: str | None = None
+    tag: str  # its tier's tag value (``<class>-<tier>``), given back when it leaves the keep-set
+
+    @property
+    def order(self) -> tuple[str, str]:
+        """Newest first sorts by this, descending: the run's start, then its id."""
+        return keys.iso(self.started_at), self.run_id
+
+
 class TargetState(WatchedItem):
-    """``TARGET#<t>/STATE``: the latest good backup, the latest run and failure, drills, the RPO watch."""
+    """``TARGET#<t>/STATE``: the latest good backup, the latest run and failure, drills, the RPO watch,
+    and the keep-set (the newest ``keep_last`` good backups, and those released from it whose tier tag
+    is still owed)."""
 
     target: str
     agent: str | None = None
@@ -116,6 +136,9 @@ class TargetState(WatchedItem):
     last_drill_rto_s: float | None = None
     last_drill_error: str | None = None
     last_good_drill_at: datetime | None = None
+    keep: list[KeptBackup] = Field(default_factory=list)
+    keep_released: dict[str, KeptBackup] = Field(default_factory=dict)  # by run id
+    keep_revision: int = 0
 
     @model_validator(mode="before")
     @classmethod
@@ -195,6 +218,8 @@ class RunRecord(LedgerItem):
     retention_class: str | None = None
     retention_tier: str | None = None
     retention_tag: str | None = None
+    lock_mode: str | None = None
+    locked_until: datetime | None = None
 
     @property
     def good(self) -> bool:

@@ -17,6 +17,7 @@ from backup_functions.ledger.client import LedgerClient, Update, epoch_seconds
 from backup_functions.ledger.items import STARTED, SUCCEEDED, RunRecord
 
 _RUNS_END = keys.RUN_SK_PREFIX + "\uffff"
+PINNED_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)  # the TTL of a kept backup's run record
 
 
 def run_id_time(run_id: str) -> datetime | None:
@@ -91,6 +92,26 @@ class Runs:
         ):
             return True, None
         return False, self.get(event.target, event.started_at, event.run_id)
+
+    # ----------------------------------------------------------------- retention (keep-set)
+    def pin(self, target: str, started_at: datetime, run_id: str) -> bool:
+        """A kept backup's run record does not expire while it is in the keep-set: a restore must still find
+        it, however old it gets. Its TTL moves to the year 9999 (rather than being removed, so that a late
+        ``Backup Started``, which sets the TTL only when absent, cannot bring it back). False when the
+        record does not exist (nothing is created)."""
+        update = Update().set(**{keys.TTL_ATTRIBUTE: epoch_seconds(PINNED_UNTIL)})
+        return (
+            self._client.update(keys.target_pk(target), keys.run_sk(started_at, run_id), update, update.exists())
+            is not None
+        )
+
+    def unpin(self, target: str, started_at: datetime, run_id: str, *, expires_at: datetime) -> bool:
+        """Released from the keep-set: the record expires like any other (``expires_at``, maybe already past)."""
+        update = Update().set(**{keys.TTL_ATTRIBUTE: epoch_seconds(expires_at)})
+        return (
+            self._client.update(keys.target_pk(target), keys.run_sk(started_at, run_id), update, update.exists())
+            is not None
+        )
 
     # ----------------------------------------------------------------- retention (GFS)
     def claim_period(

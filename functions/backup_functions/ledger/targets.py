@@ -1,7 +1,9 @@
-"""Target state items (``TARGET#<t>/STATE``): last good backup, last run, last failure, drills, RPO watch.
+"""Target state items (``TARGET#<t>/STATE``): last good backup, last run, last failure, drills, RPO watch,
+and the keep-set.
 
 Every write is monotonic: an older run, success, failure or drill never overwrites a newer one, so
-duplicate and out-of-order events leave the same item.
+duplicate and out-of-order events leave the same item. The keep-set is replaced whole under an
+optimistic revision (``keep_revision``): two audits that change it concurrently cannot both win.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from datetime import datetime, timedelta
 
 from backup_contracts import ledger as keys
 from backup_functions.ledger.client import LedgerClient, Update, watch
-from backup_functions.ledger.items import TERMINAL_STATES, WATCH_RPO, TargetState
+from backup_functions.ledger.items import TERMINAL_STATES, WATCH_RPO, KeptBackup, TargetState
 
 ERROR_MAX = 500
 
@@ -113,6 +115,31 @@ class TargetStates:
         )
         condition = f"{update.absent('last_failure_at')} OR {update.name('last_failure_at')} <= {update.value(at)}"
         return self._update(target, update, condition)
+
+    def replace_keep(self, target: str, *, revision: int, keep: list[KeptBackup], released: list[KeptBackup]) -> bool:
+        """Replace the keep-set seen at ``revision`` by ``keep`` and, in the same write, add the members that
+        left it (``released``) to ``keep_released``: their tier tags are owed until ``settle_release``.
+        False when another audit changed the keep-set first (re-read and decide again)."""
+        update = Update().set(target=target, keep=[member.model_dump() for member in keep], keep_revision=revision + 1)
+        if revision == 0:
+            if released:
+                raise ValueError("an empty keep-set has no member to release")
+            pending = update.name("keep_released")
+            update.sets.append(f"{pending} = if_not_exists({pending}, {update.value({})})")
+            return self._update(target, update, update.absent("keep_revision"))
+        # keep_released exists from revision 1 on (created with the first keep-set), so its entries can be
+        # set by path, atomically with the new set
+        for member in released:
+            pending = update.name("keep_released")
+            update.sets.append(f"{pending}.{update.name(member.run_id)} = {update.value(member.model_dump())}")
+        return self._update(target, update, update.equals("keep_revision", revision))
+
+    def settle_release(self, target: str, run_id: str) -> bool:
+        """The released member's tier tag is back on its objects: it is owed no more."""
+        update = Update()
+        path = f"{update.name('keep_released')}.{update.name(run_id)}"
+        update.removes.append(path)
+        return self._update(target, update, f"attribute_exists({path})")
 
     def claim_drill_slot(self, target: str, slot: datetime, restore_id: str, at: datetime) -> bool:
         """Move ``last_drill_slot`` forward to ``slot`` (once: concurrent ticks claim a slot once)."""

@@ -312,5 +312,14 @@ ROWS: tuple[Row, ...] = (
         "only its own schedule"),
     Row("events-foreign-runs-restore", EVENTS, "lambda:InvokeFunction", RESTORE_FUNCTION, FOREIGN_RULE, DENIED,
         "no other account's rule"),
+    # Object Lock: the audit alone sets a backup's retention (from its GFS tier); no role of the pipeline may
+    # bypass governance mode, so only an operator's break-glass grant can shorten one (docs/runbook.md).
+    Row("audit-locks-backup", AUDIT, "s3:PutObjectRetention", OWN_BACKUP, NONE, ALLOWED, "tier's days"),
+    Row("audit-reads-retention", AUDIT, "s3:GetObjectRetention", OWN_BACKUP, NONE, ALLOWED, "never shortens"),
+    Row("audit-bypasses-governance", AUDIT, "s3:BypassGovernanceRetention", OWN_BACKUP, NONE, DENIED, "break-glass"),
+    Row("agent-sets-retention", AGENT, "s3:PutObjectRetention", OWN_BACKUP, NONE, DENIED, "its own lock"),
+    Row("agent-bypasses-governance", AGENT, "s3:BypassGovernanceRetention", OWN_BACKUP, NONE, DENIED, "unlock"),
+    Row("restore-sets-retention", RESTORE, "s3:PutObjectRetention", OWN_BACKUP, NONE, DENIED, "audit's job"),
+    Row("watchdog-sets-retention", WATCHDOG, "s3:PutObjectRetention", OWN_BACKUP, NONE, DENIED, "audit's job"),
 )
 # fmt: on
