@@ -15,6 +15,8 @@ from stacks.nag import acknowledge
 NONCURRENT_VERSION_DAYS = 7
 ABORT_MULTIPART_DAYS = 1
 ACCESS_LOG_DAYS = 365
+SSE_HEADER = "s3:x-amz-server-side-encryption"
+SSE_KEY_HEADER = "s3:x-amz-server-side-encryption-aws-kms-key-id"
 
 
 class Storage(Construct):
@@ -130,6 +132,12 @@ class Storage(Construct):
 
         Statement 1 denies any SSE other than aws:kms (e.g. AES256). Statement 2 denies naming another key.
         Statement 3 closes the gap where ``aws:kms`` without a key id would fall back to the AWS-managed aws/s3 key.
+
+        Statements 1 and 2 apply only when the header is present (``Null: false``): ``UploadPart`` and
+        ``CompleteMultipartUpload`` are authorised as ``s3:PutObject`` and carry no SSE header, and a negated
+        (or ``...IfExists``) condition on a missing key is true, so without ``Null`` the Deny would hit every
+        part of every multipart upload. A part is encrypted as its upload was created (with this key), and a
+        put without headers gets the bucket default (this key).
         """
         objects = bucket.arn_for_objects("*")
         bucket.add_to_resource_policy(
@@ -139,7 +147,10 @@ class Storage(Construct):
                 principals=[iam.AnyPrincipal()],
                 actions=["s3:PutObject"],
                 resources=[objects],
-                conditions={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+                conditions={
+                    "StringNotEquals": {SSE_HEADER: "aws:kms"},
+                    "Null": {SSE_HEADER: "false"},
+                },
             )
         )
         bucket.add_to_resource_policy(
@@ -150,7 +161,8 @@ class Storage(Construct):
                 actions=["s3:PutObject"],
                 resources=[objects],
                 conditions={
-                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.key_arn}
+                    "StringNotEquals": {SSE_KEY_HEADER: self.key.key_arn},
+                    "Null": {SSE_KEY_HEADER: "false"},
                 },
             )
         )
@@ -162,8 +174,8 @@ class Storage(Construct):
                 actions=["s3:PutObject"],
                 resources=[objects],
                 conditions={
-                    "StringEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
-                    "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "true"},
+                    "StringEquals": {SSE_HEADER: "aws:kms"},
+                    "Null": {SSE_KEY_HEADER: "true"},
                 },
             )
         )

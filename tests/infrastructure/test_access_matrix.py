@@ -8,6 +8,7 @@ itself (resolver, evaluator wiring) is tested in test_access_matrix_harness.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from access_matrix.evaluator import Evaluator, EvaluatorUnavailableError, Verdict
 from access_matrix.matrix import AccessMatrix, decision_of, explain
 from access_matrix.rows import ROWS, Decision, Row
+from access_matrix.template import Json
 
 pytestmark = pytest.mark.infrastructure
 
@@ -58,14 +60,24 @@ def test_access_matrix(row: Row, access_matrix: AccessMatrix, verdicts: dict[str
 
 
 # --- the harness can fail ------------------------------------------------------------------------------------
+def _drop(_: Json) -> None:
+    return None
+
+
+def _if_exists_without_null(statement: Json) -> Json:
+    """The SSE Deny as it was before the fix: ``StringNotEqualsIfExists``, no ``Null`` (true without the header)."""
+    return {**statement, "Condition": {"StringNotEqualsIfExists": statement["Condition"]["StringNotEquals"]}}
+
+
 @dataclass(frozen=True)
 class Mutation:
-    """Drop the statement ``sid`` from the policies: the row it decides must flip from ``before`` to ``after``."""
+    """Change (by default drop) the statement ``sid``: the row it decides must flip from ``before`` to ``after``."""
 
     sid: str
     row: str
     before: Decision
     after: Decision
+    change: Callable[[Json], Json | None] = _drop
 
 
 MUTATIONS = [
@@ -74,6 +86,15 @@ MUTATIONS = [
     pytest.param(
         Mutation("AllowCloudWatchAlarmsToUseTheKeyForTheAlertTopic", "alarm-kms-data-key", ALLOWED, DENIED),
         id="key-policy-loses-alarm-grant",
+    ),
+    # The SSE Denies reverted to StringNotEqualsIfExists without Null (issue 14): every multipart part is denied.
+    pytest.param(
+        Mutation("DenyPutWithoutKmsEncryption", "agent-uploads-part", ALLOWED, DENIED, _if_exists_without_null),
+        id="sse-deny-reverted-denies-parts",
+    ),
+    pytest.param(
+        Mutation("DenyPutWithAnotherKmsKey", "agent-completes-upload", ALLOWED, DENIED, _if_exists_without_null),
+        id="key-deny-reverted-denies-completion",
     ),
 ]
 
@@ -85,8 +106,8 @@ def test_a_weakened_policy_changes_the_decision_of_a_row(
     # Given a row the synthesized policies decide one way
     row = ROWS_BY_NAME[mutation.row]
     assert decision_of(verdicts[row.name]) == mutation.before
-    # When the statement that decides it is dropped from the policies (in memory)
-    mutated = access_matrix.with_stack(access_matrix.resolved.without_statement(mutation.sid))
+    # When the statement that decides it is dropped or changed in the policies (in memory)
+    mutated = access_matrix.with_stack(access_matrix.resolved.with_statement(mutation.sid, mutation.change))
     # Then the evaluator reaches the opposite decision
     (verdict,) = mutated.evaluate([row]).values()
     assert decision_of(verdict) == mutation.after, explain(row, mutated.request(row), verdict)

@@ -113,10 +113,6 @@ FROM_BACKUP_BUCKET: Context = {"aws:SourceArn": BUCKET, "aws:SourceAccount": ACC
 FROM_FOREIGN_BUCKET: Context = {"aws:SourceArn": "arn:aws:s3:::elsewhere", "aws:SourceAccount": FOREIGN_ACCOUNT}
 
 # --- known gaps (the reason of each xfail; file:line of the policy to fix) -----------------------------------
-SSE_IF_EXISTS = (
-    "stacks/storage.py:142,153: StringNotEqualsIfExists is true when the SSE header is absent, so the Deny hits"
-    " UploadPart, CompleteMultipartUpload and header-less puts; add Null {<key>: false} to both Denies"
-)
 SOURCE_NOT_A_SET = (
     "stacks/agent_access.py:163: StringEquals on events:source, a multivalued key, matches nothing; use"
     " ForAllValues:StringEquals plus Null {events:source: false}"
@@ -152,14 +148,13 @@ ROWS: tuple[Row, ...] = (
     Row("agent-creates-upload", AGENT, "s3:PutObject", OWN_BACKUP, CREATE_UPLOAD, ALLOWED, "SSE-KMS, our key"),
     Row("agent-tags-new-object", AGENT, "s3:PutObjectTagging", OWN_BACKUP, TAG_NEW_OBJECT, ALLOWED, "Tagging header"),
     Row("agent-kms-data-key-via-s3", AGENT, "kms:GenerateDataKey", KEY, VIA_S3, ALLOWED, "S3 gets the data key"),
-    Row("agent-uploads-part", AGENT, "s3:PutObject", OWN_BACKUP, UPLOAD_PART, ALLOWED, "no SSE header", SSE_IF_EXISTS),
+    Row("agent-uploads-part", AGENT, "s3:PutObject", OWN_BACKUP, UPLOAD_PART, ALLOWED, "no SSE header"),
     Row("agent-kms-decrypt-via-s3", AGENT, "kms:Decrypt", KEY, VIA_S3, ALLOWED, "multipart SSE-KMS needs Decrypt"),
     Row("agent-lists-own-parts", AGENT, "s3:ListMultipartUploadParts", OWN_BACKUP, NONE, ALLOWED, "its own upload"),
-    Row("agent-completes-upload", AGENT, "s3:PutObject", OWN_BACKUP, COMPLETE_NEW, ALLOWED, "no SSE", SSE_IF_EXISTS),
+    Row("agent-completes-upload", AGENT, "s3:PutObject", OWN_BACKUP, COMPLETE_NEW, ALLOWED, "no SSE header"),
     Row("agent-aborts-upload", AGENT, "s3:AbortMultipartUpload", OWN_BACKUP, NONE, ALLOWED, "failed dump: abort"),
     Row("agent-puts-manifest", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_NEW, ALLOWED, "one PutObject with SSE-KMS"),
-    Row("agent-puts-no-sse-header", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_NO_SSE, ALLOWED, "bucket default: our key",
-        SSE_IF_EXISTS),
+    Row("agent-puts-no-sse-header", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_NO_SSE, ALLOWED, "bucket default key"),
     Row("agent-receives-jobs", AGENT, "sqs:ReceiveMessage", AGENT_QUEUE, NONE, ALLOWED, "long-polls its queue"),
     Row("agent-heartbeats-job", AGENT, "sqs:ChangeMessageVisibility", AGENT_QUEUE, NONE, ALLOWED, "keeps job hidden"),
     Row("agent-deletes-done-job", AGENT, "sqs:DeleteMessage", AGENT_QUEUE, NONE, ALLOWED, "acks a finished job"),
@@ -182,7 +177,7 @@ ROWS: tuple[Row, ...] = (
     Row("agent-overwrites-manifest", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_OVERWRITE, DENIED, "replaces stored key",
         OVERWRITE_OPEN),
     Row("agent-completes-overwrite", AGENT, "s3:PutObject", OWN_BACKUP, COMPLETE_OVERWRITE, DENIED,
-        "no If-None-Match; today denied only by the SSE IfExists Deny, so it flips when SSE_IF_EXISTS is fixed alone"),
+        "no If-None-Match: would replace a stored backup", OVERWRITE_OPEN),
     Row("agent-shortens-lock", AGENT, "s3:PutObjectRetention", OWN_BACKUP, NONE, DENIED, "Object Lock stays"),
     Row("agent-changes-bucket-policy", AGENT, "s3:PutBucketPolicy", BUCKET, NONE, DENIED, "no bucket admin"),
     Row("agent-puts-over-http", AGENT, "s3:PutObject", OWN_MANIFEST, {**PUT_NEW, **PLAIN_HTTP}, DENIED, "TLS only"),
