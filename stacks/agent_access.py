@@ -1,8 +1,8 @@
 """Agent access: per agent, its job queue (+DLQ) and one IAM role that may do only what the agent needs.
 
-The role may: receive/delete/change-visibility/get-attributes on its own queue; put (with their tags,
-and abort or list the parts of its multipart uploads) objects under ``agents/<agent>/`` only — never
-read, delete or write anywhere else (restores read through presigned URLs the coordinator signs); use
+The role may: receive/delete/change-visibility/get-attributes on its own queue; create (and abort or list
+the parts of its multipart uploads) objects under ``agents/<agent>/`` only — never tag, overwrite, read,
+delete or write anywhere else (restores read through presigned URLs the coordinator signs); use
 the key only through S3 (encrypt/decrypt for multipart uploads) and SQS (decrypt jobs);
 and put events on the pipeline bus with ``source`` = ``backup.agent``. No managed policies.
 
@@ -33,9 +33,11 @@ AGENT_QUEUE_ACTIONS = (
     "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
 )
+# No s3:PutObjectTagging: retention tags are set by the audit after it verified the object, never by a host
+# (retagging a monthly backup as daily would let lifecycle expire it). Overwrites are denied by the bucket
+# policy (Storage.deny_overwrites_by): an agent creates an object only with If-None-Match.
 AGENT_OBJECT_ACTIONS = (
     "s3:PutObject",
-    "s3:PutObjectTagging",
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 )

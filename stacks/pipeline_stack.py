@@ -29,6 +29,7 @@ class PipelineStack(Stack):
         self.agent_access = AgentAccess(
             self, "AgentAccess", fleet=fleet, key=key, bucket=self.storage.bucket, bus=self.events.bus
         )
+        self.storage.deny_overwrites_by([agent.role for agent in self.agent_access.agents.values()])
         self.alerting = Alerting(self, "Alerting", fleet=fleet, key=key)
         self.functions = Functions(
             self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -126,6 +128,29 @@ class Storage(Construct):
             )
         )
         return rules
+
+    def deny_overwrites_by(self, roles: Sequence[iam.IRole]) -> None:
+        """These roles (the agents') may only create new keys: an object-creating request (PutObject,
+        CompleteMultipartUpload; ``s3:ObjectCreationOperation`` true) without ``If-None-Match`` is denied, so a
+        host cannot replace a stored backup (whose old version would then expire as noncurrent). Create,
+        UploadPart and the tagless CreateMultipartUpload take no conditional header and are not creations.
+        The principals are matched by ``aws:PrincipalArn`` (role ARNs, as AWS recommends for role sessions)."""
+        if not roles:
+            return
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyAgentsOverwritingObjects",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects("*")],
+                conditions={
+                    "ArnEquals": {"aws:PrincipalArn": [role.role_arn for role in roles]},
+                    "Bool": {"s3:ObjectCreationOperation": "true"},
+                    "Null": {"s3:if-none-match": "true"},
+                },
+            )
+        )
 
     def _deny_other_encryption(self, bucket: s3.Bucket) -> None:
         """Every object is SSE-KMS with this key: a put may omit the headers (bucket default) but never override it.

@@ -59,6 +59,22 @@ def test_access_matrix(row: Row, access_matrix: AccessMatrix, verdicts: dict[str
     assert decision_of(verdict) == row.expected, explain(row, request, verdict)
 
 
+DECIDED = [pytest.param(row, id=row.name) for row in ROWS if row.decided_by]
+
+
+@pytest.mark.parametrize("row", DECIDED)
+def test_a_row_that_names_its_deciding_statement_flips_without_it(
+    row: Row, access_matrix: AccessMatrix, verdicts: dict[str, Verdict]
+) -> None:
+    # e.g. an agent's overwrite must be denied by the overwrite Deny, not by an SSE Deny that happens to match
+    assert row.decided_by in verdicts[row.name].deciding_statements(), explain(
+        row, access_matrix.request(row), verdicts[row.name]
+    )
+    mutated = access_matrix.with_stack(access_matrix.resolved.without_statement(row.decided_by))
+    (verdict,) = mutated.evaluate([row]).values()
+    assert decision_of(verdict) != row.expected, explain(row, mutated.request(row), verdict)
+
+
 # --- the harness can fail ------------------------------------------------------------------------------------
 def _drop(_: Json) -> None:
     return None

@@ -142,13 +142,12 @@ def test_agent_role_takes_jobs_only_from_its_own_queue(built: Built) -> None:
     assert beta_queue not in str(built.role("alpha"))
 
 
-def test_agent_role_writes_only_under_its_own_prefix_and_never_reads_or_deletes(built: Built) -> None:
+def test_agent_role_writes_only_under_its_own_prefix_and_never_tags_reads_or_deletes(built: Built) -> None:
     statement = built.statements("alpha")["WriteOwnPrefixOnly"]
     assert sorted(_actions(statement)) == [
         "s3:AbortMultipartUpload",
         "s3:ListMultipartUploadParts",
         "s3:PutObject",
-        "s3:PutObjectTagging",
     ]
     assert statement["Resource"] == {
         "Fn::Join": ["", [{"Fn::GetAtt": [built.id_of(built.bucket), "Arn"]}, f"/{naming.agent_prefix('alpha')}*"]]

@@ -37,6 +37,7 @@ class Row:
     expected: Decision
     why: str
     gap: str | None = None
+    decided_by: str | None = None  # the Sid that must decide the row: without it, the decision flips
 
 
 ALLOWED, DENIED = Decision.ALLOWED, Decision.DENIED
@@ -73,18 +74,18 @@ RETENTION = retention_tag_value("standard", "daily")
 NONE: Context = {}
 PLAIN_HTTP: Context = {"aws:SecureTransport": "false"}
 SSE_OWN_KEY: Context = {SSE: "aws:kms", SSE_KEY: KEY}
-# CreateMultipartUpload: the SSE headers and the tags; it creates no object yet (s3:ObjectCreationOperation).
-CREATE_UPLOAD: Context = {**SSE_OWN_KEY, CREATES: "false", TAG: RETENTION}
+# CreateMultipartUpload: the SSE headers (no tags: those are the audit's); it creates no object yet.
+CREATE_UPLOAD: Context = {**SSE_OWN_KEY, CREATES: "false"}
 UPLOAD_PART: Context = {CREATES: "false"}  # authorised as s3:PutObject, with no SSE header
 COMPLETE_NEW: Context = {CREATES: "true", IF_NONE_MATCH: "*"}  # no SSE header; If-None-Match keeps it new
 COMPLETE_OVERWRITE: Context = {CREATES: "true"}  # without If-None-Match S3 replaces an existing key
-PUT_NEW: Context = {**SSE_OWN_KEY, CREATES: "true", IF_NONE_MATCH: "*", TAG: RETENTION}  # the manifest
-PUT_OVERWRITE: Context = {**SSE_OWN_KEY, CREATES: "true", TAG: RETENTION}
+PUT_NEW: Context = {**SSE_OWN_KEY, CREATES: "true", IF_NONE_MATCH: "*"}  # the manifest
+PUT_OVERWRITE: Context = {**SSE_OWN_KEY, CREATES: "true"}  # no If-None-Match: replaces a stored key
 PUT_NO_SSE: Context = {CREATES: "true", IF_NONE_MATCH: "*"}  # no SSE header: bucket default applies
 PUT_AES256: Context = {SSE: "AES256", CREATES: "true", IF_NONE_MATCH: "*"}
 PUT_OTHER_KEY: Context = {SSE: "aws:kms", SSE_KEY: "{other_key}", CREATES: "true", IF_NONE_MATCH: "*"}
 PUT_AWS_MANAGED_KEY: Context = {SSE: "aws:kms", CREATES: "true", IF_NONE_MATCH: "*"}  # aws:kms, no key id
-TAG_NEW_OBJECT: Context = {TAG: RETENTION}  # the Tagging header of the create call, no existing tags
+TAG_NEW_OBJECT: Context = {TAG: RETENTION}  # the Tagging header of a create call, no existing tags
 RETAG: Context = {EXISTING_TAG: RETENTION, TAG: retention_tag_value("short", "daily")}
 
 
@@ -112,18 +113,13 @@ FROM_FOREIGN_ALARM: Context = {
 FROM_BACKUP_BUCKET: Context = {"aws:SourceArn": BUCKET, "aws:SourceAccount": ACCOUNT}
 FROM_FOREIGN_BUCKET: Context = {"aws:SourceArn": "arn:aws:s3:::elsewhere", "aws:SourceAccount": FOREIGN_ACCOUNT}
 
+# --- statements rows name as what decides them (decided_by) ------------------------------------------------
+OVERWRITE_DENY = "DenyAgentsOverwritingObjects"  # stacks/storage.py: agents create only with If-None-Match
+
 # --- known gaps (the reason of each xfail; file:line of the policy to fix) -----------------------------------
 SOURCE_NOT_A_SET = (
     "stacks/agent_access.py:163: StringEquals on events:source, a multivalued key, matches nothing; use"
     " ForAllValues:StringEquals plus Null {events:source: false}"
-)
-RETAG_OPEN = (
-    "stacks/agent_access.py:38,145: s3:PutObjectTagging is granted without a condition, so an agent can retag"
-    " (shorten the retention of) an existing object under its prefix"
-)
-OVERWRITE_OPEN = (
-    "stacks/storage.py (bucket policy): no Deny of s3:PutObject without s3:if-none-match when"
-    " s3:ObjectCreationOperation is true, so an agent can overwrite an existing key"
 )
 FN_SOURCE_OPEN = (
     "stacks/functions.py:247,286,296,313: bus.grant_put_events_to has no events:source condition, so a function"
@@ -146,7 +142,6 @@ TOPIC_NO_ALLOW = (
 ROWS: tuple[Row, ...] = (
     # The agent backs up its own target: multipart upload, manifest, job queue, events.
     Row("agent-creates-upload", AGENT, "s3:PutObject", OWN_BACKUP, CREATE_UPLOAD, ALLOWED, "SSE-KMS, our key"),
-    Row("agent-tags-new-object", AGENT, "s3:PutObjectTagging", OWN_BACKUP, TAG_NEW_OBJECT, ALLOWED, "Tagging header"),
     Row("agent-kms-data-key-via-s3", AGENT, "kms:GenerateDataKey", KEY, VIA_S3, ALLOWED, "S3 gets the data key"),
     Row("agent-uploads-part", AGENT, "s3:PutObject", OWN_BACKUP, UPLOAD_PART, ALLOWED, "no SSE header"),
     Row("agent-kms-decrypt-via-s3", AGENT, "kms:Decrypt", KEY, VIA_S3, ALLOWED, "multipart SSE-KMS needs Decrypt"),
@@ -172,12 +167,13 @@ ROWS: tuple[Row, ...] = (
     Row("agent-reads-own-backup", AGENT, "s3:GetObject", OWN_BACKUP, NONE, DENIED, "write-only; restores presign"),
     Row("agent-reads-other-backup", AGENT, "s3:GetObject", OTHER_AGENT_BACKUP, NONE, DENIED, "no read of others"),
     Row("agent-lists-bucket", AGENT, "s3:ListBucket", BUCKET, NONE, DENIED, "no listing"),
-    Row("agent-retags-existing", AGENT, "s3:PutObjectTagging", OWN_BACKUP, RETAG, DENIED, "would shorten retention",
-        RETAG_OPEN),
+    Row("agent-retags-existing", AGENT, "s3:PutObjectTagging", OWN_BACKUP, RETAG, DENIED, "would shorten retention"),
+    Row("agent-tags-new-object", AGENT, "s3:PutObjectTagging", OWN_BACKUP, TAG_NEW_OBJECT, DENIED, "audit tags"),
+    Row("agent-tags-version", AGENT, "s3:PutObjectVersionTagging", OWN_BACKUP, RETAG, DENIED, "nor a version's tags"),
     Row("agent-overwrites-manifest", AGENT, "s3:PutObject", OWN_MANIFEST, PUT_OVERWRITE, DENIED, "replaces stored key",
-        OVERWRITE_OPEN),
+        decided_by=OVERWRITE_DENY),
     Row("agent-completes-overwrite", AGENT, "s3:PutObject", OWN_BACKUP, COMPLETE_OVERWRITE, DENIED,
-        "no If-None-Match: would replace a stored backup", OVERWRITE_OPEN),
+        "no If-None-Match: would replace a stored backup", decided_by=OVERWRITE_DENY),
     Row("agent-shortens-lock", AGENT, "s3:PutObjectRetention", OWN_BACKUP, NONE, DENIED, "Object Lock stays"),
     Row("agent-changes-bucket-policy", AGENT, "s3:PutBucketPolicy", BUCKET, NONE, DENIED, "no bucket admin"),
     Row("agent-puts-over-http", AGENT, "s3:PutObject", OWN_MANIFEST, {**PUT_NEW, **PLAIN_HTTP}, DENIED, "TLS only"),
