@@ -116,6 +116,8 @@ class Bindings:
             "table_index": f"{arn(stack.ledger.table)}/index/{ledger.WATCH_INDEX}",
             "topic": arn(stack.alerting.topic),
             "alarm": arn(stack.monitoring.alarms[0]),
+            "agent_source": naming.agent_event_source(agent.name),
+            "other_agent_source": naming.agent_event_source(other_agent),
         } | {f"{symbol}_role": arn(role) for symbol, role in roles.items()}
         role_ids = {symbol: synthesized.logical_id(role) for symbol, role in roles.items()}
         return cls(names=names, role_ids=role_ids)
