@@ -127,10 +127,7 @@ FROM_FOREIGN_BUCKET: Context = {"aws:SourceArn": "arn:aws:s3:::elsewhere", "aws:
 OVERWRITE_DENY = "DenyAgentsOverwritingObjects"  # stacks/storage.py: agents create only with If-None-Match
 
 # --- known gaps (the reason of each xfail; file:line of the policy to fix) -----------------------------------
-TOPIC_NO_ALLOW = (
-    "stacks/alerting.py:23: enforce_ssl writes a topic policy with only the TLS Deny, replacing SNS's default"
-    " one, so the CloudWatch alarms (stacks/monitoring.py:38) may not publish"
-)
+# None today. A row failing for a known policy bug gets a constant here naming the file:line to fix.
 
 # fmt: off
 ROWS: tuple[Row, ...] = (
@@ -297,7 +294,10 @@ ROWS: tuple[Row, ...] = (
     Row("events-other-rule-kms", EVENTS, "kms:GenerateDataKey", KEY, OTHER_RULE, ALLOWED,
         "this account's rules: naming ours in the key policy is a cycle; the queue policies admit only theirs"),
     Row("events-kms-reencrypt", EVENTS, "kms:ReEncryptFrom", KEY, FROM_AUDIT_RULE, DENIED, "SQS SSE needs none"),
-    Row("alarm-publishes-alert", CLOUDWATCH, "sns:Publish", TOPIC, FROM_ALARM, ALLOWED, "DLQ alarms", TOPIC_NO_ALLOW),
+    Row("alarm-publishes-alert", CLOUDWATCH, "sns:Publish", TOPIC, FROM_ALARM, ALLOWED, "DLQ alarms"),
+    Row("foreign-alarm-publishes", CLOUDWATCH, "sns:Publish", TOPIC, FROM_FOREIGN_ALARM, DENIED, "SourceAccount"),
+    Row("events-publishes-alert", EVENTS, "sns:Publish", TOPIC, FROM_AUDIT_RULE, DENIED, "no rule targets it"),
+    Row("alarm-publishes-over-http", CLOUDWATCH, "sns:Publish", TOPIC, {**FROM_ALARM, **PLAIN_HTTP}, DENIED, "TLS"),
     Row("alarm-kms-data-key", CLOUDWATCH, "kms:GenerateDataKey", KEY, FROM_ALARM, ALLOWED, "encrypted topic"),
     Row("foreign-alarm-kms", CLOUDWATCH, "kms:GenerateDataKey", KEY, FROM_FOREIGN_ALARM, DENIED, "SourceAccount"),
     Row("s3-delivers-access-log", S3_LOGGING, "s3:PutObject", ACCESS_LOG, FROM_BACKUP_BUCKET, ALLOWED, "our bucket"),
