@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from backup_contracts import ledger, naming
+from stacks.agent_access import agent_trust_tag_value
 
 from .evaluator import Evaluator, Request, Verdict
 from .rows import (
@@ -116,6 +117,9 @@ class Bindings:
             "table_index": f"{arn(stack.ledger.table)}/index/{ledger.WATCH_INDEX}",
             "topic": arn(stack.alerting.topic),
             "alarm": arn(stack.monitoring.alarms[0]),
+            "agent_trust_tag": agent_trust_tag_value(pipeline, agent.name),
+            "other_agent_trust_tag": agent_trust_tag_value(pipeline, other_agent),
+            "other_pipeline_trust_tag": agent_trust_tag_value(f"{pipeline}-2", agent.name),
             "agent_source": naming.agent_event_source(agent.name),
             "other_agent_source": naming.agent_event_source(other_agent),
         } | {f"{symbol}_role": arn(role) for symbol, role in roles.items()}

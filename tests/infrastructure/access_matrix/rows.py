@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from backup_contracts.naming import SOURCE_AGENT, SOURCE_PIPELINE, SOURCE_REQUESTS, retention_tag_value
+from stacks.agent_access import AGENT_TRUST_TAG
 
 from .template import ACCOUNT, REGION
 
@@ -120,6 +121,10 @@ FROM_FOREIGN_ALARM: Context = {
     "aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{FOREIGN_ACCOUNT}:alarm:elsewhere",
     "aws:SourceAccount": FOREIGN_ACCOUNT,
 }
+HOST_TAG = f"aws:PrincipalTag/{AGENT_TRUST_TAG}"  # the agent roles' trust condition (docs/deploy.md)
+TAGGED_FOR_AGENT: Context = {HOST_TAG: "{agent_trust_tag}"}
+TAGGED_FOR_OTHER: Context = {HOST_TAG: "{other_agent_trust_tag}"}
+TAGGED_OTHER_PIPELINE: Context = {HOST_TAG: "{other_pipeline_trust_tag}"}
 FROM_BACKUP_BUCKET: Context = {"aws:SourceArn": BUCKET, "aws:SourceAccount": ACCOUNT}
 FROM_FOREIGN_BUCKET: Context = {"aws:SourceArn": "arn:aws:s3:::elsewhere", "aws:SourceAccount": FOREIGN_ACCOUNT}
 
@@ -308,8 +313,14 @@ ROWS: tuple[Row, ...] = (
     Row("lambda-assumes-watchdog", LAMBDA, "sts:AssumeRole", WATCHDOG_ROLE, NONE, ALLOWED, "function role"),
     Row("lambda-assumes-restore", LAMBDA, "sts:AssumeRole", RESTORE_ROLE, NONE, ALLOWED, "function role"),
     Row("lambda-assumes-agent", LAMBDA, "sts:AssumeRole", AGENT_ROLE, NONE, DENIED, "agents are hosts"),
-    Row("host-assumes-agent", HOST, "sts:AssumeRole", AGENT_ROLE, NONE, ALLOWED, "granted by the account admins"),
+    Row("host-assumes-agent", HOST, "sts:AssumeRole", AGENT_ROLE, TAGGED_FOR_AGENT, ALLOWED, "tagged and granted"),
+    Row("untagged-host-assumes-agent", HOST, "sts:AssumeRole", AGENT_ROLE, NONE, DENIED, "a grant alone is not trust"),
+    Row("other-host-assumes-agent", HOST, "sts:AssumeRole", AGENT_ROLE, TAGGED_FOR_OTHER, DENIED, "B's host"),
+    Row("other-pipeline-host-assumes", HOST, "sts:AssumeRole", AGENT_ROLE, TAGGED_OTHER_PIPELINE, DENIED,
+        "same agent name, another pipeline"),
     Row("foreign-assumes-agent", FOREIGN, "sts:AssumeRole", AGENT_ROLE, NONE, DENIED, "trust is this account"),
+    Row("foreign-tagged-assumes-agent", FOREIGN, "sts:AssumeRole", AGENT_ROLE, TAGGED_FOR_AGENT, DENIED,
+        "a tag in another account is not ours"),
     Row("foreign-reads-backup", FOREIGN, "s3:GetObject", OWN_BACKUP, NONE, DENIED, "bucket policy grants no one"),
     Row("foreign-kms-decrypt", FOREIGN, "kms:Decrypt", KEY, VIA_S3, DENIED, "key policy trusts this account"),
     Row("foreign-sends-job", FOREIGN, "sqs:SendMessage", AGENT_QUEUE, NONE, DENIED, "no forged jobs"),
