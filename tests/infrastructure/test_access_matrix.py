@@ -8,8 +8,10 @@ itself (resolver, evaluator wiring) is tested in test_access_matrix_harness.py.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,3 +148,19 @@ def test_every_resource_policy_of_the_template_is_evaluated_by_some_row(access_m
     evaluated = {access_matrix.resolved.policy_holder(access_matrix.request(row).resource) for row in ROWS}
     unevaluated = set(access_matrix.resolved.resource_policies) - evaluated
     assert unevaluated == set(), f"resource policies no row evaluates: {sorted(unevaluated)}"
+
+
+# --- docs/access.md lists every row, and only rows ---------------------------------------------------------
+ACCESS_DOC = Path(__file__).resolve().parents[2] / "docs" / "access.md"
+ROW_NAME = re.compile(r"`([a-z0-9]+(?:-[a-z0-9]+)+)`")
+NOT_ROWS = {
+    "sse-deny-reverted-denies-parts",
+    "key-deny-reverted-denies-completion",
+    "backup-pipeline-agent",
+}  # test ids, tag
+
+
+def test_docs_access_names_every_row_of_the_matrix_and_no_other() -> None:
+    named = set(ROW_NAME.findall(ACCESS_DOC.read_text(encoding="utf-8"))) - NOT_ROWS
+    assert named - set(ROWS_BY_NAME) == set(), "docs/access.md names rows that do not exist"
+    assert set(ROWS_BY_NAME) - named == set(), "rows that docs/access.md does not list"
