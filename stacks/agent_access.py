@@ -1,14 +1,16 @@
 """Agent access: per agent, its job queue (+DLQ) and one IAM role that may do only what the agent needs.
 
-The role may: receive/delete/change-visibility/get-attributes on its own queue; put (with their tags,
-and abort or list the parts of its multipart uploads) objects under ``agents/<agent>/`` only — never
-read, delete or write anywhere else (restores read through presigned URLs the coordinator signs); use
+The role may: receive/delete/change-visibility/get-attributes on its own queue; create (and abort or list
+the parts of its multipart uploads) objects under ``agents/<agent>/`` only — never tag, overwrite, read,
+delete or write anywhere else (restores read through presigned URLs the coordinator signs); use
 the key only through S3 (encrypt/decrypt for multipart uploads) and SQS (decrypt jobs);
-and put events on the pipeline bus with ``source`` = ``backup.agent``. No managed policies.
+and put events on the pipeline bus with its own ``source`` ``backup.agent.<agent>``. No managed policies.
 
-Trust: the account root, so the account's administrators decide which host may assume it — an EC2
-instance profile role or an IAM Roles Anywhere profile granted ``sts:AssumeRole`` on this role
-(see docs/deploy.md).
+Trust: principals of this account that carry the principal tag ``backup-pipeline-agent`` =
+``<pipeline>/<agent>`` (``aws:PrincipalTag``) — the host's instance-profile or Roles Anywhere role,
+tagged by an administrator and granted ``sts:AssumeRole`` on this role (see docs/deploy.md). Granting
+``sts:AssumeRole`` alone is not enough, so a role with a broad ``sts:AssumeRole *`` (a CI role, an
+admin's) cannot become an agent, and a host tagged for one agent cannot assume another agent's role.
 """
 
 from __future__ import annotations
@@ -33,15 +35,23 @@ AGENT_QUEUE_ACTIONS = (
     "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
 )
+# No s3:PutObjectTagging: retention tags are set by the audit after it verified the object, never by a host
+# (retagging a monthly backup as daily would let lifecycle expire it). Overwrites are denied by the bucket
+# policy (Storage.deny_overwrites_by): an agent creates an object only with If-None-Match.
 AGENT_OBJECT_ACTIONS = (
     "s3:PutObject",
-    "s3:PutObjectTagging",
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 )
 AGENT_S3_KMS_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 AGENT_SQS_KMS_ACTIONS = ("kms:Decrypt",)
 SQS_QUEUE_NAME_MAX = 80
+AGENT_TRUST_TAG = "backup-pipeline-agent"  # the principal tag a host's role must carry to assume an agent role
+
+
+def agent_trust_tag_value(pipeline: str, agent: str) -> str:
+    """The value of AGENT_TRUST_TAG that lets a host assume ``agent``'s role (unique per pipeline and agent)."""
+    return f"{pipeline}/{agent}"
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,9 @@ class AgentAccess(Construct):
             scope,
             "Role",
             description=f"{pipeline} agent {agent}: jobs from its queue, writes under {prefix} only, no delete",
-            assumed_by=iam.AccountRootPrincipal(),
+            assumed_by=iam.AccountRootPrincipal().with_conditions(
+                {"StringEquals": {f"aws:PrincipalTag/{AGENT_TRUST_TAG}": agent_trust_tag_value(pipeline, agent)}}
+            ),
             inline_policies={"agent": document},
             max_session_duration=Duration.hours(12),
         )

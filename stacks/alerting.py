@@ -1,7 +1,14 @@
-"""Alerting: one KMS-encrypted, TLS-only SNS topic with an e-mail subscription per configured address."""
+"""Alerting: one KMS-encrypted, TLS-only SNS topic with an e-mail subscription per configured address.
+
+``enforce_ssl`` gives the topic its own policy (the TLS Deny), which replaces SNS's default one; the
+functions publish through their identity policies, and the CloudWatch alarms of this account (DLQs,
+function errors, watchdog silence) get their own statement here, or no alarm would ever reach anyone.
+"""
 
 from __future__ import annotations
 
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -22,5 +29,23 @@ class Alerting(Construct):
             master_key=key,
             enforce_ssl=True,
         )
+        self._allow_this_accounts_alarms()
         for email in fleet.pipeline.alert_emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(str(email)))
+
+    def _allow_this_accounts_alarms(self) -> None:
+        stack = Stack.of(self)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowThisAccountsAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"
+                    },
+                },
+            )
+        )

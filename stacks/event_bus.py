@@ -1,11 +1,17 @@
-"""The pipeline's own EventBridge bus, with an archive so events can be replayed after an incident."""
+"""The pipeline's own EventBridge bus (with an archive so events can be replayed after an incident), and how
+its rules deliver into encrypted SQS queues with grants scoped to the rule that sends."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import jsii
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.interfaces import aws_events as event_refs
 from constructs import Construct
 
 from backup_contracts.naming import event_bus_name
@@ -23,6 +29,62 @@ class EventBus(Construct):
             event_pattern=events.EventPattern(account=[Stack.of(self).account]),
             retention=Duration.days(ARCHIVE_DAYS),
         )
+
+
+EVENTS_SERVICE = "events.amazonaws.com"
+
+
+@jsii.implements(events.IRuleTarget)
+class QueueTarget:
+    """A rule's SQS target (with its dead-letter queue) that only that rule may send to.
+
+    CDK's ``targets.SqsQueue`` grants ``events.amazonaws.com`` on a KMS-encrypted queue without
+    ``aws:SourceArn`` (any rule of any account; with the ``eventsTargetQueueSameAccount`` flag, any rule of
+    this account) and the key with ``kms:ReEncrypt*``. Here both queues allow ``sqs:SendMessage`` only
+    from this rule (``aws:SourceArn``) of this account (``aws:SourceAccount``); the key grant is
+    ``allow_rules_to_use_key``.
+    """
+
+    def __init__(self, queue: sqs.IQueue, *, dead_letter_queue: sqs.IQueue) -> None:
+        self.queue = queue
+        self.dead_letter_queue = dead_letter_queue
+
+    def bind(self, rule: event_refs.IRuleRef, id: str | None = None) -> events.RuleTargetConfig:
+        conditions = {
+            "ArnEquals": {"aws:SourceArn": rule.rule_ref.rule_arn},
+            "StringEquals": {"aws:SourceAccount": Stack.of(rule).account},
+        }
+        for sid, queue in (("AllowItsRuleToSend", self.queue), ("AllowItsRuleToDeadLetter", self.dead_letter_queue)):
+            queue.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=[iam.ServicePrincipal(EVENTS_SERVICE)],
+                    actions=["sqs:SendMessage"],
+                    resources=[queue.queue_arn],
+                    conditions=conditions,
+                )
+            )
+        return events.RuleTargetConfig(
+            arn=self.queue.queue_arn,
+            dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self.dead_letter_queue.queue_arn),
+            target_resource=self.queue,
+        )
+
+
+def allow_rules_to_use_key(key: kms.IKey) -> None:
+    """EventBridge encrypts what its rules deliver into the KMS-encrypted queues (and their DLQs) with the
+    pipeline key: only for rules of this account (``aws:SourceAccount``). Not ``aws:SourceArn``: naming the
+    rules in the key policy would make the key depend on the rules that depend on the queues that depend on
+    the key (a cycle), and the queue policies already admit only each queue's own rule."""
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowThisAccountsRulesToUseTheKeyForTheEventQueues",
+            principals=[iam.ServicePrincipal(EVENTS_SERVICE)],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            resources=["*"],  # in a key policy "*" means this key
+            conditions={"StringEquals": {"aws:SourceAccount": Stack.of(key).account}},
+        )
+    )
 
 
 def _field(values: list[Any]) -> list[str]:

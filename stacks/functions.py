@@ -1,8 +1,9 @@
 """The four Lambdas (dispatcher, audit, watchdog, restore coordinator), their triggers and least-privilege roles.
 
-Each function has its own role whose permissions come from ``grant_*`` calls (plus writing to its own
-log group). Event-driven functions are fed from the bus through an SQS queue (+DLQ) with partial batch
-responses, so a malformed event lands in a DLQ instead of being lost or blocking the batch.
+Each function has its own role with exactly the rights of its row in ``stacks/function_access.py``
+(plus writing to its own log group and X-Ray). Event-driven functions are fed from the bus through an SQS
+queue (+DLQ) with partial batch responses, so a malformed event lands in a DLQ instead of being lost or
+blocking the batch; only the queue's own rule may send to it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -34,7 +34,8 @@ from backup_contracts.environment import (
 )
 from backup_contracts.fleet import Fleet
 from stacks.agent_access import encrypted_queue
-from stacks.event_bus import event_pattern
+from stacks.event_bus import QueueTarget, allow_rules_to_use_key, event_pattern
+from stacks.function_access import FunctionAccess
 from stacks.lambda_package import FLEET_FILE_NAME
 from stacks.nag import acknowledge
 
@@ -92,6 +93,8 @@ class Functions(Construct):
         self.environment = self._environment()
         self.dlqs: dict[str, sqs.Queue] = {}
         self.functions: dict[str, lambda_.Function] = {}
+        self.access: dict[str, FunctionAccess] = {}
+        allow_rules_to_use_key(shared.key)  # the event queues and DLQs are encrypted with the pipeline key
         self.dispatcher = self._build_dispatcher()
         self.audit = self._build_audit()
         self.watchdog = self._build_watchdog()
@@ -160,14 +163,8 @@ class Functions(Construct):
             "X-Ray PutTraceSegments/PutTelemetryRecords do not support resource-level permissions (active tracing).",
             applies_to=["Resource::*"],
         )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5",
-            "kms:GenerateDataKey*/ReEncrypt* come from grant_* on the pipeline's single KMS key (ledger,"
-            " queues, topic); the resource is that one key, not a wildcard.",
-            applies_to=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
-        )
         self.functions[name] = function
+        self.access[name] = FunctionAccess(name, role, key=self._shared.key)
         return function
 
     def _event_queue(self, name: str) -> sqs.Queue:
@@ -200,36 +197,22 @@ class Functions(Construct):
             description=f"{name}: events from the pipeline bus",
             event_bus=self._shared.bus,
             event_pattern=event_pattern(pattern),
-            targets=[targets.SqsQueue(queue, dead_letter_queue=self.dlqs[name])],
+            targets=[QueueTarget(queue, dead_letter_queue=self.dlqs[name])],
         )
-        function.add_event_source(sources.SqsEventSource(queue, batch_size=10, report_batch_item_failures=True))
+        # The mapping directly, not SqsEventSource: that one grants kms:Decrypt without kms:ViaService.
+        function.add_event_source_mapping(
+            "Events", event_source_arn=queue.queue_arn, batch_size=10, report_batch_item_failures=True
+        )
+        self.access[name].consume(queue)
         return rule
-
-    def _grant_ledger(self, function: lambda_.Function) -> None:
-        self._shared.table.grant_read_write_data(function)
-        acknowledge(
-            function.role,  # type: ignore[arg-type]
-            "AwsSolutions-IAM5",
-            "The function queries the ledger's watch-deadline GSI; grant_read_write_data scopes it to this"
-            " table's indexes.",
-            applies_to=[f"Resource::<{self._table_logical_id()}.Arn>/index/*"],
-        )
-
-    def _table_logical_id(self) -> str:
-        return self._logical_id(self._shared.table)
 
     def _logical_id(self, construct: IConstruct) -> str:
         return Stack.of(self).get_logical_id(construct.node.default_child)  # type: ignore[arg-type]
 
-    def _grant_backup_objects(self, function: lambda_.Function, actions: tuple[str, ...]) -> None:
+    def _grant_backup_objects(self, function: lambda_.Function, name: str, actions: tuple[str, ...]) -> None:
         """Object-level access to the backups under agents/ (no bucket-level or list permission, no delete)."""
         s = self._shared
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=list(actions), resources=[s.bucket.arn_for_objects(f"{naming.AGENT_PREFIX_ROOT}/*")]
-            )
-        )
-        s.key.grant_decrypt(function)  # reading an SSE-KMS object decrypts its data key
+        self.access[name].read_objects(s.bucket, actions)
         acknowledge(
             function.role,  # type: ignore[arg-type]
             "AwsSolutions-IAM5",
@@ -238,17 +221,18 @@ class Functions(Construct):
             applies_to=[f"Resource::<{self._logical_id(s.bucket)}.Arn>/{naming.AGENT_PREFIX_ROOT}/*"],
         )
 
-    def _grant_send_jobs(self, function: lambda_.Function) -> None:
-        for queue in self._shared.agent_queues:
-            queue.grant_send_messages(function)
+    def _grant_common(self, name: str) -> None:
+        """The ledger (exactly the calls of the function's code) and, for the senders, the bus."""
+        access = self.access[name]
+        access.ledger(self._shared.table)
+        access.send_events(self._shared.bus)
 
     # --- the four functions ------------------------------------------------------------------------
     def _build_dispatcher(self) -> lambda_.Function:
         s = self._shared
         function = self._function("dispatcher", "Finds due targets and sends jobs to agent queues")
-        self._grant_ledger(function)
-        self._grant_send_jobs(function)
-        s.bus.grant_put_events_to(function)
+        self._grant_common("dispatcher")
+        self.access["dispatcher"].send_jobs(s.agent_queues)
         events.Rule(
             self,
             "DispatcherSchedule",
@@ -284,20 +268,18 @@ class Functions(Construct):
     def _build_audit(self) -> lambda_.Function:
         s = self._shared
         function = self._function("audit", "Turns agent events into ledger state and applies retention tags")
-        self._grant_ledger(function)
+        self._grant_common("audit")
         # Cross-checks each backup object (HEAD: size, checksum, encryption) and applies its retention tag.
-        self._grant_backup_objects(function, AUDIT_OBJECT_ACTIONS)
-        s.bus.grant_put_events_to(function)
-        s.topic.grant_publish(function)
+        self._grant_backup_objects(function, "audit", AUDIT_OBJECT_ACTIONS)
+        self.access["audit"].publish(s.topic)
         self._feed_from_bus(function, "audit", contract_events.AUDIT_PATTERN)
         return function
 
     def _build_watchdog(self) -> lambda_.Function:
         s = self._shared
         function = self._function("watchdog", "Compares expected with actual runs and raises alerts")
-        self._grant_ledger(function)
-        s.topic.grant_publish(function)
-        s.bus.grant_put_events_to(function)
+        self._grant_common("watchdog")
+        self.access["watchdog"].publish(s.topic)
         events.Rule(
             self,
             "WatchdogSchedule",
@@ -310,12 +292,11 @@ class Functions(Construct):
     def _build_restore(self) -> lambda_.Function:
         s = self._shared
         function = self._function("restore", "Validates restore requests and dispatches them to agents")
-        self._grant_ledger(function)
-        self._grant_send_jobs(function)
+        self._grant_common("restore")
+        self.access["restore"].send_jobs(s.agent_queues)
         # Signs short-lived GET URLs for exactly the object to restore: the signer holds read + kms:Decrypt.
-        self._grant_backup_objects(function, RESTORE_OBJECT_ACTIONS)
-        s.bus.grant_put_events_to(function)
-        s.topic.grant_publish(function)
+        self._grant_backup_objects(function, "restore", RESTORE_OBJECT_ACTIONS)
+        self.access["restore"].publish(s.topic)
         self._feed_from_bus(function, "restore", contract_events.RESTORE_PATTERN)
         # The coordinator's own tick: starts due restore drills, expires unanswered approvals, and fails
         # restores whose agent never reported by their deadline.

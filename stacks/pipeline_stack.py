@@ -9,7 +9,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from backup_contracts.fleet import Fleet
-from stacks.agent_access import AgentAccess
+from stacks.agent_access import AGENT_TRUST_TAG, AgentAccess, agent_trust_tag_value
 from stacks.alerting import Alerting
 from stacks.approvals import RestoreApprovals
 from stacks.event_bus import EventBus
@@ -30,6 +30,7 @@ class PipelineStack(Stack):
         self.agent_access = AgentAccess(
             self, "AgentAccess", fleet=fleet, key=key, bucket=self.storage.bucket, bus=self.events.bus
         )
+        self.storage.deny_overwrites_by([agent.role for agent in self.agent_access.agents.values()])
         self.alerting = Alerting(self, "Alerting", fleet=fleet, key=key)
         self.functions = Functions(
             self,
@@ -76,3 +77,9 @@ class PipelineStack(Stack):
             ident = "".join(part.capitalize() for part in name.split("-"))
             CfnOutput(self, f"Agent{ident}QueueUrl", value=agent.queue.queue_url, description=f"{name}: job queue")
             CfnOutput(self, f"Agent{ident}RoleArn", value=agent.role.role_arn, description=f"{name}: IAM role")
+            CfnOutput(
+                self,
+                f"Agent{ident}HostTag",
+                value=f"{AGENT_TRUST_TAG}={agent_trust_tag_value(self.fleet.pipeline.name, name)}",
+                description=f"{name}: the tag its host's role needs to assume the agent role (docs/deploy.md)",
+            )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -15,6 +17,8 @@ from stacks.nag import acknowledge
 NONCURRENT_VERSION_DAYS = 7
 ABORT_MULTIPART_DAYS = 1
 ACCESS_LOG_DAYS = 365
+SSE_HEADER = "s3:x-amz-server-side-encryption"
+SSE_KEY_HEADER = "s3:x-amz-server-side-encryption-aws-kms-key-id"
 
 
 class Storage(Construct):
@@ -136,11 +140,40 @@ class Storage(Construct):
         )
         return rules
 
+    def deny_overwrites_by(self, roles: Sequence[iam.IRole]) -> None:
+        """These roles (the agents') may only create new keys: an object-creating request (PutObject,
+        CompleteMultipartUpload; ``s3:ObjectCreationOperation`` true) without ``If-None-Match`` is denied, so a
+        host cannot replace a stored backup (whose old version would then expire as noncurrent). Create,
+        UploadPart and the tagless CreateMultipartUpload take no conditional header and are not creations.
+        The principals are matched by ``aws:PrincipalArn`` (role ARNs, as AWS recommends for role sessions)."""
+        if not roles:
+            return
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyAgentsOverwritingObjects",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects("*")],
+                conditions={
+                    "ArnEquals": {"aws:PrincipalArn": [role.role_arn for role in roles]},
+                    "Bool": {"s3:ObjectCreationOperation": "true"},
+                    "Null": {"s3:if-none-match": "true"},
+                },
+            )
+        )
+
     def _deny_other_encryption(self, bucket: s3.Bucket) -> None:
         """Every object is SSE-KMS with this key: a put may omit the headers (bucket default) but never override it.
 
         Statement 1 denies any SSE other than aws:kms (e.g. AES256). Statement 2 denies naming another key.
         Statement 3 closes the gap where ``aws:kms`` without a key id would fall back to the AWS-managed aws/s3 key.
+
+        Statements 1 and 2 apply only when the header is present (``Null: false``): ``UploadPart`` and
+        ``CompleteMultipartUpload`` are authorised as ``s3:PutObject`` and carry no SSE header, and a negated
+        (or ``...IfExists``) condition on a missing key is true, so without ``Null`` the Deny would hit every
+        part of every multipart upload. A part is encrypted as its upload was created (with this key), and a
+        put without headers gets the bucket default (this key).
         """
         objects = bucket.arn_for_objects("*")
         bucket.add_to_resource_policy(
@@ -150,7 +183,10 @@ class Storage(Construct):
                 principals=[iam.AnyPrincipal()],
                 actions=["s3:PutObject"],
                 resources=[objects],
-                conditions={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+                conditions={
+                    "StringNotEquals": {SSE_HEADER: "aws:kms"},
+                    "Null": {SSE_HEADER: "false"},
+                },
             )
         )
         bucket.add_to_resource_policy(
@@ -161,7 +197,8 @@ class Storage(Construct):
                 actions=["s3:PutObject"],
                 resources=[objects],
                 conditions={
-                    "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": self.key.key_arn}
+                    "StringNotEquals": {SSE_KEY_HEADER: self.key.key_arn},
+                    "Null": {SSE_KEY_HEADER: "false"},
                 },
             )
         )
@@ -173,8 +210,8 @@ class Storage(Construct):
                 actions=["s3:PutObject"],
                 resources=[objects],
                 conditions={
-                    "StringEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
-                    "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "true"},
+                    "StringEquals": {SSE_HEADER: "aws:kms"},
+                    "Null": {SSE_KEY_HEADER: "true"},
                 },
             )
         )

@@ -31,7 +31,7 @@ from backup_agent.uploader import MultipartUpload, UploadError
 from backup_agent.version import VERSION as __version__
 from backup_contracts.events import STDERR_TAIL_MAX, BackupFailed, BackupStarted, BackupSucceeded
 from backup_contracts.jobs import Job
-from backup_contracts.naming import RETENTION_TAG, manifest_key, retention_tag_value
+from backup_contracts.naming import manifest_key
 from backup_contracts.redaction import redact
 
 if TYPE_CHECKING:
@@ -168,16 +168,12 @@ class BackupRun:
             raise
         return self._succeeded(upload, response.get("VersionId"), manifest, versions, time.monotonic() - t0)
 
-    def _retention_tagging(self) -> str:
-        return f"{RETENTION_TAG}={retention_tag_value(self.job.retention_class, 'daily')}"
-
     def _new_upload(self) -> MultipartUpload:
         return MultipartUpload(
             self.s3,
             bucket=self.job.bucket,
             key=self.key,
             kms_key_id=self.config.kms_key_id,
-            tagging=self._retention_tagging(),
             metadata={
                 "engine": self.engine.name,
                 "format": self.engine.format,
@@ -289,7 +285,7 @@ class BackupRun:
                 ContentType="application/json",
                 ServerSideEncryption="aws:kms",
                 SSEKMSKeyId=self.config.kms_key_id,
-                Tagging=self._retention_tagging(),
+                IfNoneMatch="*",  # a stored manifest is never replaced (the bucket policy requires it of agents)
             )
         except Exception as exc:  # noqa: BLE001
             # The backup object is complete and valid; the manifest's facts are also in the event.

@@ -1,5 +1,8 @@
 """S3 multipart upload with SSE-KMS, per-part SHA-256 checksums, growing parts and bounded memory.
 
+The upload sets no tags (retention tags are the audit's, after it has verified the object) and completes
+only as a new object (``If-None-Match: *``): an agent never replaces what is stored.
+
 Part-size schedule (``part_size``, the minimum size of each part; the pipeline cuts a part at the
 first compressed-output boundary past it, i.e. at most ~128 KiB larger): 6 MiB for parts 1-1000,
 then the size doubles every 1000 parts (12 MiB, 24 MiB, ... 3 GiB for parts 9001-10000). 10,000
@@ -18,6 +21,8 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, cast
+
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -70,7 +75,6 @@ class MultipartUpload:
         bucket: str,
         key: str,
         kms_key_id: str,
-        tagging: str,
         metadata: dict[str, str],
         parts_in_flight: int = 4,
     ) -> None:
@@ -78,7 +82,6 @@ class MultipartUpload:
         self.bucket = bucket
         self.key = key
         self._kms_key_id = kms_key_id
-        self._tagging = tagging
         self._metadata = metadata
         self._slots = threading.BoundedSemaphore(parts_in_flight)
         self._pool = ThreadPoolExecutor(max_workers=parts_in_flight, thread_name_prefix="upload-part")
@@ -101,7 +104,6 @@ class MultipartUpload:
                 Key=self.key,
                 ServerSideEncryption="aws:kms",
                 SSEKMSKeyId=self._kms_key_id,
-                Tagging=self._tagging,
                 Metadata=self._metadata,
                 ChecksumAlgorithm="SHA256",
                 ContentType="application/zstd",
@@ -185,7 +187,14 @@ class MultipartUpload:
                 Key=self.key,
                 UploadId=self._started_upload_id(),
                 MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",  # never replace a stored object (the bucket policy denies agents without it)
             )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                raise UploadError(
+                    f"s3://{self.bucket}/{self.key} already exists; a backup never replaces a stored object"
+                ) from exc
+            raise UploadError(f"cannot complete the multipart upload: {exc}") from exc
         except Exception as exc:
             raise UploadError(f"cannot complete the multipart upload: {exc}") from exc
         finally:

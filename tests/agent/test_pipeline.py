@@ -81,12 +81,32 @@ def test_incompressible_stream_is_uploaded_in_several_parts_with_correct_checksu
     assert hashlib.sha256(stored).hexdigest() == outcome.succeeded.sha256
 
 
-def test_object_and_manifest_carry_the_daily_retention_tag(stack: Stack, agent_config: AgentConfig):
-    outcome = run_backup(stack, agent_config, FakeEngine(writer_argv(MiB)))
+def test_the_agent_tags_nothing_retention_tags_are_the_audits(stack: Stack, agent_config: AgentConfig):
+    # the agent role has no s3:PutObjectTagging: a host cannot pick (or later shorten) its backups' retention
+    sent: list[str] = []
+    s3 = s3_client()
+    s3.meta.events.register("before-send.s3.*", lambda request, **_: sent.append(str(request.headers)))
+    outcome = run_backup(stack, agent_config, FakeEngine(writer_argv(MiB)), s3=s3)
 
+    assert outcome.ok
     for key in (outcome.event.key, manifest_key(outcome.event.key)):
-        tags = stack.s3.get_object_tagging(Bucket=stack.bucket, Key=key)["TagSet"]
-        assert tags == [{"Key": "retention", "Value": "standard-daily"}]
+        assert stack.s3.get_object_tagging(Bucket=stack.bucket, Key=key)["TagSet"] == []
+    assert not any("x-amz-tagging" in headers.lower() for headers in sent)
+
+
+def test_the_object_and_its_manifest_are_created_only_as_new_keys(stack: Stack, agent_config: AgentConfig):
+    # the bucket policy denies an agent's object creation without If-None-Match (no overwrite of a stored key)
+    conditional: dict[str, bytes | str | None] = {}
+
+    def record(request, event_name: str, **_) -> None:
+        conditional[event_name.rsplit(".", 1)[-1]] = request.headers.get("If-None-Match")
+
+    s3 = s3_client()
+    s3.meta.events.register("before-send.s3.CompleteMultipartUpload", record)
+    s3.meta.events.register("before-send.s3.PutObject", record)
+    assert run_backup(stack, agent_config, FakeEngine(writer_argv(MiB)), s3=s3).ok
+
+    assert conditional == {"CompleteMultipartUpload": b"*", "PutObject": b"*"}
 
 
 def test_manifest_sidecar_and_metadata_describe_the_backup(stack: Stack, agent_config: AgentConfig):
@@ -187,6 +207,48 @@ def test_stderr_tail_in_the_failed_event_is_redacted(stack: Stack, agent_config:
 
 
 # ------------------------------------------------------------------ S3 failures
+
+
+def test_an_upload_to_a_key_that_exists_fails_at_upload_and_leaves_the_stored_object(
+    stack: Stack, agent_config: AgentConfig
+):
+    # Given an object already stored at the key this run will write (moto enforces If-None-Match like S3)
+    run = BackupRun(
+        make_job(stack),
+        FakeEngine(writer_argv(MiB)),
+        agent_config,
+        s3=s3_client(),
+        events=EventBridgeSink(stack.events, stack.bus),
+    )
+    stored = stack.s3.put_object(Bucket=stack.bucket, Key=run.key, Body=b"an earlier backup")
+    # When the run completes its upload
+    outcome = run.execute()
+    # Then it is a Backup Failed at stage upload, the upload is aborted and the stored object is untouched
+    assert not outcome.ok
+    assert outcome.failed.stage == "upload"
+    assert "already exists" in outcome.failed.error
+    assert stack.types() == ["Backup Started", "Backup Failed"]
+    assert stack.uploads() == []
+    versions = stack.s3.list_object_versions(Bucket=stack.bucket, Prefix=run.key)["Versions"]
+    assert [v["VersionId"] for v in versions] == [stored["VersionId"]]
+    assert stack.s3.get_object(Bucket=stack.bucket, Key=run.key)["Body"].read() == b"an earlier backup"
+
+
+def test_a_manifest_that_exists_is_never_replaced(stack: Stack, agent_config: AgentConfig):
+    run = BackupRun(
+        make_job(stack),
+        FakeEngine(writer_argv(MiB)),
+        agent_config,
+        s3=s3_client(),
+        events=EventBridgeSink(stack.events, stack.bus),
+    )
+    stack.s3.put_object(Bucket=stack.bucket, Key=manifest_key(run.key), Body=b"{}")
+
+    outcome = run.execute()
+
+    # the backup object itself is new and valid (its facts are also in the event); the manifest stays as it was
+    assert outcome.ok
+    assert stack.s3.get_object(Bucket=stack.bucket, Key=manifest_key(run.key))["Body"].read() == b"{}"
 
 
 class _FailUploadParts:

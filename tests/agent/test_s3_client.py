@@ -21,9 +21,7 @@ def test_the_agents_s3_client_sends_parts_with_a_signed_checksum_header_instead_
     sent: list[dict[str, str]] = []
     s3.meta.events.register("before-send.s3.UploadPart", lambda request, **_: sent.append(dict(request.headers)))
     body = os.urandom(6 * 1024 * 1024)
-    upload = MultipartUpload(
-        s3, bucket=stack.bucket, key="k/unsigned", kms_key_id=stack.kms_key_arn, tagging="t=1", metadata={}
-    )
+    upload = MultipartUpload(s3, bucket=stack.bucket, key="k/unsigned", kms_key_id=stack.kms_key_arn, metadata={})
     upload.start()
     upload.submit(body)
     upload.complete()

@@ -76,9 +76,7 @@ class _SlowS3:
 
 
 def _upload(s3: _SlowS3, parts_in_flight: int) -> MultipartUpload:
-    upload = MultipartUpload(
-        s3, bucket="b", key="k", kms_key_id="kid", tagging="retention=x", metadata={}, parts_in_flight=parts_in_flight
-    )
+    upload = MultipartUpload(s3, bucket="b", key="k", kms_key_id="kid", metadata={}, parts_in_flight=parts_in_flight)
     upload.start()
     return upload
 
@@ -111,7 +109,7 @@ def test_a_failed_part_stops_further_submissions_and_abort_cleans_up():
 
 def test_parts_of_an_upload_that_was_never_started_fail_as_upload_errors():
     s3 = _SlowS3()
-    upload = MultipartUpload(s3, bucket="b", key="k", kms_key_id="kid", tagging="retention=x", metadata={})
+    upload = MultipartUpload(s3, bucket="b", key="k", kms_key_id="kid", metadata={})
     upload.submit(b"x" * 10)
 
     with pytest.raises(UploadError, match="never started"):

@@ -8,13 +8,17 @@ itself (resolver, evaluator wiring) is tested in test_access_matrix_harness.py.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from access_matrix.evaluator import Evaluator, EvaluatorUnavailableError, Verdict
 from access_matrix.matrix import AccessMatrix, decision_of, explain
 from access_matrix.rows import ROWS, Decision, Row
+from access_matrix.template import Json
 
 pytestmark = pytest.mark.infrastructure
 
@@ -57,15 +61,41 @@ def test_access_matrix(row: Row, access_matrix: AccessMatrix, verdicts: dict[str
     assert decision_of(verdict) == row.expected, explain(row, request, verdict)
 
 
+DECIDED = [pytest.param(row, id=row.name) for row in ROWS if row.decided_by]
+
+
+@pytest.mark.parametrize("row", DECIDED)
+def test_a_row_that_names_its_deciding_statement_flips_without_it(
+    row: Row, access_matrix: AccessMatrix, verdicts: dict[str, Verdict]
+) -> None:
+    # e.g. an agent's overwrite must be denied by the overwrite Deny, not by an SSE Deny that happens to match
+    assert row.decided_by in verdicts[row.name].deciding_statements(), explain(
+        row, access_matrix.request(row), verdicts[row.name]
+    )
+    mutated = access_matrix.with_stack(access_matrix.resolved.without_statement(row.decided_by))
+    (verdict,) = mutated.evaluate([row]).values()
+    assert decision_of(verdict) != row.expected, explain(row, mutated.request(row), verdict)
+
+
 # --- the harness can fail ------------------------------------------------------------------------------------
+def _drop(_: Json) -> None:
+    return None
+
+
+def _if_exists_without_null(statement: Json) -> Json:
+    """The SSE Deny as it was before the fix: ``StringNotEqualsIfExists``, no ``Null`` (true without the header)."""
+    return {**statement, "Condition": {"StringNotEqualsIfExists": statement["Condition"]["StringNotEquals"]}}
+
+
 @dataclass(frozen=True)
 class Mutation:
-    """Drop the statement ``sid`` from the policies: the row it decides must flip from ``before`` to ``after``."""
+    """Change (by default drop) the statement ``sid``: the row it decides must flip from ``before`` to ``after``."""
 
     sid: str
     row: str
     before: Decision
     after: Decision
+    change: Callable[[Json], Json | None] = _drop
 
 
 MUTATIONS = [
@@ -79,6 +109,15 @@ MUTATIONS = [
         Mutation("InvokeApprovalsUrl", "approver-calls-approvals-url", ALLOWED, DENIED),
         id="callers-policy-loses-the-url",
     ),
+    # The SSE Denies reverted to StringNotEqualsIfExists without Null (issue 14): every multipart part is denied.
+    pytest.param(
+        Mutation("DenyPutWithoutKmsEncryption", "agent-uploads-part", ALLOWED, DENIED, _if_exists_without_null),
+        id="sse-deny-reverted-denies-parts",
+    ),
+    pytest.param(
+        Mutation("DenyPutWithAnotherKmsKey", "agent-completes-upload", ALLOWED, DENIED, _if_exists_without_null),
+        id="key-deny-reverted-denies-completion",
+    ),
 ]
 
 
@@ -89,8 +128,8 @@ def test_a_weakened_policy_changes_the_decision_of_a_row(
     # Given a row the synthesized policies decide one way
     row = ROWS_BY_NAME[mutation.row]
     assert decision_of(verdicts[row.name]) == mutation.before
-    # When the statement that decides it is dropped from the policies (in memory)
-    mutated = access_matrix.with_stack(access_matrix.resolved.without_statement(mutation.sid))
+    # When the statement that decides it is dropped or changed in the policies (in memory)
+    mutated = access_matrix.with_stack(access_matrix.resolved.with_statement(mutation.sid, mutation.change))
     # Then the evaluator reaches the opposite decision
     (verdict,) = mutated.evaluate([row]).values()
     assert decision_of(verdict) == mutation.after, explain(row, mutated.request(row), verdict)
@@ -113,3 +152,19 @@ def test_every_resource_policy_of_the_template_is_evaluated_by_some_row(access_m
     evaluated = {access_matrix.resolved.policy_holder(access_matrix.request(row).resource) for row in ROWS}
     unevaluated = set(access_matrix.resolved.resource_policies) - evaluated
     assert unevaluated == set(), f"resource policies no row evaluates: {sorted(unevaluated)}"
+
+
+# --- docs/access.md lists every row, and only rows ---------------------------------------------------------
+ACCESS_DOC = Path(__file__).resolve().parents[2] / "docs" / "access.md"
+ROW_NAME = re.compile(r"`([a-z0-9]+(?:-[a-z0-9]+)+)`")
+NOT_ROWS = {
+    "sse-deny-reverted-denies-parts",
+    "key-deny-reverted-denies-completion",
+    "backup-pipeline-agent",
+}  # test ids, tag
+
+
+def test_docs_access_names_every_row_of_the_matrix_and_no_other() -> None:
+    named = set(ROW_NAME.findall(ACCESS_DOC.read_text(encoding="utf-8"))) - NOT_ROWS
+    assert named - set(ROWS_BY_NAME) == set(), "docs/access.md names rows that do not exist"
+    assert set(ROWS_BY_NAME) - named == set(), "rows that docs/access.md does not list"

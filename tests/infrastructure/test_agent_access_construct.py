@@ -27,6 +27,7 @@ AGENTS = [
 class Built:
     def __init__(self, stack: Stack, fleet: Fleet) -> None:
         self.stack = stack
+        self.fleet = fleet
         self.key = kms.Key(stack, "Key")
         self.bucket = s3.Bucket(stack, "Bucket")
         self.bus = events.EventBus(stack, "Bus")
@@ -107,7 +108,9 @@ def test_every_agent_queue_denies_requests_without_tls(built: Built) -> None:
         )
 
 
-def test_agent_role_is_trusted_by_the_account_and_has_no_managed_policies(built: Built) -> None:
+def test_agent_role_is_trusted_only_by_principals_tagged_for_that_agent_and_has_no_managed_policies(
+    built: Built,
+) -> None:
     role = built.role("alpha")
     assert "ManagedPolicyArns" not in role
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
@@ -115,6 +118,8 @@ def test_agent_role_is_trusted_by_the_account_and_has_no_managed_policies(built:
     assert trust["Principal"] == {
         "AWS": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"]]}
     }
+    pipeline = built.fleet.pipeline.name
+    assert trust["Condition"] == {"StringEquals": {"aws:PrincipalTag/backup-pipeline-agent": f"{pipeline}/alpha"}}
     assert not built.template.find_resources("AWS::IAM::Policy")  # everything is inline on the role
 
 
@@ -142,13 +147,12 @@ def test_agent_role_takes_jobs_only_from_its_own_queue(built: Built) -> None:
     assert beta_queue not in str(built.role("alpha"))
 
 
-def test_agent_role_writes_only_under_its_own_prefix_and_never_reads_or_deletes(built: Built) -> None:
+def test_agent_role_writes_only_under_its_own_prefix_and_never_tags_reads_or_deletes(built: Built) -> None:
     statement = built.statements("alpha")["WriteOwnPrefixOnly"]
     assert sorted(_actions(statement)) == [
         "s3:AbortMultipartUpload",
         "s3:ListMultipartUploadParts",
         "s3:PutObject",
-        "s3:PutObjectTagging",
     ]
     assert statement["Resource"] == {
         "Fn::Join": ["", [{"Fn::GetAtt": [built.id_of(built.bucket), "Arn"]}, f"/{naming.agent_prefix('alpha')}*"]]

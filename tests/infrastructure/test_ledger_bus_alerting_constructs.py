@@ -90,6 +90,18 @@ def test_alert_topic_is_kms_encrypted_and_tls_only(bare_stack: Stack, fleet: Fle
     )
 
 
+def test_only_this_accounts_cloudwatch_alarms_may_publish_to_the_alert_topic(bare_stack: Stack, fleet: Fleet) -> None:
+    # the topic's own policy (enforce_ssl) replaces SNS's default one: without this grant no alarm is delivered
+    Alerting(bare_stack, "Alerting", fleet=fleet, key=kms.Key(bare_stack, "Key"))
+    policy = next(iter(Template.from_stack(bare_stack).find_resources("AWS::SNS::TopicPolicy").values()))
+    statements = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    alarms = statements["AllowThisAccountsAlarmsToPublish"]
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert alarms["Action"] == "sns:Publish"
+    assert alarms["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert set(alarms["Condition"]["ArnLike"]) == {"aws:SourceArn"}
+
+
 def test_alert_topic_subscribes_every_configured_email(bare_stack: Stack, fleet_with: Callable[..., Fleet]) -> None:
     fleet = fleet_with(pipeline={"alert_emails": ["oncall@example.com", "backup-team@example.org"]})
     Alerting(bare_stack, "Alerting", fleet=fleet, key=kms.Key(bare_stack, "Key"))

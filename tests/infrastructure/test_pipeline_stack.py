@@ -260,8 +260,11 @@ def test_outputs_give_users_what_they_need(template: Template, fleet: Fleet) -> 
     expected = {"BucketName", "BusName", "KeyArn", "LedgerTable", "AlertTopicArn"}
     for agent in fleet.agents:
         ident = "".join(part.capitalize() for part in agent.name.split("-"))
-        expected |= {f"Agent{ident}QueueUrl", f"Agent{ident}RoleArn"}
+        expected |= {f"Agent{ident}QueueUrl", f"Agent{ident}RoleArn", f"Agent{ident}HostTag"}
     assert expected <= set(outputs)
+    agent = fleet.agents[0]
+    ident = "".join(part.capitalize() for part in agent.name.split("-"))
+    assert outputs[f"Agent{ident}HostTag"]["Value"] == f"backup-pipeline-agent={fleet.pipeline.name}/{agent.name}"
 
 
 def test_resource_names_are_the_shared_ones_the_local_pipeline_and_cli_use(template: Any, fleet: Any) -> None:

@@ -83,12 +83,16 @@ def test_every_bucket_denies_requests_without_tls(bare_stack: Stack, fleet: Flee
         )
 
 
-def test_put_without_kms_encryption_is_denied(bare_stack: Stack, fleet: Fleet) -> None:
+def test_put_with_another_encryption_is_denied_only_when_it_names_one(bare_stack: Stack, fleet: Fleet) -> None:
+    # UploadPart and CompleteMultipartUpload carry no SSE header: the Deny must require the header (Null: false)
     _, template = _storage(bare_stack, fleet)
     statement = next(s for s in _bucket_policy_statements(template) if s.get("Sid") == "DenyPutWithoutKmsEncryption")
     assert statement["Effect"] == "Deny"
     assert statement["Action"] == "s3:PutObject"
-    assert statement["Condition"] == {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}}
+    assert statement["Condition"] == {
+        "StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+        "Null": {"s3:x-amz-server-side-encryption": "false"},
+    }
 
 
 def test_put_with_another_kms_key_is_denied(bare_stack: Stack, fleet: Fleet) -> None:
@@ -99,7 +103,8 @@ def test_put_with_another_kms_key_is_denied(bare_stack: Stack, fleet: Fleet) -> 
     assert other_key["Effect"] == "Deny"
     assert other_key["Action"] == "s3:PutObject"
     assert other_key["Condition"] == {
-        "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": {"Fn::GetAtt": [key_id, "Arn"]}}
+        "StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": {"Fn::GetAtt": [key_id, "Arn"]}},
+        "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"},
     }
     # aws:kms without a key id would silently use the AWS-managed aws/s3 key: denied too.
     assert statements["DenyPutWithKmsButNoKeyId"]["Effect"] == "Deny"

@@ -77,6 +77,11 @@ class Verdict:
     def allowed(self) -> bool:
         return self.decision == "Allowed"
 
+    def deciding_statements(self) -> set[str]:
+        """The Sids of the statements behind the decision (the grants if allowed, else the denials)."""
+        reasons = self.grants if self.allowed else self.denials
+        return {str(reason["statementId"]) for reason in reasons if reason.get("statementId")}
+
     def reasons(self) -> str:
         """Which statements granted or denied, e.g. ``identity agent[WriteOwnPrefixOnly]``."""
         reasons = self.grants if self.allowed else self.denials

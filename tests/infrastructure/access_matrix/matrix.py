@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from backup_contracts import ledger, naming
+from stacks.agent_access import agent_trust_tag_value
 
 from .evaluator import Evaluator, Request, Verdict
 from .rows import (
@@ -121,6 +122,11 @@ class Bindings:
             "dispatcher_schedule": arn(child("DispatcherSchedule")),
             "watchdog_schedule": arn(child("WatchdogSchedule")),
             "restore_schedule": arn(child("RestoreSchedule")),
+            "agent_trust_tag": agent_trust_tag_value(pipeline, agent.name),
+            "other_agent_trust_tag": agent_trust_tag_value(pipeline, other_agent),
+            "other_pipeline_trust_tag": agent_trust_tag_value(f"{pipeline}-2", agent.name),
+            "agent_source": naming.agent_event_source(agent.name),
+            "other_agent_source": naming.agent_event_source(other_agent),
         } | {f"{symbol}_role": arn(role) for symbol, role in roles.items()}
         names |= {f"{name}_function": arn(function) for name, function in functions.functions.items()}
         role_ids = {symbol: synthesized.logical_id(role) for symbol, role in roles.items()}

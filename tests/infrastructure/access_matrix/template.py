@@ -403,12 +403,18 @@ class ResolvedStack:
 
     def without_statement(self, sid: str) -> ResolvedStack:
         """A copy with every statement named ``sid`` removed (for mutation tests); refuses an unknown Sid."""
+        return self.with_statement(sid, lambda _: None)
+
+    def with_statement(self, sid: str, change: Callable[[Json], Json | None]) -> ResolvedStack:
+        """A copy where every statement named ``sid`` is replaced by ``change(statement)`` (dropped when that is
+        None), for mutation tests; refuses an unknown Sid."""
         if not any(statement.get("Sid") == sid for _, statement in self.statements()):
             raise KeyError(f"no statement with Sid {sid!r} in the template's policies")
 
         def strip(document: Json) -> Json:
             stripped = copy.deepcopy(document)
-            stripped["Statement"] = [s for s in _as_list(stripped["Statement"]) if s.get("Sid") != sid]
+            changed = [change(s) if s.get("Sid") == sid else s for s in _as_list(stripped["Statement"])]
+            stripped["Statement"] = [s for s in changed if s is not None]
             return stripped
 
         roles = {
