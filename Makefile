@@ -55,7 +55,7 @@ pytest:
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 ## One test tier alone (tests/conftest.py says what each holds): unit runs in seconds with sockets blocked.
-unit integration e2e: $(VENV)/.installed
+unit integration e2e: install
 	$(BIN)/pytest -m $@
 
 infrastructure: install  # the access matrix needs the pinned IAM evaluator from node_modules
