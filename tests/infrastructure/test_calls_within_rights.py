@@ -60,16 +60,21 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     """The whole demo, with every call of the functions and the agent recorded."""
     recorded = Recording([])
     running: list[str] = []  # the function LocalPipeline._invoke is running (one at a time)
+    endpoint = [""]  # the demo's moto server
     make_api_call, presign, invoke = BaseClient._make_api_call, signers.generate_presigned_url, LocalPipeline._invoke
 
+    def ours(client: Any) -> bool:
+        """A call of the running function to the demo's moto server (not of a thread another test left)."""
+        return bool(running) and client.meta.endpoint_url.rstrip("/") == endpoint[0]
+
     def record(self: Any, operation: str, params: dict[str, Any]) -> Any:
-        if running:
+        if ours(self):
             service = self.meta.service_model.service_name
             recorded.calls.append(Call(running[-1], service, operation, _jsonable(params)))
         return make_api_call(self, operation, params)
 
     def record_presign(self: Any, client_method: str, Params: Any = None, **kwargs: Any) -> Any:
-        if running:  # whoever fetches the URL signs as this function's role
+        if ours(self):  # whoever fetches the URL signs as this function's role
             operation = self.meta.method_to_api_mapping[client_method]
             recorded.calls.append(Call(running[-1], "s3", operation, _jsonable(Params or {})))
             recorded.presigned += 1
@@ -77,7 +82,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
 
     def record_invoke(self: LocalPipeline, name: str, module: str, event: dict[str, Any]) -> Any:
         assert not running, f"{name} invoked while {running} runs: calls could not be told apart"
-        recorded.resources = self.resources
+        recorded.resources, endpoint[0] = self.resources, self.endpoint.url.rstrip("/")
         for record_ in event.get("Records", []):  # Lambda's event source mapping, with the function's role
             queue = {"QueueUrl": record_["eventSourceARN"]}
             recorded.calls += [Call(name, "sqs", op, queue) for op in EVENT_SOURCE_MAPPING]
