@@ -257,6 +257,11 @@ class Consumer:
         if self.stopping.is_set():
             run.cancel.set()
         outcome = run.execute()
+        if outcome.ok and not outcome.reported:
+            # stored and recorded; the redelivery finds it done and puts the event again
+            self.stats["succeeded"] += 1
+            self._release(message, retry_delay(_receives(message)))
+            return "unreported"
         if outcome.ok:
             self._delete(message)
             self.stats["succeeded"] += 1

@@ -261,3 +261,16 @@ EngineConfig = Annotated[
     PostgresConfig | MariaDBConfig | SQLiteConfig | FilesConfig | CommandConfig,
     Field(discriminator="engine"),
 ]
+
+
+def secret_refs(value: Any) -> list[SecretRef]:
+    """Every secret reference inside a target's config (so that `check` can prove each resolves)."""
+    if isinstance(value, SecretRef):
+        return [value]
+    if isinstance(value, BaseModel):
+        return [ref for name in type(value).model_fields for ref in secret_refs(getattr(value, name))]
+    if isinstance(value, dict):
+        return [ref for item in value.values() for ref in secret_refs(item)]
+    if isinstance(value, list | tuple):
+        return [ref for item in value for ref in secret_refs(item)]
+    return []
