@@ -53,6 +53,12 @@ def hide_variables(names: Iterable[str]) -> None:
         _hidden_variables.update(name for name in names if name)
 
 
+def forget_hidden_variables() -> None:
+    """Tests only: start from no hidden variables."""
+    with _hidden_lock:
+        _hidden_variables.clear()
+
+
 def hidden_variables() -> frozenset[str]:
     with _hidden_lock:
         return frozenset(_hidden_variables)
