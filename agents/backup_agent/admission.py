@@ -9,9 +9,9 @@ but cannot start (its target's config or secrets are unusable) still ends with `
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from backup_agent.config import AgentConfig
+from backup_agent.config import AgentConfig, ConfigError
 from backup_contracts.events import BackupFailed
 from backup_contracts.jobs import Job
 from backup_contracts.naming import agent_prefix, backup_object_key
@@ -66,4 +66,24 @@ def config_failure(job: Job, config: AgentConfig, error: str, now: datetime) -> 
         finished_at=now,
         stage="config",
         error=redact(error)[:2000],
+    )
+
+
+def admin_job(config: AgentConfig, target: str, now: datetime) -> Job:
+    """The job of a one-off `backup-agent backup TARGET` (trigger admin, a unique job id, a 24 h deadline)."""
+    if not config.bucket:
+        raise ConfigError(
+            "config", ["`backup TARGET` needs `bucket:` in the config. Fix: add the backup bucket's name"]
+        )
+    return Job(
+        job_id=f"admin.{target}.{now:%Y%m%dT%H%M%SZ}.{uuid.uuid4().hex[:8]}",
+        kind="backup",
+        agent=config.agent,
+        target=target,
+        trigger="admin",
+        issued_at=now,
+        deadline=now + timedelta(hours=24),
+        bucket=config.bucket,
+        key_prefix=agent_prefix(config.agent),
+        retention_class=config.retention_class,
     )

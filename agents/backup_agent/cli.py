@@ -1,7 +1,9 @@
 """``backup-agent``: run the queue consumer, take a one-off backup, or check this host's setup.
 
 Exit codes: 0 ok; 1 a backup failed (or, with --once, any job failed); 2 config error (file invalid,
-target unknown, secret unresolvable); 3 ``check`` found problems; 4 AWS unreachable or refused.
+target unknown, secret unresolvable); 3 ``check`` found problems; 4 AWS unreachable or refused;
+5 a one-off backup is stored but its ``Backup Succeeded`` could not be put on the bus (it is kept in
+the state file and re-sent at the agent's next start, see ``backup_agent.outbox``).
 """
 
 from __future__ import annotations
@@ -11,30 +13,30 @@ import logging
 import signal
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from backup_agent.admission import JobRefusedError, check_job
+from backup_agent import proc
+from backup_agent.admission import JobRefusedError, admin_job, check_job
 from backup_agent.aws import S3_UPLOAD_SETTINGS, client, client_config
 from backup_agent.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
 from backup_agent.consumer import Consumer
-from backup_agent.engines import SecretRef, build_engine
+from backup_agent.engines import build_engine
 from backup_agent.engines.base import Engine
+from backup_agent.engines.config import secret_refs
 from backup_agent.events import EventBridgeSink
 from backup_agent.logs import setup_logging
+from backup_agent.outbox import DELIVERY_ERRORS, RetryingSink, resend_unreported
 from backup_agent.pipeline import BackupRun
 from backup_agent.progress import ProgressBar
 from backup_agent.restore import RestoreOutcome, RestoreRefusedError, RestoreRun
 from backup_agent.secrets import SecretError, SecretResolver
 from backup_agent.state import CompletedJobs, StateError
 from backup_agent.version import VERSION as __version__
+from backup_contracts.events import BackupSucceeded
 from backup_contracts.jobs import Job
-from backup_contracts.naming import agent_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
@@ -48,6 +50,7 @@ EXIT_BACKUP_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_CHECK_FAILED = 3
 EXIT_AWS = 4
+EXIT_UNREPORTED = 5
 
 
 class Clients:
@@ -87,7 +90,11 @@ class Clients:
 
 
 def make_engine_factory(config: AgentConfig, resolver: SecretResolver) -> Callable[[str], Engine]:
-    """Target name -> engine, through the engines package (secrets resolved by reference)."""
+    """Target name -> engine, through the engines package (secrets resolved by reference).
+
+    Every variable a secret reference of this host names is hidden from every child process first, so
+    a target's child never sees another target's password variable, resolved or not."""
+    proc.hide_variables(ref.env for target in config.targets.values() for ref in secret_refs(target) if ref.env)
 
     def factory(target: str) -> Engine:
         if target not in config.targets:
@@ -100,19 +107,6 @@ def make_engine_factory(config: AgentConfig, resolver: SecretResolver) -> Callab
 
 def _resolver(clients: Clients) -> SecretResolver:
     return SecretResolver(client_factory=clients.get)
-
-
-def secret_refs(value: Any) -> list[SecretRef]:
-    """Every secret reference inside a target's config (so that `check` can prove each resolves)."""
-    if isinstance(value, SecretRef):
-        return [value]
-    if isinstance(value, BaseModel):
-        return [ref for name in type(value).model_fields for ref in secret_refs(getattr(value, name))]
-    if isinstance(value, dict):
-        return [ref for item in value.values() for ref in secret_refs(item)]
-    if isinstance(value, list | tuple):
-        return [ref for item in value for ref in secret_refs(item)]
-    return []
 
 
 # --------------------------------------------------------------------------- commands
@@ -154,6 +148,7 @@ def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    resend_unreported(consumer.completed, events)
     log.info(
         "agent %s started (version %s, %d target(s), concurrency %d)",
         config.agent,
@@ -164,52 +159,55 @@ def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
     return consumer.run()
 
 
-def admin_job(config: AgentConfig, target: str, now: datetime) -> Job:
-    if not config.bucket:
-        raise ConfigError(
-            "config", ["`backup TARGET` needs `bucket:` in the config. Fix: add the backup bucket's name"]
-        )
-    return Job(
-        job_id=f"admin.{target}.{now:%Y%m%dT%H%M%SZ}.{uuid.uuid4().hex[:8]}",
-        kind="backup",
-        agent=config.agent,
-        target=target,
-        trigger="admin",
-        issued_at=now,
-        deadline=now + timedelta(hours=24),
-        bucket=config.bucket,
-        key_prefix=agent_prefix(config.agent),
-        retention_class=config.retention_class,
-    )
-
-
 def cmd_backup(config: AgentConfig, args: argparse.Namespace) -> int:
     clients = Clients(config)
     job = admin_job(config, args.target, datetime.now(UTC))
     check_job(job, config)
     engine = make_engine_factory(config, _resolver(clients))(args.target)
+    completed = CompletedJobs(config.state_dir)
+    events = RetryingSink(EventBridgeSink(clients.events, config.bus_name))
     progress = ProgressBar(args.target) if sys.stderr.isatty() and not args.json_logs else None
-    run = BackupRun(
-        job,
-        engine,
-        config,
-        s3=clients.s3,
-        events=EventBridgeSink(clients.events, config.bus_name),
-        progress=progress,
-        completed=CompletedJobs(config.state_dir),
-    )
+    run = BackupRun(job, engine, config, s3=clients.s3, events=events, progress=progress, completed=completed)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         run.terminate()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    outcome = run.execute()
-    if progress is not None:
-        progress.close()
-    event = outcome.event
-    sys.stdout.write(event.model_dump_json(indent=2, exclude_none=True) + "\n")
+    try:
+        resend_unreported(completed, events)
+        outcome = run.execute()
+    except DELIVERY_ERRORS as exc:  # Started (or Failed) refused: nothing stored unreported
+        log.error(
+            "the event bus %s refused the run's events: %s. Fix: run `backup-agent check` (credentials, the"
+            " bus name, events:PutEvents on it), then run the backup again",
+            config.bus_name,
+            exc,
+        )
+        return EXIT_AWS
+    finally:
+        if progress is not None:
+            progress.close()
+    sys.stdout.write(outcome.event.model_dump_json(indent=2, exclude_none=True) + "\n")
+    if outcome.ok and not outcome.reported:
+        return _unreported(config, outcome.succeeded, outcome.report_error, completed)
     return EXIT_OK if outcome.ok else EXIT_BACKUP_FAILED
+
+
+def _unreported(config: AgentConfig, event: BackupSucceeded, error: str | None, completed: CompletedJobs) -> int:
+    log.error(
+        "backup stored and valid at s3://%s/%s (sha256 %s), but its Backup Succeeded event was not delivered"
+        " to the bus %s: %s. The event is kept in %s and re-sent when this agent next starts (`backup-agent"
+        " run`, or the next `backup-agent backup`); until then the pipeline does not count this backup."
+        " Fix: run `backup-agent check` (credentials, bus name, events:PutEvents), then start the agent",
+        event.bucket,
+        event.key,
+        event.sha256,
+        config.bus_name,
+        error,
+        completed.path,
+    )
+    return EXIT_UNREPORTED
 
 
 def cmd_check(config: AgentConfig, args: argparse.Namespace) -> int:
@@ -227,6 +225,9 @@ def cmd_check(config: AgentConfig, args: argparse.Namespace) -> int:
     except (StateError, OSError) as exc:
         problems.append(str(exc))
         say("FAIL", f"state_dir: {exc}")
+    owed = CompletedJobs(config.state_dir).unreported() if not problems else []
+    if owed:
+        say("warn", f"{len(owed)} stored backup(s) not yet reported to the bus; re-sent when the agent starts")
     factory_resolver = _resolver(clients)
     factory = make_engine_factory(config, factory_resolver)
     for name in sorted(config.targets):
@@ -303,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backup-agent",
         description="backup-pipeline host agent: streams database dumps into KMS-encrypted S3.",
-        epilog="Exit codes: 0 ok, 1 backup failed, 2 config error, 3 check found problems, 4 AWS unreachable.",
+        epilog="Exit codes: 0 ok, 1 backup failed, 2 config error, 3 check found problems, 4 AWS unreachable,"
+        " 5 backup stored but not yet reported (re-sent at the next start).",
     )
     parser.add_argument("--version", action="version", version=f"backup-agent {__version__}")
     parser.add_argument(
@@ -360,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(json_logs=args.json_logs, level=logging.DEBUG if args.verbose else logging.INFO)
     try:
         config = load_config(args.config)
+        for stale in proc.remove_stale_secret_dirs():
+            log.info("removed the private secret dir %s left by an agent that was killed", stale)
         return COMMANDS[args.command](config, args)
     except ConfigError as exc:
         log.error("config error: %s", exc)

@@ -7,15 +7,14 @@ the engines' connection models (``backup_agent.engines.config``), with secrets b
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, field_validator
 
 from backup_agent.engines.config import EngineConfig
 from backup_contracts.naming import NAME_PATTERN, agent_prefix
+from backup_contracts.yamlfile import YamlDocument, YamlProblem, read_yaml
 
 DEFAULT_CONFIG_PATH = Path("/etc/backup-agent/agent.yaml")
 CONFIG_ENV = "BACKUP_AGENT_CONFIG"
@@ -115,7 +114,9 @@ class AgentConfig(_Model):
     upload: UploadSettings = Field(default_factory=UploadSettings)
     concurrency: int = Field(default=1, ge=1, le=16)
     state_dir: Path = Path("/var/lib/backup-agent")
-    heartbeat_minutes: float = Field(default=5, gt=0, le=60)
+    heartbeat_minutes: float = Field(
+        default=5, ge=1, le=60, description="Agent Heartbeat interval: at least a minute, at most an hour"
+    )
     visibility_timeout_s: int = Field(default=300, ge=30, le=43200, description="visibility kept while a job runs")
     targets: dict[Name, Any] = Field(min_length=1)
 
@@ -135,32 +136,7 @@ class AgentConfig(_Model):
 _TARGET = TypeAdapter(EngineConfig)  # one target's connection model, chosen by its `engine:`
 
 
-# --------------------------------------------------------------------------- line numbers
-
-
-@dataclass(frozen=True)
-class _Located:
-    line: int | None
-    node: yaml.Node | None
-
-
-def _locate(root: yaml.Node | None, loc: tuple[Any, ...]) -> _Located:
-    """Walk the composed YAML node tree along a pydantic error location; skip union tags."""
-    node = root
-    best = root
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
-            if match is None:
-                continue  # a union tag or a missing key: stay on the enclosing mapping
-            node = best = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-            node = best = node.value[part]
-        else:
-            continue
-    if best is None:
-        return _Located(None, None)
-    return _Located(best.start_mark.line + 1, best)
+# --------------------------------------------------------------------------- messages
 
 
 def _fix(err: dict[str, Any]) -> str:
@@ -183,18 +159,23 @@ def _fix(err: dict[str, Any]) -> str:
             return "use lowercase letters, digits and '-', at most 40 characters"
         return f"match the pattern {ctx.get('pattern', '')}"
     if kind.startswith(("greater", "less")):
+        bound = next(iter(ctx.values()), None)
+        if bound is not None:
+            return f"use a value of at {'most' if kind.startswith('less') else 'least'} {bound}"
         return "use a value in the allowed range"
     return "correct the value"
 
 
-def _describe(err: dict[str, Any], root: yaml.Node | None) -> str:
-    located = _locate(root, tuple(err["loc"]))
+def _describe(err: dict[str, Any], document: YamlDocument) -> str:
+    line = document.line_of(tuple(err["loc"]))
     where = " > ".join(str(p) for p in err["loc"]) or "(top level)"
-    line = f"line {located.line}: " if located.line else ""
-    message = err["msg"]
+    at = f"line {line}: " if line else ""
+    message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "missing":
         message = "required setting is missing"
-    return f"{line}{where}: {message}. Fix: {_fix(err)}"
+    if "Fix:" in message:
+        return f"{at}{where}: {message}"
+    return f"{at}{where}: {message}. Fix: {_fix(err)}"
 
 
 # --------------------------------------------------------------------------- loading
@@ -208,19 +189,17 @@ def config_path(explicit: str | Path | None = None) -> Path:
 
 def parse_config(text: str, source: str | Path = "<config>") -> AgentConfig:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f"line {mark.line + 1}: " if mark else ""
-        raise ConfigError(source, [f"{line}YAML syntax error: {exc.problem}. Fix: correct the YAML syntax"]) from exc
+        document = read_yaml(text)
+    except YamlProblem as exc:
+        raise ConfigError(source, [f"line {line}: {p}" if line else p for line, p in exc.problems]) from None
+    data = document.data
     if not isinstance(data, dict):
         raise ConfigError(source, ["expected a mapping with agent, region, queue_url, bus_name, kms_key_id, targets"])
     problems: list[str] = []
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_describe(dict(e), root) for e in exc.errors())
+        problems.extend(_describe(dict(e), document) for e in exc.errors())
         config = None
     targets = data.get("targets")
     parsed_targets: dict[str, Any] = {}
@@ -232,7 +211,7 @@ def parse_config(text: str, source: str | Path = "<config>") -> AgentConfig:
                 for e in exc.errors():
                     err = dict(e)
                     err["loc"] = ("targets", name, *e["loc"])
-                    problems.append(_describe(err, root))
+                    problems.append(_describe(err, document))
     if problems or config is None:
         raise ConfigError(source, problems)
     if parsed_targets:

@@ -6,7 +6,8 @@ Message handling policy:
 - job already completed (local state file, see ``state.py``): acknowledged without running again
   (a Succeeded event that was never emitted is emitted first);
 - the same job already running here (a duplicate delivery): pushed back with a backoff;
-- run succeeded: deleted;
+- run succeeded: deleted; stored but its ``Backup Succeeded`` refused by the bus: released with a
+  backoff, so the redelivery finds it done and puts the kept event (``backup_agent.outbox``);
 - run failed: if the job's deadline has not passed, the message is made visible again after a
   jittered exponential backoff (30 s x 2^(receives-1), at most 15 min, full jitter); after the
   deadline it is deleted (the failure was reported; the watchdog alerts);
@@ -257,6 +258,11 @@ class Consumer:
         if self.stopping.is_set():
             run.cancel.set()
         outcome = run.execute()
+        if outcome.ok and not outcome.reported:
+            # stored and recorded; the redelivery finds it done and puts the event again
+            self.stats["succeeded"] += 1
+            self._release(message, retry_delay(_receives(message)))
+            return "unreported"
         if outcome.ok:
             self._delete(message)
             self.stats["succeeded"] += 1

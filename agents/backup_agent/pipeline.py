@@ -49,10 +49,15 @@ class RunOutcome:
     event: BackupSucceeded | BackupFailed
     interrupted: bool = False
     manifest: dict[str, Any] = field(default_factory=dict)
+    report_error: str | None = None  # the backup is stored but its Succeeded event was not delivered
 
     @property
     def ok(self) -> bool:
         return isinstance(self.event, BackupSucceeded)
+
+    @property
+    def reported(self) -> bool:
+        return self.report_error is None
 
     @property
     def succeeded(self) -> BackupSucceeded:
@@ -241,7 +246,16 @@ class BackupRun:
             self.completed.record(
                 self.job.job_id, run_id=self.run_id, event=succeeded.model_dump(mode="json"), emitted=False
             )
-        self.events.emit(succeeded)
+        try:
+            self.events.emit(succeeded)
+        except Exception as exc:  # noqa: BLE001 - the backup is stored and recorded: its report is owed, not lost
+            error = redact(str(exc))[:2000]
+            log.error(
+                "backup stored but its Backup Succeeded event was not delivered: %s",
+                error,
+                extra={"ctx_job": self.job.job_id, "ctx_run": self.run_id, "ctx_key": self.key},
+            )
+            return RunOutcome(succeeded, manifest=manifest, report_error=error)
         if self.completed is not None:
             self.completed.record(self.job.job_id, emitted=True)
         return RunOutcome(succeeded, manifest=manifest)

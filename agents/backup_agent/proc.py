@@ -6,6 +6,14 @@ Every child of the agent is started here (``spawn``, ``run_feed``, ``run_capture
 Rules enforced here:
 - argv is always a list (never a shell string) and never carries a secret; secrets reach children
   through their environment or a 0600 file in a private 0700 temp directory (``SecretFiles``).
+- no child inherits a secret it was not given: every child's environment is built by ``child_env``,
+  which leaves out every variable a secret reference of this host names (``hide_variables``), every
+  variable whose value is a resolved secret, and every credential-named variable (``PGPASSWORD``,
+  ``AWS_SECRET_ACCESS_KEY``, ``*_TOKEN`` ...); only the target's own ``extra`` variables are added
+  back. A child started with ``env=None`` (version probes) gets exactly that: no secret at all.
+- private dirs left by an earlier agent that was SIGKILLed are removed at start
+  (``remove_stale_secret_dirs``): only ``backup-agent-secrets-<pid>-*`` dirs of this user whose
+  process is gone.
 - every child runs in its own session/process group so ``kill_group`` can stop it and its children.
 - stderr is drained continuously by a thread (a chatty child can never block on a full pipe); only
   the last bytes are kept, and they are redacted before anyone sees them.
@@ -26,13 +34,34 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from backup_agent.engines.base import EngineError
-from backup_contracts.redaction import redact
+from backup_contracts.redaction import is_credential_name, known_secrets, redact
 
 log = logging.getLogger(__name__)
 
 TAIL_BYTES = 4096
 _KEEP_BYTES = 64 * 1024  # raw stderr kept before redaction; redaction happens before the final cut
 CHUNK = 1024 * 1024
+SECRET_DIR_PREFIX = "backup-agent-secrets-"  # noqa: S105 - a directory name, not a secret
+SECRET_FILE_NAMES = frozenset({"pgpass", "my.cnf"})
+_hidden_lock = threading.Lock()
+_hidden_variables: set[str] = set()
+
+
+def hide_variables(names: Iterable[str]) -> None:
+    """Never pass these environment variables to a child (the ``{env: VAR}`` references of every target)."""
+    with _hidden_lock:
+        _hidden_variables.update(name for name in names if name)
+
+
+def forget_hidden_variables() -> None:
+    """Tests only: start from no hidden variables."""
+    with _hidden_lock:
+        _hidden_variables.clear()
+
+
+def hidden_variables() -> frozenset[str]:
+    with _hidden_lock:
+        return frozenset(_hidden_variables)
 
 
 class Redactor:
@@ -106,7 +135,8 @@ class SecretFiles:
 
     def write(self, name: str, content: str) -> str:
         if self._dir is None:
-            self._dir = tempfile.mkdtemp(prefix="backup-agent-")  # mkdtemp is 0700
+            # 0700; the pid in the name lets a later agent remove it if this process is SIGKILLed
+            self._dir = tempfile.mkdtemp(prefix=f"{SECRET_DIR_PREFIX}{os.getpid()}-")
         path = os.path.join(self._dir, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -124,15 +154,69 @@ class SecretFiles:
             os.rmdir(directory)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process holds that pid now: not ours to judge
+    return True
+
+
+def remove_stale_secret_dirs(root: str | None = None) -> list[str]:
+    """Remove the private secret dirs of agent processes that are gone (SIGKILLed mid-run); returns them.
+
+    Only what this module creates qualifies: a real directory (not a symlink) named
+    ``backup-agent-secrets-<pid>-*`` in the temp dir, owned by this user, mode 0700, holding nothing but
+    ``pgpass``/``my.cnf`` files, whose pid is not a running process."""
+    base = root or tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        pid_text = entry.name.removeprefix(SECRET_DIR_PREFIX).split("-", 1)[0]
+        if not entry.name.startswith(SECRET_DIR_PREFIX) or not pid_text.isdigit():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if (
+                not entry.is_dir(follow_symlinks=False)
+                or info.st_uid != os.getuid()
+                or info.st_mode & 0o777 != 0o700
+                or int(pid_text) == os.getpid()
+                or _pid_alive(int(pid_text))
+            ):
+                continue
+            names = os.listdir(entry.path)
+            if not set(names) <= SECRET_FILE_NAMES:
+                continue
+            for name in names:
+                os.unlink(os.path.join(entry.path, name))
+            os.rmdir(entry.path)
+        except OSError:
+            continue
+        removed.append(entry.path)
+    return removed
+
+
 def child_env(
     extra: Mapping[str, str] | None = None, drop: Iterable[str] = (), secrets: Iterable[str] = ()
 ) -> dict[str, str]:
-    """The agent's environment for a child, minus ``drop`` and minus any variable holding one of
-    ``secrets`` (e.g. the ``{env: DB_PASSWORD}`` the password was resolved from), plus ``extra``."""
-    hidden = {s for s in secrets if s}
-    env = {key: value for key, value in os.environ.items() if value not in hidden}
-    for name in drop:
-        env.pop(name, None)
+    """The agent's environment for a child without any secret, plus ``extra`` (the child's own).
+
+    Left out: ``drop``; every variable named by a secret reference of this host (``hide_variables``);
+    every credential-named variable; every variable holding one of ``secrets`` or a secret this process
+    resolved (e.g. the ``{env: DB_PASSWORD}`` another target's password came from)."""
+    hidden_values = {s for s in secrets if s} | set(known_secrets())
+    hidden_names = hidden_variables() | set(drop)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in hidden_names and value not in hidden_values and not is_credential_name(key)
+    }
     env.update(extra or {})
     return env
 
@@ -173,7 +257,7 @@ def spawn(
         stdin=stdin,
         stdout=stdout,
         stderr=subprocess.PIPE,
-        env=dict(env) if env is not None else None,
+        env=dict(env) if env is not None else child_env(),
         cwd=cwd,
         start_new_session=True,
         close_fds=True,
@@ -252,7 +336,7 @@ def run_capture(
             input=input_bytes,
             stdin=None if input_bytes is not None else subprocess.DEVNULL,
             capture_output=True,
-            env=dict(env) if env is not None else None,
+            env=dict(env) if env is not None else child_env(),
             timeout=timeout,
             start_new_session=True,
             check=False,

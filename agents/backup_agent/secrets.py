@@ -3,7 +3,8 @@
 Supported references (one key each): ``{env: VAR}``, ``{file: /path}`` (must not be readable by
 group or others), ``{secretsmanager: id-or-arn}`` (its SecretString; ``json_key`` picks one field of a
 JSON secret) and ``{ssm: /parameter/name}`` (decrypted). Every resolved value is registered for
-redaction before it is returned.
+redaction before it is returned, and a variable an ``{env: VAR}`` reference names is hidden from every
+child process (``backup_agent.proc.hide_variables``): the engine passes the value on only to its own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backup_agent.proc import hide_variables
 from backup_contracts.redaction import register_secret
 
 if TYPE_CHECKING:
@@ -85,6 +87,7 @@ class SecretResolver:
         raise SecretError("empty secret reference. Fix: give exactly one of env, file, secretsmanager or ssm")
 
     def _from_env(self, name: str) -> str:
+        hide_variables([name])  # the value goes to the target that asked for it, never to any other child
         value = self._environ.get(name)
         if value is None:
             raise SecretError(

@@ -77,6 +77,15 @@ class CompletedJobs:
             self._load()
             return self._entries.get(job_id)
 
+    def unreported(self) -> list[tuple[str, dict[str, Any]]]:
+        """Stored backups whose ``Backup Succeeded`` was recorded but never confirmed on the bus, oldest first."""
+        with self._lock:
+            self._load()
+            owed = [(job_id, entry) for job_id, entry in self._entries.items() if "event" in entry]
+        return sorted(
+            ((job_id, entry) for job_id, entry in owed if entry.get("emitted") is False), key=lambda p: _when(p[1])
+        )
+
     def record(self, job_id: str, **fields: Any) -> None:
         item = {"job_id": job_id, "recorded_at": datetime.now(UTC).isoformat(), **fields}
         line = (json.dumps(item, sort_keys=True, default=str) + "\n").encode()

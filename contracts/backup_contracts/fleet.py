@@ -11,15 +11,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError, field_validator
 
-from backup_contracts.approvers import pattern_problem
+from backup_contracts.fleet_checks import Loc, Problem, fleet_problems
 from backup_contracts.naming import NAME_PATTERN
-from backup_contracts.schedule import Schedule, ScheduleError, format_duration, parse_duration
+from backup_contracts.schedule import MAX_DURATION, Schedule, ScheduleError, parse_duration
+from backup_contracts.yamlfile import YamlDocument, YamlProblem, read_yaml
 
 ENGINES = ("postgresql", "mariadb", "sqlite", "files", "command")
 DEFAULT_KEEP_LAST = 3
+WEEK_MINUTES = 7 * 24 * 60  # the longest reminder, heartbeat, approval and job timeout
 KEEP_LAST_MAX = 100  # the keep-set lives in the target's ledger item (400 KB at most)
 OBJECT_LOCK_MODES = ("governance", "compliance")
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -96,9 +97,27 @@ class ObjectLock(_Model):
         return "COMPLIANCE" if self.mode == "compliance" else "GOVERNANCE"
 
 
+def _valid_schedule(value: str) -> str:
+    try:
+        Schedule(value)
+    except ScheduleError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _valid_timezone(value: str) -> str:
+    try:
+        Schedule("rate(1 day)", value)
+    except ScheduleError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 class DrillConfig(_Model):
     schedule: str
     destination: Name
+
+    _check_schedule = field_validator("schedule")(_valid_schedule)
 
 
 class Target(_Model):
@@ -122,6 +141,18 @@ class Target(_Model):
     def _known_engine(cls, value: str) -> str:
         if value not in ENGINES:
             raise ValueError(f"unknown engine {value!r}. Fix: use one of: {', '.join(ENGINES)}")
+        return value
+
+    _check_schedule = field_validator("schedule")(_valid_schedule)
+    _check_timezone = field_validator("timezone")(_valid_timezone)
+
+    @field_validator("rpo")
+    @classmethod
+    def _bounded_rpo(cls, value: str) -> str:
+        try:
+            parse_duration(value, MAX_DURATION)
+        except ScheduleError as exc:
+            raise ValueError(f"rpo {exc}") from None
         return value
 
     @property
@@ -149,11 +180,15 @@ class PipelineSettings(_Model):
     object_lock: ObjectLock = ObjectLock()
     dispatcher_interval_minutes: int = Field(default=5, ge=1, le=60)
     watchdog_interval_minutes: int = Field(default=5, ge=1, le=60)
-    reminder_interval_minutes: int = Field(default=60, ge=5)
-    heartbeat_timeout_minutes: int = Field(default=30, ge=5)
-    approval_timeout_minutes: int = Field(default=60, ge=5)
-    job_deadline_minutes: int = Field(default=120, ge=5, description="a run not ended by then is stuck")
-    ledger_ttl_days: int = Field(default=400, ge=30, description="at least the longest retention of any class")
+    reminder_interval_minutes: int = Field(default=60, ge=5, le=WEEK_MINUTES)
+    heartbeat_timeout_minutes: int = Field(default=30, ge=5, le=WEEK_MINUTES)
+    approval_timeout_minutes: int = Field(default=60, ge=5, le=WEEK_MINUTES)
+    job_deadline_minutes: int = Field(
+        default=120, ge=5, le=WEEK_MINUTES, description="a run not ended by then is stuck"
+    )
+    ledger_ttl_days: int = Field(
+        default=400, ge=30, le=36500, description="at least the longest retention of any class"
+    )
 
 
 class Fleet(_Model):
@@ -176,7 +211,7 @@ class Fleet(_Model):
         return tuple(target.approvers or self.pipeline.approvers)
 
 
-def _entry_label(raw: Any, loc: tuple[int | str, ...]) -> str:
+def _entry_label(raw: Any, loc: Loc) -> str:
     """agents[0] 'db-1' > targets[2] 'orders' > schedule — names the entry the way a person finds it."""
     parts: list[str] = []
     node = raw
@@ -191,185 +226,70 @@ def _entry_label(raw: Any, loc: tuple[int | str, ...]) -> str:
     return " > ".join(parts) or "(top level)"
 
 
-def _retention_errors(fleet: Fleet) -> list[str]:
-    """The ledger must outlive every backup: once a run's rows expire, a restore answers no-backup."""
-    kept = [
-        (days, name, tier)
-        for name, retention_class in sorted(fleet.retention_classes.items())
-        for tier, days in retention_class.tiers().items()
-    ]
-    if not kept:
-        return []
-    days, name, tier = max(kept)
-    ttl = fleet.pipeline.ledger_ttl_days
-    if ttl >= days:
-        return []
-    return [
-        f"pipeline > ledger_ttl_days: {ttl} is shorter than the longest retention, retention_classes > {name!r} >"
-        f" {tier}_days: {days}, so ledger rows would expire while their backups are still kept and a restore"
-        f" would answer no-backup. Fix: set pipeline.ledger_ttl_days to at least {days}, or shorten that retention"
-    ]
+def _schema_message(err: Any) -> str:
+    message = str(err["msg"]).removeprefix("Value error, ")
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden" and loc[-2:] == ("object_lock", "days"):
+        return (
+            "the bucket no longer has a default retention: the audit sets each backup's retention from"
+            " its GFS tier (retention_classes). Fix: remove days"
+        )
+    if err["type"] == "extra_forbidden":
+        return "unknown key. Fix: remove it or check its spelling"
+    if err["type"] == "missing":
+        return "required key is missing. Fix: add it"
+    if err["type"] == "string_pattern_mismatch" and loc[-1] in ("name", "retention"):
+        return (
+            f"{err['input']!r} is not a valid name. Fix: use lower-case letters, digits and '-',"
+            " at most 40 characters, starting and ending with a letter or digit"
+        )
+    if err["type"] == "string_pattern_mismatch" and loc[-1] == "rpo":
+        return f"{err['input']!r} is not a duration. Fix: write e.g. 30m, 26h or 7d"
+    if err["type"] in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
+        bound = next(iter((err.get("ctx") or {}).values()), "")
+        word = "most" if err["type"].startswith("less") else "least"
+        return f"{err['input']!r} is out of range. Fix: use at {word} {bound} (docs/fleet.md lists every bound)"
+    return message
 
 
-def _semantic_errors(fleet: Fleet) -> list[str]:
-    errors: list[str] = _retention_errors(fleet)
-    seen_agents: set[str] = set()
-    seen_targets: dict[str, str] = {}
-    for ai, agent in enumerate(fleet.agents):
-        if agent.name in seen_agents:
-            errors.append(f"agents[{ai}] {agent.name!r}: duplicate agent name. Fix: give every agent a unique name")
-        seen_agents.add(agent.name)
-        for ti, target in enumerate(agent.targets):
-            where = f"agents[{ai}] {agent.name!r} > targets[{ti}] {target.name!r}"
-            if target.name in seen_targets:
-                errors.append(
-                    f"{where}: duplicate target name (also on agent {seen_targets[target.name]!r})."
-                    " Fix: target names are unique across the fleet; rename one"
-                )
-            seen_targets[target.name] = agent.name
-            try:
-                interval = target.parsed_schedule.max_interval()
-            except ScheduleError as exc:
-                errors.append(f"{where} > schedule: {exc}")
-                continue
-            if target.rpo_delta < interval:
-                errors.append(
-                    f"{where}: rpo {target.rpo} is shorter than the schedule's longest interval"
-                    f" ({format_duration(interval)}), so every run would page. Fix: raise rpo to at least"
-                    f" {format_duration(interval)} (plus the time a backup takes) or schedule more often"
-                )
-            if target.retention not in fleet.retention_classes:
-                errors.append(
-                    f"{where} > retention: unknown retention class {target.retention!r}."
-                    f" Fix: use one of {sorted(fleet.retention_classes)} or declare it under retention_classes"
-                )
-            if target.drill is not None:
-                try:
-                    Schedule(target.drill.schedule, target.timezone)
-                except ScheduleError as exc:
-                    errors.append(f"{where} > drill > schedule: {exc}")
-    for agent, target in fleet.targets():
-        for other in [*target.restore_to, *([target.drill.destination] if target.drill else [])]:
-            if other not in seen_targets:
-                errors.append(
-                    f"agent {agent.name!r} > target {target.name!r}: restore destination {other!r} is not a"
-                    " target of this fleet. Fix: declare it as a target or remove it"
-                )
-            elif fleet.target(other)[1].engine != target.engine:
-                errors.append(
-                    f"agent {agent.name!r} > target {target.name!r}: restore destination {other!r} uses engine"
-                    f" {fleet.target(other)[1].engine!r}, not {target.engine!r}."
-                    " Fix: pick a destination of the same engine"
-                )
-    return errors + _drill_errors(fleet) + _approver_errors(fleet)
+def _report(source: str, raw: Any, problems: list[Problem], doc: YamlDocument | None) -> FleetConfigError:
+    """``source: N problem(s):`` then one ``source:line: entry: problem. Fix: ...`` per problem."""
+    located = sorted(
+        ((doc.line_of(loc) if doc is not None else None, loc, message) for loc, message in problems),
+        key=lambda item: item[0] or 0,
+    )
+    lines = [f"{source}: {len(problems)} problem(s):"]
+    for line, loc, message in located:
+        at = f"{source}:{line}: " if line else ""
+        lines.append(f"  - {at}{_entry_label(raw, loc)}: {message}")
+    return FleetConfigError("\n".join(lines))
 
 
-def _drill_errors(fleet: Fleet) -> list[str]:
-    """A drill replaces its destination with the latest backup and then removes it: only a scratch target
-    of its own may take it — never the drilled target, a protected one, or where restores are cloned to."""
-    names = {target.name for _, target in fleet.targets()}
-    cloned_into = {dest: source.name for _, source in fleet.targets() for dest in source.restore_to}
-    errors: list[str] = []
-    for ai, agent in enumerate(fleet.agents):
-        for ti, target in enumerate(agent.targets):
-            if target.drill is None or target.drill.destination not in names:
-                continue  # an unknown destination is reported with the restore destinations
-            where = f"agents[{ai}] {agent.name!r} > targets[{ti}] {target.name!r} > drill > destination"
-            destination = target.drill.destination
-            scratch = (
-                f"Fix: declare a scratch target of engine {target.engine} (e.g. {target.name}-drill, on the host"
-                " that should run the drill) and drill into it"
-            )
-            if destination == target.name:
-                errors.append(
-                    f"{where}: {destination!r} is the drilled target itself; the drill would replace the data it"
-                    f" checks and then remove it. {scratch}"
-                )
-                continue
-            if fleet.target(destination)[1].protected:
-                errors.append(
-                    f"{where}: {destination!r} is a protected target; a drill would overwrite it every"
-                    f" {target.drill.schedule} without an approval. {scratch}"
-                )
-            if destination in cloned_into:
-                errors.append(
-                    f"{where}: {destination!r} is where restores of {cloned_into[destination]!r} are cloned to"
-                    f" (its restore_to); a drill would replace such a clone and then remove it. {scratch}"
-                )
-    return errors
-
-
-def _approver_errors(fleet: Fleet) -> list[str]:
-    """Approver patterns must be able to match a caller; a protected target must have someone to approve."""
-    errors = [
-        f"pipeline > approvers[{i}]: {problem}"
-        for i, pattern in enumerate(fleet.pipeline.approvers)
-        if (problem := pattern_problem(pattern))
-    ]
-    for ai, agent in enumerate(fleet.agents):
-        for ti, target in enumerate(agent.targets):
-            where = f"agents[{ai}] {agent.name!r} > targets[{ti}] {target.name!r}"
-            errors += [
-                f"{where} > approvers[{i}]: {problem}"
-                for i, pattern in enumerate(target.approvers)
-                if (problem := pattern_problem(pattern))
-            ]
-            if target.approvers and not target.protected:
-                errors.append(
-                    f"{where} > approvers: only restores into a protected target need an approval."
-                    " Fix: set protected: true or remove approvers"
-                )
-            if target.protected and not fleet.approvers_of(target):
-                errors.append(
-                    f"{where}: protected target with no approvers, so no restore into it could ever be approved."
-                    " Fix: list who may approve (principal ARN patterns, docs/fleet.md) under pipeline > approvers"
-                    " or the target's approvers"
-                )
-    return errors
-
-
-def parse_fleet(raw: Any, source: str = "fleet config") -> Fleet:
+def parse_fleet(raw: Any, source: str = "fleet config", *, document: YamlDocument | None = None) -> Fleet:
+    """Validate ``raw``; ``document`` (from ``read_yaml``) lets every problem name its line."""
     if not isinstance(raw, dict):
         raise FleetConfigError(f"{source}: expected a mapping with version, retention_classes and agents")
     try:
         fleet = Fleet.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{source}: {len(exc.errors())} problem(s):"]
-        for err in exc.errors():
-            message = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden" and tuple(err["loc"][-2:]) == ("object_lock", "days"):
-                message = (
-                    "the bucket no longer has a default retention: the audit sets each backup's retention from"
-                    " its GFS tier (retention_classes). Fix: remove days"
-                )
-            elif err["type"] == "extra_forbidden":
-                message = "unknown key. Fix: remove it or check its spelling"
-            elif err["type"] == "missing":
-                message = "required key is missing. Fix: add it"
-            elif err["type"] == "string_pattern_mismatch" and err["loc"][-1] in ("name", "retention"):
-                message = (
-                    f"{err['input']!r} is not a valid name. Fix: use lower-case letters, digits and '-',"
-                    " at most 40 characters, starting and ending with a letter or digit"
-                )
-            elif err["type"] == "string_pattern_mismatch" and err["loc"][-1] == "rpo":
-                message = f"{err['input']!r} is not a duration. Fix: write e.g. 30m, 26h or 7d"
-            lines.append(f"  - {_entry_label(raw, err['loc'])}: {message}")
-        raise FleetConfigError("\n".join(lines)) from None
-    errors = _semantic_errors(fleet)
-    if errors:
-        raise FleetConfigError("\n".join([f"{source}: {len(errors)} problem(s):", *[f"  - {e}" for e in errors]]))
+        schema: list[Problem] = [(tuple(err["loc"]), _schema_message(err)) for err in exc.errors()]
+        raise _report(source, raw, schema, document) from None
+    problems = fleet_problems(fleet)
+    if problems:
+        raise _report(source, raw, problems, document)
     return fleet
 
 
 def load_fleet(path: str | Path) -> Fleet:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FleetConfigError(
             f"{path}: fleet file not found."
             " Fix: create it (the repository's fleet.yaml is a worked example; see docs/fleet.md)"
         ) from None
-    except yaml.YAMLError as exc:
-        raise FleetConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_fleet(raw, str(path))
+    except YamlProblem as exc:
+        found = [f"  - {path}:{line}: {text}" if line else f"  - {path}: {text}" for line, text in exc.problems]
+        raise FleetConfigError("\n".join([f"{path}: {len(found)} problem(s):", *found])) from None
+    return parse_fleet(document.data, str(path), document=document)

@@ -5,13 +5,15 @@ Two nets, applied in this order by ``redact``:
 1. **Known values.** Every secret the agent resolves is registered (``register_secret``) together
    with the forms it takes when a tool or a log line quotes it: URL-encoded (``quote`` and
    ``quote_plus``), pgpass-escaped (``\\`` and ``:`` backslash-escaped), libpq-conninfo-quoted
-   (``\\`` and ``'`` backslash-escaped) and JSON/``repr``-escaped. Each registered form is replaced
+   (``\\`` and ``'`` backslash-escaped), my.cnf/ini-quoted (``\\``, ``"`` and line breaks escaped)
+   and JSON/``repr``-escaped. Each registered form is replaced
    by ``***``, longest first, so a secret that contains another is masked whole.
 2. **Credential shapes** (``CREDENTIAL_PATTERNS``), for secrets nobody registered (a tool's own
    error message, a Lambda that never saw the value): ``password=…`` / ``token: …`` where the
    name *contains* a credential word and is followed by ``=`` or ``:``; ``--password VALUE``;
    mysql-style ``-pVALUE``; ``scheme://user:password@host``; ``Bearer``/``Basic`` tokens; AWS
-   access key ids. A credential word followed by plain whitespace is ordinary text (a table named
+   access key ids; the password field of a ``~/.pgpass`` line. A quoted value is masked whole, escaped
+   quotes included. A credential word followed by plain whitespace is ordinary text (a table named
    ``secret`` in ``LOCK TABLE public.secret IN ACCESS SHARE MODE`` stays as it is).
 
 ``RedactingFilter`` applies ``redact`` to every log record: its message, its exception text and every
@@ -38,7 +40,8 @@ _Replacement = Callable[[re.Match[str]], str]
 _CREDENTIAL_NAME = (
     r"[A-Za-z0-9_-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|credential)[A-Za-z0-9_-]*"
 )
-_VALUE = r"(\"[^\"]*\"|'[^']*'|[^\s'\";,&]+)"
+# a quoted value may contain its quote backslash-escaped (my.cnf "pa\"ss", conninfo 'pa\'ss'): mask it whole
+_VALUE = r"(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^\s'\";,&]+)"
 
 CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
     # name=value, name: value, "name": "value" (quoted or bare); never a bare word after whitespace
@@ -56,12 +59,50 @@ CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), lambda m: f"{m.group(1)} {MASK}"),
     # AWS access key ids
     (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), lambda m: MASK),
+    # a ~/.pgpass line, host:port:database:user:password (port a number or *), fields backslash-escaped
+    (
+        re.compile(
+            r"(?<![^\s\"'])((?:[^:\s\\]|\\.)+:(?:\*|\d{1,5}):(?:[^:\s\\]|\\.)+:(?:[^:\s\\]|\\.)+:)(?:[^\s\\]|\\.)+"
+        ),
+        lambda m: f"{m.group(1)}{MASK}",
+    ),
 )
+
+
+# a name that holds a credential's *location*, not the credential: --password-file=..., TOKEN_PATH=...
+_REFERENCE_NAME = re.compile(r"(?i)[_-]?(?:file|path|dir|command|cmd|fd|env|id|name|arn|ref)$")
+_INLINE_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^:/\s@]*:[^@\s]+@"), "a password in a URL (scheme://user:password@host)"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), "an Authorization token"),
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key id"),
+)
+_NAMED_VALUE = re.compile(rf"(?i)(?<![A-Za-z0-9_-])-*({_CREDENTIAL_NAME})[\"']?\s*[=:]\s*{_VALUE}")
+
+
+def is_credential_name(name: str) -> bool:
+    """``MONGO_PASSWORD``, ``api-key``, ``X-Auth-Token``: a name whose value is a secret (not ``..._FILE``)."""
+    return bool(re.fullmatch(_CREDENTIAL_NAME, name, flags=re.IGNORECASE)) and not _REFERENCE_NAME.search(name)
+
+
+def inline_credential(text: str) -> str | None:
+    """What credential ``text`` carries in the clear (for config validation), or None. Never the value."""
+    for match in _NAMED_VALUE.finditer(text):
+        if is_credential_name(match.group(1)):
+            return f"a {match.group(1)} value"
+    for pattern, what in _INLINE_SHAPES:
+        if pattern.search(text):
+            return what
+    return None
 
 
 def pgpass_escape(value: str) -> str:
     """A value as a ~/.pgpass field writes it: backslash and colon escaped with a backslash."""
     return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def option_file_escape(value: str) -> str:
+    """A value inside double quotes of a MySQL/MariaDB option file (my.cnf, ini-style)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
 
 
 def conninfo_escape(value: str) -> str:
@@ -77,6 +118,7 @@ def escaped_forms(value: str) -> frozenset[str]:
         urllib.parse.quote_plus(value, safe=""),
         pgpass_escape(value),
         conninfo_escape(value),
+        option_file_escape(value),
         json.dumps(value)[1:-1],
         repr(value)[1:-1],
     }

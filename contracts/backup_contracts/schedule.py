@@ -9,9 +9,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 _RATE_RE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _CRON_RE = re.compile(r"^cron\((.+)\)$")
@@ -19,18 +20,42 @@ _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _DURATION_RE = re.compile(r"^(\d+)\s*(m|h|d)$")
 _DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+# A backup schedule fires at least once a year; a duration (an RPO) is at most 400 days. Beyond these
+# nothing is a plausible backup setting, and the Lambdas' date arithmetic could overflow.
+MAX_INTERVAL = timedelta(days=366)
+MAX_DURATION = timedelta(days=400)
 
 
 class ScheduleError(ValueError):
     pass
 
 
-def parse_duration(text: str) -> timedelta:
-    """'30m', '26h', '7d' → timedelta."""
+def parse_duration(text: str, maximum: timedelta = MAX_DURATION) -> timedelta:
+    """'30m', '26h', '7d' → timedelta; zero, or more than ``maximum``, is refused."""
     match = _DURATION_RE.match(text.strip())
-    if not match or int(match.group(1)) == 0:
+    if not match:
         raise ScheduleError(f"{text!r} is not a duration. Fix: write a positive number and a unit, e.g. 30m, 26h, 7d")
-    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds == 0:
+        raise ScheduleError(
+            f"{text!r} is not a duration: it is zero. Fix: write a positive duration, e.g. 30m, 26h, 7d"
+        )
+    if seconds > maximum.total_seconds():
+        raise ScheduleError(
+            f"{text!r} is longer than {format_duration(maximum)}, the most this setting allows."
+            f" Fix: use at most {format_duration(maximum)}"
+        )
+    return timedelta(seconds=seconds)
+
+
+@lru_cache(maxsize=4096)
+def _never_fires(fields: str) -> bool:
+    """A valid cron that matches no date at all (30 February): croniter gives up looking for one."""
+    try:
+        croniter(fields, _EPOCH).get_next(datetime)
+    except CroniterBadDateError:
+        return True
+    return False
 
 
 def format_duration(value: timedelta) -> str:
@@ -68,7 +93,13 @@ class Schedule:
         amount = int(match.group(1))
         if amount == 0:
             raise ScheduleError(f"{self.expression!r}: a rate of zero never runs. Fix: use rate(1 hour) or more")
-        return amount * _UNIT_SECONDS[match.group(2).rstrip("s")]
+        seconds = amount * _UNIT_SECONDS[match.group(2).rstrip("s")]
+        if seconds > MAX_INTERVAL.total_seconds():
+            raise ScheduleError(
+                f"{self.expression!r} runs less often than once every {format_duration(MAX_INTERVAL)}."
+                " Fix: use at most rate(366 days), e.g. rate(1 day) or rate(7 days)"
+            )
+        return seconds
 
     def _cron_fields(self) -> str | None:
         match = _CRON_RE.match(self.expression.strip())
@@ -84,6 +115,11 @@ class Schedule:
             raise ScheduleError(
                 f"{self.expression!r} is not a valid cron expression (a field is out of range or malformed)."
                 " Fix: minute 0-59, hour 0-23, day-of-month 1-31, month 1-12, day-of-week 0-6, e.g. cron(0 2 * * *)"
+            )
+        if _never_fires(fields):
+            raise ScheduleError(
+                f"{self.expression!r} never fires: no month has that day (e.g. 30 February, 31 April)."
+                " Fix: pick a day every chosen month has, e.g. cron(0 2 28 2 *), or L for the last day"
             )
         return fields
 

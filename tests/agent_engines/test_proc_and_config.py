@@ -106,7 +106,7 @@ def test_postgres_defaults_match_the_local_conventions() -> None:
     [
         ({"engine": "postgresql", "database": "app", "password": {}}, "exactly one"),
         ({"engine": "postgresql", "database": "app", "password": {"env": "A", "ssm": "/b"}}, "exactly one"),
-        ({"engine": "postgresql", "database": "app", "password": "plaintext"}, "SecretRef"),
+        ({"engine": "postgresql", "database": "app", "password": "plaintext"}, "inline password is refused"),
         ({"engine": "postgresql", "database": "-app"}, "not starting with '-'"),
         ({"engine": "sqlite", "path": "relative.db"}, "must be absolute"),
         ({"engine": "files", "paths": ["/srv", "/srv/uploads"]}, "overlap"),

@@ -128,3 +128,32 @@ def test_ledger_ttl_shorter_than_a_retention_fails_synth(tmp_path: Path, raw: di
         "'standard' > monthly_days: 400",
         "Fix: set pipeline.ledger_ttl_days to at least 400",
     )
+
+
+def test_a_huge_pipeline_timeout_fails_synth_naming_its_line(tmp_path: Path, raw: dict[str, Any]) -> None:
+    raw["pipeline"]["job_deadline_minutes"] = 10**14  # would overflow the Lambdas' datetime arithmetic
+    fleet_file = _write(tmp_path, raw)
+    line = next(
+        number
+        for number, text in enumerate(fleet_file.read_text().splitlines(), start=1)
+        if "job_deadline_minutes" in text
+    )
+    _assert_fails_clearly(
+        _synth(fleet_file, tmp_path),
+        fleet_file,
+        f"{fleet_file}:{line}: pipeline > job_deadline_minutes: 100000000000000 is out of range",
+        "Fix: use at most 10080",
+    )
+
+
+def test_a_duplicate_key_fails_synth_naming_both_lines(tmp_path: Path, raw: dict[str, Any]) -> None:
+    fleet_file = _write(tmp_path, raw)
+    text = fleet_file.read_text()
+    fleet_file.write_text(text + "agents: []\n")
+    first = next(n for n, t in enumerate(text.splitlines(), start=1) if t.startswith("agents:"))
+    second = len(text.splitlines()) + 1
+    _assert_fails_clearly(
+        _synth(fleet_file, tmp_path),
+        fleet_file,
+        f"{fleet_file}:{second}: agents: key 'agents' is given twice, on line {first} and on line {second}",
+    )

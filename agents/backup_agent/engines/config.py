@@ -16,18 +16,60 @@ at import time. Every value obtained from ``resolve`` is masked in the engine's 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from backup_contracts.redaction import inline_credential, is_credential_name
 
 _PORT = Field(ge=1, le=65535)
 
+BY_REFERENCE = (
+    "Fix: give the secret by reference, e.g. {env: DB_PASSWORD} (a variable of the agent's environment),"
+    " {file: /etc/backup-agent/db.pass} (mode 0600), {secretsmanager: prod/db, json_key: password} or"
+    " {ssm: /prod/db/password}; see docs/agent.md, Secrets"
+)
+_ARGV_FIX = (
+    "Fix: argv is visible to every user in the process list: pass the secret in `env:` by reference, e.g."
+    " env: {MONGODB_PASSWORD: {secretsmanager: prod/mongo, json_key: password}}, and let the tool (or a small"
+    " wrapper script) read it from there or from a config file"
+)
+_PASSWORD_OPTIONS = frozenset({"--password", "--passwd", "--pass", "--token", "--secret", "--api-key"})
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a rejected value may be the very secret that had no business in the file
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def _strings(value: Any, label: str) -> list[tuple[str, str]]:
+    """(where, text) for every string inside ``value``; a mapping's entries are named by their key."""
+    if isinstance(value, str | Path):
+        return [(label, str(value))]
+    if isinstance(value, list | tuple):
+        return [pair for item in value for pair in _strings(item, label)]
+    if isinstance(value, dict):
+        return [pair for key, item in value.items() for pair in _strings(item, f"{label} {key}")]
+    return []
+
+
+class _EngineModel(_Model):
+    """An engine's connection model: no setting may carry a secret in the clear (a URL with a password,
+    ``password=...``, a token) — the config file is readable by whoever administers the host."""
+
+    @field_validator("*")
+    @classmethod
+    def _no_inline_secret(cls, value: Any, info: ValidationInfo) -> Any:
+        for where, text in _strings(value, str(info.field_name)):
+            found = inline_credential(text)
+            if found:
+                fix = _ARGV_FIX if info.field_name in ("dump_command", "restore_command") else BY_REFERENCE
+                raise ValueError(f"{where} holds {found} in the clear; the config file must not. {fix}")
+        return value
 
 
 class SecretRef(_Model):
@@ -73,7 +115,7 @@ def _db_name(value: str) -> str:
     return value
 
 
-class DatabaseConfig(_Model):
+class DatabaseConfig(_EngineModel):
     """One database on a server: where it is, who connects, and the password by reference.
 
     The arm of each server engine; each sets its own ``engine`` tag and default port and user.
@@ -87,6 +129,13 @@ class DatabaseConfig(_Model):
     password: SecretRef | None = None
 
     _check_db = field_validator("database")(_db_name)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password_by_reference(cls, value: Any) -> Any:
+        if isinstance(value, str | int | float):
+            raise ValueError(f"an inline password is refused: the config file would hold the secret. {BY_REFERENCE}")
+        return value
 
 
 class PostgresConfig(DatabaseConfig):
@@ -112,7 +161,7 @@ class MariaDBConfig(DatabaseConfig):
     client_binary: str | None = Field(default=None, description="default: mariadb, else mysql")
 
 
-class SQLiteConfig(_Model):
+class SQLiteConfig(_EngineModel):
     engine: Literal["sqlite"]
     path: Path
     temp_dir: Path | None = Field(
@@ -127,7 +176,7 @@ class SQLiteConfig(_Model):
         return value
 
 
-class FilesConfig(_Model):
+class FilesConfig(_EngineModel):
     engine: Literal["files"]
     paths: list[Path] = Field(min_length=1)
     excludes: list[str] = Field(default_factory=list, description="GNU tar --exclude patterns, e.g. '*.tmp'")
@@ -161,7 +210,7 @@ class FilesConfig(_Model):
         return value
 
 
-class CommandConfig(_Model):
+class CommandConfig(_EngineModel):
     """Any dump command writing to stdout plus its restore command reading stdin.
 
     This is how MongoDB is supported (``dump_command: [mongodump, --archive, --uri=...]`` with the
@@ -176,6 +225,25 @@ class CommandConfig(_Model):
     extension: str = "bin"
     env: dict[str, SecretRef | str] = Field(default_factory=dict)
     magic_hex: str | None = Field(default=None, description="the dump must start with these bytes (hex)")
+
+    @field_validator("env")
+    @classmethod
+    def _secret_variables_by_reference(cls, value: dict[str, SecretRef | str]) -> dict[str, SecretRef | str]:
+        for name, item in value.items():
+            if isinstance(item, str) and is_credential_name(name):
+                raise ValueError(
+                    f"env {name} is a secret given inline; the config file must not hold it."
+                    f" {BY_REFERENCE.replace('e.g. {env: DB_PASSWORD}', f'e.g. {name}: {{env: {name}}}')}"
+                )
+        return value
+
+    @field_validator("dump_command", "restore_command")
+    @classmethod
+    def _no_password_option(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for option, following in itertools.pairwise(value):
+            if option.lower() in _PASSWORD_OPTIONS and not following.startswith("-"):
+                raise ValueError(f"{info.field_name} passes a secret as {option} VALUE. {_ARGV_FIX}")
+        return value
 
     @field_validator("magic_hex")
     @classmethod
@@ -193,3 +261,16 @@ EngineConfig = Annotated[
     PostgresConfig | MariaDBConfig | SQLiteConfig | FilesConfig | CommandConfig,
     Field(discriminator="engine"),
 ]
+
+
+def secret_refs(value: Any) -> list[SecretRef]:
+    """Every secret reference inside a target's config (so that `check` can prove each resolves)."""
+    if isinstance(value, SecretRef):
+        return [value]
+    if isinstance(value, BaseModel):
+        return [ref for name in type(value).model_fields for ref in secret_refs(getattr(value, name))]
+    if isinstance(value, dict):
+        return [ref for item in value.values() for ref in secret_refs(item)]
+    if isinstance(value, list | tuple):
+        return [ref for item in value for ref in secret_refs(item)]
+    return []

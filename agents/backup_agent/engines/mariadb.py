@@ -32,14 +32,14 @@ from backup_agent.engines.config import MariaDBConfig
 from backup_agent.engines.database import ClientSecrets, DatabaseEngine, run_client
 from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import MariaDBSqlValidator
+from backup_contracts.redaction import option_file_escape
 
 log = logging.getLogger(__name__)
 
 
 def option_value(value: str) -> str:
-    """Quote a value for a MySQL/MariaDB option file."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    return f'"{escaped}"'
+    """Quote a value for a MySQL/MariaDB option file (the escaping the redaction module also masks)."""
+    return f'"{option_file_escape(value)}"'
 
 
 def sql_string(value: str) -> str:
