@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
@@ -28,6 +29,37 @@ MAX_DURATION = timedelta(days=400)
 
 class ScheduleError(ValueError):
     pass
+
+
+def _wall_clock(instant: datetime, zone: ZoneInfo) -> datetime:
+    """What a clock on the wall in ``zone`` shows at ``instant`` (naive)."""
+    return instant.astimezone(zone).replace(tzinfo=None)
+
+
+def _local_to_utc(local: datetime, zone: ZoneInfo) -> datetime:
+    """The instant a cron's local time ``local`` (naive) runs at: once per local time, even across clock changes.
+
+    - A local time the autumn change repeats runs once, at its first occurrence (before the clock goes back).
+    - A local time the spring change skips runs right after the jump, at the first instant of the new offset.
+
+    This is the rule Vixie cron (cron(8)) applies to jobs at fixed times, here applied to every cron. EventBridge
+    Scheduler, which does not schedule targets here (the dispatcher does), skips a skipped time instead: a
+    backup that silently does not happen once a year is worse than one that runs at 03:00 instead of 02:30.
+    """
+    first = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if _wall_clock(first, zone) == local:
+        return first
+    # Skipped: with fold=1 the time is read with the offset after the change, an instant before the jump;
+    # with fold=0 with the offset before it, an instant after. The jump lies between: find it to the second.
+    low, high = local.replace(tzinfo=zone, fold=1).astimezone(UTC), first
+    low, high = min(low, high), max(low, high)
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if _wall_clock(middle, zone) >= local:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
 
 
 def parse_duration(text: str, maximum: timedelta = MAX_DURATION) -> timedelta:
@@ -124,7 +156,7 @@ class Schedule:
         return fields
 
     def slots_after(self, start: datetime) -> Iterator[datetime]:
-        """Due instants strictly after ``start``, ascending, in UTC."""
+        """Due instants strictly after ``start``, ascending, in UTC (local-time crons: see ``_local_to_utc``)."""
         rate = self._rate_seconds()
         if rate is not None:
             elapsed = (start - _EPOCH).total_seconds()
@@ -134,9 +166,15 @@ class Schedule:
                 slot += timedelta(seconds=rate)
         fields = self._cron_fields()
         assert fields is not None  # noqa: S101 - guaranteed by __post_init__
-        it = croniter(fields, start.astimezone(ZoneInfo(self.timezone)))
+        zone = ZoneInfo(self.timezone)
+        # the cron walks the wall clock (naive local times), each matching time mapped to one instant
+        it = croniter(fields, _wall_clock(start, zone))
+        previous = start
         while True:
-            yield it.get_next(datetime).astimezone(UTC)
+            slot = _local_to_utc(it.get_next(datetime), zone)
+            if slot > previous:  # a repeated or skipped local time maps onto an instant already given
+                previous = slot
+                yield slot
 
     def latest_slot_at_or_before(self, now: datetime) -> datetime | None:
         """The most recent due instant not after ``now`` (None if none within the look-back window)."""
@@ -146,11 +184,18 @@ class Schedule:
             return _EPOCH + timedelta(seconds=int(elapsed // rate) * rate)
         fields = self._cron_fields()
         assert fields is not None  # noqa: S101
+        zone = ZoneInfo(self.timezone)
         # croniter's get_prev is strictly before its start: start one second after now, on a whole second
         # (a fraction would let a slot up to a second after now through)
-        start = now.replace(microsecond=0) + timedelta(seconds=1)
-        it = croniter(fields, start.astimezone(ZoneInfo(self.timezone)))
-        return it.get_prev(datetime).astimezone(UTC)
+        wall = now.astimezone(zone)
+        start = wall.replace(tzinfo=None, microsecond=0) + timedelta(seconds=1)
+        if wall.fold:  # the second pass of a repeated hour: its later local times already ran, on the first
+            start += cast(timedelta, wall.replace(fold=0).utcoffset()) - cast(timedelta, wall.utcoffset())
+        it = croniter(fields, start)
+        while True:
+            slot = _local_to_utc(it.get_prev(datetime), zone)
+            if slot <= now:
+                return slot
 
     def max_interval(self, horizon: timedelta = timedelta(days=366)) -> timedelta:
         """Longest gap between two consecutive slots over the horizon (a year covers every cron)."""
