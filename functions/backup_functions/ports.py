@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -253,7 +253,12 @@ class S3ObjectStore:
         try:
             body = self._s3.get_object(Bucket=bucket, Key=manifest_key(key))["Body"].read(MANIFEST_MAX)
             manifest = json.loads(body)
-        except (ClientError, ValueError) as exc:
+        except ClientError as exc:
+            if not _missing(exc) and str(exc.response.get("Error", {}).get("Code", "")) != "AccessDenied":
+                raise  # a failed read is not an absent manifest: the caller's retry reads it
+            log.warning("manifest of %s not readable: %s", key, exc)
+            return None
+        except ValueError as exc:
             log.warning("manifest of %s not readable: %s", key, exc)
             return None
         return manifest if isinstance(manifest, dict) else None
@@ -322,6 +327,18 @@ class Courier:
             self.actions[entry.kind](entry)
         else:
             raise ValueError(f"no way to deliver an owed {entry.kind!r} here")
+
+    def settle(
+        self, owed: Mapping[str, Owed], clear: Callable[[str, Owed, bool], object], *, only: Iterable[str] | None = None
+    ) -> None:
+        """Deliver the entries of ``owed`` (those named in ``only``, when given), in name order, clearing
+        each after its delivery (``clear(name, entry, last)``; ``last``: nothing else is owed after it)."""
+        remaining = set(owed)
+        for name in sorted(set(only) & remaining if only is not None else remaining):
+            entry = owed[name]
+            self.deliver(entry)
+            remaining.discard(name)
+            clear(name, entry, not remaining)
 
     def _job_body(self, payload: dict[str, Any]) -> str:
         presign = payload.get("presign")

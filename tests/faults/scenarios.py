@@ -42,17 +42,22 @@ def _restore(w: FaultWorld, body: str) -> None:
     redeliver(handler.handler, w.record(body), CONTEXT)
 
 
-def _next(step: Callable[[FaultWorld], Any]) -> Step:
+def _next(step: Callable[[FaultWorld], Any], minutes: int = NEXT_TICK) -> Step:
     def settle(w: FaultWorld) -> None:
-        later(w, NEXT_TICK)
+        later(w, minutes)
         tick(lambda: step(w))
 
     return settle
 
 
+# After an event: the next tick, later than any redelivery and the outbox's grace.
 RESTORE_TICK = _next(lambda w: w.restore_tick())
 WATCHDOG_TICK = _next(lambda w: w.watchdog_tick())
-DISPATCHER_TICK = _next(lambda w: w.dispatcher_tick())
+# After a tick: the tick again at the same instant, so that work a failed tick left to it produces the
+# same messages and items (a later tick would legitimately stamp them later).
+RESTORE_AGAIN = _next(lambda w: w.restore_tick(), 0)
+WATCHDOG_AGAIN = _next(lambda w: w.watchdog_tick(), 0)
+DISPATCHER_AGAIN = _next(lambda w: w.dispatcher_tick(), 0)
 
 
 def _request(w: FaultWorld, **detail: Any) -> str:
@@ -314,26 +319,26 @@ SCENARIOS = [
     ),
     Scenario("approval-requested", _seed_orders, _submit, RESTORE_TICK),
     Scenario("approval-dispatched", _awaiting, _approve, RESTORE_TICK),
-    Scenario("approval-expired", _awaiting, _expire, RESTORE_TICK),
+    Scenario("approval-expired", _awaiting, _expire, RESTORE_AGAIN),
     Scenario("restore-succeeded", _dispatch_app, lambda w: _restore(w, _succeeded(w, "r-1")), RESTORE_TICK),
     Scenario("restore-failed", _dispatch_app, lambda w: _restore(w, _failed(w, "r-1")), RESTORE_TICK),
-    Scenario("restore-timed-out", _dispatch_app, _time_out, RESTORE_TICK),
-    Scenario("drill-dispatched", _seed_app, _tick, RESTORE_TICK, drills=True),
+    Scenario("restore-timed-out", _dispatch_app, _time_out, RESTORE_AGAIN),
+    Scenario("drill-dispatched", _seed_app, _tick, RESTORE_AGAIN, drills=True),
     Scenario("drill-succeeded", _drill, lambda w: _restore(w, _succeeded(w, _drill_id(w))), RESTORE_TICK, drills=True),
     Scenario("drill-failed", _drill, lambda w: _restore(w, _failed(w, _drill_id(w))), RESTORE_TICK, drills=True),
-    Scenario("drill-no-backup", _nothing, _tick, RESTORE_TICK, drills=True),
+    Scenario("drill-no-backup", _nothing, _tick, RESTORE_AGAIN, drills=True),
     # audit
     Scenario("audit-started", _nothing, _audit_started, WATCHDOG_TICK),
     Scenario("audit-succeeded", _audit_succeeded_setup, _audit_succeeded, WATCHDOG_TICK),
     Scenario("audit-failed", _nothing, _audit_failed, WATCHDOG_TICK),
     Scenario("audit-resolved", _audit_resolved_setup, _audit_resolved, WATCHDOG_TICK),
     # watchdog
-    Scenario("watchdog-missing", _missing_setup, _watchdog, WATCHDOG_TICK),
-    Scenario("watchdog-not-started", _overdue_setup, _watchdog, WATCHDOG_TICK),
-    Scenario("watchdog-heartbeat", _heartbeat_setup, _watchdog, WATCHDOG_TICK),
-    Scenario("watchdog-resolved", _resolved_setup, _watchdog, WATCHDOG_TICK),
+    Scenario("watchdog-missing", _missing_setup, _watchdog, WATCHDOG_AGAIN),
+    Scenario("watchdog-not-started", _overdue_setup, _watchdog, WATCHDOG_AGAIN),
+    Scenario("watchdog-heartbeat", _heartbeat_setup, _watchdog, WATCHDOG_AGAIN),
+    Scenario("watchdog-resolved", _resolved_setup, _watchdog, WATCHDOG_AGAIN),
     # dispatcher
-    Scenario("dispatcher-due", _nothing, _dispatcher_due, DISPATCHER_TICK),
-    Scenario("backup-requested", _nothing, _backup_requested, DISPATCHER_TICK),
+    Scenario("dispatcher-due", _nothing, _dispatcher_due, DISPATCHER_AGAIN),
+    Scenario("backup-requested", _nothing, _backup_requested, DISPATCHER_AGAIN),
 ]
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

@@ -8,6 +8,7 @@ dispatcher and the watchdog on the same clients.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,7 +85,8 @@ class FaultWorld:
         events = list(w.pipeline_events())
         versions = w.s3.list_object_versions(Bucket=w.resources.bucket).get("Versions", [])
         ordered = sorted(versions, key=lambda v: (v["Key"], v["LastModified"]))
-        state = {"ledger": items, "alerts": alerts, "jobs": jobs, "events": events}
+        # what was received, as multisets: the order across invocations is not part of the outcome
+        state = {"ledger": items, "alerts": _ordered(alerts), "jobs": _ordered(jobs), "events": _ordered(events)}
         variable = [v["VersionId"] for v in ordered if v.get("VersionId") not in (None, "null")]
         key = w.resources.kms_key_arn  # moto makes a new key id in every world
         return normalise(state, [key, key.rsplit("/", 1)[-1], *variable])
@@ -204,8 +206,11 @@ def fault_world(fault: Fault, *, drills: bool) -> Iterator[FaultWorld]:
                 fleet=fleet,
                 ledger=ledger,
                 jobs=SqsJobQueue(f_sqs),
-                config=dispatcher_logic.DispatchConfig.from_fleet(
-                    fleet, bucket=resources.bucket, queue_url_prefix=resources.job_queue_url_prefix
+                config=dataclasses.replace(  # one writer: the calls come in one order, so call N is one call
+                    dispatcher_logic.DispatchConfig.from_fleet(
+                        fleet, bucket=resources.bucket, queue_url_prefix=resources.job_queue_url_prefix
+                    ),
+                    write_workers=1,
                 ),
                 clock=clock,
             )
@@ -226,6 +231,10 @@ def fault_world(fault: Fault, *, drills: bool) -> Iterator[FaultWorld]:
         finally:
             for module in (restore_handler, audit_handler, watchdog_handler, dispatcher_handler):
                 module.configure(None)
+
+
+def _ordered(received: list[Any]) -> list[Any]:
+    return sorted(received, key=lambda value: json.dumps(value, sort_keys=True, default=str))
 
 
 def _without_drills() -> Fleet:

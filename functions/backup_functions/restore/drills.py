@@ -99,7 +99,10 @@ class Drills:
         }
         restores = self.context.ledger.restores
         if not restores.create(restore_id, summary, at=now, expires_at=now + self.context.config.ledger_ttl):
-            return Outcome(restore_id, "duplicate", detail="drill already created")
+            existing = restores.get(restore_id)
+            if existing is None or existing.state != REQUESTED:
+                return Outcome(restore_id, "duplicate", detail="drill already created")
+            # created by a tick that failed before deciding it: decide it now
         try:
             plan = self.planner.drill_plan(target, target.drill.destination)
         except Rejection as rejection:
