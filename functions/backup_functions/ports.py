@@ -7,14 +7,17 @@ at import time) and tests wire in-memory fakes (``tests/fakes.py``) or the adapt
 - ``EventPublisher``: a contract event on the pipeline's bus (EventBridge);
 - ``JobQueue``: job messages to an agent's queue (SQS), one or a batch of up to ten;
 - ``ObjectStore``: the backup objects (S3): HEAD, read, retention tags, Object Lock retention, manifest,
-  presigned GET.
+  presigned GET;
+- ``Courier``: performs an outbox entry (``ledger/outbox.py``) through the ports above: the stored alert,
+  event or job as it was owed, each with its entry's id as a deduplication attribute where the transport
+  has one (SNS and SQS message attributes; EventBridge has none).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -22,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from botocore.exceptions import ClientError
 
 from backup_contracts.eventbus import put_events
-from backup_contracts.events import Contract
+from backup_contracts.events import DETAIL_TYPE_OF, Contract, parse_event
 from backup_contracts.naming import manifest_key
 from backup_functions.alerts import Alert
+from backup_functions.ledger.outbox import Owed
 
 if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
@@ -60,7 +64,7 @@ class Retention:
 
 
 class Notifier(Protocol):
-    def notify(self, alert: Alert) -> str:
+    def notify(self, alert: Alert, *, dedup_id: str | None = None) -> str:
         """Publish the alert; returns the message id. Errors propagate (the caller retries)."""
         ...
 
@@ -70,7 +74,7 @@ class EventPublisher(Protocol):
 
 
 class JobQueue(Protocol):
-    def send(self, queue_url: str, body: str) -> str: ...
+    def send(self, queue_url: str, body: str, *, dedup_id: str | None = None) -> str: ...
 
     def send_batch(self, queue_url: str, messages: Sequence[QueueMessage]) -> list[QueueMessage]:
         """Send up to ten messages in one call; returns those the queue did not accept."""
@@ -123,12 +127,15 @@ class SnsNotifier:
         self._sns = sns
         self._topic_arn = topic_arn
 
-    def notify(self, alert: Alert) -> str:
+    def notify(self, alert: Alert, *, dedup_id: str | None = None) -> str:
+        attributes = alert.message_attributes()
+        if dedup_id:  # standard topics take no MessageDeduplicationId; subscribers may dedupe on this
+            attributes["dedup_id"] = {"DataType": "String", "StringValue": dedup_id}
         response = self._sns.publish(
             TopicArn=self._topic_arn,
             Subject=alert.subject,
             Message=alert.body,
-            MessageAttributes=alert.message_attributes(),  # type: ignore[arg-type]
+            MessageAttributes=attributes,  # type: ignore[arg-type]
         )
         return str(response["MessageId"])
 
@@ -146,8 +153,17 @@ class SqsJobQueue:
     def __init__(self, sqs: SQSClient) -> None:
         self._sqs = sqs
 
-    def send(self, queue_url: str, body: str) -> str:
-        return str(self._sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"])
+    def send(self, queue_url: str, body: str, *, dedup_id: str | None = None) -> str:
+        if not dedup_id:
+            return str(self._sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"])
+        # MessageDeduplicationId is for FIFO queues only: standard queues carry the id as an attribute
+        attributes = {"dedup_id": {"DataType": "String", "StringValue": dedup_id}}
+        response = self._sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody=body,
+            MessageAttributes=attributes,  # type: ignore[arg-type]
+        )
+        return str(response["MessageId"])
 
     def send_batch(self, queue_url: str, messages: Sequence[QueueMessage]) -> list[QueueMessage]:
         if len(messages) > SQS_BATCH_MAX:
@@ -237,7 +253,12 @@ class S3ObjectStore:
         try:
             body = self._s3.get_object(Bucket=bucket, Key=manifest_key(key))["Body"].read(MANIFEST_MAX)
             manifest = json.loads(body)
-        except (ClientError, ValueError) as exc:
+        except ClientError as exc:
+            if not _missing(exc) and str(exc.response.get("Error", {}).get("Code", "")) != "AccessDenied":
+                raise  # a failed read is not an absent manifest: the caller's retry reads it
+            log.warning("manifest of %s not readable: %s", key, exc)
+            return None
+        except ValueError as exc:
             log.warning("manifest of %s not readable: %s", key, exc)
             return None
         return manifest if isinstance(manifest, dict) else None
@@ -247,3 +268,86 @@ class S3ObjectStore:
         return str(
             self._s3.generate_presigned_url("get_object", Params=_location(bucket, key, version_id), ExpiresIn=expires)
         )
+
+
+# --------------------------------------------------------------------------- the outbox's deliveries
+
+
+def alert_entry(alert: Alert, *, id: str, at: datetime, by: Literal["handler", "tick"] = "handler") -> Owed:
+    """An alert owed, as it will be sent."""
+    payload = {
+        "kind": alert.kind,
+        "phase": alert.phase,
+        "subject": alert.subject,
+        "body": alert.body,
+        "facts": alert.facts,
+    }
+    return Owed(id=id, kind="alert", owed_at=at, by=by, payload=json.loads(json.dumps(payload, default=str)))
+
+
+def event_entry(event: Contract, *, id: str, at: datetime, by: Literal["handler", "tick"] = "handler") -> Owed:
+    """A contract event owed, as it will be put on the bus."""
+    source, detail_type = DETAIL_TYPE_OF[type(event)]
+    payload = {"source": source, "detail_type": detail_type, "detail": json.loads(event.model_dump_json())}
+    return Owed(id=id, kind="event", owed_at=at, by=by, payload=payload)
+
+
+class Courier:
+    """Performs outbox entries: ``alert`` (SNS), ``event`` (EventBridge), ``job`` (SQS; a restore job's
+    presigned URL is signed at each send, never stored) and the kinds in ``actions`` (ledger writes the
+    owner performs itself, e.g. a drill's outcome on its source target)."""
+
+    def __init__(
+        self,
+        *,
+        notifier: Notifier | None = None,
+        events: EventPublisher | None = None,
+        jobs: JobQueue | None = None,
+        objects: ObjectStore | None = None,
+        now: Any = None,
+        actions: dict[str, Any] | None = None,
+    ) -> None:
+        self._notifier = notifier
+        self._events = events
+        self._jobs = jobs
+        self._objects = objects
+        self._now = now
+        self.actions: dict[str, Any] = dict(actions or {})
+
+    def deliver(self, entry: Owed) -> None:
+        payload = entry.payload
+        if entry.kind == "alert" and self._notifier is not None:
+            alert = Alert(payload["kind"], payload["phase"], payload["subject"], payload["body"], payload["facts"])
+            self._notifier.notify(alert, dedup_id=entry.id)
+        elif entry.kind == "event" and self._events is not None:
+            self._events.publish(parse_event(payload["source"], payload["detail_type"], payload["detail"]))
+        elif entry.kind == "job" and self._jobs is not None:
+            self._jobs.send(payload["queue_url"], self._job_body(payload), dedup_id=entry.id)
+        elif entry.kind in self.actions:
+            self.actions[entry.kind](entry)
+        else:
+            raise ValueError(f"no way to deliver an owed {entry.kind!r} here")
+
+    def settle(
+        self, owed: Mapping[str, Owed], clear: Callable[[str, Owed, bool], object], *, only: Iterable[str] | None = None
+    ) -> None:
+        """Deliver the entries of ``owed`` (those named in ``only``, when given), in name order, clearing
+        each after its delivery (``clear(name, entry, last)``; ``last``: nothing else is owed after it)."""
+        remaining = set(owed)
+        for name in sorted(set(only) & remaining if only is not None else remaining):
+            entry = owed[name]
+            self.deliver(entry)
+            remaining.discard(name)
+            clear(name, entry, not remaining)
+
+    def _job_body(self, payload: dict[str, Any]) -> str:
+        presign = payload.get("presign")
+        if not presign or self._objects is None:
+            return str(payload["body"])
+        now = self._now() if self._now is not None else datetime.now(UTC)
+        deadline = datetime.fromisoformat(str(presign["valid_until"]).replace("Z", "+00:00"))
+        expires = int(max((deadline - now).total_seconds(), 60))
+        url = self._objects.presign_get(presign["bucket"], presign["key"], presign.get("version_id"), expires)
+        body = json.loads(payload["body"])
+        body["source"]["presigned_url"] = url
+        return json.dumps(body, separators=(",", ":"))

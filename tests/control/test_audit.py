@@ -516,7 +516,7 @@ def test_metrics_are_emitted_once_per_run(aws, auditor, lambda_context, capsys):
 
 
 class FailingNotifier:
-    def notify(self, alert: Any) -> str:
+    def notify(self, alert: Any, *, dedup_id: str | None = None) -> str:
         raise RuntimeError("SNS is down")
 
 

@@ -122,7 +122,7 @@ def test_an_approval_notice_lost_to_a_crash_is_sent_on_redelivery(world: World) 
     original = world.coordinator.context.notifier
 
     class Failing:
-        def notify(self, alert: Any) -> str:
+        def notify(self, alert: Any, *, dedup_id: str | None = None) -> str:
             raise RuntimeError("SNS unavailable")
 
     world.coordinator.context.notifier = Failing()  # type: ignore[assignment]

@@ -183,7 +183,7 @@ def test_a_send_that_failed_after_the_state_change_is_resent_on_redelivery(world
     original = world.coordinator.context.jobs
 
     class Failing:
-        def send(self, queue_url: str, body: str) -> str:
+        def send(self, queue_url: str, body: str, *, dedup_id: str | None = None) -> str:
             raise RuntimeError("SQS unavailable")
 
     world.coordinator.context.jobs = Failing()

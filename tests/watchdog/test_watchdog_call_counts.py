@@ -50,7 +50,8 @@ def test_watchdog_tick_with_10_overdue_costs_the_same_dynamodb_calls_whatever_th
         alerting, quiet = measure_watchdog(fleet, session, provision(fleet, session), overdue=10)
 
     # 4 shard queries + 1 incidents query, then one conditional put per incident opened.
-    assert alerting.calls == {"dynamodb.Query": 5, "dynamodb.PutItem": 10, "sns.Publish": 10}
+    # each alert is owed by its incident's PutItem and cleared once sent (the outbox): one UpdateItem per alert
+    assert alerting.calls == {"dynamodb.Query": 5, "dynamodb.PutItem": 10, "sns.Publish": 10, "dynamodb.UpdateItem": 10}
     assert alerting.service("dynamodb") <= 25
     # Next tick, the incidents are open and no reminder is due: reads only.
     assert quiet.calls == {"dynamodb.Query": 5}

@@ -11,8 +11,10 @@ from wd_env import T0, Env
 from backup_contracts import ledger as keys
 from backup_contracts.events import BackupMissing, Contract
 from backup_functions.ledger import Incident, target_subject
+from backup_functions.ledger.outbox import Owed
 from backup_functions.watchdog.handler import run_tick
-from backup_functions.watchdog.logic import Notice, Watchdog, WatchdogError
+from backup_functions.watchdog.logic import Watchdog, WatchdogError
+from backup_functions.watchdog.notify import AlertNotifier
 from backup_functions.watchdog.store import WatchdogStore
 
 pytestmark = pytest.mark.integration
@@ -117,13 +119,13 @@ def test_overlapping_ticks_send_one_alert(env: Env) -> None:
             return stale_incidents
 
     env.tick(now)  # tick A
-    sent: list[Notice] = []
+    sent: list[Owed] = []
 
-    class Capture:
-        def send(self, notice: Notice) -> None:
-            sent.append(notice)
+    class Capture(AlertNotifier):
+        def deliver(self, entry: Owed) -> None:
+            sent.append(entry)
 
-    Watchdog(StaleStore(env.ledger), Capture(), reminder_interval=H).tick(now)  # tick B
+    Watchdog(StaleStore(env.ledger), Capture(env.notifier, "wd"), reminder_interval=H).tick(now)  # tick B
 
     assert len(env.inbox()) == 1
     assert sent == []
@@ -229,12 +231,12 @@ def test_an_alert_that_could_not_be_sent_is_sent_by_the_next_tick(env: Env) -> N
     env.good_backup(TARGET, T0)
     store = WatchdogStore(env.ledger)
 
-    class Down:
-        def send(self, notice: Notice) -> None:
+    class Down(AlertNotifier):
+        def deliver(self, entry: Owed) -> None:
             raise ConnectionError("SNS unreachable")
 
     with pytest.raises(WatchdogError, match="SNS unreachable"):
-        Watchdog(store, Down(), reminder_interval=H).tick(T0 + 26 * H)
+        Watchdog(store, Down(env.notifier, "wd"), reminder_interval=H).tick(T0 + 26 * H)
     env.tick(T0 + 26 * H + 5 * M)
 
     assert [(m.kind, m.phase) for m in env.inbox()] == [("rpo", "open")]

@@ -1,5 +1,9 @@
 """The audit's incidents: a failed or unverified backup pages at once, and a newer good backup resolves
 it — through the one incident protocol of the ledger (``ledger/incidents.py``), shared with the watchdog.
+
+Each message is owed by the write that opens or resolves the incident (the ledger's outbox): if the
+publish fails, the SQS redelivery finds it owed and sends it as stored (after ``outbox.GRACE`` the
+watchdog would); a resolved incident is deleted once its "resolved" message went out.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from backup_contracts.events import BackupStarted, BackupSucceeded
 from backup_contracts.fleet import Fleet
 from backup_functions import alerts
 from backup_functions.clock import Clock
-from backup_functions.ledger import Ledger, target_subject
-from backup_functions.ports import Notifier
+from backup_functions.ledger import Incident, Ledger, target_subject
+from backup_functions.ports import Courier, Notifier, alert_entry
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,12 @@ class AuditIncidents:
         self.pipeline = pipeline
         self.clock = clock
         self._targets = {target.name: target for _, target in fleet.targets()}
+
+    def settle(self, incident: Incident) -> None:
+        """Send what the incident still owes (a redelivery completes what a failed call left)."""
+        Courier(notifier=self.notifier).settle(
+            incident.owed, lambda name, entry, last: self.ledger.incidents.settle(incident, name, entry, last=last)
+        )
 
     def situation(self, event: BackupStarted, since: datetime, **extra: Any) -> alerts.Situation:
         state = self.ledger.targets.get(event.target)
@@ -50,31 +60,36 @@ class AuditIncidents:
         )
 
     def alert(self, kind: str, event: BackupStarted, situation: alerts.Situation, details: dict[str, Any]) -> bool:
-        """Open the incident and alert once (the incident protocol); a redelivery stays quiet."""
+        """Open the incident and alert once (the incident protocol, the alert owed in the same write); a
+        redelivery sends only what is still owed."""
         incidents = self.ledger.incidents
+        subject, now = target_subject(event.target), self.clock.now()
+        alert = alerts.build(kind, situation)
+        entry_id = f"incident:{subject}#{kind}:{keys.iso(situation.since)}:open"
+        owed = {"alert": alert_entry(alert, id=entry_id, at=now)}
         incident, claim = incidents.open(
-            target_subject(event.target),
+            subject,
             kind,
             opened_at=situation.since,
-            claimed_at=self.clock.now(),
+            claimed_at=now,
             details=details,
+            owed=owed,
             target=event.target,
             agent=event.agent,
         )
         if claim is None:
+            if incident.owed:
+                self.settle(incident)  # what the first delivery could not send
+                return True
             if incident.details.get("run_id") != event.run_id:
                 incidents.update_details(incident, details)  # a later failure: keep the latest facts
             if incident.last_notified_at is not None:
                 return False
-            claim = incidents.claim_notification(incident, self.clock.now())  # its first send was released
+            claim = incidents.claim_notification(incident, now, owed)  # its first send was released
             if claim is None:
                 return False
-        alert = alerts.build(kind, situation)
-        try:
-            self.notifier.notify(alert)
-        except Exception:
-            incidents.release(claim)  # the SQS redelivery (or the watchdog) sends it
-            raise
+            incident = incident.model_copy(update={"owed": owed})
+        self.settle(incident)
         log.info("alert sent", extra={"kind": kind, "subject": alert.subject})
         return True
 
@@ -84,13 +99,23 @@ class AuditIncidents:
             incident = self.ledger.incidents.get(target_subject(event.target), kind)
             if incident is None:
                 continue
+            if incident.resolved_at is not None:  # resolved, its message still owed (a redelivery)
+                self.settle(incident)
+                resolved.append(kind)
+                continue
             failed_started = incident.details.get("started_at")
             if failed_started and failed_started > keys.iso(event.started_at):
                 continue  # this good backup is older than the failure: the incident still stands
-            if not self.ledger.incidents.resolve(incident):
+            if incident.last_notified_at is None:  # nobody was told: nothing to take back
+                if self.ledger.incidents.resolve(incident):
+                    resolved.append(kind)
+                continue
+            now = self.clock.now()
+            situation = self.situation(event, incident.opened_at, notify_count=incident.notify_count)
+            entry_id = f"incident:{incident.sk}:{keys.iso(incident.opened_at)}:resolved"
+            owed = {"alert": alert_entry(alerts.build(kind, situation, "resolved"), id=entry_id, at=now)}
+            if not self.ledger.incidents.resolve(incident, owed, at=now):
                 continue
             resolved.append(kind)
-            if incident.last_notified_at is not None:
-                situation = self.situation(event, incident.opened_at, notify_count=incident.notify_count)
-                self.notifier.notify(alerts.build(kind, situation, "resolved"))
+            self.settle(incident.model_copy(update={"owed": owed, "resolved_at": now}))
         return resolved

@@ -228,16 +228,24 @@ def _outgoing(job: NewJob) -> Outgoing:
 
 def _create_jobs(
     ledger: Ledger, wanted: Sequence[NewJob], states: Mapping[str, TargetState], workers: int
-) -> list[NewJob]:
-    """Conditionally create each job row (and a first target state where none exists), in order."""
+) -> tuple[list[NewJob], int]:
+    """Conditionally create each job row (and a first target state where none exists), in order.
+    Returns the rows created and how many creations failed: a failed one is left for the next tick (the
+    marker does not advance past it), the others are still sent by this one."""
 
-    def create(job: NewJob) -> bool:
-        if not ledger.jobs.create(job):
-            return False
-        if job.target not in states:
-            ledger.targets.bootstrap(
-                job.target, agent=job.agent, engine=job.engine, rpo=job.rpo, first_dispatched_at=job.issued_at
-            )
+    missed: list[str] = []  # first states not written (list.append is thread-safe)
+
+    def create(job: NewJob) -> bool | None:
+        try:
+            if not ledger.jobs.create(job):
+                return False
+        except Exception:
+            log.exception("target %s: job row %s not created; the next tick creates it", job.target, job.job_id)
+            return None
+        if job.target not in states and not _bootstrap(
+            ledger, job.target, job.agent, job.engine, rpo=job.rpo, at=job.issued_at
+        ):
+            missed.append(job.target)
         return True
 
     if workers <= 1 or len(wanted) <= 1:
@@ -245,7 +253,19 @@ def _create_jobs(
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatch") as pool:
             outcomes = list(pool.map(create, wanted))
-    return [job for job, made in zip(wanted, outcomes, strict=True) if made]
+    created = [job for job, made in zip(wanted, outcomes, strict=True) if made]
+    return created, sum(1 for made in outcomes if made is None) + len(missed)
+
+
+def _bootstrap(ledger: Ledger, target: str, agent: str, engine: str, *, rpo: timedelta, at: datetime) -> bool:
+    """A first target state (conditional, once); a failure is repaired by the next tick that sees the
+    target's row without a state (the marker does not advance past it)."""
+    try:
+        ledger.targets.bootstrap(target, agent=agent, engine=engine, rpo=rpo, first_dispatched_at=at)
+    except Exception:
+        log.exception("target %s: first state not written; the next tick writes it", target)
+        return False
+    return True
 
 
 def tick(fleet: Fleet, ledger: Ledger, queue: JobQueue, cfg: DispatchConfig, now: datetime) -> TickResult:
@@ -267,6 +287,11 @@ def tick(fleet: Fleet, ledger: Ledger, queue: JobQueue, cfg: DispatchConfig, now
     states, existing = (
         ledger.jobs.dispatch_view((target.name, job_id) for _, target, _, job_id in latest) if latest else ({}, set())
     )
+    unsent = ledger.jobs.unsent()  # every read before the first write: a failed read changes nothing
+    for agent, target, slot, job_id in latest:
+        if (target.name, job_id) in existing and target.name not in states:  # a bootstrap an earlier tick missed
+            first = new_job(cfg, agent, target, job_id=job_id, trigger="schedule", slot=slot, now=now)
+            _bootstrap(ledger, target.name, agent.name, target.engine, rpo=target.rpo_delta, at=first.issued_at)
 
     wanted = [
         new_job(cfg, agent, target, job_id=job_id, trigger="schedule", slot=slot, now=now)
@@ -274,13 +299,12 @@ def tick(fleet: Fleet, ledger: Ledger, queue: JobQueue, cfg: DispatchConfig, now
         if (target.name, job_id) not in existing
     ]
     result.due = len(wanted)
-    created = _create_jobs(ledger, wanted, states, cfg.write_workers)
+    created, not_created = _create_jobs(ledger, wanted, states, cfg.write_workers)
     result.created = len(created)
-    result.already_dispatched = len(wanted) - len(created)
+    result.already_dispatched = len(wanted) - len(created) - not_created
 
     # Jobs a previous tick (or a Backup Requested) could not send.
     resend: list[Outgoing] = []
-    unsent = ledger.jobs.unsent()
     if unsent:
         rows = ledger.jobs.get_many((u.target, u.job_id) for u in unsent)
         for entry in unsent:
@@ -299,6 +323,8 @@ def tick(fleet: Fleet, ledger: Ledger, queue: JobQueue, cfg: DispatchConfig, now
             result.resent += 1
     _record_unsent(ledger, [job for job in failed if job.job_id not in resent_ids])
     result.not_sent = [job.job_id for job in failed]
+    if not_created:
+        raise SendFailures(f"{not_created} job row(s) or first states not written; the next tick writes them")
     ledger.jobs.advance_marker(now, fingerprint)
     return result
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backup_contracts import ledger as keys
+from backup_functions.ledger.outbox import Owed
 
 # Run and job states. Terminal states are final: the first terminal event of a run wins.
 STARTED = "started"
@@ -30,6 +31,7 @@ WATCH_END = "end"
 WATCH_HEARTBEAT = "heartbeat"
 WATCH_APPROVAL = "approval"
 WATCH_RESTORE = "restore"
+WATCH_OUTBOX = "outbox"  # a restore item that owes a side effect (ledger/outbox.py)
 
 T = TypeVar("T", bound="LedgerItem")
 
@@ -70,7 +72,17 @@ class LedgerItem(BaseModel):
         return self.pk.partition("#")[2]
 
 
-class WatchedItem(LedgerItem):
+class OwingItem(LedgerItem):
+    """An item that may owe side effects of its last state change (``ledger/outbox.py``)."""
+
+    owed: dict[str, Owed] = Field(default_factory=dict)
+
+    def due(self, now: datetime) -> dict[str, Owed]:
+        """The entries a tick at ``now`` may perform."""
+        return {name: entry for name, entry in self.owed.items() if entry.due(now)}
+
+
+class WatchedItem(OwingItem):
     """An item that can sit in the sparse by-watch-deadline index (while something is due by a deadline)."""
 
     watch_shard: str | None = None
@@ -249,7 +261,7 @@ class AgentState(WatchedItem):
         return _named_by_key(data, "agent")
 
 
-class Incident(LedgerItem):
+class Incident(OwingItem):
     """``INCIDENTS/<subject>#<kind>``: one open incident; resolved incidents are deleted."""
 
     subject: str
@@ -265,6 +277,7 @@ class Incident(LedgerItem):
     job_id: str | None = None
     source_pk: str | None = None
     source_sk: str | None = None
+    resolved_at: datetime | None = None  # resolved; deleted once its "resolved" message is sent
 
     @model_validator(mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from backup_contracts import ledger as keys
 from backup_functions.ledger.client import LedgerClient, Update, watch
 from backup_functions.ledger.items import TERMINAL_STATES, WATCH_RPO, KeptBackup, TargetState
+from backup_functions.ledger.outbox import OWED, Outbox, Owed, stored
 
 ERROR_MAX = 500
 
@@ -21,6 +22,7 @@ ERROR_MAX = 500
 class TargetStates:
     def __init__(self, client: LedgerClient) -> None:
         self._client = client
+        self._outbox = Outbox(client)
 
     def get(self, target: str) -> TargetState | None:
         return TargetState.parse(self._client.get(keys.target_pk(target), keys.STATE_SK))
@@ -141,13 +143,19 @@ class TargetStates:
         update.removes.append(path)
         return self._update(target, update, f"attribute_exists({path})")
 
-    def claim_drill_slot(self, target: str, slot: datetime, restore_id: str, at: datetime) -> bool:
-        """Move ``last_drill_slot`` forward to ``slot`` (once: concurrent ticks claim a slot once)."""
+    def claim_drill_slot(self, target: str, slot: datetime, restore_id: str, at: datetime, *, owed: Owed) -> bool:
+        """Move ``last_drill_slot`` forward to ``slot`` (once: concurrent ticks claim a slot once), the drill
+        owed (``owed.drill``) in the same write until ``settle_drill``."""
         update = Update().set(
             target=target, last_drill_slot=slot, last_drill_restore_id=restore_id, last_drill_dispatched_at=at
         )
+        update.set(**{OWED: stored({"drill": owed})})  # a target owes nothing else: the map is replaced
         condition = f"{update.absent('last_drill_slot')} OR {update.name('last_drill_slot')} < {update.value(slot)}"
         return self._update(target, update, condition)
+
+    def settle_drill(self, target: str, owed: Owed) -> bool:
+        """The claimed drill was created and dispatched (or failed): it is owed no more."""
+        return self._outbox.clear(keys.target_pk(target), keys.STATE_SK, "drill", owed)
 
     def record_drill(
         self, target: str, *, finished_at: datetime, ok: bool, rto_s: float | None, restore_id: str, error: str | None

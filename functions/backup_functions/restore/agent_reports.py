@@ -11,7 +11,8 @@ The request's state follows its reports (dispatched → running → succeeded | 
 comes too late for its state changes nothing. An agent stopped before it touched the destination
 hands the job back to its queue (an ``interrupted`` failure): the restore is dispatched again, not
 failed. A failure alerts; a drill's outcome and its duration (the measured RTO) are recorded on the
-source target's state.
+source target's state. Both are owed by the transition itself (``owing.py``): a redelivered report that
+comes "too late" for the state still completes what the first delivery could not.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from backup_contracts.events import RestoreFailed, RestoreStarted, RestoreSuccee
 from backup_contracts.jobs import Job
 from backup_contracts.naming import agent_event_source
 from backup_functions.ledger import RestoreItem
+from backup_functions.ledger.outbox import Owed, Owner
 from backup_functions.ledger.restores import DISPATCHED, FAILED, RUNNING, SUCCEEDED
 from backup_functions.restore import messages
 from backup_functions.restore.context import Context, Outcome, end_watch
+from backup_functions.restore.owing import Owing
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class AgentReports:
 
     def __init__(self, context: Context) -> None:
         self.context = context
+        self.owing = Owing(context)
 
     def started(self, event: RestoreStarted, sender: str | None) -> Outcome:
         now = self.context.clock.now()
@@ -76,57 +80,56 @@ class AgentReports:
 
     def succeeded(self, event: RestoreSucceeded, sender: str | None) -> Outcome:
         now = self.context.clock.now()
-        if (ignored := self._unbelieved(self.context.ledger.restores.get(event.restore_id), event, sender)) is not None:
+        current = self.context.ledger.restores.get(event.restore_id)
+        if (ignored := self._unbelieved(current, event, sender)) is not None:
             return ignored
+        assert current is not None  # noqa: S101 - _unbelieved ignores a report about no request
+        attributes = {
+            **_ran(event),
+            "duration_s": event.duration_s,
+            "verification": event.verification,
+            "safety_backup_run_id": event.safety_backup_run_id,
+        }
+        done = current.model_copy(update={**attributes, "state": SUCCEEDED})
+        owed: dict[str, Owed] = {}
+        if current.drill:
+            owed["drill-result"] = self.owing.drill_result(
+                done, now, ok=True, rto_s=event.duration_s, error=None, finished_at=event.finished_at
+            )
+        else:
+            alert = messages.restore_succeeded(self.context.config.pipeline, item=done, now=now)
+            owed["alert"] = self.owing.alert(event.restore_id, SUCCEEDED, alert, now)
         item = self.context.ledger.restores.transition(
-            event.restore_id,
-            SUCCEEDED,
-            at=now,
-            attributes={
-                **_ran(event),
-                "duration_s": event.duration_s,
-                "verification": event.verification,
-                "safety_backup_run_id": event.safety_backup_run_id,
-            },
+            event.restore_id, SUCCEEDED, at=now, attributes=attributes, owed=owed
         )
         if item is None:
             return self._late(event.restore_id)
-        drill = item.drill
-        if drill:
-            self.context.ledger.targets.record_drill(
-                item.target,
-                finished_at=event.finished_at,
-                ok=True,
-                rto_s=event.duration_s,
-                restore_id=event.restore_id,
-                error=None,
-            )
-        else:
-            self.context.notifier.notify(messages.restore_succeeded(self.context.config.pipeline, item=item, now=now))
-        return Outcome(event.restore_id, "succeeded", duration_s=event.duration_s, drill=drill)
+        self.owing.settle(item)
+        return Outcome(event.restore_id, "succeeded", duration_s=event.duration_s, drill=item.drill)
 
     def failed(self, event: RestoreFailed, sender: str | None) -> Outcome:
         now = self.context.clock.now()
-        if (ignored := self._unbelieved(self.context.ledger.restores.get(event.restore_id), event, sender)) is not None:
+        current = self.context.ledger.restores.get(event.restore_id)
+        if (ignored := self._unbelieved(current, event, sender)) is not None:
             return ignored
+        assert current is not None  # noqa: S101 - _unbelieved ignores a report about no request
         if event.error.startswith("interrupted") and not event.destination_touched:
             return self._interrupted(event, now)
-        item = self.context.ledger.restores.transition(
-            event.restore_id,
-            FAILED,
-            at=now,
-            attributes={
-                **_ran(event),
-                "stage": event.stage,
-                "error": event.error[:2000],
-                "destination_touched": event.destination_touched,
-                "stderr_tail": event.stderr_tail or None,
-            },
+        attributes = {
+            **_ran(event),
+            "stage": event.stage,
+            "error": event.error[:2000],
+            "destination_touched": event.destination_touched,
+            "stderr_tail": event.stderr_tail or None,
+        }
+        return self.fail(
+            current,
+            now,
+            event.error,
+            attributes=attributes,
+            finished_at=event.finished_at,
             allowed_from=(DISPATCHED, RUNNING),
         )
-        if item is None:
-            return self._late(event.restore_id)
-        return self.settle_failure(item, now, event.error, finished_at=event.finished_at)
 
     def _interrupted(self, event: RestoreFailed, now: datetime) -> Outcome:
         """The agent was stopped (SIGTERM) before it touched the destination and hands the job back to
@@ -147,22 +150,37 @@ class AgentReports:
         log.info("restore %s interrupted before touching %s; the agent retries it", event.restore_id, event.destination)
         return Outcome(event.restore_id, "interrupted", detail=event.error, drill=current.drill)
 
-    def settle_failure(self, item: RestoreItem, now: datetime, error: str, *, finished_at: datetime) -> Outcome:
-        """What a restore that reached ``failed`` owes, whoever failed it (its agent, the tick, a drill
-        that could not start): a drill's outcome on its source target, and the failure alert."""
-        if item.drill:
-            self.context.ledger.targets.record_drill(
-                item.target, finished_at=finished_at, ok=False, rto_s=None, restore_id=item.restore_id, error=error
-            )
-        self.context.notifier.notify(messages.restore_failed(self.context.config.pipeline, item=item, now=now))
+    def fail(
+        self,
+        current: RestoreItem,
+        now: datetime,
+        error: str,
+        *,
+        attributes: dict[str, Any],
+        finished_at: datetime,
+        allowed_from: tuple[str, ...] | None = None,
+        by: Owner = "handler",
+    ) -> Outcome:
+        """Fail a restore, whoever failed it (its agent, the tick, a drill that could not start), with what
+        that owes in the same write: the failure alert and, for a drill, its outcome on its source target."""
+        failed = current.model_copy(update={**attributes, "state": FAILED})
+        owed = self.owing.failure(failed, now, error, finished_at=finished_at, by=by)
+        item = self.context.ledger.restores.transition(
+            current.restore_id, FAILED, at=now, attributes=attributes, allowed_from=allowed_from, owed=owed
+        )
+        if item is None:
+            return self._late(current.restore_id)
+        self.owing.settle(item)
         return Outcome(item.restore_id, "failed", str(item.stage), error, drill=item.drill)
 
     def _late(self, restore_id: str) -> Outcome:
-        """A report the request's state does not accept: a duplicate, or one about an unknown restore."""
+        """A report the request's state does not accept: a duplicate (which completes what the first
+        delivery still owes), or one about an unknown restore."""
         item = self.context.ledger.restores.get(restore_id)
         if item is None:
             log.warning("restore outcome for unknown restore %s ignored", restore_id)
             return Outcome(restore_id, "ignored", detail="unknown restore id")
+        self.owing.settle(item)
         return Outcome(restore_id, "duplicate", detail=f"already {item.state}")
 
 

@@ -13,6 +13,9 @@ requester, before the deadline. An approval by the requester (``self-approval``)
 fleet does not list (``not-an-approver``) is refused and announced, and the request goes on waiting for a
 real approver; so is a ``Restore Approved`` put on the bus, whose sender nobody can know
 (``approval-not-authenticated``). A late approval by an approver rejects the request.
+
+The notice is owed in the same write that makes the request wait (the ledger's outbox): a notice whose
+publish failed is sent by the redelivery or the next tick, and it is the stored notice, never a new one.
 """
 
 from __future__ import annotations
@@ -46,37 +49,30 @@ class Approvals:
     def await_approval(self, restore_id: str, facts: dict[str, Any], now: datetime) -> Outcome:
         """Wait for an approval: store the deadline the tick watches, then announce what waits."""
         deadline = now + self.context.config.approval_timeout
+        current = self.context.ledger.restores.get(restore_id)
+        if current is None:
+            return Outcome(restore_id, "duplicate", detail="request vanished")
+        waiting = current.model_copy(update={**facts, "approval_deadline": deadline, "state": AWAITING_APPROVAL})
+        notice = messages.approval_needed(
+            self.context.config.pipeline, item=waiting, approvers=self._approvers(waiting), expires_at=deadline, now=now
+        )
         item = self.context.ledger.restores.transition(
             restore_id,
             AWAITING_APPROVAL,
             at=now,
             attributes={**facts, "approval_deadline": deadline},
             watch_until=(WATCH_APPROVAL, deadline),
+            owed={"alert": self.decisions.owing.alert(restore_id, AWAITING_APPROVAL, notice, now)},
         )
         if item is None:
             return Outcome(restore_id, "duplicate", detail="already decided")
-        self.announce(item, now)
+        self.decisions.owing.settle(item)
         approvers = ", ".join(self._approvers(item))
         return Outcome(
             restore_id,
             "awaiting-approval",
             detail=f"waits for an approval by one of {approvers} (not the requester); expires {keys.iso(deadline)}",
         )
-
-    def announce(self, item: RestoreItem, now: datetime) -> None:
-        """The approval notice through SNS (again after a crash between the state change and the message:
-        it holds nothing secret and says the same each time); the request is marked announced."""
-        assert item.approval_deadline is not None  # noqa: S101 - set with the awaiting-approval state
-        self.context.notifier.notify(
-            messages.approval_needed(
-                self.context.config.pipeline,
-                item=item,
-                approvers=self._approvers(item),
-                expires_at=item.approval_deadline,
-                now=now,
-            )
-        )
-        self.context.ledger.restores.mark(item.restore_id, notified_at=now)
 
     def _approvers(self, item: RestoreItem) -> tuple[str, ...]:
         try:
@@ -94,6 +90,7 @@ class Approvals:
         state = item.state
         if state != AWAITING_APPROVAL:
             if state in (DISPATCHED, RUNNING, SUCCEEDED, FAILED):
+                self.decisions.owing.settle(item)  # a retried approval completes what the first one owed
                 return Outcome(restore_id, "duplicate", detail=f"already {state}")
             return self.reject_approval(
                 restore_id,
@@ -109,6 +106,7 @@ class Approvals:
                 "authenticated-request-required",
                 f"restore {restore_id} was requested on the bus, so nobody knows who asked; submit it again",
                 now=now,
+                item=item,
             )
         waits = f"the request still waits for another approver until {keys.iso(deadline)}"
         if approver_arn == item.requested_by_arn:
@@ -132,11 +130,12 @@ class Approvals:
                 "approval-expired",
                 f"the approval by {approver_arn} arrived at {keys.iso(now)}, after the deadline {keys.iso(deadline)}",
                 now=now,
+                item=item,
             )
         try:
             plan = self.planner.approved_plan(item)
         except Rejection as rejection:
-            return self.decisions.reject(restore_id, rejection.code, rejection.reason, now=now)
+            return self.decisions.reject(restore_id, rejection.code, rejection.reason, now=now, item=item)
         facts = {"approved_by": approver_arn, "approved_at": now, "source": plan.source}
         return self.decisions.dispatch(restore_id, plan, facts, now, allowed_from=(AWAITING_APPROVAL,))
 

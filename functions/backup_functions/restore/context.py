@@ -16,9 +16,10 @@ from backup_contracts.naming import job_queue_name
 from backup_functions.clock import Clock
 from backup_functions.ledger import Ledger
 from backup_functions.ledger.items import WATCH_RESTORE
+from backup_functions.ledger.restores import RESTORE_END_GRACE
 from backup_functions.ports import EventPublisher, JobQueue, Notifier, ObjectStore
 
-RESTORE_END_GRACE = timedelta(minutes=15)  # after the job deadline, a silent restore is failed
+__all__ = ["RESTORE_END_GRACE", "Context", "CoordinatorConfig", "Outcome", "TickReport", "end_watch"]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """A request's decision and what it owes: rejected, validated (a dry run) or dispatched.
 
 Each decision is one conditional transition of the request's ledger item, so only one decision is ever
-taken; the side effects follow the transition and are marked when done (``notified_at``,
-``job_sent_at``), so that a redelivered request completes exactly what a crash left owing:
+taken; the same write records the side effects it owes (``owing.py``, the ledger's outbox), which are then
+performed and cleared, so that a redelivered request or the next tick completes exactly what a crash or a
+failed call left owing:
 
 - rejected: a ``Restore Rejected`` event and an SNS message that says why;
 - validated: a ``Restore Validated`` event that says what a dry run would restore;
@@ -13,9 +14,8 @@ taken; the side effects follow the transition and are marked when done (``notifi
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from backup_contracts import ledger as keys
@@ -23,14 +23,14 @@ from backup_contracts.events import RestoreRejected, RestoreRequested, RestoreVa
 from backup_contracts.jobs import Job, RestoreSource
 from backup_contracts.naming import agent_prefix
 from backup_functions.ledger import RestoreItem
+from backup_functions.ledger.outbox import Owner
 from backup_functions.ledger.restores import DISPATCHED, REJECTED, VALIDATED
 from backup_functions.restore import messages
 from backup_functions.restore.context import Context, Outcome, end_watch
+from backup_functions.restore.owing import Owing
 from backup_functions.restore.planning import Plan
 
 log = logging.getLogger(__name__)
-
-PRESIGN_MARGIN = timedelta(minutes=15)  # the URL outlives the job deadline by this much
 
 
 class Decisions:
@@ -38,28 +38,47 @@ class Decisions:
 
     def __init__(self, context: Context) -> None:
         self.context = context
+        self.owing = Owing(context)
 
-    def reject(self, restore_id: str, code: str, reason: str, *, now: datetime) -> Outcome:
-        """Reject the request unless another decision came first, and say why."""
-        item = self.context.ledger.restores.transition(
-            restore_id, REJECTED, at=now, attributes={"reason_code": code, "rejection": reason}
+    def reject(
+        self,
+        restore_id: str,
+        code: str,
+        reason: str,
+        *,
+        now: datetime,
+        item: RestoreItem | None = None,
+        by: Owner = "handler",
+    ) -> Outcome:
+        """Reject the request unless another decision came first, and say why (``item``: the request as
+        read, for the message; read here when not given)."""
+        current = item or self.context.ledger.restores.get(restore_id)
+        target = current.target if current else ""
+        requested_by = current.requested_by if current else "unknown"
+        event = RestoreRejected(
+            restore_id=restore_id, target=target, reason_code=code, reason=reason, requested_by=requested_by
         )
-        if item is None:  # someone else decided first
-            return Outcome(restore_id, "duplicate", detail="already decided")
-        self.notify_rejection(item, now)
-        return Outcome(restore_id, "rejected", code, reason)
-
-    def notify_rejection(self, item: RestoreItem, now: datetime) -> None:
-        """Announce the stored rejection ``item`` and mark it announced."""
-        self.announce_rejection(
-            item.restore_id,
-            target=item.target,
-            code=str(item.reason_code),
-            reason=str(item.rejection),
-            requested_by=item.requested_by,
+        alert = messages.rejected(
+            self.context.config.pipeline,
+            restore_id=restore_id,
+            target=target,
+            code=code,
+            reason=reason,
+            requested_by=requested_by,
             now=now,
         )
-        self.context.ledger.restores.mark(item.restore_id, notified_at=now)
+        owed = {
+            "event": self.owing.event(restore_id, REJECTED, event, now, by),
+            "alert": self.owing.alert(restore_id, REJECTED, alert, now, by),
+        }
+        decided = self.context.ledger.restores.transition(
+            restore_id, REJECTED, at=now, attributes={"reason_code": code, "rejection": reason}, owed=owed
+        )
+        if decided is None:  # someone else decided first
+            return Outcome(restore_id, "duplicate", detail="already decided")
+        log.warning("restore %s rejected: %s: %s", restore_id, code, reason)
+        self.owing.settle(decided)
+        return Outcome(restore_id, "rejected", code, reason)
 
     def announce_rejection(
         self, restore_id: str, *, target: str, code: str, reason: str, requested_by: str, now: datetime
@@ -88,26 +107,26 @@ class Decisions:
         self, restore_id: str, request: RestoreRequested, plan: Plan, facts: dict[str, Any], now: datetime
     ) -> Outcome:
         """A dry run passed every check: record it and say what would be restored."""
-        if self.context.ledger.restores.transition(restore_id, VALIDATED, at=now, attributes=facts) is None:
-            return Outcome(restore_id, "duplicate", detail="already decided")
         source = plan.source
-        self.context.events.publish(
-            RestoreValidated(
-                restore_id=restore_id,
-                target=plan.target.name,
-                destination=plan.destination.name,
-                mode="in-place" if plan.mode == "in-place" else "clone",
-                requested_by=request.requested_by,
-                source_run_id=source["run_id"],
-                source_started_at=_as_datetime(source.get("started_at")),
-                source_finished_at=_as_datetime(source.get("finished_at")),
-                bytes_stored=int(source["bytes_stored"]),
-                sha256=str(source["sha256"]),
-                destination_agent=plan.destination_agent.name,
-                requires_approval=plan.requires_approval,
-            )
+        event = RestoreValidated(
+            restore_id=restore_id,
+            target=plan.target.name,
+            destination=plan.destination.name,
+            mode="in-place" if plan.mode == "in-place" else "clone",
+            requested_by=request.requested_by,
+            source_run_id=source["run_id"],
+            source_started_at=_as_datetime(source.get("started_at")),
+            source_finished_at=_as_datetime(source.get("finished_at")),
+            bytes_stored=int(source["bytes_stored"]),
+            sha256=str(source["sha256"]),
+            destination_agent=plan.destination_agent.name,
+            requires_approval=plan.requires_approval,
         )
-        self.context.ledger.restores.mark(restore_id, notified_at=now)
+        owed = {"event": self.owing.event(restore_id, VALIDATED, event, now)}
+        item = self.context.ledger.restores.transition(restore_id, VALIDATED, at=now, attributes=facts, owed=owed)
+        if item is None:
+            return Outcome(restore_id, "duplicate", detail="already decided")
+        self.owing.settle(item)
         return Outcome(restore_id, "validated", detail=f"would restore run {source['run_id']}")
 
     def dispatch(
@@ -118,9 +137,10 @@ class Decisions:
         now: datetime,
         *,
         allowed_from: tuple[str, ...],
+        by: Owner = "handler",
     ) -> Outcome:
         """Store the job, its deadline and the watch on its end if the request is still in one of
-        ``allowed_from``; then send it."""
+        ``allowed_from``, the job owed in the same write; then send it."""
         deadline = now + self.context.config.job_deadline
         job = self._job(restore_id, plan, now, deadline)
         item = self.context.ledger.restores.transition(
@@ -135,10 +155,12 @@ class Decisions:
             },
             watch_until=end_watch(deadline),
             allowed_from=allowed_from,
+            owed={"job": self.owing.job(restore_id, job, now, by)},
         )
         if item is None:
             return Outcome(restore_id, "duplicate", detail="already dispatched or decided")
-        self.send_job(item, now)
+        self.owing.settle(item)
+        log.info("restore job %s sent to agent %s", job.job_id, job.agent)
         return Outcome(
             restore_id,
             "dispatched",
@@ -177,20 +199,6 @@ class Decisions:
                 manifest_facts=s.get("manifest_facts") or {},
             ),
         )
-
-    def send_job(self, item: RestoreItem, now: datetime) -> None:
-        """Send the stored job with a freshly signed URL (the URL itself is never stored)."""
-        job = Job.model_validate_json(str(item.job))
-        assert job.source is not None  # noqa: S101 - restore jobs always carry their source
-        deadline = job.deadline
-        expires = int(max((deadline - now + PRESIGN_MARGIN).total_seconds(), 60))
-        url = self.context.objects.presign_get(job.source.bucket, job.source.key, job.source.version_id, expires)
-        data = json.loads(job.model_dump_json(exclude_none=True))
-        data["source"]["presigned_url"] = url
-        body = Job.model_validate(data).model_dump_json(exclude_none=True)
-        self.context.jobs.send(self.context.config.queue_url(job.agent), body)
-        self.context.ledger.restores.mark(job.job_id, job_sent_at=now)
-        log.info("restore job %s sent to agent %s (URL valid %d s)", job.job_id, job.agent, expires)
 
 
 def _as_datetime(value: Any) -> datetime | None:

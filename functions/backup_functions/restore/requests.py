@@ -4,7 +4,7 @@ The request is stored first, in state ``requested`` (once per restore_id, with a
 content and, when it came through the approvals URL, the requester's principal ARN as AWS authenticated
 it), then planned and decided: rejected, validated (a dry run), left awaiting an approval, or
 dispatched. A request whose restore_id is already stored is either a redelivery, which completes
-what a crash left owing (the decision itself, or its announcement, or the job's send), or a reuse of
+what a crash left owing (the decision itself, or what it owes: its announcement, the job's send), or a reuse of
 the id for other content, which is refused without touching the original request.
 """
 
@@ -21,7 +21,7 @@ from backup_contracts.events import RestoreRequested
 from backup_contracts.validation import describe_validation_error
 from backup_functions.envelope import MalformedEventError
 from backup_functions.ledger import RestoreItem
-from backup_functions.ledger.restores import AWAITING_APPROVAL, DISPATCHED, REJECTED, REQUESTED, fingerprint
+from backup_functions.ledger.restores import REQUESTED, fingerprint
 from backup_functions.restore.approvals import Approvals
 from backup_functions.restore.context import Context, Outcome
 from backup_functions.restore.decisions import Decisions
@@ -118,12 +118,7 @@ class Requests:
             except ValidationError as exc:
                 return self.decisions.reject(restore_id, "invalid-request", describe_validation_error(exc), now=now)
             return self._decide(restore_id, request, now, item.requested_by_arn)
-        if state == REJECTED and not item.notified_at:
-            self.decisions.notify_rejection(item, now)
-        elif state == DISPATCHED and not item.job_sent_at:
-            self.decisions.send_job(item, now)
-        elif state == AWAITING_APPROVAL and not item.notified_at:
-            self.approvals.announce(item, now)
+        self.decisions.owing.settle(item)  # what the decision owes and a crash or a failed call left
         return Outcome(restore_id, "duplicate", detail=f"already {state}")
 
 

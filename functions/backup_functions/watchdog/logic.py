@@ -14,6 +14,11 @@ Incidents opened by others (a failed backup, an object that did not verify — t
 alerts on those at once) are reminded about, and resolved only once their target has a good backup
 newer than the incident.
 
+Every notice is owed by the write that opens, reminds about or resolves its incident (the ledger's
+outbox, ``ledger/outbox.py``): the alert and, for a newly missing backup, the ``Backup Missing`` event,
+each sent and then cleared. A tick first sends what earlier ticks (or, after ``outbox.GRACE``, the audit)
+left owed — as stored — so a failed publish is completed once and a sent event is not sent again.
+
 Nothing here reads the whole fleet: the cost follows the number of overdue things and open incidents.
 """
 
@@ -25,7 +30,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from backup_contracts import ledger as keys
 from backup_functions.ledger import Claim, Incident, JobRow, TargetState, WatchedItem
+from backup_functions.ledger.outbox import Owed
 from backup_functions.watchdog.model import TARGET_INCIDENT_KINDS, WATCH_INCIDENT_KINDS, OverdueItem
 
 logger = logging.getLogger(__name__)
@@ -45,11 +52,11 @@ class WatchdogLedger(Protocol):
     def open_incidents(self) -> list[Incident]: ...
     def target_states(self, targets: Iterable[str]) -> dict[str, TargetState]: ...
     def open_incident(
-        self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any]
+        self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any], owed: dict[str, Owed]
     ) -> Claim | None: ...
-    def claim_notification(self, incident: Incident, now: datetime) -> Claim | None: ...
-    def release_notification(self, claim: Claim) -> None: ...
-    def resolve_incident(self, incident: Incident) -> bool: ...
+    def claim_notification(self, incident: Incident, now: datetime, owed: dict[str, Owed]) -> Claim | None: ...
+    def resolve_incident(self, incident: Incident, owed: dict[str, Owed], now: datetime) -> bool: ...
+    def settle(self, incident: Incident, name: str, entry: Owed, *, last: bool) -> bool: ...
     def clear_watch(self, row: JobRow, *, now: datetime, reason: str) -> bool: ...
 
 
@@ -77,7 +84,11 @@ class Notice:
 
 
 class Notifier(Protocol):
-    def send(self, notice: Notice) -> None: ...
+    def owed(self, notice: Notice, *, id: str) -> dict[str, Owed]:
+        """What the notice owes, each entry as it will be sent (the alert; maybe an event)."""
+        ...
+
+    def deliver(self, entry: Owed) -> None: ...
 
 
 @dataclass
@@ -137,7 +148,12 @@ class Watchdog:
     def tick(self, now: datetime) -> TickReport:
         report = TickReport(now=now)
         items = [OverdueItem(item) for item in self._store.overdue_items(now)]
-        incidents = {incident.sk: incident for incident in self._store.open_incidents()}
+        incidents: dict[str, Incident] = {}
+        for known in self._store.open_incidents():
+            if known.due(now):  # owed by an earlier tick (or, after the grace, by the audit)
+                self._settle(known, report, only=known.due(now))
+            if known.resolved_at is None:
+                incidents[known.sk] = known
         report.overdue_items = len(items)
         report.open_incidents = len(incidents)
 
@@ -204,15 +220,23 @@ class Watchdog:
         wanted |= {target for incident in incidents.values() if (target := incident.about_target)}
         return wanted - have_rpo
 
-    def _send(self, notice: Notice, claim: Claim, report: TickReport) -> bool:
-        try:
-            self._notifier.send(notice)
-        except Exception as exc:  # any send failure: release the claim, retry next tick
-            logger.exception("could not send %s notice for %s", notice.phase, claim.sk)
-            self._store.release_notification(claim)
-            report.errors.append(f"{claim.sk}: {type(exc).__name__}: {exc}")
-            return False
+    def _settle(self, incident: Incident, report: TickReport, only: dict[str, Owed] | None = None) -> bool:
+        """Send what ``incident`` owes (``only`` those), clearing each; a failure stays owed for the next tick."""
+        owed = incident.owed
+        remaining = set(owed)
+        for name in sorted(only if only is not None else owed):
+            try:
+                self._notifier.deliver(owed[name])
+                remaining.discard(name)
+                self._store.settle(incident, name, owed[name], last=not remaining)
+            except Exception as exc:  # any send failure: still owed, the next tick sends it
+                logger.exception("could not send %s for %s; the next tick sends it", name, incident.sk)
+                report.errors.append(f"{incident.sk}: {type(exc).__name__}: {exc}")
+                return False
         return True
+
+    def _owed(self, notice: Notice, sk: str, opened_at: datetime, count: int) -> dict[str, Owed]:
+        return self._notifier.owed(notice, id=f"incident:{sk}:{keys.iso(opened_at)}:{notice.phase}:{count}")
 
     def _open(self, item: OverdueItem, state: TargetState | None, now: datetime, report: TickReport) -> None:
         kind = item.incident_kind or item.watch_kind
@@ -226,10 +250,6 @@ class Watchdog:
             "source_sk": item.sk,
             "details": item.details(),
         }
-        claim = self._store.open_incident(item.subject, kind, now, attributes)
-        if claim is None:
-            logger.info("incident %s was opened by a concurrent tick; not alerting twice", item.incident_sk)
-            return
         notice = Notice(
             phase="open",
             kind=kind,
@@ -243,7 +263,15 @@ class Watchdog:
             **_state_facts(state),
             details=item.details(),
         )
-        if self._send(notice, claim, report):
+        owed = self._owed(notice, item.incident_sk, now, 1)
+        claim = self._store.open_incident(item.subject, kind, now, attributes, owed)
+        if claim is None:
+            logger.info("incident %s was opened by a concurrent tick; not alerting twice", item.incident_sk)
+            return
+        opened = Incident.model_validate(
+            {"pk": keys.INCIDENTS_PK, "sk": item.incident_sk, "subject": item.subject, "kind": kind, "opened_at": now}
+        ).model_copy(update={"owed": owed})
+        if self._settle(opened, report):
             report.opened.append(item.incident_sk)
 
     def _incident_notice(
@@ -272,27 +300,23 @@ class Watchdog:
         now: datetime,
         report: TickReport,
     ) -> None:
-        claim = self._store.claim_notification(incident, now)
-        if claim is None:
-            logger.info("reminder for %s already sent by a concurrent tick", incident.sk)
-            return
         phase: Phase = "reminder" if incident.last_notified_at is not None else "open"
         job_id = (item.job_id if item else None) or incident.job_id
         notice = self._incident_notice(incident, state, now, phase, job_id=job_id)
-        if self._send(notice, claim, report):
+        owed = self._owed(notice, incident.sk, incident.opened_at, incident.notify_count + 1)
+        if self._store.claim_notification(incident, now, owed) is None:
+            logger.info("reminder for %s already sent by a concurrent tick", incident.sk)
+            return
+        if self._settle(incident.model_copy(update={"owed": owed}), report):
             report.reminded.append(incident.sk)
 
     def _resolve(
         self, incident: Incident, state: TargetState | None, now: datetime, report: TickReport, resolution: str
     ) -> None:
-        if not self._store.resolve_incident(incident):
+        notice = self._incident_notice(incident, state, now, "resolved", job_id=incident.job_id, resolution=resolution)
+        owed = self._owed(notice, incident.sk, incident.opened_at, incident.notify_count)
+        if not self._store.resolve_incident(incident, owed, now):
             logger.info("incident %s already resolved by a concurrent tick", incident.sk)
             return
-        notice = self._incident_notice(incident, state, now, "resolved", job_id=incident.job_id, resolution=resolution)
-        try:
-            self._notifier.send(notice)
-        except Exception as exc:  # the incident is closed; report the lost message loudly
-            logger.exception("incident %s resolved but the resolved message could not be sent", incident.sk)
-            report.errors.append(f"{incident.sk}: resolved message not sent: {type(exc).__name__}: {exc}")
-            return
-        report.resolved.append(incident.sk)
+        if self._settle(incident.model_copy(update={"owed": owed, "resolved_at": now}), report):
+            report.resolved.append(incident.sk)

@@ -8,7 +8,8 @@ from backup_contracts import ledger
 from backup_contracts.events import BackupMissing
 from backup_contracts.fleet import Fleet
 from backup_functions import alerts
-from backup_functions.ports import EventPublisher, Notifier
+from backup_functions.ledger.outbox import Owed
+from backup_functions.ports import Courier, EventPublisher, Notifier, alert_entry, event_entry
 from backup_functions.watchdog.logic import Notice
 
 _DETAIL_TEXT = ("stage", "error", "stderr_tail", "run_id")
@@ -78,9 +79,8 @@ class AlertNotifier:
     """Sends each notice as the pipeline's alert through the ``Notifier`` port (SNS in the Lambda), and
     announces a newly missing backup as a ``Backup Missing`` event on the bus for other consumers.
 
-    The event goes first: if the alert then fails, the claim is released and the next tick sends both
-    again (a consumer may see the event twice, as EventBridge's at-least-once delivery allows anyway;
-    the on-call engineer is paged once).
+    Both are owed by the write that opens the incident (``owed``) and sent one by one (``deliver``), so
+    an alert that fails after the event went out is sent by the next tick without the event again.
     """
 
     def __init__(
@@ -91,8 +91,19 @@ class AlertNotifier:
         self._fleet = fleet
         self._events = events
 
-    def send(self, notice: Notice) -> None:
+    def owed(self, notice: Notice, *, id: str) -> dict[str, Owed]:
+        entries = {
+            "alert": alert_entry(alert_for(notice, self._pipeline, self._fleet), id=id, at=notice.now, by="tick")
+        }
         missing = backup_missing(notice, _agent_for(notice, self._fleet))
         if missing is not None and self._events is not None:
-            self._events.publish(missing)
-        self._notifier.notify(alert_for(notice, self._pipeline, self._fleet))
+            entries["event"] = event_entry(missing, id=f"{id}:event", at=notice.now, by="tick")
+        return entries
+
+    def deliver(self, entry: Owed) -> None:
+        Courier(notifier=self._notifier, events=self._events).deliver(entry)
+
+    def send(self, notice: Notice) -> None:
+        """Send a notice at once (nothing owed): what ``owed`` would record, delivered."""
+        for _, entry in sorted(self.owed(notice, id="direct").items()):
+            self.deliver(entry)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from backup_functions.ledger import Claim, Incident, JobRow, Ledger, TargetState, WatchedItem
+from backup_functions.ledger.outbox import Owed
 
 
 class WatchdogStore:
@@ -32,19 +33,21 @@ class WatchdogStore:
         names = set(targets)
         return self._ledger.targets.get_many(names) if names else {}
 
-    def open_incident(self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any]) -> Claim | None:
-        """The claim of the first alert when this call opened the incident; None when it was open already."""
-        _, claim = self._ledger.incidents.open(subject, kind, opened_at=opened_at, **attributes)
+    def open_incident(
+        self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any], owed: dict[str, Owed]
+    ) -> Claim | None:
+        """The claim of the first alert (owed) when this call opened the incident; None when it was open."""
+        _, claim = self._ledger.incidents.open(subject, kind, opened_at=opened_at, owed=owed, **attributes)
         return claim
 
-    def claim_notification(self, incident: Incident, now: datetime) -> Claim | None:
-        return self._ledger.incidents.claim_notification(incident, now)
+    def claim_notification(self, incident: Incident, now: datetime, owed: dict[str, Owed]) -> Claim | None:
+        return self._ledger.incidents.claim_notification(incident, now, owed)
 
-    def release_notification(self, claim: Claim) -> None:
-        self._ledger.incidents.release(claim)
+    def resolve_incident(self, incident: Incident, owed: dict[str, Owed], now: datetime) -> bool:
+        return self._ledger.incidents.resolve(incident, owed, at=now)
 
-    def resolve_incident(self, incident: Incident) -> bool:
-        return self._ledger.incidents.resolve(incident)
+    def settle(self, incident: Incident, name: str, entry: Owed, *, last: bool) -> bool:
+        return self._ledger.incidents.settle(incident, name, entry, last=last)
 
     def clear_watch(self, row: JobRow, *, now: datetime, reason: str) -> bool:
         return self._ledger.jobs.clear_superseded_watch(row, now=now, reason=reason)

@@ -1,0 +1,250 @@
+"""One moto world for every fault scenario: the resources the stack creates (``provision``), the four
+functions wired to clients that carry the fault hook, and what people, agents and consumers receive.
+
+The restore tests' ``World`` (tests/restore/conftest.py) supplies the inputs (requests, agent reports,
+seeded backups) and the outputs (alerts, pipeline events, jobs); this module adds the audit, the
+dispatcher and the watchdog on the same clients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto import mock_aws
+
+from backup_contracts import ledger as keys
+from backup_contracts.fleet import Fleet, parse_fleet
+from backup_contracts.naming import SOURCE_PIPELINE
+from backup_functions.audit import handler as audit_handler
+from backup_functions.audit import logic as audit_logic
+from backup_functions.dispatcher import handler as dispatcher_handler
+from backup_functions.dispatcher import logic as dispatcher_logic
+from backup_functions.ledger import Ledger
+from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
+from backup_functions.restore import handler as restore_handler
+from backup_functions.restore.logic import Coordinator, CoordinatorConfig
+from backup_functions.watchdog import handler as watchdog_handler
+from local_pipeline.clock import SimulatedClock
+from local_pipeline.resources import provision
+from local_pipeline.runner import LambdaContext
+from tests.faults.harness import Fault, normalise
+from tests.restore.conftest import FLEET, REGION, T0, World, restore_fleet
+
+CONTEXT = LambdaContext(
+    function_name="faults-fn",
+    aws_request_id="00000000-0000-0000-0000-000000000000",
+    invoked_function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:faults-fn",
+)
+SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+
+
+@dataclass
+class FaultWorld:
+    world: World
+    fault: Fault
+    auditor: audit_logic.Auditor
+
+    @property
+    def clock(self) -> SimulatedClock:
+        return self.world.clock
+
+    # ------------------------------------------------------------------ invocations, as AWS makes them
+    def record(self, body: str | dict[str, Any]) -> dict[str, Any]:
+        text = body if isinstance(body, str) else json.dumps(body, default=str)
+        return {"messageId": "m-1", "receiptHandle": "h-1", "body": text, "attributes": {}, "eventSource": "aws:sqs"}
+
+    def audit(self, body: str | dict[str, Any]) -> dict[str, Any]:
+        return audit_handler.handler({"Records": [self.record(body)]}, CONTEXT)
+
+    def restore(self, body: str | dict[str, Any]) -> dict[str, Any]:
+        return restore_handler.handler({"Records": [self.record(body)]}, CONTEXT)
+
+    def restore_tick(self) -> dict[str, Any]:
+        return restore_handler.handler({**SCHEDULED, "time": self.clock.now().isoformat()}, CONTEXT)
+
+    def watchdog_tick(self) -> dict[str, Any]:
+        return watchdog_handler.handler(SCHEDULED, CONTEXT)
+
+    def dispatcher_tick(self) -> dict[str, Any]:
+        return dispatcher_handler.handler(SCHEDULED, CONTEXT)
+
+    # ------------------------------------------------------------------ the end state
+    def end_state(self) -> dict[str, Any]:
+        w = self.world
+        items = sorted(w.ledger.client.scan_all(), key=lambda item: (item[keys.PK], item[keys.SK]))
+        alerts = [{"subject": a.subject, "body": a.body, "attributes": a.attributes} for a in w.alerts()]
+        jobs = [json.loads(job.model_dump_json(exclude_none=True)) for job in w.all_jobs()]
+        events = list(w.pipeline_events())
+        versions = w.s3.list_object_versions(Bucket=w.resources.bucket).get("Versions", [])
+        ordered = sorted(versions, key=lambda v: (v["Key"], v["LastModified"]))
+        # what was received, as multisets: the order across invocations is not part of the outcome
+        state = {"ledger": items, "alerts": _ordered(alerts), "jobs": _ordered(jobs), "events": _ordered(events)}
+        variable = [v["VersionId"] for v in ordered if v.get("VersionId") not in (None, "null")]
+        key = w.resources.kms_key_arn  # moto makes a new key id in every world
+        return normalise(state, [key, key.rsplit("/", 1)[-1], *variable])
+
+
+class _Clients:
+    """boto3 clients made once per process (creating one costs ~50 ms; moto's stubber serves whichever
+    ``mock_aws`` is active): plain ones for setup and outputs, hooked ones for the functions, whose hook
+    calls the current run's fault."""
+
+    def __init__(self) -> None:
+        self.session = boto3.Session(region_name=REGION)
+        self.fault = Fault()
+        self._plain: dict[tuple[str, bool], Any] = {}
+        self._hooked: dict[tuple[str, bool], Any] = {}
+
+    def _make(self, service: str, sigv4: bool) -> Any:
+        if sigv4:
+            return self.session.client(service, config=Config(signature_version="s3v4"))
+        return self.session.client(service)
+
+    def client(self, service: str, config: Any = None, **_: Any) -> Any:
+        key = (service, config is not None)
+        if key not in self._plain:
+            self._plain[key] = self._make(service, config is not None)
+        return self._plain[key]
+
+    def _hook(self, **kwargs: Any) -> None:
+        self.fault.hook(**kwargs)
+
+    def hooked(self, service: str, *, sigv4: bool = False) -> Any:
+        key = (service, sigv4)
+        if key not in self._hooked:
+            client = self._make(service, sigv4)
+            client.meta.events.register("before-call.*.*", self._hook)
+            self._hooked[key] = client
+        return self._hooked[key]
+
+    def __getattr__(self, name: str) -> Any:  # the rest of a boto3.Session (region_name, …)
+        return getattr(self.session, name)
+
+
+_CLIENTS: list[_Clients] = []
+
+
+def _clients() -> _Clients:
+    if not _CLIENTS:
+        _CLIENTS.append(_Clients())
+    return _CLIENTS[0]
+
+
+@contextmanager
+def fault_world(fault: Fault, *, drills: bool) -> Iterator[FaultWorld]:
+    """The world, with every client of the functions carrying ``fault``'s hook (disarmed); without
+    ``drills`` the fleet has none (so a scenario's ticks do only what the scenario is about)."""
+    with mock_aws():
+        clients = _clients()
+        clients.fault = fault
+        session: Any = clients
+        fleet = restore_fleet() if drills else _without_drills()
+        resources = provision(fleet, session)
+        sqs = session.client("sqs")
+        capture_url = sqs.create_queue(QueueName="captured-pipeline-events")["QueueUrl"]
+        capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events = session.client("events")
+        events.put_rule(
+            Name="capture-pipeline",
+            EventBusName=resources.bus_name,
+            EventPattern=json.dumps({"source": [SOURCE_PIPELINE]}),
+            State="ENABLED",
+        )
+        events.put_targets(
+            Rule="capture-pipeline", EventBusName=resources.bus_name, Targets=[{"Id": "q", "Arn": capture_arn}]
+        )
+        clock = SimulatedClock(T0)
+        # the functions' clients (hooked); the world's own (setup, outputs) are not
+        dynamodb = clients.hooked("dynamodb")
+        s3 = clients.hooked("s3", sigv4=True)
+        f_sqs, f_sns, f_events = (clients.hooked(name) for name in ("sqs", "sns", "events"))
+        ledger = Ledger(resources.ledger_table, dynamodb)
+        notifier = SnsNotifier(f_sns, resources.alert_topic_arn)
+        publisher = EventBridgePublisher(f_events, resources.bus_name)
+        coordinator = Coordinator(
+            fleet,
+            ledger,
+            objects=S3ObjectStore(s3),
+            jobs=SqsJobQueue(f_sqs),
+            events=publisher,
+            notifier=notifier,
+            config=CoordinatorConfig.from_fleet(
+                fleet,
+                bus_name=resources.bus_name,
+                bucket=resources.bucket,
+                queue_url_prefix=resources.job_queue_url_prefix,
+            ),
+            clock=clock,
+        )
+        auditor = audit_logic.Auditor(
+            fleet,
+            ledger,
+            objects=S3ObjectStore(s3),
+            notifier=notifier,
+            config=audit_logic.AuditConfig.from_fleet(
+                fleet, bucket=resources.bucket, kms_key_arn=resources.kms_key_arn
+            ),
+            clock=clock,
+        )
+        restore_handler.configure(restore_handler.Runtime(coordinator))
+        audit_handler.configure(audit_handler.Runtime(auditor))
+        watchdog_handler.configure(
+            watchdog_handler.Runtime(fleet=fleet, ledger=ledger, notifier=notifier, events=publisher, clock=clock)
+        )
+        dispatcher_handler.configure(
+            dispatcher_handler.Runtime(
+                fleet=fleet,
+                ledger=ledger,
+                jobs=SqsJobQueue(f_sqs),
+                config=dataclasses.replace(  # one writer: the calls come in one order, so call N is one call
+                    dispatcher_logic.DispatchConfig.from_fleet(
+                        fleet, bucket=resources.bucket, queue_url_prefix=resources.job_queue_url_prefix
+                    ),
+                    write_workers=1,
+                ),
+                clock=clock,
+            )
+        )
+        world = World(
+            fleet,
+            resources,
+            session,
+            clock,
+            coordinator,
+            Ledger(resources.ledger_table, session.client("dynamodb")),
+            capture_url,
+            session.client("s3", config=Config(signature_version="s3v4")),
+            sqs,
+        )
+        try:
+            yield FaultWorld(world, fault, auditor)
+        finally:
+            for module in (restore_handler, audit_handler, watchdog_handler, dispatcher_handler):
+                module.configure(None)
+
+
+def _ordered(received: list[Any]) -> list[Any]:
+    return sorted(received, key=lambda value: json.dumps(value, sort_keys=True, default=str))
+
+
+def _without_drills() -> Fleet:
+    spec = json.loads(json.dumps(FLEET))
+    for agent in spec["agents"]:
+        for target in agent["targets"]:
+            target.pop("drill", None)
+    return parse_fleet(spec)
+
+
+def later(world: FaultWorld, minutes: int) -> datetime:
+    """Move the clock on (a later tick)."""
+    return world.clock.advance(timedelta(minutes=minutes))
