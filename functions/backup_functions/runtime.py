@@ -18,6 +18,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -54,7 +55,11 @@ def lambda_handler(function: Handler) -> Handler:
     @metrics.log_metrics
     @functools.wraps(function)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return function(event, context)
+        try:
+            return function(event, context)
+        finally:
+            if is_metrics_disabled():  # Powertools then never flushes: a warm container would pile them up
+                metrics.clear_metrics()
 
     return handler
 
