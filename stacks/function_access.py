@@ -54,7 +54,7 @@ LEDGER_ACTIONS: Mapping[str, tuple[str, ...]] = {
         "dynamodb:GetItem",  # incidents.get
         "dynamodb:PutItem",  # incidents.open
         "dynamodb:Query",  # incidents.list_open (and the watch-deadline index)
-        "dynamodb:UpdateItem",  # incidents.claim_notification/release, jobs.clear_superseded_watch
+        "dynamodb:UpdateItem",  # incidents.claim_notification/resolve, outbox clears, jobs.clear_superseded_watch
     ),
     "restore": (
         "dynamodb:BatchGetItem",  # targets.get_many (drills)

@@ -187,29 +187,6 @@ def test_a_notification_is_claimed_once_by_concurrent_callers(aws):
     assert incident.last_notified_at == T0 + timedelta(hours=1)
 
 
-def test_a_released_claim_can_be_claimed_again(aws):
-    incidents = aws.ledger.incidents
-    _, claim = incidents.open(target_subject("t"), "failed", opened_at=T0, target="t")
-    assert claim is not None
-
-    assert incidents.release(claim) is True
-    [released] = incidents.list_open()
-    assert released.last_notified_at is None
-    assert released.notify_count == 0
-    assert incidents.claim_notification(released, T0 + timedelta(minutes=5)) is not None
-
-
-def test_a_release_does_not_undo_a_later_claim(aws):
-    incidents = aws.ledger.incidents
-    _, claim = incidents.open(target_subject("t"), "failed", opened_at=T0, target="t")
-    [incident] = incidents.list_open()
-    assert claim is not None
-    assert incidents.claim_notification(incident, T0 + timedelta(hours=1)) is not None
-
-    assert incidents.release(claim) is False
-    assert incidents.list_open()[0].last_notified_at == T0 + timedelta(hours=1)
-
-
 def test_an_incident_resolves_once_and_never_a_newer_one_of_the_same_kind(aws):
     incidents = aws.ledger.incidents
     old, _ = incidents.open(target_subject("t"), "rpo", opened_at=T0, target="t")

@@ -3,12 +3,9 @@ page a person exactly once per incident.
 
 1. ``open`` creates the incident with a conditional put and, in the same write, claims its first
    notification for the caller: only the call that created it gets a ``Claim`` and sends the alert.
-2. ``claim_notification`` claims a later one (a reminder, or a first alert whose send was released):
-   a conditional update that moves ``last_notified_at`` from the value the caller read to now, so of
-   two concurrent callers exactly one wins.
-3. A caller that cannot send ``release``\\ s its claim (only if nobody moved it since), so the next
-   delivery or tick sends it.
-4. ``resolve`` deletes the incident if it is still the one opened at the time the caller read, so
+2. ``claim_notification`` claims a later one (a reminder): a conditional update that moves
+   ``last_notified_at`` from the value the caller read to now, so of two concurrent callers exactly one wins.
+3. ``resolve`` marks the incident resolved if it is still the one opened at the time the caller read, so
    exactly one caller sends the "resolved" message and a newer incident of the same kind survives.
 
 Each notification is owed in the write that claims it (``owed``: the exact alert, and the watchdog's
@@ -36,11 +33,10 @@ from backup_functions.ledger.outbox import stored as stored_owed
 
 @dataclass(frozen=True)
 class Claim:
-    """The right to send one notification of an incident, claimed at ``at`` over ``previous``."""
+    """The right to send one notification of an incident, claimed at ``at``."""
 
     sk: str
     at: datetime
-    previous: datetime | None
 
 
 class Incidents:
@@ -86,7 +82,7 @@ class Incidents:
         for _ in range(3):  # an incident resolved between the put and the read is opened again
             if self._client.put_if_absent(item):
                 opened = Incident.model_validate({**item, "opened_at": keys.iso(opened_at), "owed": dict(owed or {})})
-                return opened, Claim(sk, claimed, None)
+                return opened, Claim(sk, claimed)
             existing = self.get(subject, kind)
             if existing is not None:
                 return existing, None
@@ -107,18 +103,7 @@ class Incidents:
             condition += f" AND {update.equals('last_notified_at', stored(incident.last_notified_at))}"
         if self._client.update(keys.INCIDENTS_PK, incident.sk, update, condition) is None:
             return None
-        return Claim(incident.sk, now, incident.last_notified_at)
-
-    def release(self, claim: Claim) -> bool:
-        """Undo a claim whose message could not be sent (only if nobody moved it since)."""
-        update = Update()
-        if claim.previous is None:
-            update.remove("last_notified_at")
-        else:
-            update.set(last_notified_at=claim.previous)
-        update.add("notify_count", -1)
-        condition = update.equals("last_notified_at", stored(claim.at))
-        return self._client.update(keys.INCIDENTS_PK, claim.sk, update, condition) is not None
+        return Claim(incident.sk, now)
 
     def update_details(self, incident: Incident, details: Mapping[str, Any]) -> bool:
         """Keep the latest facts on an open incident (e.g. a later failure of the same target)."""
