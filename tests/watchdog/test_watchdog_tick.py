@@ -11,7 +11,7 @@ from wd_env import T0, Env
 from backup_contracts import ledger as keys
 from backup_contracts.events import BackupMissing, Contract
 from backup_functions.ledger import Incident, target_subject
-from backup_functions.ledger.outbox import Owed
+from backup_functions.ledger.outbox import GRACE, Owed
 from backup_functions.watchdog.handler import run_tick
 from backup_functions.watchdog.logic import Watchdog, WatchdogError
 from backup_functions.watchdog.notify import AlertNotifier
@@ -255,18 +255,24 @@ def test_alert_says_what_since_when_and_the_next_step(env: Env) -> None:
     assert alert.facts["rpo_s"] == 26 * 3600
 
 
-def test_failed_backup_incident_not_yet_notified_by_the_audit_is_left_to_the_audit(env: Env) -> None:
+def test_an_alert_the_audit_still_owes_is_left_to_its_redelivery_then_sent_once_by_the_tick(env: Env) -> None:
+    """The audit opened a failed-backup incident owing its alert, and the publish failed: its SQS redelivery
+    sends it; only after the outbox's grace does the watchdog send it — the same message, once."""
+    alert = {"kind": "failed", "phase": "open", "subject": f"BACKUP FAILED: {TARGET}", "body": "x", "facts": {}}
+    owed = {"alert": Owed(id=f"incident:{TARGET}:open", kind="alert", owed_at=T0, payload=alert)}
     _, claim = env.ledger.incidents.open(
-        target_subject(TARGET), "failed", opened_at=T0, details={"error": "x"}, target=TARGET, agent=AGENT
+        target_subject(TARGET), "failed", opened_at=T0, details={"error": "x"}, owed=owed, target=TARGET, agent=AGENT
     )
     assert claim is not None
-    env.ledger.incidents.release(claim)  # the audit's publish failed; its SQS redelivery will send it
 
-    env.tick(T0 + 2 * H)
-
+    env.tick(T0 + GRACE - M)
     assert env.inbox() == []
+
+    env.tick(T0 + GRACE)
+    env.tick(T0 + GRACE + M)  # before the first reminder is due
+    assert [(m.kind, m.phase) for m in env.inbox()] == [("failed", "open")]
     (incident,) = env.incidents()
-    assert "last_notified_at" not in incident
+    assert not incident.get("owed")
 
 
 def test_target_never_backed_up_alerts_once_its_first_dispatch_plus_rpo_passes(env: Env) -> None:
