@@ -25,6 +25,7 @@ KEEP_LAST_MAX = 100  # the keep-set lives in the target's ledger item (400 KB at
 OBJECT_LOCK_MODES = ("governance", "compliance")
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Duration = Annotated[str, StringConstraints(pattern=r"^\d+\s*[mhd]$")]
+MAX_RTO = timedelta(days=7)  # a drill longer than the longest job deadline times out before it could be measured
 
 
 class FleetConfigError(ValueError):
@@ -126,6 +127,11 @@ class Target(_Model):
     schedule: str
     timezone: str = "UTC"
     rpo: Duration
+    rto: Duration | None = Field(
+        default=None,
+        description="recovery time objective: the longest a restore drill may take, from its dispatch (queue"
+        " wait included) to the verified end; needs a drill",
+    )
     retention: Name = "standard"
     protected: bool = False
     restore_to: list[Name] = Field(default_factory=list, description="other targets it may be cloned into")
@@ -154,6 +160,20 @@ class Target(_Model):
         except ScheduleError as exc:
             raise ValueError(f"rpo {exc}") from None
         return value
+
+    @field_validator("rto")
+    @classmethod
+    def _bounded_rto(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_duration(value, MAX_RTO)
+            except ScheduleError as exc:
+                raise ValueError(f"rto {exc}") from None
+        return value
+
+    @property
+    def rto_delta(self) -> timedelta | None:
+        return None if self.rto is None else parse_duration(self.rto, MAX_RTO)
 
     @property
     def parsed_schedule(self) -> Schedule:

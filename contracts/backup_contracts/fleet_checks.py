@@ -7,6 +7,7 @@ turns the path into ``file:line: agents[0] 'db-1' > targets[2] 'orders' > rpo: .
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from backup_contracts.approvers import pattern_problem
@@ -25,6 +26,7 @@ def fleet_problems(fleet: Fleet) -> list[Problem]:
         + _target_problems(fleet)
         + _destination_problems(fleet)
         + _drill_problems(fleet)
+        + _rto_problems(fleet)
         + _approver_problems(fleet)
     )
 
@@ -141,6 +143,37 @@ def _destination_problems(fleet: Fleet) -> list[Problem]:
                             f" {target.engine!r}. Fix: pick a destination of the same engine",
                         )
                     )
+    return problems
+
+
+def _rto_problems(fleet: Fleet) -> list[Problem]:
+    """An RTO objective is measured by the target's drills, within the job deadline that times them out."""
+    problems: list[Problem] = []
+    deadline = timedelta(minutes=fleet.pipeline.job_deadline_minutes)
+    for ai, agent in enumerate(fleet.agents):
+        for ti, target in enumerate(agent.targets):
+            rto = target.rto_delta
+            if rto is None:
+                continue
+            where: Loc = ("agents", ai, "targets", ti, "rto")
+            if target.drill is None:
+                problems.append(
+                    (
+                        where,
+                        f"rto {target.rto} has nothing to measure it: only restore drills measure the RTO. Fix: add"
+                        f" drill: {{schedule: rate(7 days), destination: {target.name}-drill}} (a scratch target of"
+                        " its own), or remove rto",
+                    )
+                )
+            elif rto >= deadline:
+                problems.append(
+                    (
+                        where,
+                        f"rto {target.rto} is not shorter than pipeline.job_deadline_minutes"
+                        f" ({fleet.pipeline.job_deadline_minutes}): a drill that slow times out as failed before"
+                        " its RTO could be measured. Fix: lower rto, or raise job_deadline_minutes above it",
+                    )
+                )
     return problems
 
 

@@ -55,6 +55,7 @@ FLEET: dict[str, Any] = {
                     "engine": "sqlite",
                     "schedule": "rate(1 day)",
                     "rpo": "26h",
+                    "rto": "30m",
                     "restore_to": ["app-clone", "app-staging"],
                     "drill": {"schedule": "rate(7 days)", "destination": "app-drill"},
                 },

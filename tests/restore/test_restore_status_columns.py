@@ -1,4 +1,4 @@
-"""backupctl status shows the last drill (ok / FAILED) and its measured RTO from the target state."""
+"""backupctl status shows the last drill (ok / FAILED) and its measured RTO against the objective."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def _row(**state: object) -> StatusRow:
+def _row(rto: timedelta | None = None, **state: object) -> StatusRow:
     return StatusRow.from_items(
         target="app",
         agent="db-host",
         engine="sqlite",
         rpo=timedelta(hours=26),
+        rto=rto,
         state=TargetState.model_validate(
             {"pk": "TARGET#app", "sk": "STATE", "last_good_at": "2026-11-22T02:00:00.000000Z", "last_good_bytes": 1000}
             | state
@@ -53,3 +54,25 @@ def test_a_sub_minute_rto_is_shown_in_seconds() -> None:
     row = _row(last_drill_at="2026-11-21T03:00:00.000000Z", last_drill_ok=True, last_drill_rto_s=0.25)
 
     assert render_status([row], NOW).splitlines()[2].rstrip().endswith("0.2s")
+
+
+def test_status_shows_the_rto_against_its_objective_and_a_breach() -> None:
+    met = _row(
+        timedelta(minutes=30), last_drill_at="2026-11-21T03:00:00.000000Z", last_drill_ok=True, last_drill_rto_s=1200
+    )
+    missed = _row(
+        timedelta(minutes=30), last_drill_at="2026-11-21T03:00:00.000000Z", last_drill_ok=True, last_drill_rto_s=2700
+    )
+
+    lines = render_status([met, missed], NOW).splitlines()
+
+    assert "RTO / OBJECTIVE" in lines[0]
+    assert lines[2].rstrip().endswith("20m / 30m")
+    assert lines[3].rstrip().endswith("45m / 30m BREACHED")
+    assert (met.as_json(NOW)["rto_met"], missed.as_json(NOW)["rto_met"]) == (True, False)
+    assert missed.as_json(NOW)["rto_objective_s"] == 1800
+
+
+def test_an_objective_without_a_drill_yet_shows_its_columns() -> None:
+    line = render_status([_row(timedelta(hours=1))], NOW).splitlines()[2]
+    assert line.rstrip().endswith("- / 1h 0m")

@@ -51,6 +51,14 @@ class StatusRow:
     last_drill_at: datetime | None = None
     last_rto_s: float | None = None
     last_drill_ok: bool | None = None
+    rto: timedelta | None = None  # the target's objective (fleet ``rto:``)
+
+    @property
+    def rto_met(self) -> bool | None:
+        """Did the last measured drill meet the objective? None without an objective or a measurement."""
+        if self.rto is None or self.last_rto_s is None:
+            return None
+        return self.last_rto_s <= self.rto.total_seconds()
 
     @classmethod
     def from_items(
@@ -63,6 +71,7 @@ class StatusRow:
         state: TargetState | None,
         agent_state: AgentState | None = None,
         incidents: tuple[str, ...] = (),
+        rto: timedelta | None = None,
     ) -> StatusRow:
         if state is None:
             return cls(
@@ -70,6 +79,7 @@ class StatusRow:
                 agent=agent,
                 engine=engine,
                 rpo=rpo,
+                rto=rto,
                 incidents=incidents,
                 agent_heartbeat_at=agent_state.last_heartbeat_at if agent_state else None,
             )
@@ -78,6 +88,7 @@ class StatusRow:
             agent=agent,
             engine=engine,
             rpo=rpo,
+            rto=rto,
             last_good_at=state.last_good_at,
             last_good_bytes=state.last_good_bytes,
             last_good_run_id=state.last_good_run_id,
@@ -137,13 +148,21 @@ class StatusRow:
             "last_drill_at": self.last_drill_at,
             "last_rto_s": self.last_rto_s,
             "last_drill_ok": self.last_drill_ok,
+            "rto_objective_s": int(self.rto.total_seconds()) if self.rto is not None else None,
+            "rto_met": self.rto_met,
         }
 
 
-def _rto_cell(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
+def _seconds(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else format_age(timedelta(seconds=seconds))
+
+
+def _rto_cell(row: StatusRow) -> str:
+    """The last drill's measured RTO against the objective: ``20m / 30m``, ``45m / 30m BREACHED``."""
+    measured = "-" if row.last_rto_s is None else _seconds(row.last_rto_s)
+    if row.rto is None:
+        return measured
+    return f"{measured} / {format_age(row.rto)}" + (" BREACHED" if row.rto_met is False else "")
 
 
 def _drill_cell(row: StatusRow) -> str:
@@ -160,11 +179,11 @@ def _age_vs_rpo(row: StatusRow, now: datetime) -> str:
 
 
 def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False) -> str:
-    """The status table. Drill/RTO columns appear once any target has a drill recorded."""
+    """The status table. Drill/RTO columns appear once any target has a drill recorded or an RTO objective."""
     headers = ["TARGET", "AGENT", "LAST GOOD BACKUP", "AGE / RPO", "SIZE", "STATE", "INCIDENTS"]
-    with_drills = any(r.last_drill_at or r.last_rto_s is not None for r in rows)
+    with_drills = any(r.last_drill_at or r.last_rto_s is not None or r.rto is not None for r in rows)
     if with_drills:
-        headers += ["LAST DRILL", "RTO"]
+        headers += ["LAST DRILL", "RTO / OBJECTIVE"]
     cells: list[list[str]] = []
     colours: list[str | None] = []
     for row in rows:
@@ -181,7 +200,7 @@ def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False)
         if with_drills:
             line += [
                 _drill_cell(row),
-                _rto_cell(row.last_rto_s),
+                _rto_cell(row),
             ]
         cells.append(line)
         colours.append(None if not colour else (GREEN if state == OK else YELLOW if state in HEALTHY_STATES else RED))
@@ -211,6 +230,7 @@ def collect_status(ledger: Ledger, fleet: Fleet) -> list[StatusRow]:
                 agent=agent.name,
                 engine=target.engine,
                 rpo=target.rpo_delta,
+                rto=target.rto_delta,
                 state=states.get(target.name),
                 agent_state=agents.get(agent.name),
                 incidents=tuple(sorted(kinds)),

@@ -92,10 +92,17 @@ class AgentReports:
         }
         done = current.model_copy(update={**attributes, "state": SUCCEEDED})
         owed: dict[str, Owed] = {}
+        rto_s = self._measured_rto(current, event, now) if current.drill else event.duration_s
         if current.drill:
             owed["drill-result"] = self.owing.drill_result(
-                done, now, ok=True, rto_s=event.duration_s, error=None, finished_at=event.finished_at
+                done, now, ok=True, rto_s=rto_s, error=None, finished_at=event.finished_at
             )
+            objective = self._rto_objective(current.target)
+            if objective is not None and rto_s > objective:
+                alert = messages.drill_rto_breached(
+                    self.context.config.pipeline, item=done, rto_s=rto_s, objective_s=objective, now=now
+                )
+                owed["alert"] = self.owing.alert(event.restore_id, messages.RTO_BREACHED, alert, now)
         else:
             alert = messages.restore_succeeded(self.context.config.pipeline, item=done, now=now)
             owed["alert"] = self.owing.alert(event.restore_id, SUCCEEDED, alert, now)
@@ -105,7 +112,22 @@ class AgentReports:
         if item is None:
             return self._late(event.restore_id)
         self.owing.settle(item)
-        return Outcome(event.restore_id, "succeeded", duration_s=event.duration_s, drill=item.drill)
+        return Outcome(event.restore_id, "succeeded", duration_s=rto_s, drill=item.drill)  # a drill's: its RTO
+
+    @staticmethod
+    def _measured_rto(item: RestoreItem, event: RestoreSucceeded, now: datetime) -> float:
+        """The drill's RTO as a real restore would see it: from its dispatch to the verified end as the
+        coordinator hears of it, queue wait included (not the agent's own duration, which starts when it
+        takes the job); the agent's duration if the drill's start is unknown."""
+        if item.requested_at is None:
+            return event.duration_s
+        return max(event.duration_s, (now - item.requested_at).total_seconds())
+
+    def _rto_objective(self, target: str) -> float | None:
+        for _, declared in self.context.fleet.targets():
+            if declared.name == target and declared.rto_delta is not None:
+                return declared.rto_delta.total_seconds()
+        return None
 
     def failed(self, event: RestoreFailed, sender: str | None) -> Outcome:
         now = self.context.clock.now()

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from backup_contracts.formatting import ascii_line, format_bytes, format_time
+from backup_contracts.formatting import ascii_line, format_age, format_bytes, format_time
 from backup_contracts.redaction import redact, redact_value
 from backup_functions.alerts import SUBJECT_MAX, Alert, Phase
 from backup_functions.ledger import RestoreItem
@@ -269,6 +269,46 @@ def restore_succeeded(pipeline: str, *, item: RestoreItem, now: datetime) -> Ale
             "duration_s": item.duration_s,
             "safety_backup_run_id": item.safety_backup_run_id,
             "verification": verification or None,
+            "at": now.isoformat(),
+        },
+    )
+
+
+RTO_BREACHED = "rto-breached"
+
+
+def drill_rto_breached(pipeline: str, *, item: RestoreItem, rto_s: float, objective_s: float, now: datetime) -> Alert:
+    """A drill that restored fine but slower than its target's ``rto``: restoring for real would miss it too."""
+    restore_id, target, destination = item.restore_id, item.target, item.destination
+    measured, objective = format_age(timedelta(seconds=rto_s)), format_age(timedelta(seconds=objective_s))
+    body = [
+        f"Restore drill {restore_id} of {target} succeeded but took {measured}; the RTO objective is {objective}.",
+        "",
+        f"Measured:  {round(rto_s)} s from the drill's dispatch to its verified end (queue wait included);"
+        f" the restore itself took {item.duration_s} s.",
+        f"Backup:    {_source_line(item.source)}",
+        f"Scratch:   {destination}",
+        "",
+        "What to do: a long queue wait means the agent was busy or down (backupctl status); a long restore means",
+        f"the backup has outgrown the objective (a faster host or engine settings, or a realistic rto for {target}",
+        "in fleet.yaml).",
+        "",
+        f"Time: {format_time(now)}",
+    ]
+    return _alert(
+        pipeline,
+        RTO_BREACHED,
+        phase="open",
+        headline="RTO BREACHED",
+        what=f"drill of {target} took {measured} (objective {objective})",
+        body=body,
+        restore_id=restore_id,
+        facts={
+            "target": target,
+            "destination": destination,
+            "rto_s": round(rto_s, 3),
+            "rto_objective_s": objective_s,
+            "restore_duration_s": item.duration_s,
             "at": now.isoformat(),
         },
     )
