@@ -82,6 +82,17 @@ class Provenance:
         return min(moment, now)
 
 
+def location_problems(event: BackupStarted, bucket: str) -> list[str]:
+    """Whether the object lies where this run's must: the pipeline's bucket, at the layout's key. Checked
+    before S3 is asked anything, so that a bucket of someone else's (HeadObject: NoSuchBucket or
+    AccessDenied), a name that is no bucket name or an empty key (refused by botocore before any call) is
+    a reason why the run is unverified, never an exception."""
+    problems = []
+    if event.bucket != bucket:
+        problems.append(f"object is in bucket {event.bucket!r}, not the pipeline's bucket {bucket!r}")
+    return problems + key_layout_problems(event)
+
+
 def key_layout_problems(event: BackupStarted) -> list[str]:
     """Whether the object key is the naming layout's for this agent, target, start day and run."""
     expected = f"{agent_prefix(event.agent)}{event.target}/{event.started_at:%Y/%m/%d}/{event.run_id}."
