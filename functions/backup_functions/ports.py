@@ -127,7 +127,7 @@ class SnsNotifier:
         response = self._sns.publish(
             TopicArn=self._topic_arn,
             Subject=alert.subject,
-            Message=alert.body,
+            Message=alert.sns_body(),
             MessageAttributes=alert.message_attributes(),  # type: ignore[arg-type]
         )
         return str(response["MessageId"])
