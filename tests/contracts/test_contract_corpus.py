@@ -116,7 +116,7 @@ def _bases() -> list[tuple[str, dict[str, Any]]]:
     return [(path.stem, json.loads(path.read_text(encoding="utf-8"))["base"]) for path in sorted(CORPUS.glob("*.json"))]
 
 
-@settings(derandomize=True, max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(derandomize=True, max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_the_model_and_its_schema_agree_on_any_change_of_one_field(data: st.DataObject) -> None:
     name, base = data.draw(st.sampled_from(_bases()), label="detail type")
