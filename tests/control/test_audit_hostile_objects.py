@@ -13,18 +13,20 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize(
-    ("changes", "problem"),
+    ("changes", "expected"),
     [
-        ({"bucket": "someone-elses-bucket"}, "not the pipeline's bucket"),  # HeadObject there: NoSuchBucket
-        ({"bucket": "Not A Bucket!"}, "not the pipeline's bucket"),  # botocore refuses the name itself
-        ({"bucket": ""}, "not the pipeline's bucket"),
-        ({"key": ""}, "is not this run's"),  # botocore refuses an empty key
-        ({"key": "agents/db-1/../../etc/passwd"}, "is not this run's"),
+        ({"bucket": "someone-elses-bucket"}, ("not the pipeline's bucket", 0)),  # HeadObject there: NoSuchBucket
+        ({"bucket": "Not A Bucket!"}, ("not the pipeline's bucket", 0)),  # botocore refuses the name itself
+        ({"bucket": ""}, ("not the pipeline's bucket", 0)),
+        ({"key": ""}, ("outside the agent's prefix", 0)),  # botocore refuses an empty key
+        ({"key": "agents/db-1/" + "é" * 600}, ("longer than S3 allows", 0)),  # S3: KeyTooLong
+        ({"key": "agents/db-1/../../etc/passwd"}, ("not found", 1)),  # in our bucket: asked, and judged
     ],
 )
 def test_a_run_whose_object_the_audit_cannot_look_at_is_unverified_not_a_crash(
-    aws: Aws, auditor, lambda_context, changes, problem
+    aws: Aws, auditor, lambda_context, changes, expected
 ):
+    problem, asked = expected
     started, succeeded = run_events(aws)
     store(aws, succeeded)
     started["detail"].update(changes)
@@ -36,7 +38,7 @@ def test_a_run_whose_object_the_audit_cannot_look_at_is_unverified_not_a_crash(
     run = run_item(aws)
     assert run["state"] == "unverified"
     assert any(problem in p for p in run["verification"]["problems"]), run["verification"]["problems"]
-    assert aws.calls["s3.HeadObject"] == 0  # nothing is asked of a bucket or key that is not the run's
+    assert aws.calls["s3.HeadObject"] == asked  # nothing is asked of a bucket or key that cannot be the run's
 
 
 def test_the_unverified_alert_names_the_foreign_bucket_on_one_line(aws: Aws, auditor, lambda_context):

@@ -73,14 +73,10 @@ def agent_events(draw: st.DrawFn, aws: Aws) -> dict[str, Any]:
 
 
 def _audit(auditor: Auditor, aws: Aws, event: dict[str, Any], store: bool) -> None:
-    detail = event["detail"]
-    if (
-        store
-        and isinstance(detail.get("key"), str)
-        and detail["key"].startswith("agents/")
-        and "\n" not in detail["key"]
-    ):
-        aws.put_backup_object(detail["key"], BODY, run_id=str(detail.get("run_id")))
+    key, run_id = event["detail"].get("key"), event["detail"].get("run_id")
+    storable = isinstance(key, str) and key.startswith("agents/") and key.isprintable()
+    if store and storable and isinstance(run_id, str) and run_id.isascii() and run_id.isprintable():
+        aws.put_backup_object(key, BODY, run_id=run_id)  # (S3 metadata takes printable ASCII only)
     try:
         delivery = receive(json.dumps(event, default=str))
     except MalformedEventError:
