@@ -64,7 +64,7 @@ infrastructure: install  # the access matrix needs the pinned IAM evaluator from
 ## Hostile input against every handler entry point (restore coordinator, audit, dispatcher, watchdog, the
 ## agent's job intake): ten times the budget `make test` runs, fresh random cases each time (tests/fuzzing.py).
 fuzz: $(VENV)/.installed
-	BACKUP_FUZZ=fuzz $(BIN)/pytest -p no:cacheprovider $(wildcard tests/*/test_fuzz_*.py)
+	BACKUP_FUZZ=fuzz $(BIN)/pytest -p no:cacheprovider --timeout=1800 $(wildcard tests/*/test_fuzz_*.py)
 
 bench: bench-agent bench-control
 
