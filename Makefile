@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint typecheck synth nag pytest unit integration infrastructure e2e bench bench-agent bench-control schemas clean install
+.PHONY: demo test lint typecheck synth nag pytest unit integration infrastructure e2e fuzz bench bench-agent bench-control schemas clean install
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ unit integration e2e: install
 
 infrastructure: install  # the access matrix needs the pinned IAM evaluator from node_modules
 	$(BIN)/pytest -m $@
+
+## Hostile input against every handler entry point (restore coordinator, audit, dispatcher, watchdog, the
+## agent's job intake): ten times the budget `make test` runs, fresh random cases each time (tests/fuzzing.py).
+fuzz: $(VENV)/.installed
+	BACKUP_FUZZ=fuzz $(BIN)/pytest -p no:cacheprovider --timeout=1800 $(wildcard tests/*/test_fuzz_*.py)
 
 bench: bench-agent bench-control
 

@@ -124,3 +124,11 @@ def function_logs() -> Iterator[FunctionLogs]:
         yield FunctionLogs(stream)
     finally:
         handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many cases each fuzz test ran, and how long (tests/fuzzing.py)."""
+    from fuzzing import summary_lines
+
+    for line in summary_lines():
+        terminalreporter.write_line(line)

@@ -28,13 +28,19 @@ def new_run_id(now: datetime) -> str:
 
 def object_key_for(job: Job, config: AgentConfig, run_id: str, started: datetime, extension: str) -> str:
     """The run's object key: the naming layout, kept below the job's key prefix, which must be ours."""
-    own = agent_prefix(config.agent)
-    if not job.key_prefix.startswith(own) or ".." in job.key_prefix:
-        raise JobRefusedError(f"job {job.job_id} asks for key prefix {job.key_prefix!r}, outside this agent's {own!r}")
+    own = check_key_prefix(job, config)
     key = backup_object_key(config.agent, job.target, run_id, started, f"{extension}.zst")
     if key.startswith(job.key_prefix):
         return key
     return job.key_prefix.rstrip("/") + "/" + key[len(own) :]
+
+
+def check_key_prefix(job: Job, config: AgentConfig) -> str:
+    """This agent's own prefix, if the job's key prefix lies below it; JobRefusedError otherwise."""
+    own = agent_prefix(config.agent)
+    if not job.key_prefix.startswith(own) or ".." in job.key_prefix:
+        raise JobRefusedError(f"job {job.job_id} asks for key prefix {job.key_prefix!r}, outside this agent's {own!r}")
+    return own
 
 
 def check_job(job: Job, config: AgentConfig, *, kinds: tuple[str, ...] = ("backup",)) -> None:
@@ -49,6 +55,8 @@ def check_job(job: Job, config: AgentConfig, *, kinds: tuple[str, ...] = ("backu
             f"job {job.job_id} names target {job.target!r}, which is not in this host's config "
             f"(known: {', '.join(sorted(config.targets))})"
         )
+    # before anything runs: a job that cannot even report its failure under our prefix is refused here
+    check_key_prefix(job, config)
 
 
 def config_failure(job: Job, config: AgentConfig, error: str, now: datetime) -> BackupFailed:

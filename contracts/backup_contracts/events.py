@@ -11,11 +11,26 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from backup_contracts.bounds import (
+    TARGETS_MAX,
+    ByteCount,
+    ExitCode,
+    Facts,
+    Flag,
+    Identifier,
+    Label,
+    Name,
+    ObjectKey,
+    RequiredLabel,
+    Seconds,
+    Sha256Hex,
+    Text,
+    Timestamp,
+)
 from backup_contracts.naming import (
     AGENT_SOURCE_PREFIX,
-    NAME_PATTERN,
     SOURCE_AGENT,
     SOURCE_PIPELINE,
     SOURCE_REQUESTS,
@@ -23,9 +38,7 @@ from backup_contracts.naming import (
     source_family,
 )
 
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+Reason = Annotated[str, Field(min_length=1, max_length=1024)]
 
 STDERR_TAIL_MAX = 4096
 
@@ -61,23 +74,23 @@ class BackupStarted(Contract):
     target: Name
     agent: Name
     trigger: Literal["schedule", "user", "admin", "drill", "pre-restore"] = "schedule"
-    started_at: AwareDatetime
-    bucket: str
-    key: str
+    started_at: Timestamp
+    bucket: Label
+    key: ObjectKey
 
 
 class BackupSucceeded(BackupStarted):
-    finished_at: AwareDatetime
-    version_id: str | None = None
-    bytes_in: int = Field(ge=0)
-    bytes_stored: int = Field(gt=0)
+    finished_at: Timestamp
+    version_id: Label | None = None
+    bytes_in: ByteCount
+    bytes_stored: ByteCount = Field(gt=0)
     sha256: Sha256Hex
-    engine: str
-    format: str
-    compression: str
-    tool_version: str | None = None
-    server_version: str | None = None
-    duration_s: float = Field(ge=0)
+    engine: Label
+    format: Label
+    compression: Label
+    tool_version: Label | None = None
+    server_version: Label | None = None
+    duration_s: Seconds
     s3_checksum_sha256: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}=(-[0-9]{1,5})?$")] | None = Field(
         default=None,
         description="S3's ChecksumSHA256 of the stored object: base64 of the SHA-256 for a single-part"
@@ -87,11 +100,11 @@ class BackupSucceeded(BackupStarted):
 
 
 class BackupFailed(BackupStarted):
-    finished_at: AwareDatetime
+    finished_at: Timestamp
     stage: Literal["dump", "upload", "verify", "config"]
-    exit_code: int | None = None
-    error: str
-    stderr_tail: str = Field(default="", max_length=STDERR_TAIL_MAX)
+    exit_code: ExitCode | None = None
+    error: Text
+    stderr_tail: Text = Field(default="", max_length=STDERR_TAIL_MAX)
 
 
 class RestoreStarted(Contract):
@@ -100,31 +113,31 @@ class RestoreStarted(Contract):
     agent: Name
     source_target: Name
     source_run_id: Identifier
-    destination: str
+    destination: Name
     mode: Literal["clone", "in-place", "drill"]
-    started_at: AwareDatetime
+    started_at: Timestamp
 
 
 class RestoreSucceeded(RestoreStarted):
-    finished_at: AwareDatetime
-    duration_s: float = Field(ge=0)
+    finished_at: Timestamp
+    duration_s: Seconds
     safety_backup_run_id: Identifier | None = None
-    verification: dict[str, Any] = Field(default_factory=dict)
+    verification: Facts = Field(default_factory=dict)
 
 
 class RestoreFailed(RestoreStarted):
-    finished_at: AwareDatetime
+    finished_at: Timestamp
     stage: Literal["download", "verify-object", "safety-backup", "restore", "verify-restore", "config"]
-    error: str
-    destination_touched: bool
-    stderr_tail: str = Field(default="", max_length=STDERR_TAIL_MAX)
+    error: Text
+    destination_touched: Flag
+    stderr_tail: Text = Field(default="", max_length=STDERR_TAIL_MAX)
 
 
 class AgentHeartbeat(Contract):
     agent: Name
-    version: str
-    targets: list[Name]
-    sent_at: AwareDatetime
+    version: RequiredLabel
+    targets: list[Name] = Field(max_length=TARGETS_MAX)
+    sent_at: Timestamp
 
 
 # --------------------------------------------------------------------------- people → pipeline
@@ -133,8 +146,19 @@ class AgentHeartbeat(Contract):
 class BackupSelector(Contract):
     """Which backup to restore: exactly one of latest, at (latest at or before), run_id."""
 
-    latest: bool = False
-    at: AwareDatetime | None = None
+    # the schema says the rule too: exactly one of the three is set (latest true, at or run_id not null)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["latest"], "properties": {"latest": {"const": True}}},
+                {"required": ["at"], "properties": {"at": {"type": "string"}}},
+                {"required": ["run_id"], "properties": {"run_id": {"type": "string"}}},
+            ]
+        }
+    )
+
+    latest: Flag = False
+    at: Timestamp | None = None
     run_id: Identifier | None = None
 
     @model_validator(mode="after")
@@ -146,20 +170,29 @@ class BackupSelector(Contract):
 
 
 class RestoreRequested(Contract):
+    # the schema says the rule too: a clone (the default mode) names its destination, in-place names none
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"required": ["mode"], "properties": {"mode": {"const": "in-place"}}},
+            "then": {"properties": {"destination": {"type": "null"}}},
+            "else": {"required": ["destination"], "properties": {"destination": {"type": "string"}}},
+        }
+    )
+
     restore_id: Identifier
     target: Name
     backup: BackupSelector = Field(default_factory=lambda: BackupSelector(latest=True))
     destination: Name | None = Field(default=None, description="clone destination target; omitted with mode in-place")
     mode: Literal["clone", "in-place"] = "clone"
-    requested_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-    dry_run: bool = False
+    requested_by: RequiredLabel
+    reason: Reason
+    dry_run: Flag = False
 
     @model_validator(mode="after")
     def _destination_matches_mode(self) -> RestoreRequested:
         if self.mode == "clone" and self.destination is None:
             raise ValueError("a clone restore needs a destination target (or use mode in-place)")
-        if self.mode == "in-place" and self.destination not in (None, self.target):
+        if self.mode == "in-place" and self.destination is not None:
             raise ValueError("an in-place restore writes to the target itself; drop destination")
         return self
 
@@ -170,15 +203,15 @@ class RestoreApproved(Contract):
     which AWS authenticates. Kept so that an approval sent the old way gets that answer instead of silence."""
 
     restore_id: Identifier
-    approved_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    approval_token: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    approved_by: RequiredLabel
+    approval_token: Annotated[str, Field(min_length=1, max_length=128)] | None = None
 
 
 class BackupRequested(Contract):
     request_id: Identifier
     target: Name
-    requested_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    requested_by: RequiredLabel
+    reason: Reason
 
 
 # --------------------------------------------------------------------------- pipeline → anyone
@@ -189,17 +222,17 @@ class BackupMissing(Contract):
 
     target: Name
     agent: Name
-    problem: str
-    since: AwareDatetime
-    last_good_at: AwareDatetime | None = None
+    problem: Text
+    since: Timestamp
+    last_good_at: Timestamp | None = None
 
 
 class RestoreRejected(Contract):
     restore_id: Identifier
-    target: str
-    reason_code: str
-    reason: str
-    requested_by: str
+    target: Label
+    reason_code: Label
+    reason: Text
+    requested_by: Label
 
 
 class RestoreValidated(Contract):
@@ -209,15 +242,15 @@ class RestoreValidated(Contract):
     target: Name
     destination: Name
     mode: Literal["clone", "in-place"]
-    requested_by: str
+    requested_by: Label
     source_run_id: Identifier
-    source_started_at: AwareDatetime | None = None
-    source_finished_at: AwareDatetime | None = None
-    bytes_stored: int = Field(ge=0)
+    source_started_at: Timestamp | None = None
+    source_finished_at: Timestamp | None = None
+    bytes_stored: ByteCount
     sha256: Sha256Hex
     destination_agent: Name
-    requires_approval: bool = False
-    dry_run: bool = True
+    requires_approval: Flag = False
+    dry_run: Flag = True
 
 
 # (source family, detail-type) → model. Agent events arrive from ``backup.agent.<agent>`` (``source_family``).

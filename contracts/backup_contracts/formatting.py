@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
+
+# control, format (bidi overrides, zero-width), line and paragraph separators, surrogates, unassigned
+_UNPRINTABLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+CUT_MARK = "\n[... {cut} bytes cut]\n"
+
+
+def _cut(flat: str, limit: int) -> str:
+    return flat if len(flat) <= limit else flat[: max(limit - 3, 0)].rstrip() + "..."
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` flattened to one printable line of at most ``limit`` characters (ellipsis when cut): every
+    run of whitespace (newlines too) becomes one space and every other control or invisible character is
+    dropped, so that text someone else chose (a requester, a reason, an agent's error, a field name) can
+    never start a line of its own in a message nor hide what follows it."""
+    flat = " ".join(str(text).split())
+    flat = "".join(ch for ch in flat if unicodedata.category(ch) not in _UNPRINTABLE)
+    return _cut(flat, limit)
 
 
 def ascii_line(text: str, limit: int) -> str:
     """One line of printable ASCII, at most ``limit`` characters (ellipsis when cut)."""
-    flat = " ".join(text.split())
+    flat = " ".join(str(text).split())
     flat = flat.encode("ascii", "replace").decode("ascii")
     flat = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in flat)
-    if len(flat) > limit:
-        flat = flat[: limit - 3].rstrip() + "..."
-    return flat
+    return _cut(flat, limit)
+
+
+def fit_bytes(text: str, max_bytes: int) -> str:
+    """``text`` whole when its UTF-8 form fits ``max_bytes``, else its head cut at a character boundary
+    and a line saying how much was cut, the result still within ``max_bytes`` (SNS counts bytes)."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    mark = CUT_MARK.format(cut=len(data))  # an upper bound of what is cut: the mark's length never grows
+    head = data[: max(max_bytes - len(mark.encode("utf-8")), 0)].decode("utf-8", "ignore")
+    return head + CUT_MARK.format(cut=len(data) - len(head.encode("utf-8")))
 
 
 def format_age(delta: timedelta) -> str:

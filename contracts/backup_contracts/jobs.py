@@ -3,11 +3,12 @@ target name to how it connects."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import AwareDatetime, Field, HttpUrl
+from pydantic import Field, HttpUrl
 
-from backup_contracts.events import Contract, Identifier, Name, Sha256Hex
+from backup_contracts.bounds import ByteCount, Facts, Identifier, Label, Name, ObjectKey, Sha256Hex, Timestamp
+from backup_contracts.events import Contract
 
 JobKind = Literal["backup", "restore", "drill"]
 Trigger = Literal["schedule", "user", "admin", "drill", "pre-restore"]
@@ -18,19 +19,19 @@ class RestoreSource(Contract):
 
     run_id: Identifier
     target: Name
-    bucket: str
-    key: str
-    version_id: str | None = None
+    bucket: Label
+    key: ObjectKey
+    version_id: Label | None = None
     sha256: Sha256Hex
-    bytes_stored: int = Field(gt=0)
-    engine: str
-    format: str
-    compression: str
+    bytes_stored: ByteCount = Field(gt=0)
+    engine: Label
+    format: Label
+    compression: Label
     presigned_url: HttpUrl | None = Field(
         default=None, description="short-lived GET URL for exactly this object; the signer holds kms:Decrypt"
     )
-    started_at: AwareDatetime | None = Field(default=None, description="when the backup's dump started")
-    manifest_facts: dict[str, Any] = Field(
+    started_at: Timestamp | None = Field(default=None, description="when the backup's dump started")
+    manifest_facts: Facts = Field(
         default_factory=dict, description="facts from the backup's manifest the restore is verified against"
     )
 
@@ -41,13 +42,13 @@ class Job(Contract):
     agent: Name
     target: Name
     trigger: Trigger
-    issued_at: AwareDatetime
-    deadline: AwareDatetime
-    bucket: str
-    key_prefix: str = Field(description="the object key for this run is chosen below this prefix")
+    issued_at: Timestamp
+    deadline: Timestamp
+    bucket: Label
+    key_prefix: ObjectKey = Field(description="the object key for this run is chosen below this prefix")
     retention_class: Name
     # restore and drill jobs only
     restore_id: Identifier | None = None
-    destination: str | None = None
+    destination: Name | None = None
     mode: Literal["clone", "in-place", "drill"] | None = None
     source: RestoreSource | None = None

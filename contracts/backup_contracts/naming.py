@@ -32,7 +32,7 @@ def sender_agent(source: str) -> str | None:
     if not source.startswith(AGENT_SOURCE_PREFIX):
         return None
     agent = source.removeprefix(AGENT_SOURCE_PREFIX)
-    return agent if NAME_RE.match(agent) else None
+    return agent if NAME_RE.fullmatch(agent) else None  # fullmatch: re's $ would let "db-1\n" through
 
 
 def source_family(source: str) -> str:

@@ -15,8 +15,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backup_contracts.bounds import END
 from backup_contracts.events import EVENT_TYPES, UnknownEventError, parse_event
 from backup_contracts.naming import AGENT_SOURCE_PREFIX, SOURCE_AGENT
+
+
+def strict_end(schema: Any) -> Any:
+    """``schema`` with every ``pattern`` ending in ``$`` followed by ``bounds.END``: Python's ``$`` (and so
+    Python JSON Schema validators) would let a final newline through, which the model refuses."""
+    if isinstance(schema, dict):
+        return {key: _end_pattern(value) if key == "pattern" else strict_end(value) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [strict_end(value) for value in schema]
+    return schema
+
+
+def _end_pattern(pattern: Any) -> Any:
+    return pattern + END if isinstance(pattern, str) and pattern.endswith("$") else pattern
 
 
 def _file_name(detail_type: str) -> str:
@@ -28,15 +43,15 @@ def schema_documents() -> dict[str, dict[str, Any]]:
     documents: dict[str, dict[str, Any]] = {}
     for (family, detail_type), model in EVENT_TYPES.items():
         source = f"{AGENT_SOURCE_PREFIX}<agent>" if family == SOURCE_AGENT else family
-        schema = model.model_json_schema(mode="validation")
+        schema = strict_end(model.model_json_schema(mode="validation"))
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        schema["title"] = detail_type
+        schema["title"] = str(detail_type)
         schema["description"] = (
-            f"`detail` of an EventBridge event with source {source!r} and detail-type {detail_type!r}."
+            f"`detail` of an EventBridge event with source {source!r} and detail-type {str(detail_type)!r}."
             + (f" {model.__doc__.strip()}" if model.__doc__ else "")
         )
         schema["x-event-source"] = source
-        schema["x-event-detail-type"] = detail_type
+        schema["x-event-detail-type"] = str(detail_type)
         documents[_file_name(detail_type)] = schema
     return documents
 

@@ -20,13 +20,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from backup_contracts.formatting import ascii_line, format_age, format_bytes, format_time
+from backup_contracts.formatting import ascii_line, fit_bytes, format_age, format_bytes, format_time, one_line
 from backup_contracts.redaction import redact, redact_value
 
 SUBJECT_MAX = 100
+# SNS takes at most 256 KiB per message, the body and the message attributes together: the body gets
+# 200 KiB, the ``alert`` facts 48 KiB, each other attribute a line (``Alert.sns_body``, ``message_attributes``)
+SNS_BODY_MAX = 200 * 1024
+SNS_FACTS_MAX = 48 * 1024
+ATTRIBUTE_MAX = 256
 ERROR_MAX = 500
 STDERR_IN_BODY_MAX = 4096
 STDERR_IN_JSON_MAX = 1024
+STDERR_LINE_MAX = 1024
 
 Phase = Literal["open", "reminder", "resolved"]
 
@@ -72,19 +78,40 @@ class Alert:
     body: str
     facts: dict[str, Any]
 
+    def sns_body(self) -> str:
+        """The body as SNS takes it: whole, or cut (saying so) where it would not fit."""
+        return fit_bytes(self.body, SNS_BODY_MAX)
+
+    def facts_json(self) -> str:
+        """The facts as JSON within ``SNS_FACTS_MAX``: whole when they fit, else only their short scalar facts
+        and ``"truncated": true`` (always JSON a machine can read, never a cut string)."""
+        text = json.dumps(self.facts, sort_keys=True, default=str)
+        if len(text.encode("utf-8")) <= SNS_FACTS_MAX:
+            return text
+        short = {
+            name: value
+            for name, value in self.facts.items()
+            if isinstance(value, int | float | bool) or (isinstance(value, str) and len(value) <= ATTRIBUTE_MAX)
+        }
+        text = json.dumps({**short, "truncated": True}, sort_keys=True, default=str)
+        if len(text.encode("utf-8")) <= SNS_FACTS_MAX:
+            return text
+        return json.dumps({"kind": self.kind, "phase": self.phase, "truncated": True}, sort_keys=True)
+
     def message_attributes(self) -> dict[str, dict[str, str]]:
         attributes = {
-            "alert": json.dumps(self.facts, sort_keys=True, default=str),
+            "alert": self.facts_json(),
             "kind": self.kind,
             "phase": self.phase,
             "target": self.facts.get("target"),
             "agent": self.facts.get("agent"),
         }
-        return {
-            name: {"DataType": "String", "StringValue": str(value)}
+        values = {
+            name: str(value) if name == "alert" else one_line(str(value), ATTRIBUTE_MAX)
             for name, value in attributes.items()
-            if value not in (None, "")
+            if value is not None
         }
+        return {name: {"DataType": "String", "StringValue": value} for name, value in values.items() if value}
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -180,10 +207,11 @@ def _build(s: Situation, kind: str, phase: Phase, *, headline: str, what: str, l
         body.append(f"Error:       {redact(ascii_line(s.error, ERROR_MAX))}")
     if phase != "resolved" and s.problems:
         body.append("Problems:")
-        body.extend(f"  - {redact(p)}" for p in s.problems)
+        body.extend(f"  - {one_line(redact(p), ERROR_MAX)}" for p in s.problems)
     if phase != "resolved" and s.stderr_tail:
         tail = redact(s.stderr_tail)[-STDERR_IN_BODY_MAX:]
-        body.extend(["", "Error output (last lines, redacted):", *[f"    {line}" for line in tail.splitlines()]])
+        lines = [f"    {one_line(line, STDERR_LINE_MAX)}" for line in tail.splitlines()]
+        body.extend(["", "Error output (last lines, redacted):", *lines])
     body.extend(["", "Next step:", *[f"    {step}" for step in steps]])
     body.extend(["", f"Alert time: {format_time(s.now)} - pipeline {s.pipeline}"])
     subject_what = "backups good again" if phase == "resolved" else what

@@ -134,7 +134,7 @@ class SnsNotifier:
         response = self._sns.publish(
             TopicArn=self._topic_arn,
             Subject=alert.subject,
-            Message=alert.body,
+            Message=alert.sns_body(),
             MessageAttributes=attributes,  # type: ignore[arg-type]
         )
         return str(response["MessageId"])

@@ -120,3 +120,8 @@ def test_schema_validation_cli_accepts_a_good_request_and_names_a_bad_one(tmp_pa
     assert problem is not None
     assert "restore_id" in problem
     assert validate("Restore Pls", good) is not None
+
+
+def test_a_source_with_a_trailing_newline_names_no_agent() -> None:
+    assert sender_agent("backup.agent.db-1\n") is None
+    assert sender_agent("backup.agent.db-1") == "db-1"

@@ -30,6 +30,7 @@ from backup_functions.audit.provenance import (
     Refusal,
     key_layout_problems,
     time_problems,
+    unreachable_problems,
 )
 from backup_functions.clock import Clock
 from backup_functions.ledger import FAILED, SUCCEEDED, TERMINAL_STATES, UNVERIFIED, Ledger, RunRecord
@@ -174,15 +175,19 @@ class Auditor:
         return Outcome("BackupStarted", state="started", first_time=moved)
 
     def verify(self, event: BackupSucceeded) -> Verification:
+        misplaced = key_layout_problems(event) + time_problems(event, self.provenance, self.clock.now())
+        unreachable = unreachable_problems(event, self.config.bucket)
+        if unreachable:  # never ask S3 about a bucket or a key that cannot be this run's
+            return Verification(
+                False, tuple(unreachable + misplaced), {"object_checked": False}, checksum_compared=False
+            )
         head = self.objects.head(event.bucket, event.key, event.version_id)
         if head is None:
             return missing(f"object s3://{event.bucket}/{event.key} not found")
         verification = verify_backup(
             head, event, bucket=self.config.bucket, kms_key_arn=self.config.kms_key_arn, max_skew=self.config.max_skew
         )
-        verification = with_problems(
-            verification, key_layout_problems(event) + time_problems(event, self.provenance, self.clock.now())
-        )
+        verification = with_problems(verification, misplaced)
         if "s3-composite-checksum" in verification.facts.get("checksum_sources", []):
             return with_manifest(verification, event, self.objects.manifest(event.bucket, event.key))
         if verification.checksum_compared:

@@ -26,6 +26,7 @@ from backup_contracts.fleet import Fleet, Target
 from backup_contracts.naming import agent_prefix
 
 DEFAULT_MAX_SKEW = timedelta(minutes=5)
+S3_KEY_MAX_BYTES = 1024
 
 
 class Refusal(Exception):
@@ -80,6 +81,21 @@ class Provenance:
     def clamp(self, moment: datetime, now: datetime) -> datetime:
         """A time no later than the audit's clock (what a deadline may be computed from)."""
         return min(moment, now)
+
+
+def unreachable_problems(event: BackupStarted, bucket: str) -> list[str]:
+    """Why S3 must not even be asked about the object: it lies outside the pipeline's bucket or the agent's
+    prefix, or its key is longer than S3's. Checked before any call, so that a bucket of someone else's
+    (HeadObject: NoSuchBucket or AccessDenied), a name that is no bucket name or an empty key (refused by
+    botocore before any call) is a reason why the run is unverified, never an exception."""
+    problems = []
+    if event.bucket != bucket:
+        problems.append(f"object is in bucket {event.bucket!r}, not the pipeline's bucket {bucket!r}")
+    if not event.key.startswith(agent_prefix(event.agent)):
+        problems.append(f"object key {event.key!r} is outside the agent's prefix {agent_prefix(event.agent)!r}")
+    elif len(event.key.encode("utf-8")) > S3_KEY_MAX_BYTES:
+        problems.append(f"object key is {len(event.key.encode('utf-8'))} bytes long, longer than S3 allows")
+    return problems
 
 
 def key_layout_problems(event: BackupStarted) -> list[str]:

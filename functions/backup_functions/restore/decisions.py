@@ -19,7 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from backup_contracts import ledger as keys
+from backup_contracts.bounds import LABEL_MAX, TEXT_MAX
 from backup_contracts.events import RestoreRejected, RestoreRequested, RestoreValidated
+from backup_contracts.formatting import one_line
 from backup_contracts.jobs import Job, RestoreSource
 from backup_contracts.naming import agent_prefix
 from backup_functions.ledger import RestoreItem
@@ -86,9 +88,13 @@ class Decisions:
         """The Restore Rejected event and the SNS message; nothing is stored (a reused restore_id or a
         refused approval leaves the request as it is)."""
         log.warning("restore %s rejected: %s: %s", restore_id, code, reason)
-        self.context.events.publish(
+        self.context.events.publish(  # what the requester wrote, flattened and bounded as the contract says
             RestoreRejected(
-                restore_id=restore_id, target=target, reason_code=code, reason=reason, requested_by=requested_by
+                restore_id=restore_id,
+                target=one_line(target, LABEL_MAX),
+                reason_code=code,
+                reason=one_line(reason, TEXT_MAX),
+                requested_by=one_line(requested_by, LABEL_MAX),
             )
         )
         self.context.notifier.notify(

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from backup_contracts.formatting import ascii_line, format_age, format_bytes, format_time
+from backup_contracts.formatting import ascii_line, format_age, format_bytes, format_time, one_line
 from backup_contracts.redaction import redact, redact_value
 from backup_functions.alerts import SUBJECT_MAX, Alert, Phase
 from backup_functions.ledger import RestoreItem
@@ -57,6 +57,16 @@ REASON_HELP: dict[str, str] = {
     "restore-id-reused": "this restore_id was already used for a different request; use a new id"
     " (the original request is unaffected)",
 }
+
+
+TEXT_MAX = 1024  # a reason, an error: one line in the body
+WHO_MAX = 256  # a requester, an ARN, a target as requested
+
+
+def _line(text: Any, limit: int = TEXT_MAX) -> str:
+    """Text someone else chose (a requester, a reason, a target as requested, an agent's error), masked,
+    then flattened to one line: it can never add a line of its own (a fake "approve with" line) to a message."""
+    return one_line(redact(str(text)), limit)
 
 
 def _clean(facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,10 +111,11 @@ def rejected(
     pipeline: str, *, restore_id: str, target: str, code: str, reason: str, requested_by: str, now: datetime
 ) -> Alert:
     meaning = REASON_HELP.get(code, "")
+    target, requested_by, reason = _line(target, WHO_MAX), _line(requested_by, WHO_MAX), _line(reason)
     body = [
         f"Restore request {restore_id} for {target} was REJECTED ({code}).",
         "",
-        f"Why:          {redact(reason)}",
+        f"Why:          {reason}",
         f"Requested by: {requested_by}",
         f"Rejected at:  {format_time(now)}",
     ]
@@ -122,7 +133,7 @@ def rejected(
         facts={
             "target": target,
             "reason_code": code,
-            "reason": redact(reason),
+            "reason": reason,
             "requested_by": requested_by,
             "at": now.isoformat(),
             "next_steps": [meaning] if meaning else None,
@@ -142,13 +153,14 @@ def approval_needed(
     authenticated call), so anyone who reads it learns only what waits and who may approve it."""
     restore_id, target, destination, mode = item.restore_id, item.target, item.destination, item.mode
     what = f"in-place restore of {target}" if mode == "in-place" else f"clone of {target} into {destination}"
-    requester = item.requested_by_arn or item.requested_by
+    requested_by = _line(item.requested_by, WHO_MAX)
+    requester = _line(item.requested_by_arn, WHO_MAX) if item.requested_by_arn else requested_by
     body = [
         f"APPROVAL NEEDED: {what} (protected target).",
         "",
         f"Restore id:   {restore_id}",
-        f"Requested by: {requester}" + (f" ({item.requested_by})" if item.requested_by != requester else ""),
-        f"Reason:       {redact(item.reason)}",
+        f"Requested by: {requester}" + (f" ({requested_by})" if requested_by != requester else ""),
+        f"Reason:       {_line(item.reason)}",
         f"Backup:       {_source_line(item.source)}",
         f"Destination:  {destination} ({mode}); a safety backup of it is taken first"
         if mode == "in-place"
@@ -156,7 +168,7 @@ def approval_needed(
         f"Expires:      {format_time(expires_at)}",
         "",
         "May approve (anyone of these except the requester):",
-        *[f"    {pattern}" for pattern in approvers],
+        *[f"    {_line(pattern, WHO_MAX)}" for pattern in approvers],
         "",
         "To approve, an approver runs (it signs the call with the approver's own AWS credentials):",
         f"    backupctl approve {restore_id}",
@@ -203,7 +215,7 @@ def restore_failed(pipeline: str, *, item: RestoreItem, now: datetime) -> Alert:
         body.append(f"Safety backup: run {item.safety_backup_run_id} of {destination} (taken before the restore)")
     if item.stderr_tail:
         body += ["", "Error output (last lines, redacted):"]
-        body += [f"    {line}" for line in redact(item.stderr_tail).splitlines()[-20:]]
+        body += [f"    {one_line(line, TEXT_MAX)}" for line in redact(item.stderr_tail).splitlines()[-20:]]
     steps: list[str] = [f"backupctl restore-status {restore_id}"]
     if touched and item.mode == "in-place" and item.safety_backup_run_id:
         steps.append(

@@ -13,16 +13,26 @@ request (the very run the approver saw, its object checked again). The first che
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from backup_contracts import ledger as keys
 from backup_contracts.events import RestoreRequested
-from backup_contracts.fleet import Agent, Target
+from backup_contracts.fleet import Agent, Fleet, Target
 from backup_functions.ledger import RestoreItem, RunRecord
 from backup_functions.restore.context import Context
 from backup_functions.verification import ClaimedObject, compare_head
+
+SUGGESTIONS_MAX = 3
+
+
+def _close_names(name: str, fleet: Fleet) -> str:
+    """At most three of the fleet's names that look like ``name`` (a typo), never the fleet's list: a
+    rejection of a fleet of 7,000 targets once listed all of them, too long for SNS."""
+    close = difflib.get_close_matches(name, [t.name for _, t in fleet.targets()], n=SUGGESTIONS_MAX, cutoff=0.8)
+    return f"; did you mean {' or '.join(close)}?" if close else "; `backupctl status` lists its targets"
 
 
 class Rejection(Exception):
@@ -174,9 +184,8 @@ class Planner:
         try:
             return fleet.target(name)
         except KeyError:
-            known = ", ".join(sorted(t.name for _, t in fleet.targets()))
             role = "target" if code == "unknown-target" else "destination"
-            raise Rejection(code, f"{role} {name!r} is not in the fleet (known: {known})") from None
+            raise Rejection(code, f"{role} {name!r} is not in the fleet{_close_names(name, fleet)}") from None
 
     def _resolve(self, request: RestoreRequested) -> RunRecord:
         selector = request.backup

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from backup_contracts import ledger as keys
 from backup_contracts.events import RestoreRequested
+from backup_contracts.formatting import one_line
 from backup_contracts.validation import describe_validation_error
 from backup_functions.envelope import MalformedEventError
 from backup_functions.ledger import RestoreItem
@@ -52,15 +53,15 @@ class Requests:
         except ValidationError as exc:
             request = None
             invalid = describe_validation_error(exc)
-        summary = {
+        summary = {  # of an invalid request, only what is text, flattened and cut (it is stored and announced)
             "kind": "restore",
-            "target": str(raw.get("target", ""))[:128],
-            "destination": (request.destination or request.target) if request else raw.get("destination"),
-            "mode": request.mode if request else raw.get("mode"),
+            "target": request.target if request else _text(raw.get("target"), 128) or "",
+            "destination": (request.destination or request.target) if request else _text(raw.get("destination"), 128),
+            "mode": request.mode if request else _text(raw.get("mode"), 16),
             "selector": request.backup.model_dump(mode="json", exclude_none=True) if request else None,
-            "requested_by": str(raw.get("requested_by", "unknown"))[:256],
-            "reason": str(raw.get("reason", ""))[:1024],
-            "dry_run": bool(request.dry_run) if request else bool(raw.get("dry_run", False)),
+            "requested_by": request.requested_by if request else _text(raw.get("requested_by"), 256) or "unknown",
+            "reason": request.reason if request else _text(raw.get("reason"), 1024) or "",
+            "dry_run": request.dry_run if request else raw.get("dry_run") is True,
         }
         if requester_arn is not None:
             summary["requested_by_arn"] = requester_arn
@@ -120,6 +121,11 @@ class Requests:
             return self._decide(restore_id, request, now, item.requested_by_arn)
         self.decisions.owing.settle(item)  # what the decision owes and a crash or a failed call left
         return Outcome(restore_id, "duplicate", detail=f"already {state}")
+
+
+def _text(value: Any, limit: int) -> str | None:
+    """A field of a request as one line of at most ``limit`` characters; None when it is no text at all."""
+    return one_line(value, limit) if isinstance(value, str) else None
 
 
 def restore_id_of(detail: Any) -> str | None:
