@@ -48,8 +48,9 @@ class EvidencePages:
 
 
 @pytest.fixture(scope="session")
-def evidence_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvidencePages]:
-    """Simulated once per session (about 10 s): the integration and the browser tests read the same pages."""
+def evidence_pages(tmp_path_factory: pytest.TempPathFactory) -> EvidencePages:
+    """Simulated once per session (about 10 s): the integration and the browser tests read the same pages.
+    The mock and the environment end with the fixture's setup: other tests never run inside them."""
     directory = tmp_path_factory.mktemp("evidence")
     with pytest.MonkeyPatch.context() as patch:
         for name, value in FAKE_CREDENTIALS.items():
@@ -67,4 +68,4 @@ def evidence_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidenc
                 assert main([*base, "--json"]) == 0
             with contextlib.redirect_stdout(io.StringIO()) as table:
                 assert main(base) == 0
-            yield EvidencePages(world, html, twin, out.getvalue(), table.getvalue())
+    return EvidencePages(world, html, twin, out.getvalue(), table.getvalue())
