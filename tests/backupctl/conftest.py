@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 from ctl_env import FAKE_CREDENTIALS, REGION, Pipeline, write_fleet
 from moto import mock_aws
-from report_world import DAY, DAYS, ReportWorld
+from report_world import DAY, DAYS, EvidencePages, ReportWorld
 
 from backup_contracts.fleet import load_fleet
 from backupctl.cli import main
@@ -31,20 +28,6 @@ def pipeline(tmp_path: Path, aws_credentials: dict[str, str], monkeypatch: pytes
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         yield Pipeline(fleet_file, fleet, provision(fleet, session), session)
-
-
-@dataclass(frozen=True)
-class EvidencePages:
-    """The evidence report of the simulated ten days (``report_world``), as ``backupctl report`` wrote it."""
-
-    world: ReportWorld
-    html: Path
-    json: Path
-    stdout_json: str
-    summary: str
-
-    def doc(self) -> dict[str, Any]:
-        return json.loads(self.json.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -215,3 +216,17 @@ class ReportWorld:
         slots = Schedule("rate(7 days)").slots_after(self.t0 - timedelta(seconds=1))
         for slot in itertools.takewhile(lambda s: s < end - DAY, slots):
             self.drill("orders", slot, rto=timedelta(minutes=12))
+
+
+@dataclass(frozen=True)
+class EvidencePages:
+    """The evidence report of the simulated ten days (``report_world``), as ``backupctl report`` wrote it."""
+
+    world: ReportWorld
+    html: Path
+    json: Path
+    stdout_json: str
+    summary: str
+
+    def doc(self) -> dict[str, Any]:
+        return json.loads(self.json.read_text(encoding="utf-8"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from browser import chromium, dom_links, png_size, print_pdf, visit
-from conftest import EvidencePages
+from report_world import EvidencePages
 
 pytestmark = [
     pytest.mark.integration,

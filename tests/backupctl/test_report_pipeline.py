@@ -12,8 +12,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
-from conftest import EvidencePages
-from report_world import DAY, DAYS, HOSTILE_ERROR
+from report_world import DAY, DAYS, HOSTILE_ERROR, EvidencePages
 
 pytestmark = pytest.mark.integration
 
