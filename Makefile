@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint typecheck synth nag pytest unit integration infrastructure e2e fuzz bench bench-agent bench-control schemas clean install
+.PHONY: demo test lint typecheck synth nag pytest unit integration infrastructure e2e fuzz bench bench-agent bench-control schemas clean install browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,19 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+## Headless Chromium from Debian's packages for the evidence report's browser test
+## (tests/backupctl/test_report_browser.py skips, saying so, where it cannot be installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (Debian package) for the report's browser test" >&2; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "warning: chromium is not installed and apt-get (as root) is not available: the browser test will skip" >&2; \
+	  fi; \
+	}
+
+install: $(VENV)/.installed node_modules/.installed browser
 
 ## The pipeline's main job, locally on embedded defaults: moto server, dispatcher, real agent,
 ## audit ledger, watchdog and a restore round trip. Exits non-zero saying why if any step fails.

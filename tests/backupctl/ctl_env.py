@@ -13,6 +13,14 @@ from backup_functions.ledger import Ledger
 from local_pipeline.resources import LocalResources
 
 REGION = "us-east-1"
+# tests/conftest.py's fake credentials, for the session-scoped evidence fixture (the function-scoped
+# ``aws_credentials`` fixture cannot serve it)
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
 FLEET = {
     "version": 1,
     "pipeline": {"name": "ctl"},
