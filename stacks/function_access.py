@@ -156,6 +156,10 @@ class FunctionAccess:
         self._allow("PublishAlerts", ["sns:Publish"], [topic.topic_arn])
         self.use_key_through("sns", KMS_FOR_SENDING)
 
+    def list_subscriptions(self, topic: sns.ITopic) -> None:
+        """The canary's check for subscriptions still pending confirmation (read only, this topic only)."""
+        self._allow("ListAlertSubscriptions", ["sns:ListSubscriptionsByTopic"], [topic.topic_arn])
+
     def read_objects(self, bucket: s3.IBucket, actions: Iterable[str]) -> None:
         """Object-level actions on the backups under agents/ (no bucket-level or list permission, no delete)."""
         self._allow("ReadBackupObjects", actions, [bucket.arn_for_objects(f"{AGENT_PREFIX_ROOT}/*")])

@@ -280,6 +280,7 @@ class Functions(Construct):
         function = self._function("watchdog", "Compares expected with actual runs and raises alerts")
         self._grant_common("watchdog")
         self.access["watchdog"].publish(s.topic)
+        self.access["watchdog"].list_subscriptions(s.topic)  # the daily canary names unconfirmed subscriptions
         events.Rule(
             self,
             "WatchdogSchedule",

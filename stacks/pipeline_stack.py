@@ -49,6 +49,7 @@ class PipelineStack(Stack):
         self.approvals = RestoreApprovals(self, "RestoreApprovals", fleet=fleet, function=self.functions.restore)
         dlqs = {f"agent-{name}": agent.dlq for name, agent in self.agent_access.agents.items()}
         dlqs |= {f"{name}-events": dlq for name, dlq in self.functions.dlqs.items()}
+        dlqs |= {f"webhook-{name}": dlq for name, dlq in self.alerting.destinations.webhook_dlqs.items()}
         self.monitoring = Monitoring(
             self,
             "Monitoring",

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError, field_validator
 
+from backup_contracts.fleet_alerts import AlertRouting
 from backup_contracts.fleet_checks import Loc, Problem, fleet_problems
 from backup_contracts.naming import NAME_PATTERN
 from backup_contracts.schedule import MAX_DURATION, Schedule, ScheduleError, parse_duration
@@ -192,6 +193,9 @@ class Agent(_Model):
 class PipelineSettings(_Model):
     name: Name = "backup-pipeline"
     alert_emails: list[EmailStr] = Field(default_factory=list)
+    alerts: AlertRouting = Field(
+        default_factory=AlertRouting, description="webhooks, chat channels and the canary (fleet_alerts.py)"
+    )
     approvers: list[str] = Field(
         default_factory=list,
         description="who may approve restores into protected targets (principal ARN patterns, see"
@@ -258,6 +262,8 @@ def _schema_message(err: Any) -> str:
         return "unknown key. Fix: remove it or check its spelling"
     if err["type"] == "missing":
         return "required key is missing. Fix: add it"
+    if err["type"] == "literal_error":
+        return f"{err['input']!r} is not allowed here. Fix: use one of {(err.get('ctx') or {}).get('expected', '')}"
     if err["type"] == "string_pattern_mismatch" and loc[-1] in ("name", "retention"):
         return (
             f"{err['input']!r} is not a valid name. Fix: use lower-case letters, digits and '-',"

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from backup_contracts.approvers import pattern_problem
+from backup_contracts.fleet_alerts import routing_problems
 from backup_contracts.schedule import MAX_INTERVAL, Schedule, ScheduleError, format_duration
 
 if TYPE_CHECKING:
@@ -28,6 +29,11 @@ def fleet_problems(fleet: Fleet) -> list[Problem]:
         + _drill_problems(fleet)
         + _rto_problems(fleet)
         + _approver_problems(fleet)
+        + routing_problems(
+            fleet.pipeline.alerts,
+            {target.name for _, target in fleet.targets()},
+            {agent.name for agent in fleet.agents},
+        )
     )
 
 

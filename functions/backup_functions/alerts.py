@@ -9,7 +9,12 @@ same ``Situation`` and a phase (open / reminder / resolved) and returns an ``Ale
 - ``body``: since when, last good backup and its age, the error / stderr tail (redacted), the
   next step as backupctl commands;
 - ``facts``: the same as JSON for machines, published as the ``alert`` message attribute (plus
-  ``kind``/``phase``/``target``/``agent`` string attributes usable in SNS filter policies).
+  ``severity``/``kind``/``phase``/``target``/``agent`` string attributes usable in SNS filter policies,
+  the ones a fleet destination's ``filter`` names: ``backup_contracts.fleet_alerts.FILTER_ATTRIBUTES``).
+
+Severity: ``critical`` for an open or reminded failure, unverified backup, missed RPO, silent agent or any
+kind not listed in ``SEVERITY``; ``warning`` for a job never started or stuck; ``info`` for every recovery
+and the canary (``facts["severity"]``, when set, decides instead).
 """
 
 from __future__ import annotations
@@ -43,6 +48,23 @@ RPO = "rpo"
 NOT_STARTED = "start"
 STUCK = "end"
 AGENT_SILENT = "heartbeat"
+CANARY = "canary"  # the daily synthetic alert (backup_functions.canary), not an incident
+
+SEVERITY: dict[str, str] = {
+    FAILED: "critical",
+    UNVERIFIED: "critical",
+    RPO: "critical",
+    AGENT_SILENT: "critical",
+    NOT_STARTED: "warning",
+    STUCK: "warning",
+    CANARY: "info",
+    "rto-breached": "warning",  # restore/messages.RTO_BREACHED: the drill restored fine, only too slowly
+}
+
+
+def severity_of(kind: str, phase: str) -> str:
+    """``info`` / ``warning`` / ``critical`` (see the module docstring); unknown kinds page as critical."""
+    return "info" if phase == "resolved" else SEVERITY.get(kind, "critical")
 
 
 @dataclass(frozen=True)
@@ -98,9 +120,14 @@ class Alert:
             return text
         return json.dumps({"kind": self.kind, "phase": self.phase, "truncated": True}, sort_keys=True)
 
+    @property
+    def severity(self) -> str:
+        return str(self.facts.get("severity") or severity_of(self.kind, self.phase))
+
     def message_attributes(self) -> dict[str, dict[str, str]]:
         attributes = {
             "alert": self.facts_json(),
+            "severity": self.severity,
             "kind": self.kind,
             "phase": self.phase,
             "target": self.facts.get("target"),

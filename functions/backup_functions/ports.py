@@ -4,6 +4,7 @@ Domain logic sees only the protocols; the handlers wire the adapters (clients in
 at import time) and tests wire in-memory fakes (``tests/fakes.py``) or the adapters against moto.
 
 - ``Notifier``: an alert to the on-call topic (SNS);
+- ``SnsSubscriptions``: the topic's subscriptions still pending confirmation (the canary's warning);
 - ``EventPublisher``: a contract event on the pipeline's bus (EventBridge);
 - ``JobQueue``: job messages to an agent's queue (SQS), one or a batch of up to ten;
 - ``ObjectStore``: the backup objects (S3): HEAD, read, retention tags, Object Lock retention, manifest,
@@ -28,6 +29,7 @@ from backup_contracts.eventbus import put_events
 from backup_contracts.events import DETAIL_TYPE_OF, Contract, parse_event
 from backup_contracts.naming import manifest_key
 from backup_functions.alerts import Alert
+from backup_functions.canary import pending_of
 from backup_functions.ledger.outbox import Owed
 
 if TYPE_CHECKING:
@@ -138,6 +140,22 @@ class SnsNotifier:
             MessageAttributes=attributes,  # type: ignore[arg-type]
         )
         return str(response["MessageId"])
+
+
+class SnsSubscriptions:
+    """``ListSubscriptionsByTopic`` (paginated): pending confirmations per protocol, never the endpoints."""
+
+    def __init__(self, sns: SNSClient, topic_arn: str) -> None:
+        self._sns = sns
+        self._topic_arn = topic_arn
+
+    def pending_confirmation(self) -> dict[str, int]:
+        pairs = [
+            (str(subscription.get("Protocol", "")), str(subscription.get("SubscriptionArn", "")))
+            for page in self._sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=self._topic_arn)
+            for subscription in page.get("Subscriptions", [])
+        ]
+        return pending_of(pairs)
 
 
 class EventBridgePublisher:

@@ -1,7 +1,9 @@
 """Watchdog Lambda, invoked by an EventBridge schedule every ``watchdog_interval_minutes``.
 
 Thin: build the watchdog from the environment (once per container), tick at the clock's now, publish
-metrics. The logic lives in ``watchdog.logic``; tests call ``run_tick`` directly.
+metrics, then send the daily alert-path canary when it is due (``backup_functions.canary``; a runtime
+configured without ``subscriptions`` — the simulations — sends none). The logic lives in
+``watchdog.logic``; tests call ``run_tick`` directly.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from typing import Any
 import boto3
 
 from backup_contracts.fleet import Fleet
+from backup_functions import canary
 from backup_functions import settings as settings_module
 from backup_functions.clock import Clock, SystemClock
 from backup_functions.ledger import Ledger
 from backup_functions.observability import ALERTS_SENT, OPEN_INCIDENTS, OVERDUE_TARGETS, SILENT_AGENTS, count, logger
-from backup_functions.ports import EventBridgePublisher, EventPublisher, Notifier, SnsNotifier
+from backup_functions.ports import EventBridgePublisher, EventPublisher, Notifier, SnsNotifier, SnsSubscriptions
 from backup_functions.runtime import Lazy, lambda_handler
 from backup_functions.watchdog.logic import TickReport, Watchdog
 from backup_functions.watchdog.notify import AlertNotifier
@@ -31,6 +34,7 @@ class Runtime:
     notifier: Notifier
     events: EventPublisher
     clock: Clock
+    subscriptions: canary.Subscriptions | None = None  # None: no canary (simulated worlds)
 
 
 def build_runtime(*, clock: Clock | None = None) -> Runtime:
@@ -41,6 +45,7 @@ def build_runtime(*, clock: Clock | None = None) -> Runtime:
         notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn),
         events=EventBridgePublisher(boto3.client("events"), env.bus_name),
         clock=clock or SystemClock(),
+        subscriptions=SnsSubscriptions(boto3.client("sns"), env.alert_topic_arn),
     )
 
 
@@ -85,4 +90,17 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     count(ALERTS_SENT, len(report.opened) + len(report.reminded) + len(report.resolved))
     summary = _summary(report)
     logger.info("watchdog tick", extra=summary)
+    if rt.subscriptions is not None:
+        summary["canary"] = _canary(now, rt, rt.subscriptions)
     return summary
+
+
+def _canary(now: datetime, rt: Runtime, subscriptions: canary.Subscriptions) -> dict[str, Any]:
+    sent = canary.send_if_due(now, fleet=rt.fleet, notifier=rt.notifier, subscriptions=subscriptions)
+    if sent.sent:
+        unconfirmed = sum(sent.pending.values())
+        count(canary.UNCONFIRMED_SUBSCRIPTIONS, unconfirmed)
+        count(ALERTS_SENT, 1)
+        log = logger.warning if unconfirmed else logger.info
+        log("alert-path canary sent", extra={"pending_confirmation": sent.pending, "message_id": sent.message_id})
+    return asdict(sent)
