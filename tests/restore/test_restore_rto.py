@@ -68,6 +68,7 @@ def test_a_drill_slower_than_its_rto_alerts_once_with_both_numbers(world: World)
     assert "queue wait included" in alert.body
     assert "the restore itself took 600" in alert.body
     assert alert.attributes["kind"] == "rto-breached"
+    assert alert.attributes["severity"] == "warning"  # slow, not broken
     assert _last_drill_rto(world) == 45 * 60
     state = world.ledger.client.get(keys.target_pk("app"), keys.STATE_SK)
     assert state is not None
