@@ -33,6 +33,7 @@ from backup_contracts.schedule import Schedule
 from backup_functions.audit.logic import AuditConfig, Auditor
 from backup_functions.dispatcher import logic as dispatcher
 from backup_functions.ledger import Ledger
+from backup_functions.ledger.outbox import Owed
 from backup_functions.ports import S3ObjectStore, SnsNotifier, SqsJobQueue
 from local_pipeline.clock import SimulatedClock
 from local_pipeline.resources import LocalResources, provision
@@ -187,13 +188,17 @@ class ReportWorld:
         restore_id = f"drill-{target}-{slot:%Y%m%dT%H%M%SZ}"
         restores = self.ledger.restores
         requested = slot + timedelta(minutes=5)
-        assert self.ledger.targets.claim_drill_slot(target, slot, restore_id, requested)
+        owed = Owed(
+            id=f"drill:{restore_id}", kind="drill", owed_at=requested, by="tick", payload={"restore_id": restore_id}
+        )
+        assert self.ledger.targets.claim_drill_slot(target, slot, restore_id, requested, owed=owed)
         summary = {"kind": "drill", "target": target, "destination": f"{target}-drill", "mode": "drill"}
         assert restores.create(restore_id, summary, at=requested, expires_at=requested + 30 * DAY)
         assert restores.transition(restore_id, "dispatched", at=requested + timedelta(seconds=1))
         assert restores.transition(restore_id, "running", at=requested + timedelta(minutes=1))
         finished = requested + rto
         assert restores.transition(restore_id, "succeeded", at=finished, attributes={"finished_at": finished})
+        assert self.ledger.targets.settle_drill(target, owed)
         self.ledger.targets.record_drill(
             target, finished_at=finished, ok=True, rto_s=rto.total_seconds(), restore_id=restore_id, error=None
         )

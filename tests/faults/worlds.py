@@ -242,6 +242,7 @@ def _without_drills() -> Fleet:
     for agent in spec["agents"]:
         for target in agent["targets"]:
             target.pop("drill", None)
+            target.pop("rto", None)  # an objective only drills measure
     return parse_fleet(spec)
 
 
