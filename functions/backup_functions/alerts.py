@@ -37,6 +37,13 @@ RPO = "rpo"
 NOT_STARTED = "start"
 STUCK = "end"
 AGENT_SILENT = "heartbeat"
+# Causes (one incident per root cause; the per-target incidents they explain are recorded, not paged)
+AGENT_JOBS = "jobs"  # the agent heartbeats but none of its jobs start
+PIPELINE_AGENTS = "agents"  # most agents of the fleet silent at once
+DISPATCHER = "dispatcher"  # no dispatcher tick for longer than its interval allows
+REMOVED = "removed"  # the final notice of a target or agent removed from the fleet
+CAUSE_KINDS = frozenset({AGENT_SILENT, AGENT_JOBS, PIPELINE_AGENTS, DISPATCHER})
+AFFECTED_IN_BODY_MAX = 50
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class Alert:
 
 
 def _who(s: Situation) -> str:
+    if s.extra.get("who"):
+        return str(s.extra["who"])
     return f"{s.target} on {s.agent}" if s.target else f"agent {s.agent}"
 
 
@@ -114,6 +123,13 @@ def _last_good_line(s: Situation) -> str:
 def _next_steps(s: Situation, kind: str, phase: Phase) -> list[str]:
     if phase == "resolved":
         return [f"backupctl history {s.target}" if s.target else "backupctl status"]
+    if kind in (PIPELINE_AGENTS, DISPATCHER):
+        return ["backupctl status", "check the pipeline's functions and schedules (CloudWatch: dispatcher, watchdog)"]
+    if kind == AGENT_JOBS:
+        return [
+            "backupctl status",
+            f"on host {s.agent}: journalctl -u backup-agent --since -1h (queue access, job errors)",
+        ]
     if kind == AGENT_SILENT:
         return [
             "backupctl status",
@@ -186,7 +202,7 @@ def _build(s: Situation, kind: str, phase: Phase, *, headline: str, what: str, l
         body.extend(["", "Error output (last lines, redacted):", *[f"    {line}" for line in tail.splitlines()]])
     body.extend(["", "Next step:", *[f"    {step}" for step in steps]])
     body.extend(["", f"Alert time: {format_time(s.now)} - pipeline {s.pipeline}"])
-    subject_what = "backups good again" if phase == "resolved" else what
+    subject_what = ("recovered" if kind in CAUSE_KINDS else "backups good again") if phase == "resolved" else what
     return Alert(
         kind=kind,
         phase=phase,
@@ -229,8 +245,93 @@ def run_stuck(s: Situation, phase: Phase = "open") -> Alert:
     return _build(s, STUCK, phase, headline="BACKUP STUCK", what="run started but never ended", lines=lines)
 
 
+def _names(names: Any) -> str:
+    listed = [str(n) for n in names or ()]
+    shown = ", ".join(listed[:AFFECTED_IN_BODY_MAX])
+    return shown + (f" and {len(listed) - AFFECTED_IN_BODY_MAX} more" if len(listed) > AFFECTED_IN_BODY_MAX else "")
+
+
+def _countdown(s: Situation, row: dict[str, Any]) -> str:
+    deadline = datetime.fromisoformat(row["rpo_deadline"]) if row.get("rpo_deadline") else None
+    if deadline is None:
+        rpo = "no RPO deadline yet"
+    elif deadline <= s.now:
+        rpo = f"RPO breached {format_age(s.now - deadline)} ago"
+    else:
+        rpo = f"RPO breached in {format_age(deadline - s.now)}"
+    good = datetime.fromisoformat(row["last_good_at"]) if row.get("last_good_at") else None
+    last = f"last good {format_age(s.now - good)} ago" if good else "no good backup yet"
+    return f"  - {row['target']}: {rpo} ({last})"
+
+
+def _cause_lines(s: Situation, phase: Phase) -> list[str]:
+    """What a cause incident explains: the targets it affects with their RPO countdowns; on recovery,
+    which caught up and which are still behind (those page on their own from now on)."""
+    lines = []
+    if s.extra.get("agents"):
+        lines.append(f"Agents:      {_names(s.extra['agents'])}")
+    if phase == "resolved":
+        lines.append(f"Caught up:   {_names(s.extra.get('caught_up')) or 'none'}")
+        behind = s.extra.get("still_behind")
+        lines.append(f"Still behind (paged on their own): {_names(behind)}" if behind else "Still behind: none")
+        return lines
+    affected = list(s.extra.get("affected") or ())
+    if affected:
+        lines.append(f"Affected targets ({len(affected)}; their own alerts are held while this lasts):")
+        lines.extend(_countdown(s, row) for row in affected[:AFFECTED_IN_BODY_MAX])
+        if len(affected) > AFFECTED_IN_BODY_MAX:
+            lines.append(f"  ... and {len(affected) - AFFECTED_IN_BODY_MAX} more (backupctl status)")
+    return lines
+
+
 def agent_silent(s: Situation, phase: Phase = "open") -> Alert:
-    return _build(s, AGENT_SILENT, phase, headline="AGENT SILENT", what="no heartbeat from the agent", lines=[])
+    what = "never sent a heartbeat" if s.extra.get("never_heartbeat") else "no heartbeat from the agent"
+    return _build(s, AGENT_SILENT, phase, headline="AGENT SILENT", what=what, lines=_cause_lines(s, phase))
+
+
+def agent_not_taking_jobs(s: Situation, phase: Phase = "open") -> Alert:
+    what = "heartbeats, but its jobs never start"
+    return _build(s, AGENT_JOBS, phase, headline="AGENT NOT TAKING JOBS", what=what, lines=_cause_lines(s, phase))
+
+
+def most_agents_silent(s: Situation, phase: Phase = "open") -> Alert:
+    what = "most agents silent at once"
+    return _build(s, PIPELINE_AGENTS, phase, headline="PIPELINE DOWN", what=what, lines=_cause_lines(s, phase))
+
+
+def dispatcher_stalled(s: Situation, phase: Phase = "open") -> Alert:
+    what = "no job dispatched for any target"
+    lines = [f"Last tick:   {s.extra['last_tick_at']}"] if s.extra.get("last_tick_at") else []
+    return _build(
+        s, DISPATCHER, phase, headline="DISPATCHER NOT RUNNING", what=what, lines=lines + _cause_lines(s, phase)
+    )
+
+
+def removed_from_fleet(s: Situation, phase: Phase = "resolved") -> Alert:
+    """The one final notice of a target (or an agent and its targets) no longer in the fleet file."""
+    targets = list(s.extra.get("removed_targets") or ())
+    closed = list(s.extra.get("closed") or ())
+    steps = ["nothing: its backups stay in the bucket under their retention", "backupctl status"]
+    body = [
+        f"REMOVED FROM THE FLEET: {_who(s)} - its open incidents are closed and it is no longer watched",
+        "",
+        f"Targets:     {_names(targets) or '-'}",
+        f"Closed:      {_names(closed) or '-'}",
+        f"Open since:  {format_time(s.since)} ({format_age(s.now - s.since)} ago)",
+        "Backups:     kept under retention (nothing is deleted)",
+        "",
+        "Next step:",
+        *[f"    {step}" for step in steps],
+        "",
+        f"Alert time: {format_time(s.now)} - pipeline {s.pipeline}",
+    ]
+    return Alert(
+        kind=REMOVED,
+        phase="resolved",
+        subject=ascii_line(f"[{s.pipeline}] REMOVED FROM THE FLEET: {_who(s)} - incidents closed", SUBJECT_MAX),
+        body="\n".join(body) + "\n",
+        facts=_facts(s, REMOVED, "resolved", "removed from the fleet", steps),
+    )
 
 
 BUILDERS: dict[str, Callable[[Situation, Phase], Alert]] = {
@@ -240,6 +341,10 @@ BUILDERS: dict[str, Callable[[Situation, Phase], Alert]] = {
     NOT_STARTED: never_started,
     STUCK: run_stuck,
     AGENT_SILENT: agent_silent,
+    AGENT_JOBS: agent_not_taking_jobs,
+    PIPELINE_AGENTS: most_agents_silent,
+    DISPATCHER: dispatcher_stalled,
+    REMOVED: removed_from_fleet,
 }
 
 
