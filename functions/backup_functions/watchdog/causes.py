@@ -177,13 +177,12 @@ def affected_rows(targets: Iterable[str], states: Mapping[str, TargetState]) -> 
         state = states.get(target)
         deadline = state.rpo_deadline if state else None
         good = state.last_good_at if state else None
-        rows.append(
-            {
-                "target": target,
-                "rpo_deadline": deadline.isoformat() if deadline else None,
-                "last_good_at": good.isoformat() if good else None,
-            }
-        )
+        row = {"target": target}  # no None inside: the ledger drops it, and a re-sent alert must not change
+        if deadline:
+            row["rpo_deadline"] = deadline.isoformat()
+        if good:
+            row["last_good_at"] = good.isoformat()
+        rows.append(row)
     return rows
 
 
