@@ -301,7 +301,10 @@ def most_agents_silent(s: Situation, phase: Phase = "open") -> Alert:
 
 def dispatcher_stalled(s: Situation, phase: Phase = "open") -> Alert:
     what = "no job dispatched for any target"
-    lines = [f"Last tick:   {s.extra['last_tick_at']}"] if s.extra.get("last_tick_at") else []
+    lines = []
+    if s.extra.get("last_tick_at"):
+        last = datetime.fromisoformat(s.extra["last_tick_at"])
+        lines.append(f"Last tick:   {format_time(last)} ({format_age(s.now - last)} ago)")
     return _build(
         s, DISPATCHER, phase, headline="DISPATCHER NOT RUNNING", what=what, lines=lines + _cause_lines(s, phase)
     )

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.integration
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
 PIPELINE_DOWN = keys.incident_sk("pipeline:wd", "agents")
+DISPATCHER = keys.incident_sk("pipeline:wd", "dispatcher")
 
 
 def _held(env: Env, by: str) -> list[tuple[str, str]]:
@@ -117,3 +118,49 @@ def test_an_agent_that_heartbeats_but_starts_no_job_of_2_targets_is_one_cause(en
             ("target:db-0-1", "start"),
         ]
     assert env.inbox() == []
+
+
+# ------------------------------------------------------------------------------ DISPATCHER NOT RUNNING
+
+
+def _stalled_dispatcher(env: Env) -> None:
+    """Two targets backed up at T0 (RPO 26 h); the dispatcher's last completed tick is at T0+25h."""
+    for target in ("db-0-0", "db-0-1"):
+        env.good_backup(target, T0)
+    env.ledger.jobs.advance_marker(T0 + 25 * H, "fleet")
+
+
+def test_a_stalled_dispatcher_pages_once_holds_the_missing_backups_and_a_fresh_marker_resolves_it(
+    env: Env,
+) -> None:
+    _stalled_dispatcher(env)
+    _alive(env, T0 + 25 * H)
+    env.tick(T0 + 25 * H + 15 * M)  # three 5-minute intervals: not yet
+    assert env.inbox() == []
+
+    _alive(env, T0 + 25 * H + 16 * M)
+    env.tick(T0 + 25 * H + 16 * M)
+    opened = env.inbox()
+    for minutes in (0, 5, 10):  # the RPOs pass: recorded, held (the first reminder is due at 26h16)
+        _alive(env, T0 + 26 * H + minutes * M)
+        env.tick(T0 + 26 * H + minutes * M)
+    quiet = env.inbox()
+    held = _held(env, DISPATCHER)
+    for target in ("db-0-0", "db-0-1"):  # the dispatcher runs again and the backups catch up
+        env.good_backup(target, T0 + 26 * H + 12 * M)
+    env.ledger.jobs.advance_marker(T0 + 26 * H + 12 * M, "fleet")
+    _alive(env, T0 + 26 * H + 15 * M)
+    env.tick(T0 + 26 * H + 15 * M)
+    recovered = env.inbox()
+    env.tick(T0 + 26 * H + 20 * M)
+
+    assert [(m.kind, m.phase) for m in opened] == [("dispatcher", "open")]
+    assert "DISPATCHER NOT RUNNING" in opened[0].subject
+    assert "Last tick:   2026-11-21 01:00:00 UTC (16m ago)" in opened[0].body
+    assert "check the pipeline's functions and schedules (CloudWatch: dispatcher, watchdog)" in opened[0].body
+    assert quiet == []
+    assert held == [("target:db-0-0", "rpo"), ("target:db-0-1", "rpo")]
+    assert [(m.kind, m.phase) for m in recovered] == [("dispatcher", "resolved")]
+    assert "Caught up:   db-0-0, db-0-1" in recovered[0].body
+    assert env.inbox() == []
+    assert env.incidents() == []
