@@ -164,3 +164,42 @@ def test_a_stalled_dispatcher_pages_once_holds_the_missing_backups_and_a_fresh_m
     assert "Caught up:   db-0-0, db-0-1" in recovered[0].body
     assert env.inbox() == []
     assert env.incidents() == []
+
+
+# ---------------------------------------------------------------------- after the cause: still behind
+
+
+def test_after_a_cause_recovers_the_target_still_behind_pages_once_on_its_own_the_one_caught_up_does_not(
+    env: Env,
+) -> None:
+    _stalled_dispatcher(env)
+    for minutes in (16, 60, 65):  # the dispatcher cause opens, then holds both missing backups
+        _alive(env, T0 + 25 * H + minutes * M)
+        env.tick(T0 + 25 * H + minutes * M)
+    env.inbox()
+    env.good_backup("db-0-0", T0 + 26 * H + 10 * M)  # db-0-0 catches up while held ...
+    _alive(env, T0 + 26 * H + 10 * M)
+    env.tick(T0 + 26 * H + 10 * M)
+    quiet = env.inbox()
+    env.ledger.jobs.advance_marker(T0 + 26 * H + 20 * M, "fleet")  # ... then the dispatcher recovers
+    _alive(env, T0 + 26 * H + 20 * M)
+    env.tick(T0 + 26 * H + 20 * M)
+    recovered = env.inbox()
+    for minutes in (25, 30, 45):  # the dispatcher keeps running; db-0-1 is reminded only after an hour
+        env.ledger.jobs.advance_marker(T0 + 26 * H + minutes * M, "fleet")
+        _alive(env, T0 + 26 * H + minutes * M)
+        env.tick(T0 + 26 * H + minutes * M)
+    after = env.inbox()
+
+    assert quiet == []
+    assert sorted((m.kind, m.phase, m.attributes.get("target")) for m in recovered) == [
+        ("dispatcher", "resolved", None),
+        ("rpo", "open", "db-0-1"),
+    ]
+    resolved = next(m for m in recovered if m.kind == "dispatcher")
+    assert "Caught up:   db-0-0" in resolved.body
+    assert "Still behind (paged on their own): db-0-1" in resolved.body
+    assert after == []
+    assert [(i.subject, i.kind, i.suppressed_by) for i in env.ledger.incidents.list_open()] == [
+        ("target:db-0-1", "rpo", None)
+    ]

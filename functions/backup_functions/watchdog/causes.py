@@ -11,8 +11,9 @@ A *cause* is an incident about an agent (``agent:<a>``) or the pipeline (``pipel
 The per-target incidents a cause explains (rpo, start, end of its agent's targets; rpo of every target for
 the dispatcher) and the agent causes the ``agents`` cause explains are *suppressed*: opened on the ledger
 with ``suppressed_by`` (``backupctl status`` shows them), never paged, never reminded, resolved without a
-message. When the cause resolves, its recovery message says which targets caught up and which are still
-behind; those page on their own from that tick on.
+message. What a cause explains can grow while it lasts (a target's RPO passes, another agent falls silent):
+its stored targets and agents grow with it (one UpdateItem then). When the cause resolves, its recovery
+message says which targets caught up and which are still behind; those page on their own from that tick on.
 
 A cause's reminders back off: the n-th comes ``reminder_interval * 2**(n-1)`` after the previous one
 (1 h, 2 h, 4 h, 8 h with the default hour), so a day-long outage pages at most 5 times.
@@ -189,6 +190,20 @@ def affected_rows(targets: Iterable[str], states: Mapping[str, TargetState]) -> 
 def stored_facts(cause: Cause) -> dict[str, Any]:
     """What the cause's incident records (its details): who it affects, and why."""
     return {**cause.facts, "targets": list(cause.targets), "agents": list(cause.agents)}
+
+
+def grown_facts(stored: Mapping[str, Any], cause: Cause) -> dict[str, Any] | None:
+    """The stored facts with the targets and agents the cause explains now and did not when it opened
+    (a dispatcher's targets whose RPO passed later, an agent that fell silent later), or None when nothing
+    is new. Kept so that the recovery lists a target it held that caught up before the cause ended."""
+    fresh = stored_facts(cause)
+    grown = {}
+    for name in ("targets", "agents"):
+        known = list(stored.get(name) or ())
+        new = [value for value in fresh[name] if value not in known]
+        if new:
+            grown[name] = known + new
+    return {**stored, **grown} if grown else None
 
 
 def recovery(incident: Incident, held: Iterable[Incident], overdue: Mapping[str, OverdueItem]) -> dict[str, Any]:

@@ -231,7 +231,11 @@ class Watchdog:
                 extra={} if held_by else self._cause_extra(cause.kind, cause.subject, details),
             )
             self._open_incident(cause.sk, notice, attributes, report, suppressed_by=held_by)
-        elif held_by is None and causes.reminder_due(incident, now, self._reminder_interval):
+            return
+        if (grown := causes.grown_facts(incident.details, cause)) is not None:
+            self._store.update_details(incident, grown)  # only when it explains more than it recorded
+            incident = incident.model_copy(update={"details": grown})
+        if held_by is None and causes.reminder_due(incident, now, self._reminder_interval):
             extra = self._cause_extra(incident.kind, incident.subject, {**incident.details, **details})
             self._remind(incident, None, None, now, report, extra=extra)
 
