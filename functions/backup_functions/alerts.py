@@ -12,9 +12,7 @@ same ``Situation`` and a phase (open / reminder / resolved) and returns an ``Ale
   ``severity``/``kind``/``phase``/``target``/``agent`` string attributes usable in SNS filter policies,
   the ones a fleet destination's ``filter`` names: ``backup_contracts.fleet_alerts.FILTER_ATTRIBUTES``).
 
-Severity: ``critical`` for an open or reminded failure, unverified backup, missed RPO, silent agent or any
-kind not listed in ``SEVERITY``; ``warning`` for a job never started or stuck; ``info`` for every recovery
-and the canary (``facts["severity"]``, when set, decides instead).
+The kinds and their severities live in ``backup_functions.alert_kinds`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -27,6 +25,23 @@ from typing import Any, Literal
 
 from backup_contracts.formatting import ascii_line, fit_bytes, format_age, format_bytes, format_time, one_line
 from backup_contracts.redaction import redact, redact_value
+from backup_functions.alert_kinds import (  # noqa: F401 - re-exported: callers name kinds as alerts.<KIND>
+    AFFECTED_IN_BODY_MAX,
+    AGENT_JOBS,
+    AGENT_SILENT,
+    CANARY,
+    CAUSE_KINDS,
+    DISPATCHER,
+    FAILED,
+    NOT_STARTED,
+    PIPELINE_AGENTS,
+    REMOVED,
+    RPO,
+    SEVERITY,
+    STUCK,
+    UNVERIFIED,
+    severity_of,
+)
 
 SUBJECT_MAX = 100
 # SNS takes at most 256 KiB per message, the body and the message attributes together: the body gets
@@ -40,31 +55,6 @@ STDERR_IN_JSON_MAX = 1024
 STDERR_LINE_MAX = 1024
 
 Phase = Literal["open", "reminder", "resolved"]
-
-# Incident kinds (ledger incident_sk(subject, kind)); watch kinds reuse the same words.
-FAILED = "failed"
-UNVERIFIED = "unverified"
-RPO = "rpo"
-NOT_STARTED = "start"
-STUCK = "end"
-AGENT_SILENT = "heartbeat"
-CANARY = "canary"  # the daily synthetic alert (backup_functions.canary), not an incident
-
-SEVERITY: dict[str, str] = {
-    FAILED: "critical",
-    UNVERIFIED: "critical",
-    RPO: "critical",
-    AGENT_SILENT: "critical",
-    NOT_STARTED: "warning",
-    STUCK: "warning",
-    CANARY: "info",
-    "rto-breached": "warning",  # restore/messages.RTO_BREACHED: the drill restored fine, only too slowly
-}
-
-
-def severity_of(kind: str, phase: str) -> str:
-    """``info`` / ``warning`` / ``critical`` (see the module docstring); unknown kinds page as critical."""
-    return "info" if phase == "resolved" else SEVERITY.get(kind, "critical")
 
 
 @dataclass(frozen=True)
@@ -145,6 +135,8 @@ class Alert:
 
 
 def _who(s: Situation) -> str:
+    if s.extra.get("who"):
+        return str(s.extra["who"])
     return f"{s.target} on {s.agent}" if s.target else f"agent {s.agent}"
 
 
@@ -168,6 +160,13 @@ def _last_good_line(s: Situation) -> str:
 def _next_steps(s: Situation, kind: str, phase: Phase) -> list[str]:
     if phase == "resolved":
         return [f"backupctl history {s.target}" if s.target else "backupctl status"]
+    if kind in (PIPELINE_AGENTS, DISPATCHER):
+        return ["backupctl status", "check the pipeline's functions and schedules (CloudWatch: dispatcher, watchdog)"]
+    if kind == AGENT_JOBS:
+        return [
+            "backupctl status",
+            f"on host {s.agent}: journalctl -u backup-agent --since -1h (queue access, job errors)",
+        ]
     if kind == AGENT_SILENT:
         return [
             "backupctl status",
@@ -241,7 +240,7 @@ def _build(s: Situation, kind: str, phase: Phase, *, headline: str, what: str, l
         body.extend(["", "Error output (last lines, redacted):", *lines])
     body.extend(["", "Next step:", *[f"    {step}" for step in steps]])
     body.extend(["", f"Alert time: {format_time(s.now)} - pipeline {s.pipeline}"])
-    subject_what = "backups good again" if phase == "resolved" else what
+    subject_what = ("recovered" if kind in CAUSE_KINDS else "backups good again") if phase == "resolved" else what
     return Alert(
         kind=kind,
         phase=phase,
@@ -284,8 +283,96 @@ def run_stuck(s: Situation, phase: Phase = "open") -> Alert:
     return _build(s, STUCK, phase, headline="BACKUP STUCK", what="run started but never ended", lines=lines)
 
 
+def _names(names: Any) -> str:
+    listed = [str(n) for n in names or ()]
+    shown = ", ".join(listed[:AFFECTED_IN_BODY_MAX])
+    return shown + (f" and {len(listed) - AFFECTED_IN_BODY_MAX} more" if len(listed) > AFFECTED_IN_BODY_MAX else "")
+
+
+def _countdown(s: Situation, row: dict[str, Any]) -> str:
+    deadline = datetime.fromisoformat(row["rpo_deadline"]) if row.get("rpo_deadline") else None
+    if deadline is None:
+        rpo = "no RPO deadline yet"
+    elif deadline <= s.now:
+        rpo = f"RPO breached {format_age(s.now - deadline)} ago"
+    else:
+        rpo = f"RPO breached in {format_age(deadline - s.now)}"
+    good = datetime.fromisoformat(row["last_good_at"]) if row.get("last_good_at") else None
+    last = f"last good {format_age(s.now - good)} ago" if good else "no good backup yet"
+    return f"  - {row['target']}: {rpo} ({last})"
+
+
+def _cause_lines(s: Situation, phase: Phase) -> list[str]:
+    """What a cause incident explains: the targets it affects with their RPO countdowns; on recovery,
+    which caught up and which are still behind (those page on their own from now on)."""
+    lines = []
+    if s.extra.get("agents"):
+        lines.append(f"Agents:      {_names(s.extra['agents'])}")
+    if phase == "resolved":
+        lines.append(f"Caught up:   {_names(s.extra.get('caught_up')) or 'none'}")
+        behind = s.extra.get("still_behind")
+        lines.append(f"Still behind (paged on their own): {_names(behind)}" if behind else "Still behind: none")
+        return lines
+    affected = list(s.extra.get("affected") or ())
+    if affected:
+        lines.append(f"Affected targets ({len(affected)}; their own alerts are held while this lasts):")
+        lines.extend(_countdown(s, row) for row in affected[:AFFECTED_IN_BODY_MAX])
+        if len(affected) > AFFECTED_IN_BODY_MAX:
+            lines.append(f"  ... and {len(affected) - AFFECTED_IN_BODY_MAX} more (backupctl status)")
+    return lines
+
+
 def agent_silent(s: Situation, phase: Phase = "open") -> Alert:
-    return _build(s, AGENT_SILENT, phase, headline="AGENT SILENT", what="no heartbeat from the agent", lines=[])
+    what = "never sent a heartbeat" if s.extra.get("never_heartbeat") else "no heartbeat from the agent"
+    return _build(s, AGENT_SILENT, phase, headline="AGENT SILENT", what=what, lines=_cause_lines(s, phase))
+
+
+def agent_not_taking_jobs(s: Situation, phase: Phase = "open") -> Alert:
+    what = "heartbeats, but its jobs never start"
+    return _build(s, AGENT_JOBS, phase, headline="AGENT NOT TAKING JOBS", what=what, lines=_cause_lines(s, phase))
+
+
+def most_agents_silent(s: Situation, phase: Phase = "open") -> Alert:
+    what = "most agents silent at once"
+    return _build(s, PIPELINE_AGENTS, phase, headline="PIPELINE DOWN", what=what, lines=_cause_lines(s, phase))
+
+
+def dispatcher_stalled(s: Situation, phase: Phase = "open") -> Alert:
+    what = "no job dispatched for any target"
+    lines = []
+    if s.extra.get("last_tick_at"):
+        last = datetime.fromisoformat(s.extra["last_tick_at"])
+        lines.append(f"Last tick:   {format_time(last)} ({format_age(s.now - last)} ago)")
+    return _build(
+        s, DISPATCHER, phase, headline="DISPATCHER NOT RUNNING", what=what, lines=lines + _cause_lines(s, phase)
+    )
+
+
+def removed_from_fleet(s: Situation, phase: Phase = "resolved") -> Alert:
+    """The one final notice of a target (or an agent and its targets) no longer in the fleet file."""
+    targets = list(s.extra.get("removed_targets") or ())
+    closed = list(s.extra.get("closed") or ())
+    steps = ["nothing: its backups stay in the bucket under their retention", "backupctl status"]
+    body = [
+        f"REMOVED FROM THE FLEET: {_who(s)} - its open incidents are closed and it is no longer watched",
+        "",
+        f"Targets:     {_names(targets) or '-'}",
+        f"Closed:      {_names(closed) or '-'}",
+        f"Open since:  {format_time(s.since)} ({format_age(s.now - s.since)} ago)",
+        "Backups:     kept under retention (nothing is deleted)",
+        "",
+        "Next step:",
+        *[f"    {step}" for step in steps],
+        "",
+        f"Alert time: {format_time(s.now)} - pipeline {s.pipeline}",
+    ]
+    return Alert(
+        kind=REMOVED,
+        phase="resolved",
+        subject=ascii_line(f"[{s.pipeline}] REMOVED FROM THE FLEET: {_who(s)} - incidents closed", SUBJECT_MAX),
+        body="\n".join(body) + "\n",
+        facts=_facts(s, REMOVED, "resolved", "removed from the fleet", steps),
+    )
 
 
 BUILDERS: dict[str, Callable[[Situation, Phase], Alert]] = {
@@ -295,6 +382,10 @@ BUILDERS: dict[str, Callable[[Situation, Phase], Alert]] = {
     NOT_STARTED: never_started,
     STUCK: run_stuck,
     AGENT_SILENT: agent_silent,
+    AGENT_JOBS: agent_not_taking_jobs,
+    PIPELINE_AGENTS: most_agents_silent,
+    DISPATCHER: dispatcher_stalled,
+    REMOVED: removed_from_fleet,
 }
 
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from backup_contracts import ledger as keys
+from backup_contracts.fleet import parse_fleet
 from backup_contracts.naming import agent_event_source, backup_object_key
 from backup_functions.ledger import NewJob
 from tests.faults.harness import redeliver, retry, tick
@@ -265,6 +266,24 @@ def _resolved_setup(w: FaultWorld) -> None:
     later(w, 5)
 
 
+def _agent_down_setup(w: FaultWorld) -> None:
+    _heartbeat_setup(w)  # silent for 30 min
+    _missing_setup(w)  # and its target's RPO passed: held by the agent's incident
+
+
+def _decommissioned_setup(w: FaultWorld) -> None:
+    import dataclasses
+
+    from backup_functions.watchdog import handler
+
+    _agent_down_setup(w)
+    w.watchdog_tick()
+    spec = w.world.fleet.model_dump(mode="json", exclude_none=True)
+    spec["agents"] = [a for a in spec["agents"] if a["name"] != "db-host"]
+    handler.configure(dataclasses.replace(handler.runtime.get(), fleet=parse_fleet(spec)))
+    later(w, 5)
+
+
 # ---------------------------------------------------------------------------------------------- dispatcher
 def _dispatcher_due(w: FaultWorld) -> None:
     tick(w.dispatcher_tick)
@@ -337,6 +356,8 @@ SCENARIOS = [
     Scenario("watchdog-not-started", _overdue_setup, _watchdog, WATCHDOG_AGAIN),
     Scenario("watchdog-heartbeat", _heartbeat_setup, _watchdog, WATCHDOG_AGAIN),
     Scenario("watchdog-resolved", _resolved_setup, _watchdog, WATCHDOG_AGAIN),
+    Scenario("watchdog-agent-down", _agent_down_setup, _watchdog, WATCHDOG_AGAIN),
+    Scenario("watchdog-decommissioned", _decommissioned_setup, _watchdog, WATCHDOG_AGAIN),
     # dispatcher
     Scenario("dispatcher-due", _nothing, _dispatcher_due, DISPATCHER_AGAIN),
     Scenario("backup-requested", _nothing, _backup_requested, DISPATCHER_AGAIN),

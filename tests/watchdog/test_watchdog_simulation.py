@@ -36,31 +36,27 @@ def test_a_healthy_fleet_of_50_targets_raises_no_alert_in_24_simulated_hours(aws
     assert world.ledger.client.query(keys.INCIDENTS_PK) == []
 
 
-def test_a_target_whose_agent_is_down_alerts_once_after_its_rpo_reminds_and_resolves(aws: None) -> None:
+def test_a_target_whose_agent_is_down_is_held_by_the_agent_incident_which_reports_it_caught_up(aws: None) -> None:
     fleet = fleet_of({"host-down": [("orders", "rate(1 day)", "26h")], "host-ok": [("shop", "rate(1 day)", "26h")]})
     world = World.create(fleet, T0)
     world.run_until(T0 + H)  # first backup of each target at T0 (+30 s)
     world.down.add("host-down")
 
-    world.run_until(T0 + 30 * H)  # the agent stays down for 29 hours
-    down_alerts = list(world.alerts)
+    world.run_until(T0 + 30 * H)  # the agent stays down for 29 hours: its job never starts, the RPO passes
+    held = [i for i in world.ledger.incidents.list_open() if i.suppressed_by]
     world.down.clear()
     world.run_until(T0 + 31 * H)  # it comes back, takes the waiting job, backs up
 
-    rpo = [a for a in world.alerts if a.kind == "rpo"]
-    rpo_deadline = T0 + timedelta(seconds=30) + 26 * H
-    assert [a.phase for a in rpo if a.at < T0 + 30 * H] == ["open", "reminder", "reminder", "reminder"]
-    assert rpo[0].target == "orders"
-    assert rpo_deadline <= rpo[0].at < rpo_deadline + timedelta(minutes=5)
-    assert rpo[1].at - rpo[0].at == H
-    assert [a.phase for a in rpo if a.at >= T0 + 30 * H] == ["resolved"]
-    # the other alerts of the outage: the silent agent and the job it never started, each once, then resolved
-    opened = sorted((a.kind, a.subject.split(":")[1].split(" - ")[0].strip()) for a in down_alerts if a.phase == "open")
-    assert opened == [
-        ("heartbeat", "agent host-down"),
-        ("rpo", "orders on host-down"),
-        ("start", "orders on host-down"),
+    # one incident, the agent's: its open, reminders backing off (1h, 2h, 4h, 8h, 16h), its recovery
+    assert {a.kind for a in world.alerts} == {"heartbeat"}
+    assert [a.phase for a in world.alerts] == ["open", "reminder", "reminder", "reminder", "reminder", "resolved"]
+    gaps = [b.at - a.at for a, b in zip(world.alerts[:4], world.alerts[1:5], strict=True)]
+    assert gaps == [H, 2 * H, 4 * H, 8 * H]
+    assert "orders" in world.alerts[0].body
+    assert "RPO breached in" in world.alerts[0].body
+    assert sorted((i.kind, i.suppressed_by) for i in held) == [
+        ("rpo", "agent:host-down#heartbeat"),
+        ("start", "agent:host-down#heartbeat"),
     ]
-    assert sorted(a.kind for a in world.alerts if a.phase == "resolved") == ["heartbeat", "rpo", "start"]
-    assert all(a.target in (None, "orders") and a.agent in (None, "host-down") for a in world.alerts)
+    assert "Caught up:   orders" in world.alerts[-1].body
     assert world.ledger.client.query(keys.INCIDENTS_PK) == []

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from wd_env import T0, Env
+from wd_env import T0, Env, make_fleet
 
 from backup_contracts import ledger as keys
 from backup_contracts.events import BackupMissing, Contract
+from backup_contracts.fleet import parse_fleet
 from backup_functions.ledger import Incident, target_subject
 from backup_functions.ledger.outbox import GRACE, Owed
 from backup_functions.watchdog.handler import run_tick
@@ -133,6 +134,7 @@ def test_overlapping_ticks_send_one_alert(env: Env) -> None:
 
 def test_dispatched_job_that_never_starts_alerts(env: Env) -> None:
     env.good_backup(TARGET, T0)
+    env.heartbeat(AGENT, T0 + 2 * H, timeout=7 * 24 * H)  # the agent is alive: the job alone is the cause
     job = env.dispatched_job(TARGET, T0 + 2 * H)
 
     env.tick(T0 + 2 * H + 29 * M)
@@ -281,6 +283,7 @@ def test_target_never_backed_up_alerts_once_its_first_dispatch_plus_rpo_passes(e
         TARGET, agent=AGENT, engine=job.engine, rpo=job.rpo, first_dispatched_at=job.issued_at
     )
     env.dispatched_job(TARGET, T0 + 24 * H)  # the next day's job: neither ever starts
+    env.heartbeat(AGENT, T0, timeout=7 * 24 * H)  # the agent is alive: this target alone is the cause
 
     env.tick(T0 + 26 * H - M)
     before = [(m.kind, m.phase) for m in env.inbox()]
@@ -290,3 +293,26 @@ def test_target_never_backed_up_alerts_once_its_first_dispatch_plus_rpo_passes(e
     assert ("rpo", "open") not in before
     assert [(m.kind, m.phase) for m in after] == [("rpo", "open")]
     assert "Last good:   never" in after[0].body
+
+
+def test_a_target_removed_from_the_fleet_closes_its_incident_with_one_notice_and_is_not_watched(env: Env) -> None:
+    env.good_backup(TARGET, T0)
+    env.heartbeat(AGENT, T0, timeout=30 * 24 * H)
+    env.tick(T0 + 26 * H)
+    assert [(m.kind, m.phase) for m in env.inbox()] == [("rpo", "open")]
+    spec = make_fleet(2).model_dump(mode="json", exclude_none=True)
+    spec["agents"][0]["targets"] = [t for t in spec["agents"][0]["targets"] if t["name"] != TARGET]
+    without = parse_fleet(spec)
+
+    for hour in range(27, 27 + 72):  # three simulated days, hourly
+        env.tick(T0 + hour * H, fleet=without)
+    received = env.inbox()
+
+    assert [(m.kind, m.phase, m.attributes.get("target")) for m in received] == [("removed", "resolved", TARGET)]
+    assert "REMOVED FROM THE FLEET" in received[0].subject
+    assert "kept under retention" in received[0].body
+    assert env.incidents() == []
+    state = env.ledger.targets.get(TARGET)
+    assert state is not None
+    assert state.watch_deadline is None
+    assert state.last_good_at == T0

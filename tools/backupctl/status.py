@@ -218,12 +218,18 @@ def collect_status(ledger: Ledger, fleet: Fleet) -> list[StatusRow]:
     for incident in ledger.incidents.list_open():
         subject, kind = incident.subject, incident.kind
         if subject.startswith("target:"):
-            incidents.setdefault(subject.removeprefix("target:"), []).append(kind)
+            name = subject.removeprefix("target:")
+            incidents.setdefault(name, []).append(kind)
+            if incident.suppressed_by:  # recorded, not paged: its cause's incident pages instead
+                incidents[name].append(f"held-by-{incident.suppressed_by.rpartition('#')[2]}")
         elif subject.startswith("agent:"):
             incidents.setdefault(f"agent:{subject.removeprefix('agent:')}", []).append(kind)
+        elif subject.startswith("pipeline:"):
+            incidents.setdefault("pipeline", []).append(kind)
     rows = []
     for agent, target in pairs:
         kinds = incidents.get(target.name, []) + [f"agent-{k}" for k in incidents.get(f"agent:{agent.name}", [])]
+        kinds += [f"pipeline-{k}" for k in incidents.get("pipeline", [])]
         rows.append(
             StatusRow.from_items(
                 target=target.name,

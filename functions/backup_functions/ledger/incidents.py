@@ -59,10 +59,13 @@ class Incidents:
         claimed_at: datetime | None = None,
         details: Mapping[str, Any] | None = None,
         owed: Mapping[str, Owed] | None = None,
+        notify: bool = True,
         **attributes: Any,
     ) -> tuple[Incident, Claim | None]:
         """Open the incident once. Returns it, and the claim of its first notification when THIS call
-        created it (the caller must then notify, and ``release`` the claim if it cannot)."""
+        created it (the caller must then notify, and ``release`` the claim if it cannot). With
+        ``notify=False`` (a suppressed incident: recorded, not paged) nothing is claimed: its first
+        notification is claimed later by ``claim_notification``, if it ever pages."""
         claimed = claimed_at or opened_at
         sk = keys.incident_sk(subject, kind)
         item = {
@@ -77,6 +80,9 @@ class Incidents:
             "last_notified_at": claimed,
             "notify_count": 1,
         }
+        if not notify:
+            del item["last_notified_at"]
+            item["notify_count"] = 0
         if owed:
             item["owed"] = stored_owed(owed)
         for _ in range(3):  # an incident resolved between the put and the read is opened again
@@ -92,8 +98,10 @@ class Incidents:
         self, incident: Incident, now: datetime, owed: Mapping[str, Owed] | None = None
     ) -> Claim | None:
         """Move ``last_notified_at`` from what ``incident`` says to ``now``, once (owing ``owed`` in the same
-        write); None when another won."""
+        write); None when another won. A suppressed incident that pages stops being suppressed."""
         update = Update().set(last_notified_at=now).add("notify_count", 1)
+        if incident.suppressed_by is not None:
+            update.remove("suppressed_by")
         if owed:
             owe(update, owed)
         condition = update.exists()

@@ -278,6 +278,7 @@ class Incident(OwingItem):
     source_pk: str | None = None
     source_sk: str | None = None
     resolved_at: datetime | None = None  # resolved; deleted once its "resolved" message is sent
+    suppressed_by: str | None = None  # the cause incident (sk) that explains it: recorded, not paged
 
     @model_validator(mode="before")
     @classmethod
@@ -289,8 +290,8 @@ class Incident(OwingItem):
 
     @property
     def about_target(self) -> str | None:
-        """The target the incident is about (None for an agent's incident)."""
-        if self.subject.startswith("agent:"):
+        """The target the incident is about (None for an agent's or the pipeline's incident)."""
+        if self.subject.startswith(("agent:", "pipeline:")):
             return None
         return self.target or self.subject.removeprefix("target:")
 

@@ -22,6 +22,7 @@ from backup_functions.ledger import Ledger
 from backup_functions.observability import ALERTS_SENT, OPEN_INCIDENTS, OVERDUE_TARGETS, SILENT_AGENTS, count, logger
 from backup_functions.ports import EventBridgePublisher, EventPublisher, Notifier, SnsNotifier, SnsSubscriptions
 from backup_functions.runtime import Lazy, lambda_handler
+from backup_functions.watchdog.causes import FleetView
 from backup_functions.watchdog.logic import TickReport, Watchdog
 from backup_functions.watchdog.notify import AlertNotifier
 from backup_functions.watchdog.store import WatchdogStore
@@ -60,6 +61,7 @@ def build_watchdog(
         WatchdogStore(ledger),
         AlertNotifier(notifier, fleet.pipeline.name, fleet, events),
         reminder_interval=timedelta(minutes=fleet.pipeline.reminder_interval_minutes),
+        fleet=FleetView.of(fleet),
     )
 
 

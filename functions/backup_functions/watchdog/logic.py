@@ -19,131 +19,71 @@ outbox, ``ledger/outbox.py``): the alert and, for a newly missing backup, the ``
 each sent and then cleared. A tick first sends what earlier ticks (or, after ``outbox.GRACE``, the audit)
 left owed — as stored — so a failed publish is completed once and a sent event is not sent again.
 
+One incident per root cause (``causes.py``): a silent agent, an agent whose jobs never start, most agents
+silent at once, or a stalled dispatcher opens one incident listing what it affects; the per-target
+incidents it explains are recorded (``suppressed_by``), not paged, until it resolves. Targets and agents
+no longer in the fleet file have their incidents closed with one final notice and their watches cleared
+(``removal.py``).
+
 Nothing here reads the whole fleet: the cost follows the number of overdue things and open incidents.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from backup_contracts import ledger as keys
-from backup_functions.ledger import Claim, Incident, JobRow, TargetState, WatchedItem
+from backup_functions import alerts
+from backup_functions.ledger import Incident, TargetState
 from backup_functions.ledger.outbox import Owed
+from backup_functions.watchdog import causes, removal
+from backup_functions.watchdog.causes import Cause, Correlation, FleetView
 from backup_functions.watchdog.model import TARGET_INCIDENT_KINDS, WATCH_INCIDENT_KINDS, OverdueItem
+from backup_functions.watchdog.ports import (
+    RESOLUTIONS,
+    SUPERSEDED,
+    Notice,
+    Notifier,
+    Phase,
+    TickReport,
+    WatchdogError,
+    WatchdogLedger,
+    is_superseded,
+    reminder_due,
+    state_facts,
+)
+
+__all__ = [
+    "Notice",
+    "Notifier",
+    "TickReport",
+    "Watchdog",
+    "WatchdogError",
+    "WatchdogLedger",
+    "is_superseded",
+    "reminder_due",
+]
 
 logger = logging.getLogger(__name__)
-
-Phase = Literal["open", "reminder", "resolved"]  # as backup_functions.alerts
-SUPERSEDED = "superseded by a newer good backup"
-RESOLUTIONS = {
-    "rpo": "a good backup is within the RPO again",
-    "start": "the job started, or a newer good backup superseded it",
-    "end": "the run ended, or a newer good backup superseded it",
-    "heartbeat": "the agent is sending heartbeats again",
-}
-
-
-class WatchdogLedger(Protocol):
-    def overdue_items(self, now: datetime) -> list[WatchedItem]: ...
-    def open_incidents(self) -> list[Incident]: ...
-    def target_states(self, targets: Iterable[str]) -> dict[str, TargetState]: ...
-    def open_incident(
-        self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any], owed: dict[str, Owed]
-    ) -> Claim | None: ...
-    def claim_notification(self, incident: Incident, now: datetime, owed: dict[str, Owed]) -> Claim | None: ...
-    def resolve_incident(self, incident: Incident, owed: dict[str, Owed], now: datetime) -> bool: ...
-    def settle(self, incident: Incident, name: str, entry: Owed, *, last: bool) -> bool: ...
-    def clear_watch(self, row: JobRow, *, now: datetime, reason: str) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Notice:
-    """One message for the on-call engineer, before formatting."""
-
-    phase: Phase
-    kind: str  # rpo | start | end | heartbeat | <kinds opened by others, e.g. failed>
-    subject: str
-    target: str | None
-    agent: str | None
-    since: datetime  # when it became overdue (the deadline that passed), or when the incident opened
-    now: datetime
-    opened_at: datetime
-    job_id: str | None = None
-    last_good_at: datetime | None = None
-    last_good_run_id: str | None = None
-    last_good_bytes: int | None = None
-    rpo: timedelta | None = None
-    deadline: datetime | None = None
-    notify_count: int = 0  # notifications sent for this incident before this one
-    resolution: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-class Notifier(Protocol):
-    def owed(self, notice: Notice, *, id: str) -> dict[str, Owed]:
-        """What the notice owes, each entry as it will be sent (the alert; maybe an event)."""
-        ...
-
-    def deliver(self, entry: Owed) -> None: ...
-
-
-@dataclass
-class TickReport:
-    """What one tick saw and did; the handler turns it into metrics and a log line."""
-
-    now: datetime
-    overdue_items: int = 0
-    overdue_targets: int = 0
-    silent_agents: int = 0
-    open_incidents: int = 0
-    opened: list[str] = field(default_factory=list)
-    reminded: list[str] = field(default_factory=list)
-    resolved: list[str] = field(default_factory=list)
-    superseded: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-class WatchdogError(RuntimeError):
-    """Some notifications could not be sent; they are retried by the next tick."""
-
-
-def is_superseded(item: OverdueItem, state: TargetState | None) -> bool:
-    """A job watch is superseded when its target has a good backup newer than the job was issued."""
-    job = item.job
-    if job is None or item.watch_kind not in ("start", "end") or state is None or state.last_good_at is None:
-        return False
-    issued = job.issued_at or job.started_at
-    return issued is not None and state.last_good_at > issued
-
-
-def reminder_due(incident: Incident, now: datetime, interval: timedelta) -> bool:
-    if incident.last_notified_at is None:
-        return True  # never notified (or the last send failed and was released)
-    return incident.last_notified_at + interval <= now
-
-
-def _state_facts(state: TargetState | None) -> dict[str, Any]:
-    """Notice fields taken from the target state."""
-    return {
-        "last_good_at": state.last_good_at if state else None,
-        "last_good_run_id": state.last_good_run_id if state else None,
-        "last_good_bytes": state.last_good_bytes if state else None,
-        "rpo": state.rpo if state else None,
-    }
 
 
 class Watchdog:
     """One watchdog; ``tick(now)`` is idempotent and safe to run concurrently with itself."""
 
-    def __init__(self, store: WatchdogLedger, notifier: Notifier, *, reminder_interval: timedelta) -> None:
+    def __init__(
+        self,
+        store: WatchdogLedger,
+        notifier: Notifier,
+        *,
+        reminder_interval: timedelta,
+        fleet: FleetView | None = None,
+    ) -> None:
         self._store = store
         self._notifier = notifier
         self._reminder_interval = reminder_interval
+        self._fleet = fleet  # without it: no correlation and no decommissioning (every subject is kept)
 
     def tick(self, now: datetime) -> TickReport:
         report = TickReport(now=now)
@@ -157,10 +97,18 @@ class Watchdog:
         report.overdue_items = len(items)
         report.open_incidents = len(incidents)
 
+        if self._fleet is not None:
+            for gone in removal.removals(incidents.values(), self._fleet):
+                self._remove(gone, now, report)
+                for closed in (gone.carrier, *gone.others):
+                    incidents.pop(closed.sk, None)
+
         watched: list[OverdueItem] = []
         for item in items:
             if item.incident_kind is None:
                 report.ignored.append(f"{item.pk}/{item.sk}:{item.watch_kind}")  # e.g. restore approvals
+            elif self._fleet is not None and removal.is_removed(item.item, self._fleet):
+                self._store.clear_item_watch(item.item, now=now, reason=removal.REMOVED)
             else:
                 watched.append(item)
 
@@ -180,20 +128,33 @@ class Watchdog:
         report.overdue_targets = len({i.name for i in overdue.values() if i.incident_kind in TARGET_INCIDENT_KINDS})
         report.silent_agents = len({i.name for i in overdue.values() if i.incident_kind == "heartbeat"})
 
+        found = self._correlate(overdue, now)
         for sk, item in overdue.items():
+            if sk in found.causes:
+                continue  # an agent's heartbeat: the cause's incident, below
             incident = incidents.get(sk)
             state = states.get(item.target) if item.target else None
+            held_by = found.explained.get(sk)
             if incident is None:
-                self._open(item, state, now, report)
-            elif reminder_due(incident, now, self._reminder_interval):
+                self._open(item, state, now, report, suppressed_by=held_by)
+            elif held_by is None and reminder_due(incident, now, self._reminder_interval):
                 self._remind(incident, item, state, now, report)
 
+        for sk, cause in found.causes.items():
+            self._cause(cause, incidents.get(sk), found, now, report)
+
         for sk, incident in incidents.items():
-            if sk in overdue:
+            if sk in overdue or sk in found.causes:
                 continue
             target = incident.about_target
             state = states.get(target) if target else None
-            if incident.kind in WATCH_INCIDENT_KINDS:
+            if incident.suppressed_by is not None and incident.last_notified_at is None:
+                self._store.resolve_incident(incident, {}, now)  # caught up while held: its cause reports it
+            elif incident.kind in alerts.CAUSE_KINDS and target is None:
+                held = [i for i in incidents.values() if i.suppressed_by == sk]
+                extra = causes.recovery(incident, held, overdue)
+                self._resolve(incident, None, now, report, RESOLUTIONS.get(incident.kind, "recovered"), extra=extra)
+            elif incident.kind in WATCH_INCIDENT_KINDS:
                 self._resolve(incident, state, now, report, RESOLUTIONS.get(incident.kind, "no longer overdue"))
             elif state is not None and state.last_good_at is not None and state.last_good_at > incident.opened_at:
                 self._resolve(incident, state, now, report, "a newer backup succeeded")
@@ -238,7 +199,81 @@ class Watchdog:
     def _owed(self, notice: Notice, sk: str, opened_at: datetime, count: int) -> dict[str, Owed]:
         return self._notifier.owed(notice, id=f"incident:{sk}:{keys.iso(opened_at)}:{notice.phase}:{count}")
 
-    def _open(self, item: OverdueItem, state: TargetState | None, now: datetime, report: TickReport) -> None:
+    def _correlate(self, overdue: dict[str, OverdueItem], now: datetime) -> Correlation:
+        if self._fleet is None:
+            return Correlation()
+        heartbeats = self._store.agent_states(causes.agents_to_read(overdue, self._fleet))
+        last = self._store.last_dispatch()
+        return causes.correlate(overdue, self._fleet, heartbeats=heartbeats, last_dispatch=last, now=now)
+
+    def _cause_extra(self, kind: str, subject: str, details: dict[str, Any]) -> dict[str, Any]:
+        """A cause's notice facts, with each affected target's RPO countdown (read only when it notifies)."""
+        targets = sorted(details.get("targets") or ())[: causes.MAX_STATES_READ]
+        rows = causes.affected_rows(targets, self._store.target_states(targets))
+        return {**causes.presentation(kind, subject, details), "affected": rows}
+
+    def _cause(
+        self, cause: Cause, incident: Incident | None, found: Correlation, now: datetime, report: TickReport
+    ) -> None:
+        held_by = found.explained.get(cause.sk)  # an agent's cause under the pipeline's
+        details = causes.stored_facts(cause)
+        if incident is None:
+            attributes = {"agent": cause.agent, "since": cause.since, "opened_by": "watchdog", "details": details}
+            notice = Notice(
+                phase="open",
+                kind=cause.kind,
+                subject=cause.subject,
+                target=None,
+                agent=cause.agent,
+                since=cause.since,
+                now=now,
+                opened_at=now,
+                extra={} if held_by else self._cause_extra(cause.kind, cause.subject, details),
+            )
+            self._open_incident(cause.sk, notice, attributes, report, suppressed_by=held_by)
+            return
+        if (grown := causes.grown_facts(incident.details, cause)) is not None:
+            self._store.update_details(incident, grown)  # only when it explains more than it recorded
+            incident = incident.model_copy(update={"details": grown})
+        if held_by is None and causes.reminder_due(incident, now, self._reminder_interval):
+            extra = self._cause_extra(incident.kind, incident.subject, {**incident.details, **details})
+            self._remind(incident, None, None, now, report, extra=extra)
+
+    def _remove(self, gone: removal.Removal, now: datetime, report: TickReport) -> None:
+        """Close a removed subject's incidents with one final notice (see removal.py for the order)."""
+        if gone.others and not gone.recorded and not self._store.update_details(gone.carrier, gone.details()):
+            return
+        for other in gone.others:
+            self._store.resolve_incident(other, {}, now)  # silently: the carrier's notice lists it
+        carrier = gone.carrier
+        notice = Notice(
+            phase="resolved",
+            kind=alerts.REMOVED,
+            subject=gone.unit,
+            target=gone.unit.removeprefix("target:") if gone.unit.startswith("target:") else None,
+            agent=carrier.about_agent,
+            since=carrier.since or carrier.opened_at,
+            now=now,
+            opened_at=carrier.opened_at,
+            notify_count=carrier.notify_count,
+            resolution=removal.REMOVED,
+            extra=gone.extra(),
+        )
+        owed = self._owed(notice, carrier.sk, carrier.opened_at, carrier.notify_count)
+        if self._store.resolve_incident(carrier, owed, now) and self._settle(
+            carrier.model_copy(update={"owed": owed, "resolved_at": now}), report
+        ):
+            report.removed.append(gone.unit)
+
+    def _open(
+        self,
+        item: OverdueItem,
+        state: TargetState | None,
+        now: datetime,
+        report: TickReport,
+        *,
+        suppressed_by: str | None = None,
+    ) -> None:
         kind = item.incident_kind or item.watch_kind
         attributes: dict[str, Any] = {
             "target": item.target,
@@ -260,19 +295,31 @@ class Watchdog:
             now=now,
             opened_at=now,
             job_id=item.job_id,
-            **_state_facts(state),
+            **state_facts(state),
             details=item.details(),
         )
-        owed = self._owed(notice, item.incident_sk, now, 1)
-        claim = self._store.open_incident(item.subject, kind, now, attributes, owed)
+        self._open_incident(item.incident_sk, notice, attributes, report, suppressed_by=suppressed_by)
+
+    def _open_incident(
+        self, sk: str, notice: Notice, attributes: dict[str, Any], report: TickReport, *, suppressed_by: str | None
+    ) -> None:
+        """Open the incident owing its first alert, or, held by a cause, recorded without one."""
+        if suppressed_by is not None:
+            attributes = {**attributes, "suppressed_by": suppressed_by}
+        owed = {} if suppressed_by else self._owed(notice, sk, notice.now, 1)
+        notify = suppressed_by is None
+        claim = self._store.open_incident(notice.subject, notice.kind, notice.now, attributes, owed, notify=notify)
         if claim is None:
-            logger.info("incident %s was opened by a concurrent tick; not alerting twice", item.incident_sk)
+            logger.info("incident %s was opened by a concurrent tick; not alerting twice", sk)
+            return
+        if not notify:
+            report.suppressed.append(sk)
             return
         opened = Incident.model_validate(
-            {"pk": keys.INCIDENTS_PK, "sk": item.incident_sk, "subject": item.subject, "kind": kind, "opened_at": now}
+            {"pk": keys.INCIDENTS_PK, "sk": sk, "subject": notice.subject, "kind": notice.kind, "opened_at": notice.now}
         ).model_copy(update={"owed": owed})
         if self._settle(opened, report):
-            report.opened.append(item.incident_sk)
+            report.opened.append(sk)
 
     def _incident_notice(
         self, incident: Incident, state: TargetState | None, now: datetime, phase: Phase, **extra: Any
@@ -286,7 +333,7 @@ class Watchdog:
             since=incident.since or incident.opened_at,
             now=now,
             opened_at=incident.opened_at,
-            **_state_facts(state),
+            **state_facts(state),
             notify_count=incident.notify_count,
             details=dict(incident.details),
             **extra,
@@ -299,10 +346,12 @@ class Watchdog:
         state: TargetState | None,
         now: datetime,
         report: TickReport,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         phase: Phase = "reminder" if incident.last_notified_at is not None else "open"
         job_id = (item.job_id if item else None) or incident.job_id
-        notice = self._incident_notice(incident, state, now, phase, job_id=job_id)
+        notice = self._incident_notice(incident, state, now, phase, job_id=job_id, extra=extra or {})
         owed = self._owed(notice, incident.sk, incident.opened_at, incident.notify_count + 1)
         if self._store.claim_notification(incident, now, owed) is None:
             logger.info("reminder for %s already sent by a concurrent tick", incident.sk)
@@ -311,9 +360,20 @@ class Watchdog:
             report.reminded.append(incident.sk)
 
     def _resolve(
-        self, incident: Incident, state: TargetState | None, now: datetime, report: TickReport, resolution: str
+        self,
+        incident: Incident,
+        state: TargetState | None,
+        now: datetime,
+        report: TickReport,
+        resolution: str,
+        *,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        notice = self._incident_notice(incident, state, now, "resolved", job_id=incident.job_id, resolution=resolution)
+        if extra is not None:
+            extra = {**causes.presentation(incident.kind, incident.subject, incident.details), **extra}
+        notice = self._incident_notice(
+            incident, state, now, "resolved", job_id=incident.job_id, resolution=resolution, extra=extra or {}
+        )
         owed = self._owed(notice, incident.sk, incident.opened_at, incident.notify_count)
         if not self._store.resolve_incident(incident, owed, now):
             logger.info("incident %s already resolved by a concurrent tick", incident.sk)

@@ -54,7 +54,7 @@ def situation(notice: Notice, pipeline: str, fleet: Fleet | None = None) -> aler
         stderr_tail=text.get("stderr_tail"),
         problems=tuple(str(p) for p in problems),
         notify_count=notice.notify_count,
-        extra={"resolution": notice.resolution} if notice.resolution else {},
+        extra={**notice.extra, **({"resolution": notice.resolution} if notice.resolution else {})},
     )
 
 

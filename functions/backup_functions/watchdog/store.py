@@ -1,10 +1,12 @@
 """The watchdog's ledger access, through ``backup_functions.ledger`` — a few queries and conditional
 writes, never a scan.
 
-Per tick: ``WATCH_SHARDS`` index queries + 1 query of the INCIDENTS partition (+ their pages), one
-BatchGetItem per 100 targets whose state must be read (only targets with an overdue job or an open
-incident; none at all when only RPO watches are overdue), and one write per incident opened,
-reminded or resolved and per superseded job watch cleared. Nothing grows with the healthy fleet.
+Per tick: ``WATCH_SHARDS`` index queries + 1 query of the INCIDENTS partition (+ their pages) + 1 GetItem
+of the dispatcher's tick marker, one BatchGetItem per 100 targets whose state must be read (only targets
+with an overdue job or an open incident; none at all when only RPO watches are overdue), one BatchGetItem
+of the agents with a job that did not start (did they ever heartbeat?), one of a cause's targets when it
+notifies, and one write per incident opened, reminded or resolved and per watch cleared (superseded, or
+of a target or agent removed from the fleet). Nothing grows with the healthy fleet.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from backup_functions.ledger import Claim, Incident, JobRow, Ledger, TargetState, WatchedItem
+from backup_contracts import ledger as keys
+from backup_functions.ledger import AgentState, Claim, Incident, JobRow, Ledger, TargetState, WatchedItem
+from backup_functions.ledger.client import WATCH_ATTRIBUTES, Update
 from backup_functions.ledger.outbox import Owed
 
 
@@ -34,10 +38,19 @@ class WatchdogStore:
         return self._ledger.targets.get_many(names) if names else {}
 
     def open_incident(
-        self, subject: str, kind: str, opened_at: datetime, attributes: dict[str, Any], owed: dict[str, Owed]
+        self,
+        subject: str,
+        kind: str,
+        opened_at: datetime,
+        attributes: dict[str, Any],
+        owed: dict[str, Owed],
+        *,
+        notify: bool = True,
     ) -> Claim | None:
         """The claim of the first alert (owed) when this call opened the incident; None when it was open."""
-        _, claim = self._ledger.incidents.open(subject, kind, opened_at=opened_at, owed=owed, **attributes)
+        _, claim = self._ledger.incidents.open(
+            subject, kind, opened_at=opened_at, owed=owed, notify=notify, **attributes
+        )
         return claim
 
     def claim_notification(self, incident: Incident, now: datetime, owed: dict[str, Owed]) -> Claim | None:
@@ -51,3 +64,25 @@ class WatchdogStore:
 
     def clear_watch(self, row: JobRow, *, now: datetime, reason: str) -> bool:
         return self._ledger.jobs.clear_superseded_watch(row, now=now, reason=reason)
+
+    def agent_states(self, agents: Iterable[str]) -> dict[str, AgentState]:
+        names = set(agents)
+        return self._ledger.agents.get_many(names) if names else {}
+
+    def last_dispatch(self) -> datetime | None:
+        """When the dispatcher last completed a tick (None before its first)."""
+        marker = self._ledger.jobs.marker()
+        return marker.last_tick_at if marker else None
+
+    def update_details(self, incident: Incident, details: dict[str, Any]) -> bool:
+        return self._ledger.incidents.update_details(incident, details)
+
+    def clear_item_watch(self, item: WatchedItem, *, now: datetime, reason: str) -> bool:
+        """Stop watching ``item`` (only if its watch is unchanged since it was read)."""
+        update = Update().set(watch_cleared_at=now, watch_cleared_reason=reason).remove(*WATCH_ATTRIBUTES)
+        deadline = keys.iso(item.watch_deadline) if item.watch_deadline else ""
+        condition = (
+            f"{update.equals(keys.WATCH_KIND, item.watch_kind or '')}"
+            f" AND {update.equals(keys.WATCH_DEADLINE, deadline)}"
+        )
+        return self._ledger.client.update(item.pk, item.sk, update, condition) is not None

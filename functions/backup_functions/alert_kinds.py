@@ -1,0 +1,45 @@
+"""The alert kinds and their severities: which incidents exist, which are root causes, who pages how loudly.
+
+Severity: ``critical`` for an open or reminded failure, unverified backup, missed RPO, silent agent, a root
+cause, or any kind not listed in ``SEVERITY``; ``warning`` for a job never started or stuck and a drill slower
+than its RTO; ``info`` for every recovery, a removal from the fleet and the canary (``facts["severity"]``, when
+set, decides instead). ``backup_functions.alerts`` re-exports every name.
+"""
+
+from __future__ import annotations
+
+# Incident kinds (ledger incident_sk(subject, kind)); watch kinds reuse the same words.
+FAILED = "failed"
+UNVERIFIED = "unverified"
+RPO = "rpo"
+NOT_STARTED = "start"
+STUCK = "end"
+AGENT_SILENT = "heartbeat"
+# Causes (one incident per root cause; the per-target incidents they explain are recorded, not paged)
+AGENT_JOBS = "jobs"  # the agent heartbeats but none of its jobs start
+PIPELINE_AGENTS = "agents"  # most agents of the fleet silent at once
+DISPATCHER = "dispatcher"  # no dispatcher tick for longer than its interval allows
+REMOVED = "removed"  # the final notice of a target or agent removed from the fleet
+CAUSE_KINDS = frozenset({AGENT_SILENT, AGENT_JOBS, PIPELINE_AGENTS, DISPATCHER})
+AFFECTED_IN_BODY_MAX = 50
+CANARY = "canary"  # the daily synthetic alert (backup_functions.canary), not an incident
+
+SEVERITY: dict[str, str] = {
+    FAILED: "critical",
+    UNVERIFIED: "critical",
+    RPO: "critical",
+    AGENT_SILENT: "critical",
+    NOT_STARTED: "warning",
+    STUCK: "warning",
+    CANARY: "info",
+    AGENT_JOBS: "critical",
+    PIPELINE_AGENTS: "critical",
+    DISPATCHER: "critical",
+    REMOVED: "info",  # nothing to do: the target or agent is gone by intent
+    "rto-breached": "warning",  # restore/messages.RTO_BREACHED: the drill restored fine, only too slowly
+}
+
+
+def severity_of(kind: str, phase: str) -> str:
+    """``info`` / ``warning`` / ``critical`` (see the module docstring); unknown kinds page as critical."""
+    return "info" if phase == "resolved" else SEVERITY.get(kind, "critical")
