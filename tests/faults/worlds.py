@@ -22,7 +22,6 @@ from moto import mock_aws
 
 from backup_contracts import ledger as keys
 from backup_contracts.fleet import Fleet, parse_fleet
-from backup_contracts.naming import SOURCE_PIPELINE
 from backup_functions.audit import handler as audit_handler
 from backup_functions.audit import logic as audit_logic
 from backup_functions.dispatcher import handler as dispatcher_handler
@@ -36,7 +35,7 @@ from local_pipeline.clock import SimulatedClock
 from local_pipeline.resources import provision
 from local_pipeline.runner import LambdaContext
 from tests.faults.harness import Fault, normalise
-from tests.restore.conftest import FLEET, REGION, T0, World, restore_fleet
+from tests.restore.conftest import FLEET, REGION, T0, World, capture_pipeline_events, restore_fleet
 
 CONTEXT = LambdaContext(
     function_name="faults-fn",
@@ -149,20 +148,7 @@ def fault_world(fault: Fault, *, drills: bool) -> Iterator[FaultWorld]:
         fleet = restore_fleet() if drills else _without_drills()
         resources = provision(fleet, session)
         sqs = session.client("sqs")
-        capture_url = sqs.create_queue(QueueName="captured-pipeline-events")["QueueUrl"]
-        capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        events = session.client("events")
-        events.put_rule(
-            Name="capture-pipeline",
-            EventBusName=resources.bus_name,
-            EventPattern=json.dumps({"source": [SOURCE_PIPELINE]}),
-            State="ENABLED",
-        )
-        events.put_targets(
-            Rule="capture-pipeline", EventBusName=resources.bus_name, Targets=[{"Id": "q", "Arn": capture_arn}]
-        )
+        capture_url = capture_pipeline_events(session, resources.bus_name)
         clock = SimulatedClock(T0)
         # the functions' clients (hooked); the world's own (setup, outputs) are not
         dynamodb = clients.hooked("dynamodb")

@@ -322,6 +322,21 @@ class World:
         self.session.client("events").put_events(Entries=[put_events_entry(entry_event, self.resources.bus_name)])
 
 
+def capture_pipeline_events(session: boto3.Session, bus_name: str) -> str:
+    """A queue that receives every event the functions put on the bus (source ``backup.pipeline``): its URL."""
+    sqs, events = session.client("sqs"), session.client("events")
+    capture_url = sqs.create_queue(QueueName="captured-pipeline-events")["QueueUrl"]
+    capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name="capture-pipeline",
+        EventBusName=bus_name,
+        EventPattern=json.dumps({"source": [SOURCE_PIPELINE]}),
+        State="ENABLED",
+    )
+    events.put_targets(Rule="capture-pipeline", EventBusName=bus_name, Targets=[{"Id": "q", "Arn": capture_arn}])
+    return capture_url
+
+
 @pytest.fixture
 def world(aws_credentials: dict[str, str]) -> Iterator[World]:
     with mock_aws():
@@ -329,19 +344,7 @@ def world(aws_credentials: dict[str, str]) -> Iterator[World]:
         fleet = restore_fleet()
         resources = provision(fleet, session)
         sqs, events = session.client("sqs"), session.client("events")
-        capture_url = sqs.create_queue(QueueName="captured-pipeline-events")["QueueUrl"]
-        capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        events.put_rule(
-            Name="capture-pipeline",
-            EventBusName=resources.bus_name,
-            EventPattern=json.dumps({"source": [SOURCE_PIPELINE]}),
-            State="ENABLED",
-        )
-        events.put_targets(
-            Rule="capture-pipeline", EventBusName=resources.bus_name, Targets=[{"Id": "q", "Arn": capture_arn}]
-        )
+        capture_url = capture_pipeline_events(session, resources.bus_name)
         clock = SimulatedClock(T0)
         ledger = Ledger(resources.ledger_table, session.client("dynamodb"))
         s3 = session.client("s3", config=Config(signature_version="s3v4"))
