@@ -46,14 +46,15 @@ LEDGER_ACTIONS: Mapping[str, tuple[str, ...]] = {
         "dynamodb:DeleteItem",  # incidents.resolve
         "dynamodb:GetItem",  # runs.get, targets.get, incidents.get
         "dynamodb:PutItem",  # runs.started
+        "dynamodb:Query",  # silences.in_force (only when a failure would page)
         "dynamodb:UpdateItem",  # runs.ended, jobs.started/ended, targets.record_*, runs.claim_period
     ),
     "watchdog": (
         "dynamodb:BatchGetItem",  # targets.get_many, agents
         "dynamodb:DeleteItem",  # incidents.resolve
         "dynamodb:GetItem",  # incidents.get
-        "dynamodb:PutItem",  # incidents.open
-        "dynamodb:Query",  # incidents.list_open (and the watch-deadline index)
+        "dynamodb:PutItem",  # incidents.open, silences.record
+        "dynamodb:Query",  # incidents.list_open, silences.in_force (and the watch-deadline index)
         "dynamodb:UpdateItem",  # incidents.claim_notification/resolve, outbox clears, jobs.clear_superseded_watch
     ),
     "restore": (

@@ -45,7 +45,11 @@ LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 FUNCTION_TIMEOUT = Duration.seconds(60)
 EVENT_QUEUE_VISIBILITY = Duration.seconds(naming.EVENTS_QUEUE_VISIBILITY_TIMEOUT_S)
 EVENT_QUEUE_MAX_RECEIVE_COUNT = naming.EVENTS_QUEUE_MAX_RECEIVE_COUNT
-EVENT_QUEUE_NAMES = {"audit": naming.audit_events_queue_name, "restore": naming.restore_events_queue_name}
+EVENT_QUEUE_NAMES = {
+    "audit": naming.audit_events_queue_name,
+    "restore": naming.restore_events_queue_name,
+    "watchdog": naming.silence_events_queue_name,  # Silence Requested / Unsilence Requested
+}
 LOG_LEVEL = "INFO"
 
 AUDIT_OBJECT_ACTIONS = (
@@ -288,6 +292,8 @@ class Functions(Construct):
             schedule=events.Schedule.rate(Duration.minutes(s.fleet.pipeline.watchdog_interval_minutes)),
             targets=[targets.LambdaFunction(function)],
         )
+        # Silences: the watchdog decides what pages, so it records them (backup_functions.silence_requests).
+        self._feed_from_bus(function, "watchdog", contract_events.SILENCE_PATTERN)
         return function
 
     def _build_restore(self) -> lambda_.Function:

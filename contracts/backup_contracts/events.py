@@ -57,6 +57,8 @@ class DetailType(StrEnum):
     BACKUP_MISSING = "Backup Missing"
     RESTORE_REJECTED = "Restore Rejected"
     RESTORE_VALIDATED = "Restore Validated"
+    SILENCE_REQUESTED = "Silence Requested"
+    UNSILENCE_REQUESTED = "Unsilence Requested"
 
 
 class Contract(BaseModel):
@@ -214,6 +216,39 @@ class BackupRequested(Contract):
     reason: Reason
 
 
+# A glob over target or agent names (``*``, ``?``, ``[...]``; backup_contracts.silences.matches)
+SilencePattern = Annotated[str, StringConstraints(pattern=r"^[a-z0-9*?\[\]-]{1,64}$")]
+
+
+class SilenceRequested(Contract):
+    """Hold the pages about matching targets and agents until ``expires_at`` (a maintenance window when
+    ``starts_at`` lies ahead); incidents are still recorded and shown. The rules: backup_contracts.silences."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["target"]}, {"required": ["agent"]}]})
+
+    silence_id: Identifier
+    target: SilencePattern | None = Field(default=None, description="glob over target names, e.g. orders-*")
+    agent: SilencePattern | None = Field(default=None, description="glob over agent names; with target: both")
+    starts_at: Timestamp | None = Field(default=None, description="default: when the pipeline receives it")
+    expires_at: Timestamp
+    requested_by: RequiredLabel
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _a_pattern(self) -> SilenceRequested:
+        if self.target is None and self.agent is None:
+            raise ValueError("a silence names a target pattern, an agent pattern or both (e.g. target: orders-*)")
+        return self
+
+
+class UnsilenceRequested(Contract):
+    """End a silence now; what it still holds pages at the watchdog's next tick."""
+
+    silence_id: Identifier
+    requested_by: RequiredLabel
+    reason: Reason | None = None
+
+
 # --------------------------------------------------------------------------- pipeline → anyone
 
 
@@ -265,6 +300,8 @@ EVENT_TYPES: dict[tuple[str, str], type[Contract]] = {
     (SOURCE_REQUESTS, DetailType.RESTORE_REQUESTED): RestoreRequested,
     (SOURCE_REQUESTS, DetailType.RESTORE_APPROVED): RestoreApproved,
     (SOURCE_REQUESTS, DetailType.BACKUP_REQUESTED): BackupRequested,
+    (SOURCE_REQUESTS, DetailType.SILENCE_REQUESTED): SilenceRequested,
+    (SOURCE_REQUESTS, DetailType.UNSILENCE_REQUESTED): UnsilenceRequested,
     (SOURCE_PIPELINE, DetailType.BACKUP_MISSING): BackupMissing,
     (SOURCE_PIPELINE, DetailType.RESTORE_REJECTED): RestoreRejected,
     (SOURCE_PIPELINE, DetailType.RESTORE_VALIDATED): RestoreValidated,
@@ -290,6 +327,11 @@ AUDIT_PATTERN: dict[str, Any] = {
 BACKUP_REQUEST_PATTERN: dict[str, Any] = {
     "source": [SOURCE_REQUESTS],
     "detail-type": [DetailType.BACKUP_REQUESTED.value],
+}
+# Silences go to the watchdog (through its own queue): it decides what pages.
+SILENCE_PATTERN: dict[str, Any] = {
+    "source": [SOURCE_REQUESTS],
+    "detail-type": [DetailType.SILENCE_REQUESTED.value, DetailType.UNSILENCE_REQUESTED.value],
 }
 # Restore requests, approvals, and the agent's restore outcomes go to the restore coordinator.
 RESTORE_PATTERN: dict[str, Any] = {

@@ -12,13 +12,16 @@ the secret in ``url_secret`` (CloudFormation resolves it at deploy time, the tem
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from backup_contracts.naming import NAME_PATTERN
+from backup_contracts.schedule import ScheduleError, parse_duration
 
+SILENCE_MAX_LIMIT = timedelta(days=30)  # no fleet may allow a longer silence than this
 SEVERITIES = ("info", "warning", "critical")
 FILTER_ATTRIBUTES = ("severity", "kind", "phase", "target", "agent")
 PHASES = ("open", "reminder", "resolved")
@@ -139,6 +142,22 @@ class AlertRouting(_Model):
     webhooks: list[Webhook] = Field(default_factory=list)
     chat: list[ChatChannel] = Field(default_factory=list)
     canary: Canary = Canary()
+    silence_max: Annotated[str, StringConstraints(pattern=r"^\d+\s*[mhd]$")] = Field(
+        default="7d", description="the longest silence a Silence Requested may ask for (at most 30d)"
+    )
+
+    @field_validator("silence_max")
+    @classmethod
+    def _silence_max_bounded(cls, value: str) -> str:
+        try:
+            parse_duration(value, SILENCE_MAX_LIMIT)
+        except ScheduleError as exc:
+            raise ValueError(f"silence_max {exc}") from None
+        return value
+
+    @property
+    def silence_max_delta(self) -> timedelta:
+        return parse_duration(self.silence_max, SILENCE_MAX_LIMIT)
 
     def destination_names(self) -> list[str]:
         return [webhook.name for webhook in self.webhooks] + [channel.name for channel in self.chat]

@@ -93,6 +93,10 @@ def restore_events_queue_name(pipeline: str) -> str:
     return f"{pipeline}-restore-events"
 
 
+def silence_events_queue_name(pipeline: str) -> str:
+    return f"{pipeline}-silence-events"
+
+
 def events_dlq_name(queue_name: str) -> str:
     return f"{queue_name}-dlq"
 

@@ -227,6 +227,8 @@ def _build(s: Situation, kind: str, phase: Phase, *, headline: str, what: str, l
     if s.rpo is not None:
         body.append(f"RPO:         {format_age(s.rpo)}")
     body.extend(lines)
+    if s.extra.get("note"):
+        body.append(f"Note:        {s.extra['note']}")
     if s.job_id or s.run_id:
         body.append(f"Job / run:   {s.job_id or '-'} / {s.run_id or '-'}")
     if phase != "resolved" and s.error:

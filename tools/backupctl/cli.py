@@ -16,17 +16,17 @@ from types import ModuleType
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backup_contracts.fleet import FleetConfigError
-from backupctl import backup_now, history, report, restore, status
+from backupctl import backup_now, history, report, restore, silences, status
 from backupctl.context import Context, UsageError, add_global_arguments
 
-COMMANDS: list[ModuleType] = [status, history, backup_now, restore, report]
+COMMANDS: list[ModuleType] = [status, history, backup_now, restore, report, silences]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backupctl",
         description="On-call command line for backup-pipeline: status, history, backup-now, restore, approve,"
-        " restore-status, report.",
+        " restore-status, report, silence, unsilence, silences.",
     )
     add_global_arguments(parser)
     subparsers = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")

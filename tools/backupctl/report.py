@@ -94,7 +94,7 @@ def build_report(
         fleet_file=str(ctx.fleet_file),
         fleet_sha256=hashlib.sha256(ctx.fleet_file.read_bytes()).hexdigest() if ctx.has_fleet else None,
         targets=collect_targets(ctx.ledger, fleet, period, now=now, silences=silences),
-        silences_recorded=(silences.recorded if silences is not None else False),
+        silences_recorded=(silences.recorded if silences is not None else True),  # the ledger records them
         period_note=period_note,
     )
 

@@ -3,7 +3,7 @@
 Reads per target (no scan): one Query of its runs in ``[since - look-back, until]``, one of its
 scheduled job rows in the period (their ids sort by slot), one for the newest good backup before that,
 and one BatchGetItem of its drills' restore items (their ids follow from the drill schedule's slots).
-Target states come with one BatchGetItem per 100 targets.
+Target states come with one BatchGetItem per 100 targets; the silences of the period with one Query.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from backup_contracts import ledger as keys
+from backup_contracts import silences as silence_rules
 from backup_contracts.fleet import Agent, Fleet, Target
 from backup_contracts.schedule import Schedule, parse_duration
 from backup_functions.ledger import FAILED, STARTED, SUCCEEDED, UNVERIFIED, JobRow, Ledger, RestoreItem, RunRecord
@@ -27,10 +28,27 @@ from backupctl.report_model import (
     UNVERIFIED_MARK,
     Drill,
     Mark,
-    NoSilenceRecords,
+    Silence,
     SilenceSource,
     TargetReport,
 )
+
+
+class LedgerSilences:
+    """The silences the ledger recorded (``SILENCES``), read once for the report's period."""
+
+    recorded = True
+
+    def __init__(self, ledger: Ledger, period: Interval) -> None:
+        self._items = ledger.silences.overlapping(period.start, period.end)
+
+    def silences(self, target: str, agent: str, period: Interval) -> list[Silence]:
+        return [
+            Silence(Interval(max(s.starts_at, period.start), min(s.ends_at, period.end)), s.requested_by, s.reason)
+            for s in self._items
+            if silence_rules.matches(s.target, s.agent, target=target, agent=agent)
+        ]
+
 
 DRILL_SLOTS_MAX = 1000  # drill slots read per target and period (a drill every hour for 41 days)
 
@@ -190,7 +208,7 @@ def collect_targets(
     ledger: Ledger, fleet: Fleet, period: Interval, *, now: datetime, silences: SilenceSource | None = None
 ) -> list[TargetReport]:
     """One ``TargetReport`` per target of the fleet, in the fleet's order."""
-    source = silences or NoSilenceRecords()
+    source = silences or LedgerSilences(ledger, period)
     reader = ReportReader(ledger, fleet, now=now)
     pairs = fleet.targets()
     states = ledger.targets.get_many(t.name for _, t in pairs)

@@ -38,8 +38,8 @@ class Silence:
 
 
 class SilenceSource(Protocol):
-    """Where the report finds silences. Silences are not in the ledger yet (issue 11, item 2): the default
-    ``NoSilenceRecords`` says so, and the page and the JSON show "not recorded" rather than "none"."""
+    """Where the report finds silences: the ledger's (``report_ledger.LedgerSilences``, the default). A source
+    that cannot know (``NoSilenceRecords``) makes the page and the JSON say "not recorded" rather than "none"."""
 
     recorded: bool
 
@@ -47,7 +47,7 @@ class SilenceSource(Protocol):
 
 
 class NoSilenceRecords:
-    """This ledger records no silences: nothing can be shown as silenced."""
+    """A source that knows no silences (a ledger from before they were recorded): nothing shown as silenced."""
 
     recorded = False
 

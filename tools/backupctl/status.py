@@ -16,6 +16,8 @@ from typing import Any
 from backup_contracts.fleet import Fleet
 from backup_contracts.formatting import format_age, format_bytes, format_time
 from backup_functions.ledger import AgentState, Ledger, TargetState
+from backup_functions.ledger.silences import holding
+from backup_functions.watchdog.silencing import NEVER_HELD as NEVER_SILENCED
 from backupctl.context import Context
 from backupctl.render import GREEN, RED, YELLOW, table, to_json, use_colour
 
@@ -209,21 +211,28 @@ def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False)
     return table(headers, cells, colours) + summary
 
 
-def collect_status(ledger: Ledger, fleet: Fleet) -> list[StatusRow]:
+def collect_status(ledger: Ledger, fleet: Fleet, *, now: datetime | None = None) -> list[StatusRow]:
     """Status rows for every target of the fleet (BatchGetItem + one incidents Query)."""
     pairs = fleet.targets()
     states = ledger.targets.get_many(t.name for _, t in pairs)
     agents = ledger.agents.get_many(a.name for a in fleet.agents)
     incidents: dict[str, list[str]] = {}
-    for incident in ledger.incidents.list_open():
+    agent_of = {target.name: agent.name for agent, target in pairs}
+    open_incidents = ledger.incidents.list_open()
+    in_force = ledger.silences.in_force(now or datetime.now(UTC)) if open_incidents else []
+    for incident in open_incidents:
         subject, kind = incident.subject, incident.kind
+        about = incident.about_target
+        silence = holding(in_force, target=about, agent=agent_of.get(about or "", incident.about_agent))
+        held = [f"silenced-by-{silence.silence_id}"] if silence and kind not in NEVER_SILENCED else []
         if subject.startswith("target:"):
             name = subject.removeprefix("target:")
             incidents.setdefault(name, []).append(kind)
             if incident.suppressed_by:  # recorded, not paged: its cause's incident pages instead
                 incidents[name].append(f"held-by-{incident.suppressed_by.rpartition('#')[2]}")
+            incidents[name] += held  # recorded and shown, not paged until the silence ends
         elif subject.startswith("agent:"):
-            incidents.setdefault(f"agent:{subject.removeprefix('agent:')}", []).append(kind)
+            incidents.setdefault(f"agent:{subject.removeprefix('agent:')}", []).extend([kind, *held])
         elif subject.startswith("pipeline:"):
             incidents.setdefault("pipeline", []).append(kind)
     rows = []
@@ -245,12 +254,23 @@ def collect_status(ledger: Ledger, fleet: Fleet) -> list[StatusRow]:
     return rows
 
 
+def silences_footer(ledger: Ledger, now: datetime) -> str:
+    """One line per silence in force, under the table (nothing when there is none)."""
+    lines = [
+        f"Silence {s.silence_id}: holds pages about {s.target or '*'}"
+        f"{f' on agent {s.agent}' if s.agent else ''} until {format_time(s.ends_at)} - {s.requested_by}: {s.reason}"
+        for s in sorted(ledger.silences.in_force(now), key=lambda s: s.ends_at)
+    ]
+    return "".join(f"{line}\n" for line in lines)
+
+
 def render_status_table(
     session: Any, table_name: str, fleet: Fleet, *, now: datetime | None = None, colour: bool = False
 ) -> str:
     """What ``backupctl status`` prints, for a boto3 session and ledger table; the local demo calls this."""
     ledger = Ledger(table_name, session.client("dynamodb"))
-    return render_status(collect_status(ledger, fleet), now or datetime.now(UTC), colour=colour)
+    now = now or datetime.now(UTC)
+    return render_status(collect_status(ledger, fleet, now=now), now, colour=colour) + silences_footer(ledger, now)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -261,6 +281,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         sys.stdout.write(to_json([row.as_json(now) for row in rows]))
     else:
         sys.stdout.write(render_status(rows, now, colour=use_colour(sys.stdout)))
+        sys.stdout.write(silences_footer(ctx.ledger, now))
     return 1 if args.fail_on_breach and any(row.breached(now) for row in rows) else 0
 
 

@@ -18,7 +18,7 @@ from backup_contracts.environment import (
     FunctionEnvironment,
     metrics_namespace,
 )
-from backup_contracts.events import AUDIT_PATTERN, BACKUP_REQUEST_PATTERN, RESTORE_PATTERN
+from backup_contracts.events import AUDIT_PATTERN, BACKUP_REQUEST_PATTERN, RESTORE_PATTERN, SILENCE_PATTERN
 from backup_contracts.fleet import Fleet
 
 
@@ -39,6 +39,7 @@ class LocalResources:
     agent_dlq_urls: dict[str, str] = field(default_factory=dict)
     audit_queue_url: str = ""
     restore_queue_url: str = ""
+    silence_queue_url: str = ""
     backup_request_queue_url: str = ""
     alerts_inbox_url: str = ""  # an SQS subscription to the alert topic: what the on-call engineer receives
 
@@ -196,6 +197,7 @@ def provision(fleet: Fleet, session: boto3.Session) -> LocalResources:
     for attr, name, rule, pattern in (
         ("audit_queue_url", naming.audit_events_queue_name(pipeline), "audit", AUDIT_PATTERN),
         ("restore_queue_url", naming.restore_events_queue_name(pipeline), "restore", RESTORE_PATTERN),
+        ("silence_queue_url", naming.silence_events_queue_name(pipeline), "silences", SILENCE_PATTERN),
         ("backup_request_queue_url", f"{pipeline}-backup-requests", "backup-requests", BACKUP_REQUEST_PATTERN),
     ):
         url, arn, _ = _queue_with_dlq(

@@ -118,6 +118,8 @@ class LocalPipeline:
             return self._invoke("dispatcher", DISPATCHER, scheduled_event(self.resources, "dispatcher-schedule", now))
 
     def tick_watchdog(self, now: datetime) -> Any:
+        """The watchdog's schedule (silence events that arrived before it are handled first, as in AWS)."""
+        self.drain_silences(now)
         with self.clock.at(now):
             return self._invoke("watchdog", WATCHDOG, scheduled_event(self.resources, "watchdog-schedule", now))
 
@@ -186,6 +188,10 @@ class LocalPipeline:
 
     def drain_restore_events(self, now: datetime | None = None) -> int:
         return self.drain(self.resources.restore_queue_url, "restore", RESTORE, now)
+
+    def drain_silences(self, now: datetime | None = None) -> int:
+        """Silence events, to the watchdog function (its queue in the stack)."""
+        return self.drain(self.resources.silence_queue_url, "watchdog", WATCHDOG, now)
 
     # ------------------------------------------------------------------ agents
     def run_agent(self, config_path: Path, *extra_env: tuple[str, str]) -> subprocess.CompletedProcess[str]:

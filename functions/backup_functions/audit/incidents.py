@@ -3,7 +3,8 @@ it — through the one incident protocol of the ledger (``ledger/incidents.py``)
 
 Each message is owed by the write that opens or resolves the incident (the ledger's outbox): if the
 publish fails, the SQS redelivery finds it owed and sends it as stored (after ``outbox.GRACE`` the
-watchdog would); a resolved incident is deleted once its "resolved" message went out.
+watchdog would); a resolved incident is deleted once its "resolved" message went out. A failure that a
+silence holds is recorded without a page (``silenced_by``); the watchdog pages it when the silence ends.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from backup_contracts.events import BackupStarted, BackupSucceeded
 from backup_contracts.fleet import Fleet
 from backup_functions import alerts
 from backup_functions.clock import Clock
-from backup_functions.ledger import Incident, Ledger, target_subject
+from backup_functions.ledger import Incident, Ledger, SilenceItem, target_subject
+from backup_functions.ledger.silences import holding
 from backup_functions.ports import Courier, Notifier, alert_entry
 
 log = logging.getLogger(__name__)
@@ -59,14 +61,22 @@ class AuditIncidents:
             **extra,
         )
 
+    def holding(self, target: str, agent: str) -> SilenceItem | None:
+        """The silence in force that holds pages about ``target`` (one Query, only on a failure)."""
+        now = self.clock.now()
+        return holding(self.ledger.silences.in_force(now), target=target, agent=agent)
+
     def alert(self, kind: str, event: BackupStarted, situation: alerts.Situation, details: dict[str, Any]) -> bool:
         """Open the incident and alert once (the incident protocol, the alert owed in the same write); a
-        redelivery sends only what is still owed."""
+        redelivery sends only what is still owed. Held by a silence, it is recorded and not sent: the
+        watchdog pages it once when the silence ends."""
         incidents = self.ledger.incidents
         subject, now = target_subject(event.target), self.clock.now()
+        silence = self.holding(event.target, event.agent)
         alert = alerts.build(kind, situation)
         entry_id = f"incident:{subject}#{kind}:{keys.iso(situation.since)}:open"
-        owed = {"alert": alert_entry(alert, id=entry_id, at=now)}
+        owed = {} if silence else {"alert": alert_entry(alert, id=entry_id, at=now)}
+        held = {"silenced_by": silence.silence_id} if silence else {}
         incident, claim = incidents.open(
             subject,
             kind,
@@ -74,8 +84,10 @@ class AuditIncidents:
             claimed_at=now,
             details=details,
             owed=owed,
+            notify=silence is None,
             target=event.target,
             agent=event.agent,
+            **held,
         )
         if claim is None:
             if incident.owed:
@@ -83,12 +95,10 @@ class AuditIncidents:
                 return True
             if incident.details.get("run_id") != event.run_id:
                 incidents.update_details(incident, details)  # a later failure: keep the latest facts
-            if incident.last_notified_at is not None:
-                return False
-            claim = incidents.claim_notification(incident, now, owed)  # its first send was released
-            if claim is None:
-                return False
-            incident = incident.model_copy(update={"owed": owed})
+            return False  # paged already, or held (by a silence: the watchdog pages it when that ends)
+        if silence is not None:
+            log.info("alert held by a silence", extra={"kind": kind, "silence": silence.silence_id})
+            return False
         self.settle(incident)
         log.info("alert sent", extra={"kind": kind, "subject": alert.subject})
         return True

@@ -8,7 +8,8 @@
 - ``jobs``: job rows and the dispatcher's tick marker and unsent jobs;
 - ``agents``: heartbeats;
 - ``incidents``: the one incident protocol of the audit and the watchdog;
-- ``restores``: restore requests and drills.
+- ``restores``: restore requests and drills;
+- ``silences``: what holds pages (who, why, until when).
 
 Keys and attribute names come from ``backup_contracts.ledger``; items are read as the typed models of
 ``backup_functions.ledger.items``. Every write is conditional or monotonic, so retries, duplicate
@@ -45,6 +46,7 @@ from backup_functions.ledger.items import (
 from backup_functions.ledger.jobs import Jobs, NewJob
 from backup_functions.ledger.restores import Restores
 from backup_functions.ledger.runs import Runs
+from backup_functions.ledger.silences import SILENCES_PK, SilenceItem, Silences
 from backup_functions.ledger.targets import TargetStates
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ __all__ = [
     "NewJob",
     "RestoreItem",
     "RunRecord",
+    "SilenceItem",
     "TargetState",
     "WatchedItem",
     "agent_subject",
@@ -96,6 +99,8 @@ def parse_item(item: dict[str, Any]) -> LedgerItem:
         return RestoreItem.model_validate(item)
     if pk == keys.INCIDENTS_PK:
         return Incident.model_validate(item)
+    if pk == SILENCES_PK:
+        return SilenceItem.model_validate(item)
     return LedgerItem.model_validate(item)
 
 
@@ -110,6 +115,7 @@ class Ledger:
         self.agents = AgentStates(self.client)
         self.incidents = Incidents(self.client)
         self.restores = Restores(self.client)
+        self.silences = Silences(self.client)
 
     @property
     def table_name(self) -> str:

@@ -98,10 +98,11 @@ class Incidents:
         self, incident: Incident, now: datetime, owed: Mapping[str, Owed] | None = None
     ) -> Claim | None:
         """Move ``last_notified_at`` from what ``incident`` says to ``now``, once (owing ``owed`` in the same
-        write); None when another won. A suppressed incident that pages stops being suppressed."""
+        write); None when another won. A suppressed or silenced incident that pages stops being held."""
         update = Update().set(last_notified_at=now).add("notify_count", 1)
-        if incident.suppressed_by is not None:
-            update.remove("suppressed_by")
+        held = [name for name in ("suppressed_by", "silenced_by") if getattr(incident, name) is not None]
+        if held:
+            update.remove(*held)
         if owed:
             owe(update, owed)
         condition = update.exists()

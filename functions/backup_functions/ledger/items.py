@@ -279,6 +279,7 @@ class Incident(OwingItem):
     source_sk: str | None = None
     resolved_at: datetime | None = None  # resolved; deleted once its "resolved" message is sent
     suppressed_by: str | None = None  # the cause incident (sk) that explains it: recorded, not paged
+    silenced_by: str | None = None  # the silence (id) holding its pages: recorded, shown, paged when it ends
 
     @model_validator(mode="before")
     @classmethod

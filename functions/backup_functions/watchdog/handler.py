@@ -1,4 +1,6 @@
-"""Watchdog Lambda, invoked by an EventBridge schedule every ``watchdog_interval_minutes``.
+"""Watchdog Lambda, invoked by an EventBridge schedule every ``watchdog_interval_minutes``, and with SQS
+batches of the silence events from the bus (``Silence Requested`` / ``Unsilence Requested``: its own queue;
+``backup_functions.silence_requests``): the watchdog decides what pages, so it keeps the silences.
 
 Thin: build the watchdog from the environment (once per container), tick at the clock's now, publish
 metrics, then send the daily alert-path canary when it is due (``backup_functions.canary``; a runtime
@@ -13,15 +15,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from backup_contracts.events import SilenceRequested, UnsilenceRequested
 from backup_contracts.fleet import Fleet
 from backup_functions import canary
 from backup_functions import settings as settings_module
 from backup_functions.clock import Clock, SystemClock
+from backup_functions.envelope import MalformedEventError, receive
 from backup_functions.ledger import Ledger
 from backup_functions.observability import ALERTS_SENT, OPEN_INCIDENTS, OVERDUE_TARGETS, SILENT_AGENTS, count, logger
 from backup_functions.ports import EventBridgePublisher, EventPublisher, Notifier, SnsNotifier, SnsSubscriptions
-from backup_functions.runtime import Lazy, lambda_handler
+from backup_functions.runtime import Lazy, handle_sqs_batch, lambda_handler
+from backup_functions.silence_requests import SilenceRequests
 from backup_functions.watchdog.causes import FleetView
 from backup_functions.watchdog.logic import TickReport, Watchdog
 from backup_functions.watchdog.notify import AlertNotifier
@@ -80,8 +86,20 @@ def _summary(report: TickReport) -> dict[str, Any]:
     return summary
 
 
+def handle_silence_record(record: SQSRecord) -> dict[str, Any]:
+    request = receive(record.body).event
+    if not isinstance(request, SilenceRequested | UnsilenceRequested):
+        raise MalformedEventError(f"the watchdog's queue takes silence events only, not {type(request).__name__}")
+    rt = runtime.get()
+    answer = SilenceRequests(rt.fleet, rt.ledger, rt.notifier, clock=rt.clock).handle(request)
+    logger.info("silence request answered", extra=asdict(answer))
+    return asdict(answer)
+
+
 @lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if "Records" in event:  # silence events from the bus, through the watchdog's queue
+        return handle_silence_record_batch(event, context)
     rt = runtime.get()
     now = rt.clock.now()
     logger.set_correlation_id(f"watchdog-{now:%Y%m%dT%H%M%SZ}")
@@ -106,3 +124,7 @@ def _canary(now: datetime, rt: Runtime, subscriptions: canary.Subscriptions) -> 
         log = logger.warning if unconfirmed else logger.info
         log("alert-path canary sent", extra={"pending_confirmation": sent.pending, "message_id": sent.message_id})
     return asdict(sent)
+
+
+def handle_silence_record_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_sqs_batch(event, context, function="watchdog", handle=handle_silence_record)

@@ -23,7 +23,8 @@ One incident per root cause (``causes.py``): a silent agent, an agent whose jobs
 silent at once, or a stalled dispatcher opens one incident listing what it affects; the per-target
 incidents it explains are recorded (``suppressed_by``), not paged, until it resolves. Targets and agents
 no longer in the fleet file have their incidents closed with one final notice and their watches cleared
-(``removal.py``).
+(``removal.py``). A silence holds the pages of what it matches until it ends, then they page once
+(``silencing.py``).
 
 Nothing here reads the whole fleet: the cost follows the number of overdue things and open incidents.
 """
@@ -36,9 +37,9 @@ from typing import Any
 
 from backup_contracts import ledger as keys
 from backup_functions import alerts
-from backup_functions.ledger import Incident, TargetState
+from backup_functions.ledger import Incident, SilenceItem, TargetState
 from backup_functions.ledger.outbox import Owed
-from backup_functions.watchdog import causes, removal
+from backup_functions.watchdog import causes, removal, silencing
 from backup_functions.watchdog.causes import Cause, Correlation, FleetView
 from backup_functions.watchdog.model import TARGET_INCIDENT_KINDS, WATCH_INCIDENT_KINDS, OverdueItem
 from backup_functions.watchdog.ports import (
@@ -50,9 +51,11 @@ from backup_functions.watchdog.ports import (
     TickReport,
     WatchdogError,
     WatchdogLedger,
+    incident_notice,
     is_superseded,
     reminder_due,
     state_facts,
+    targets_to_read,
 )
 
 __all__ = [
@@ -87,7 +90,10 @@ class Watchdog:
 
     def tick(self, now: datetime) -> TickReport:
         report = TickReport(now=now)
-        items = [OverdueItem(item) for item in self._store.overdue_items(now)]
+        self._book = silencing.SilenceBook(self._store.silences_in_force, self._fleet, now)
+        due = self._store.overdue_items(now)
+        ended = [item for item in due if isinstance(item, SilenceItem)]
+        items = [OverdueItem(item) for item in due if not isinstance(item, SilenceItem)]
         incidents: dict[str, Incident] = {}
         for known in self._store.open_incidents():
             if known.due(now):  # owed by an earlier tick (or, after the grace, by the audit)
@@ -112,10 +118,12 @@ class Watchdog:
             else:
                 watched.append(item)
 
-        states = self._store.target_states(self._targets_to_read(watched, incidents))
+        states = self._store.target_states(targets_to_read(watched, incidents))
         for item in watched:
             if isinstance(item.item, TargetState):  # an overdue RPO watch is the target's state itself
                 states.setdefault(item.name, item.item)
+        for silence in ended:
+            self._end_silence(silence, incidents, states, now, report)
 
         overdue: dict[str, OverdueItem] = {}
         for item in sorted(watched, key=lambda i: i.deadline):
@@ -148,8 +156,11 @@ class Watchdog:
                 continue
             target = incident.about_target
             state = states.get(target) if target else None
-            if incident.suppressed_by is not None and incident.last_notified_at is None:
-                self._store.resolve_incident(incident, {}, now)  # caught up while held: its cause reports it
+            if (
+                silencing.never_paged_while_held(incident)
+                and incident.kind in WATCH_INCIDENT_KINDS | alerts.CAUSE_KINDS
+            ):
+                self._store.resolve_incident(incident, {}, now)  # caught up while held: recorded, not paged
             elif incident.kind in alerts.CAUSE_KINDS and target is None:
                 held = [i for i in incidents.values() if i.suppressed_by == sk]
                 extra = causes.recovery(incident, held, overdue)
@@ -157,8 +168,11 @@ class Watchdog:
             elif incident.kind in WATCH_INCIDENT_KINDS:
                 self._resolve(incident, state, now, report, RESOLUTIONS.get(incident.kind, "no longer overdue"))
             elif state is not None and state.last_good_at is not None and state.last_good_at > incident.opened_at:
-                self._resolve(incident, state, now, report, "a newer backup succeeded")
-            elif incident.last_notified_at is None:
+                if silencing.never_paged_while_held(incident):
+                    self._store.resolve_incident(incident, {}, now)  # nobody was told: nothing to take back
+                else:
+                    self._resolve(incident, state, now, report, "a newer backup succeeded")
+            elif incident.last_notified_at is None and incident.silenced_by is None:
                 # Its first alert is the audit's to send (an SQS redelivery retries it); sending it
                 # here could race the audit's own publish.
                 continue
@@ -170,16 +184,6 @@ class Watchdog:
         return report
 
     # ------------------------------------------------------------------ steps
-
-    @staticmethod
-    def _targets_to_read(items: list[OverdueItem], incidents: dict[str, Incident]) -> set[str]:
-        """Targets whose state this tick needs: not the fleet, only those with something open or overdue."""
-        have_rpo = {i.name for i in items if i.watch_kind == "rpo"}
-        wanted = {i.name for i in items if i.watch_kind in ("start", "end")}
-        # Incidents opened by others resolve on a newer good backup; resolving an RPO incident
-        # reports the new last good backup: both need the target's state.
-        wanted |= {target for incident in incidents.values() if (target := incident.about_target)}
-        return wanted - have_rpo
 
     def _settle(self, incident: Incident, report: TickReport, only: dict[str, Owed] | None = None) -> bool:
         """Send what ``incident`` owes (``only`` those), clearing each; a failure stays owed for the next tick."""
@@ -304,40 +308,25 @@ class Watchdog:
         self, sk: str, notice: Notice, attributes: dict[str, Any], report: TickReport, *, suppressed_by: str | None
     ) -> None:
         """Open the incident owing its first alert, or, held by a cause, recorded without one."""
+        silence = None if suppressed_by else self._book.holding(notice.kind, notice.target, notice.agent)
         if suppressed_by is not None:
             attributes = {**attributes, "suppressed_by": suppressed_by}
-        owed = {} if suppressed_by else self._owed(notice, sk, notice.now, 1)
-        notify = suppressed_by is None
+        if silence is not None:
+            attributes = {**attributes, "silenced_by": silence.silence_id}
+        notify = suppressed_by is None and silence is None
+        owed = self._owed(notice, sk, notice.now, 1) if notify else {}
         claim = self._store.open_incident(notice.subject, notice.kind, notice.now, attributes, owed, notify=notify)
         if claim is None:
             logger.info("incident %s was opened by a concurrent tick; not alerting twice", sk)
             return
         if not notify:
-            report.suppressed.append(sk)
+            (report.suppressed if suppressed_by else report.silenced).append(sk)
             return
         opened = Incident.model_validate(
             {"pk": keys.INCIDENTS_PK, "sk": sk, "subject": notice.subject, "kind": notice.kind, "opened_at": notice.now}
         ).model_copy(update={"owed": owed})
         if self._settle(opened, report):
             report.opened.append(sk)
-
-    def _incident_notice(
-        self, incident: Incident, state: TargetState | None, now: datetime, phase: Phase, **extra: Any
-    ) -> Notice:
-        return Notice(
-            phase=phase,
-            kind=incident.kind,
-            subject=incident.subject,
-            target=incident.about_target,
-            agent=incident.about_agent,
-            since=incident.since or incident.opened_at,
-            now=now,
-            opened_at=incident.opened_at,
-            **state_facts(state),
-            notify_count=incident.notify_count,
-            details=dict(incident.details),
-            **extra,
-        )
 
     def _remind(
         self,
@@ -348,16 +337,45 @@ class Watchdog:
         report: TickReport,
         *,
         extra: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> bool:
+        """Page about ``incident`` again (or for the first time) unless a silence holds it; True when sent."""
+        if (silence := self._book.holding_incident(incident)) is not None:
+            if incident.silenced_by != silence.silence_id:
+                self._store.hold(incident, silence.silence_id)
+            report.silenced.append(incident.sk)
+            return False
         phase: Phase = "reminder" if incident.last_notified_at is not None else "open"
         job_id = (item.job_id if item else None) or incident.job_id
-        notice = self._incident_notice(incident, state, now, phase, job_id=job_id, extra=extra or {})
+        notice = incident_notice(incident, state, now, phase, job_id=job_id, extra=extra or {})
         owed = self._owed(notice, incident.sk, incident.opened_at, incident.notify_count + 1)
         if self._store.claim_notification(incident, now, owed) is None:
             logger.info("reminder for %s already sent by a concurrent tick", incident.sk)
-            return
+            return False
         if self._settle(incident.model_copy(update={"owed": owed}), report):
             report.reminded.append(incident.sk)
+        return True
+
+    def _end_silence(
+        self,
+        silence: SilenceItem,
+        incidents: dict[str, Incident],
+        states: dict[str, TargetState],
+        now: datetime,
+        report: TickReport,
+    ) -> None:
+        """Page once what the ended ``silence`` still holds (unless another holds it), then clear its watch."""
+        for sk, incident in list(incidents.items()):
+            if incident.silenced_by != silence.silence_id:
+                continue
+            extra = silencing.ended_note(silence)
+            if incident.kind in alerts.CAUSE_KINDS:
+                extra = {**self._cause_extra(incident.kind, incident.subject, incident.details), **extra}
+            state = states.get(incident.about_target or "")
+            if self._remind(incident, None, state, now, report, extra=extra):
+                paged = {"last_notified_at": now, "silenced_by": None, "notify_count": incident.notify_count + 1}
+                incidents[sk] = incident.model_copy(update=paged)
+        if not report.errors and self._store.end_silence(silence, now):
+            report.silences_ended.append(silence.silence_id)
 
     def _resolve(
         self,
@@ -371,7 +389,7 @@ class Watchdog:
     ) -> None:
         if extra is not None:
             extra = {**causes.presentation(incident.kind, incident.subject, incident.details), **extra}
-        notice = self._incident_notice(
+        notice = incident_notice(
             incident, state, now, "resolved", job_id=incident.job_id, resolution=resolution, extra=extra or {}
         )
         owed = self._owed(notice, incident.sk, incident.opened_at, incident.notify_count)

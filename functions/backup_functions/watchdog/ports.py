@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from backup_functions.ledger import AgentState, Claim, Incident, JobRow, TargetState, WatchedItem
+from backup_functions.ledger import AgentState, Claim, Incident, JobRow, SilenceItem, TargetState, WatchedItem
 from backup_functions.ledger.outbox import Owed
 from backup_functions.watchdog.model import OverdueItem
 
@@ -47,6 +47,9 @@ class WatchdogLedger(Protocol):
     def agent_states(self, agents: Iterable[str]) -> dict[str, AgentState]: ...
     def last_dispatch(self) -> datetime | None: ...
     def update_details(self, incident: Incident, details: dict[str, Any]) -> bool: ...
+    def silences_in_force(self, now: datetime) -> list[SilenceItem]: ...
+    def hold(self, incident: Incident, silence_id: str) -> bool: ...
+    def end_silence(self, silence: SilenceItem, now: datetime) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class TickReport:
     resolved: list[str] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)  # opened, held by a cause (not paged)
+    silenced: list[str] = field(default_factory=list)  # would have paged, held by a silence
+    silences_ended: list[str] = field(default_factory=list)  # silences whose end this tick completed
     removed: list[str] = field(default_factory=list)  # removals from the fleet announced (agent:/target:)
     ignored: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -127,3 +132,31 @@ def state_facts(state: TargetState | None) -> dict[str, Any]:
         "last_good_bytes": state.last_good_bytes if state else None,
         "rpo": state.rpo if state else None,
     }
+
+
+def targets_to_read(items: list[OverdueItem], incidents: dict[str, Incident]) -> set[str]:
+    """Targets whose state this tick needs: not the fleet, only those with something open or overdue."""
+    have_rpo = {i.name for i in items if i.watch_kind == "rpo"}
+    wanted = {i.name for i in items if i.watch_kind in ("start", "end")}
+    # Incidents opened by others resolve on a newer good backup; resolving an RPO incident
+    # reports the new last good backup: both need the target's state.
+    wanted |= {target for incident in incidents.values() if (target := incident.about_target)}
+    return wanted - have_rpo
+
+
+def incident_notice(incident: Incident, state: TargetState | None, now: datetime, phase: Phase, **extra: Any) -> Notice:
+    """The notice of an open incident, as recorded (its facts, the target's state)."""
+    return Notice(
+        phase=phase,
+        kind=incident.kind,
+        subject=incident.subject,
+        target=incident.about_target,
+        agent=incident.about_agent,
+        since=incident.since or incident.opened_at,
+        now=now,
+        opened_at=incident.opened_at,
+        **state_facts(state),
+        notify_count=incident.notify_count,
+        details=dict(incident.details),
+        **extra,
+    )

@@ -5,8 +5,9 @@ Per tick: ``WATCH_SHARDS`` index queries + 1 query of the INCIDENTS partition (+
 of the dispatcher's tick marker, one BatchGetItem per 100 targets whose state must be read (only targets
 with an overdue job or an open incident; none at all when only RPO watches are overdue), one BatchGetItem
 of the agents with a job that did not start (did they ever heartbeat?), one of a cause's targets when it
-notifies, and one write per incident opened, reminded or resolved and per watch cleared (superseded, or
-of a target or agent removed from the fleet). Nothing grows with the healthy fleet.
+notifies, one Query of the silences in force when anything would page, and one write per incident
+opened, reminded, resolved or held and per watch cleared (superseded, of a target or agent removed from
+the fleet, of a silence that ended). Nothing grows with the healthy fleet.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from datetime import datetime
 from typing import Any
 
 from backup_contracts import ledger as keys
-from backup_functions.ledger import AgentState, Claim, Incident, JobRow, Ledger, TargetState, WatchedItem
+from backup_functions.ledger import (
+    AgentState,
+    Claim,
+    Incident,
+    JobRow,
+    Ledger,
+    SilenceItem,
+    TargetState,
+    WatchedItem,
+)
 from backup_functions.ledger.client import WATCH_ATTRIBUTES, Update
 from backup_functions.ledger.outbox import Owed
 
@@ -76,6 +86,17 @@ class WatchdogStore:
 
     def update_details(self, incident: Incident, details: dict[str, Any]) -> bool:
         return self._ledger.incidents.update_details(incident, details)
+
+    def silences_in_force(self, now: datetime) -> list[SilenceItem]:
+        return self._ledger.silences.in_force(now)
+
+    def hold(self, incident: Incident, silence_id: str) -> bool:
+        """Record that ``silence_id`` holds the open incident's pages (shown by ``backupctl status``)."""
+        update = Update().set(silenced_by=silence_id)
+        return self._ledger.client.update(keys.INCIDENTS_PK, incident.sk, update, update.exists()) is not None
+
+    def end_silence(self, silence: SilenceItem, now: datetime) -> bool:
+        return self._ledger.silences.end(silence, now)
 
     def clear_item_watch(self, item: WatchedItem, *, now: datetime, reason: str) -> bool:
         """Stop watching ``item`` (only if its watch is unchanged since it was read)."""
