@@ -21,6 +21,7 @@ from fnmatch import fnmatchcase
 
 from backup_contracts.events import SilenceRequested
 from backup_contracts.formatting import format_age, format_time
+from backup_contracts.schedule import format_duration
 
 STARTS_AHEAD_MAX = timedelta(days=30)  # a maintenance window may be booked at most this far ahead
 
@@ -53,12 +54,12 @@ def problems(
     elif request.expires_at - starts > longest:
         found.append(
             f"it would last {format_age(request.expires_at - starts)}, longer than this fleet allows"
-            f" (pipeline.alerts.silence_max: {format_age(longest)}). Fix: expire it sooner and renew it if"
+            f" (pipeline.alerts.silence_max: {format_duration(longest)}). Fix: expire it sooner and renew it if"
             " the work takes longer"
         )
     if starts - now > STARTS_AHEAD_MAX:
         found.append(
-            f"it starts {format_age(starts - now)} from now, more than {format_age(STARTS_AHEAD_MAX)} ahead."
+            f"it starts {format_age(starts - now)} from now, more than {format_duration(STARTS_AHEAD_MAX)} ahead."
             " Fix: book the window closer to the date"
         )
     agent_of = {target: agent for agent, target in targets}

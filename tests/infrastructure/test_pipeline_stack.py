@@ -147,7 +147,10 @@ def test_dispatcher_receives_backup_requests_from_the_bus_with_a_dlq(synthesized
     assert target["DeadLetterConfig"] == {"Arn": _arn_of(synthesized, stack.functions.dlqs["dispatcher"])}
 
 
-@pytest.mark.parametrize(("name", "pattern"), [("audit", events.AUDIT_PATTERN), ("restore", events.RESTORE_PATTERN)])
+@pytest.mark.parametrize(
+    ("name", "pattern"),
+    [("audit", events.AUDIT_PATTERN), ("restore", events.RESTORE_PATTERN), ("watchdog", events.SILENCE_PATTERN)],
+)
 def test_event_driven_functions_are_fed_through_an_sqs_queue_with_partial_batch_failures(
     synthesized: Any, name: str, pattern: dict[str, Any]
 ) -> None:

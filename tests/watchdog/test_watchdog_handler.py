@@ -13,6 +13,7 @@ import yaml
 from wd_env import TABLE, Env
 
 from backup_functions import settings as settings_module
+from backup_functions.ledger import Ledger, SilenceItem
 from backup_functions.watchdog import handler as watchdog_handler
 from local_pipeline.clock import SimulatedClock
 from local_pipeline.runner import LambdaContext
@@ -57,3 +58,45 @@ def test_handler_ticks_alerts_and_emits_the_overdue_targets_metric(
     assert summary["opened"] == ["target:db-0-0#rpo"]
     assert [(m.kind, m.phase) for m in lambda_env.inbox()] == [("rpo", "open")]
     assert emf[-1]["OverdueTargets"] == [1.0]
+
+
+def _sqs_record(message_id: str, detail_type: str, detail: dict[str, object]) -> dict[str, object]:
+    envelope = {"source": "backup.requests", "detail-type": detail_type, "detail": detail}
+    return {"messageId": message_id, "receiptHandle": message_id, "body": json.dumps(envelope), "attributes": {}}
+
+
+def test_a_silence_event_from_its_queue_is_recorded_and_announced_and_a_malformed_one_is_rejected(
+    lambda_env: Env,
+) -> None:
+    silence = {
+        "silence_id": "s-handler",
+        "target": "db-0-*",
+        "expires_at": (NOW + timedelta(hours=2)).isoformat(),
+        "requested_by": "alice@example.com",
+        "reason": "upgrade",
+    }
+    batch = {
+        "Records": [
+            _sqs_record("m-1", "Silence Requested", silence),
+            _sqs_record("m-2", "Silence Requested", {**silence, "silence_id": "s-bad", "target": None}),
+            _sqs_record(
+                "m-3", "Backup Requested", {"request_id": "q", "target": "db-0-0", "requested_by": "a", "reason": "r"}
+            ),
+        ]
+    }
+
+    response = watchdog_handler.handler(batch, LambdaContext(function_name="wd-watchdog"))
+
+    assert response["batchItemFailures"] == [{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-3"}]
+    [recorded] = _silences(lambda_env)
+    assert (recorded.silence_id, recorded.target, recorded.expires_at) == (
+        "s-handler",
+        "db-0-*",
+        NOW + timedelta(hours=2),
+    )
+    assert recorded.owed == {}  # the announcement went out and was cleared
+    assert [(m.kind, m.phase) for m in lambda_env.inbox()] == [("silence", "open")]
+
+
+def _silences(env: Env) -> list[SilenceItem]:
+    return Ledger(TABLE, boto3.client("dynamodb")).silences.not_expired(NOW)

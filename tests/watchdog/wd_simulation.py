@@ -14,7 +14,14 @@ from typing import Any
 import boto3
 from simulated_objects import date_object
 
-from backup_contracts.events import AgentHeartbeat, BackupStarted, BackupSucceeded
+from backup_contracts.events import (
+    AgentHeartbeat,
+    BackupFailed,
+    BackupStarted,
+    BackupSucceeded,
+    SilenceRequested,
+    UnsilenceRequested,
+)
 from backup_contracts.fleet import Fleet, parse_fleet
 from backup_contracts.jobs import Job
 from backup_contracts.naming import backup_object_key
@@ -22,6 +29,7 @@ from backup_functions.audit.logic import AuditConfig, Auditor
 from backup_functions.dispatcher import logic as dispatcher
 from backup_functions.ledger import Ledger
 from backup_functions.ports import S3ObjectStore, SnsNotifier, SqsJobQueue
+from backup_functions.silence_requests import SilenceRequests
 from backup_functions.watchdog.handler import run_tick
 from local_pipeline.clock import SimulatedClock
 from local_pipeline.resources import LocalResources, provision
@@ -71,6 +79,7 @@ class World:
     tick_start: datetime = field(init=False)
     last_heartbeat: dict[str, datetime] = field(default_factory=dict)
     behind: set[str] = field(default_factory=set)  # agents back from an outage, with jobs waiting
+    failing: set[str] = field(default_factory=set)  # targets whose dumps fail (exit 2) until removed
 
     def __post_init__(self) -> None:
         self.tick_start = self.clock.now()
@@ -148,6 +157,14 @@ class World:
             "key": key,
         }
         self.auditor.handle(BackupStarted(**common), sender=job.agent)
+        if job.target in self.failing:
+            failed = BackupFailed(
+                **common, finished_at=started + timedelta(seconds=5), stage="dump", exit_code=2, error="dump failed"
+            )
+            self.clock.set(max(self.clock.now(), failed.finished_at))
+            self.auditor.handle(failed, sender=job.agent)
+            self.collect_alerts()
+            return
         put = self.s3.put_object(
             Bucket=job.bucket,
             Key=key,
@@ -202,6 +219,31 @@ class World:
                 )
         self.alerts.extend(new)
         return new
+
+    def silence(self, *, hours: float, target: str | None = None, agent: str | None = None, **more: Any) -> str:
+        """A ``Silence Requested`` as the watchdog's queue delivers it; returns its outcome."""
+        request = SilenceRequested(
+            silence_id=more.pop("silence_id", f"s-{len(self.alerts)}-{self.clock.now():%H%M}"),
+            target=target,
+            agent=agent,
+            expires_at=more.pop("expires_at", self.clock.now() + timedelta(hours=hours)),
+            requested_by=more.pop("requested_by", "alice@example.com"),
+            reason=more.pop("reason", "database upgrade"),
+            **more,
+        )
+        answer = self.silence_requests().handle(request)
+        self.collect_alerts()
+        return answer.outcome
+
+    def unsilence(self, silence_id: str) -> str:
+        request = UnsilenceRequested(silence_id=silence_id, requested_by="bob@example.com", reason="done early")
+        answer = self.silence_requests().handle(request)
+        self.collect_alerts()
+        return answer.outcome
+
+    def silence_requests(self) -> SilenceRequests:
+        notifier = SnsNotifier(self.sns, self.resources.alert_topic_arn)
+        return SilenceRequests(self.fleet, self.ledger, notifier, clock=self.clock)
 
     # ------------------------------------------------------------------ time
 

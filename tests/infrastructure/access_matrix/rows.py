@@ -63,6 +63,7 @@ KEY = "{key}"  # the pipeline's KMS key (bucket, queues, ledger, topic)
 AGENT_QUEUE, AGENT_DLQ, OTHER_AGENT_QUEUE = "{agent_queue}", "{agent_dlq}", "{other_agent_queue}"
 AUDIT_QUEUE, AUDIT_DLQ, RESTORE_QUEUE = "{audit_queue}", "{audit_dlq}", "{restore_queue}"
 RESTORE_DLQ, REQUESTS_DLQ = "{restore_dlq}", "{requests_dlq}"  # REQUESTS_DLQ: of the on-demand backup rule
+SILENCE_QUEUE, SILENCE_DLQ = "{silence_queue}", "{silence_dlq}"  # Silence/Unsilence Requested → the watchdog
 BUS, TABLE, TABLE_INDEX, TOPIC = "{bus}", "{table}", "{table_index}", "{topic}"
 AGENT_ROLE, DISPATCHER_ROLE, AUDIT_ROLE = "{agent_role}", "{dispatcher_role}", "{audit_role}"
 WATCHDOG_ROLE, RESTORE_ROLE = "{watchdog_role}", "{restore_role}"
@@ -111,6 +112,7 @@ NO_SOURCE: Context = {}  # a PutEvents whose entries carry no source at all
 FROM_AUDIT_RULE: Context = {"aws:SourceArn": "{audit_rule}", "aws:SourceAccount": ACCOUNT}
 FROM_RESTORE_RULE: Context = {"aws:SourceArn": "{restore_rule}", "aws:SourceAccount": ACCOUNT}
 FROM_REQUESTS_RULE: Context = {"aws:SourceArn": "{requests_rule}", "aws:SourceAccount": ACCOUNT}
+FROM_SILENCE_RULE: Context = {"aws:SourceArn": "{silence_rule}", "aws:SourceAccount": ACCOUNT}
 OTHER_RULE: Context = {  # a rule of this account that is not the queue's (e.g. on the default bus)
     "aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/someone-elses",
     "aws:SourceAccount": ACCOUNT,
@@ -226,6 +228,7 @@ ROWS: tuple[Row, ...] = (
     Row("audit-updates-ledger", AUDIT, "dynamodb:UpdateItem", TABLE, NONE, ALLOWED, "conditional run records"),
     Row("audit-records-run", AUDIT, "dynamodb:PutItem", TABLE, NONE, ALLOWED, "Backup Started"),
     Row("audit-reads-run", AUDIT, "dynamodb:GetItem", TABLE, NONE, ALLOWED, "the run an event names"),
+    Row("audit-finds-silences", AUDIT, "dynamodb:Query", TABLE, NONE, ALLOWED, "does a silence hold a failure?"),
     Row("audit-resolves-incident", AUDIT, "dynamodb:DeleteItem", TABLE, NONE, ALLOWED, "a good backup resolves"),
     Row("audit-kms-via-ddb", AUDIT, "kms:Decrypt", KEY, VIA_DYNAMODB, ALLOWED, "the ledger's CMK"),
     Row("audit-scans-ledger", AUDIT, "dynamodb:Scan", TABLE, NONE, DENIED, "no code scans the ledger"),
@@ -265,6 +268,10 @@ ROWS: tuple[Row, ...] = (
     Row("watchdog-kms-direct", WATCHDOG, "kms:GenerateDataKey", KEY, NONE, DENIED, "only through a service"),
     Row("watchdog-reads-backup", WATCHDOG, "s3:GetObject", OWN_BACKUP, NONE, DENIED, "needs no object access"),
     Row("watchdog-sends-job", WATCHDOG, "sqs:SendMessage", AGENT_QUEUE, NONE, DENIED, "issues no jobs"),
+    Row("watchdog-receives-silence", WATCHDOG, "sqs:ReceiveMessage", SILENCE_QUEUE, NONE, ALLOWED, "silence events"),
+    Row("watchdog-deletes-silence", WATCHDOG, "sqs:DeleteMessage", SILENCE_QUEUE, NONE, ALLOWED, "handled"),
+    Row("watchdog-kms-decrypt-silence", WATCHDOG, "kms:Decrypt", KEY, VIA_SQS, ALLOWED, "encrypted event queue"),
+    Row("watchdog-takes-audit-event", WATCHDOG, "sqs:ReceiveMessage", AUDIT_QUEUE, NONE, DENIED, "not its queue"),
     # The restore coordinator: reads (and presigns) backups, dispatches restores, announces outcomes.
     Row("restore-presigns-get", RESTORE, "s3:GetObject", OWN_BACKUP, NONE, ALLOWED, "the URL is its GetObject"),
     Row("restore-gets-version", RESTORE, "s3:GetObjectVersion", OWN_BACKUP, NONE, ALLOWED, "point-in-time pick"),
@@ -272,6 +279,7 @@ ROWS: tuple[Row, ...] = (
     Row("restore-sends-job", RESTORE, "sqs:SendMessage", AGENT_QUEUE, NONE, ALLOWED, "restore job to the agent"),
     Row("restore-kms-for-job", RESTORE, "kms:GenerateDataKey", KEY, VIA_SQS, ALLOWED, "encrypted job queue"),
     Row("restore-receives-request", RESTORE, "sqs:ReceiveMessage", RESTORE_QUEUE, NONE, ALLOWED, "its event queue"),
+    Row("restore-takes-silence", RESTORE, "sqs:ReceiveMessage", SILENCE_QUEUE, NONE, DENIED, "the watchdog's queue"),
     Row("restore-announces-outcome", RESTORE, "events:PutEvents", BUS, AS_PIPELINE, ALLOWED, "Restore Rejected"),
     Row("restore-publishes-alert", RESTORE, "sns:Publish", TOPIC, NONE, ALLOWED, "approval notices"),
     Row("restore-tracks-request", RESTORE, "dynamodb:UpdateItem", TABLE, NONE, ALLOWED, "restore state"),
@@ -302,6 +310,11 @@ ROWS: tuple[Row, ...] = (
     Row("events-foreign-to-audit-dlq", EVENTS, "sqs:SendMessage", AUDIT_DLQ, FOREIGN_RULE, DENIED, "SourceArn"),
     Row("events-to-restore-dlq", EVENTS, "sqs:SendMessage", RESTORE_DLQ, FROM_RESTORE_RULE, ALLOWED, "undeliverable"),
     Row("events-audit-rule-to-rdlq", EVENTS, "sqs:SendMessage", RESTORE_DLQ, FROM_AUDIT_RULE, DENIED, "not its DLQ"),
+    Row("events-to-silence-queue", EVENTS, "sqs:SendMessage", SILENCE_QUEUE, FROM_SILENCE_RULE, ALLOWED, "its rule"),
+    Row("events-foreign-to-silence", EVENTS, "sqs:SendMessage", SILENCE_QUEUE, FOREIGN_RULE, DENIED, "forged silence"),
+    Row("events-audit-rule-to-silence", EVENTS, "sqs:SendMessage", SILENCE_QUEUE, FROM_AUDIT_RULE, DENIED, "agents'"),
+    Row("events-to-silence-dlq", EVENTS, "sqs:SendMessage", SILENCE_DLQ, FROM_SILENCE_RULE, ALLOWED, "undeliverable"),
+    Row("events-audit-rule-to-sdlq", EVENTS, "sqs:SendMessage", SILENCE_DLQ, FROM_AUDIT_RULE, DENIED, "not its DLQ"),
     Row("events-to-requests-dlq", EVENTS, "sqs:SendMessage", REQUESTS_DLQ, FROM_REQUESTS_RULE, ALLOWED, "λ failed"),
     Row("events-to-agent-queue", EVENTS, "sqs:SendMessage", AGENT_QUEUE, FROM_AUDIT_RULE, DENIED, "no rule feeds jobs"),
     Row("events-kms-data-key", EVENTS, "kms:GenerateDataKey", KEY, FROM_AUDIT_RULE, ALLOWED, "encrypted queue"),
