@@ -1,5 +1,5 @@
 """Hypothesis against the audit, the dispatcher and the watchdog (moto in-process): hostile agent events,
-Backup Requested details and ticks at any time are handled or refused with a reason
+Backup Requested details, silence requests and ticks at any time are handled or refused with a reason
 (``MalformedEventError`` for a record that is no contract event), never an exception. The watchdog ticks
 over the ledger those hostile events left. Budget and profiles: ``tests/fuzzing.py``."""
 
@@ -16,11 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backup_contracts import ledger as keys
+from backup_contracts.events import SilenceRequested, UnsilenceRequested
 from backup_contracts.naming import agent_event_source, backup_object_key
 from backup_functions.audit.logic import Auditor
 from backup_functions.dispatcher import handler as dispatcher_handler
 from backup_functions.envelope import MalformedEventError, receive
 from backup_functions.ports import EventBridgePublisher, SnsNotifier
+from backup_functions.silence_requests import SilenceRequests
 from backup_functions.watchdog.handler import run_tick
 
 from .conftest import START, Aws, eventbridge_event
@@ -132,3 +134,44 @@ def test_no_request_or_tick_crashes_the_dispatcher(dispatcher, clock, lambda_con
     clock.advance(timedelta(minutes=data.draw(st.integers(0, 24 * 60), label="minutes")))
     with case("dispatcher"):
         dispatcher_handler.handler(event, lambda_context)
+
+
+@st.composite
+def silence_events(draw: st.DrawFn) -> dict[str, Any]:
+    detail_type = draw(st.sampled_from(["Silence Requested", "Unsilence Requested"]), label="detail-type")
+    base: dict[str, Any] = {
+        "silence_id": draw(st.sampled_from(["s-1", "s-2", "s 3", ""]), label="id"),
+        "requested_by": "eve@example.com",
+    }
+    if detail_type == "Silence Requested":
+        expires = draw(times_around(START), label="expires")
+        base |= {"expires_at": expires.isoformat(), "reason": "fuzz"}
+        for name in ("target", "agent"):
+            glob = draw(st.sampled_from([None, "*", "orders-*", "db-[12]", "nowhere", "[", "?" * 64]), label=name)
+            if glob is not None:
+                base[name] = glob
+        if draw(st.booleans(), label="booked ahead"):
+            base["starts_at"] = draw(times_around(START), label="starts").isoformat()
+    detail = draw(mutated(base) | json_values) if draw(st.booleans(), label="mutate") else base
+    source = draw(st.sampled_from(["backup.requests", "backup.requests", *HOSTILE_TEXT]), label="source")
+    return eventbridge_event(source, detail_type, detail, START)
+
+
+@budget(200)
+@given(data=st.data())
+def test_no_silence_request_crashes_the_watchdog_and_its_ticks_go_on(
+    aws: Aws, auditor: Auditor, fleet, data: st.DataObject
+) -> None:
+    silence = data.draw(silence_events(), label="silence")
+    failure = data.draw(agent_events(aws), label="event")
+    now = auditor.clock.advance(timedelta(minutes=data.draw(st.integers(0, 2 * 24 * 60), label="minutes")))  # type: ignore[attr-defined]
+    notifier = SnsNotifier(aws.client("sns"), aws.topic_arn)
+    with case("silences"):
+        try:
+            request = receive(json.dumps(silence, default=str)).event
+        except MalformedEventError:
+            request = None  # a clear rejection: the record goes to the DLQ with its reason
+        if isinstance(request, SilenceRequested | UnsilenceRequested):
+            SilenceRequests(fleet, aws.ledger, notifier, clock=auditor.clock).handle(request)
+        _audit(auditor, aws, failure, store=False)
+        run_tick(now, fleet=fleet, ledger=aws.ledger, notifier=notifier)
