@@ -248,7 +248,7 @@ def collect_status(ledger: Ledger, fleet: Fleet, *, now: datetime | None = None)
                 rto=target.rto_delta,
                 state=states.get(target.name),
                 agent_state=agents.get(agent.name),
-                incidents=tuple(sorted(kinds)),
+                incidents=tuple(sorted(set(kinds))),
             )
         )
     return rows

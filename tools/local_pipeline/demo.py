@@ -4,7 +4,8 @@ Starts a moto server, provisions the stack's resources from the demo fleet, crea
 database, ticks the dispatcher, lets a real agent process back it up into SSE-KMS S3, routes the
 agent's events through EventBridge → SQS into the audit handler, verifies the stored backup
 independently, shows the status table, lets the watchdog catch a deliberately unreachable target,
-and runs a restore round trip into a protected target — requested by one person and approved by another
+silences it for a maintenance window (announced; its reminders held; shown in the status), and runs
+a restore round trip into a protected target — requested by one person and approved by another
 through the approvals URL (its local stand-in), after the requester's own approval is refused. Exits
 non-zero, saying why, when any step fails.
 """
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from backup_contracts.events import SilenceRequested
 from backup_contracts.fleet import Fleet, load_fleet
 from local_pipeline.approvals_url import Identity
 from local_pipeline.moto_server import moto_server
@@ -201,6 +203,27 @@ class Demo:
             raise PipelineStepError(f"the watchdog raised no alert for the unreachable target {UNREACHABLE_TARGET}")
         self.now = later
 
+    def silence(self) -> None:
+        """A maintenance window on the broken target: announced, reminders held, shown by status."""
+        request = SilenceRequested(
+            silence_id="s-demo-maintenance",
+            target=UNREACHABLE_TARGET,
+            expires_at=self.now + timedelta(hours=2),
+            requested_by="alice@example.com",
+            reason="the demo's database host is being rebuilt",
+        )
+        self.step(f"Silence {UNREACHABLE_TARGET} for 2 h (backupctl silence: a Silence Requested on the bus)")
+        self.world.pipeline.put_event(request)
+        self.world.pipeline.drain_silences(self.now)  # the watchdog's queue: recorded and announced at once
+        later = self.now + timedelta(hours=1, minutes=5)  # past a reminder interval: the reminder is held
+        self.world.pipeline.tick_dispatcher(later)
+        self.world.pipeline.tick_watchdog(later)
+        alerts = self.show_alerts("Silence set, then the watchdog an hour later")
+        kinds = [(a["attributes"].get("kind"), a["attributes"].get("target")) for a in alerts]
+        if ("silence", None) not in kinds or any(t == UNREACHABLE_TARGET and k != "silence" for k, t in kinds):
+            raise PipelineStepError(f"the silence did not hold {UNREACHABLE_TARGET}: {[a['subject'] for a in alerts]}")
+        self.now = later
+
 
 CLONE_TARGET = "app-sqlite-clone"
 REQUESTER, APPROVER = "alice", "bob"  # the demo's people (approvers in demo_fleet.yaml)
@@ -328,6 +351,8 @@ def run_demo(workdir: Path, fleet_file: Path | None = None, out: Callable[[str],
             raise PipelineStepError(f"no immediate alert for the failed backup of {UNREACHABLE_TARGET}")
         demo.status("Status (backupctl status)")
         demo.watchdog()
+        demo.silence()
+        demo.status("Status during the silence (backupctl status)")
         restores = RestoreDemo(demo)
         restores.restore_round_trip()
         restores.drill()
