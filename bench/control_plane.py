@@ -264,6 +264,8 @@ def measure_watchdog(
     """Watchdog ticks over a seeded ledger: the tick that opens ``overdue`` incidents, then a quiet one."""
     dynamodb, sns = session.client("dynamodb"), session.client("sns")
     seed_ledger(dynamodb, resources.ledger_table, fleet, now=NOW, overdue=overdue)
+    # a running pipeline: the dispatcher completed its last tick a minute ago
+    Ledger(resources.ledger_table, dynamodb).jobs.advance_marker(NOW - timedelta(minutes=1), "fleet")
     counter = CallCounter().attach(dynamodb, sns)
     measurements = []
     for name, now in (

@@ -8,9 +8,10 @@ sending it) and the status and report (which show what was held):
   and by the agent that runs it, an agent's own incident (silent, jobs not starting) only a silence with
   no target glob. Pipeline-wide incidents (most agents silent, dispatcher not running) are never held;
 - it holds from ``starts_at`` (default: when it was recorded) until ``expires_at`` or until lifted;
-- a request is refused when it ends before it starts, when it would last longer than the fleet's ``pipeline.alerts.silence_max``, when
-  it has already expired, when it starts more than ``STARTS_AHEAD_MAX`` ahead, or when its globs match
-  nothing in the fleet (a typo would otherwise hold nothing and look like it worked).
+- a request is refused when it ends before it starts, when it would last longer than the fleet's
+  ``pipeline.alerts.silence_max``, when it has already expired, when it starts more than
+  ``STARTS_AHEAD_MAX`` ahead, or when its globs match nothing in the fleet (a typo would otherwise hold
+  nothing and look like it worked).
 """
 
 from __future__ import annotations

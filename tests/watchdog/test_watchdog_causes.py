@@ -125,6 +125,7 @@ def test_an_agent_that_heartbeats_but_starts_no_job_of_2_targets_is_one_cause(en
 
 def _stalled_dispatcher(env: Env) -> None:
     """Two targets backed up at T0 (RPO 26 h); the dispatcher's last completed tick is at T0+25h."""
+    env.dispatcher_running = False
     for target in ("db-0-0", "db-0-1"):
         env.good_backup(target, T0)
     env.ledger.jobs.advance_marker(T0 + 25 * H, "fleet")
@@ -164,6 +165,26 @@ def test_a_stalled_dispatcher_pages_once_holds_the_missing_backups_and_a_fresh_m
     assert "Caught up:   db-0-0, db-0-1" in recovered[0].body
     assert env.inbox() == []
     assert env.incidents() == []
+
+
+def test_a_dispatcher_that_never_ran_after_a_deploy_pages_once_the_watchdog_has_waited_long_enough(
+    env: Env,
+) -> None:
+    env.dispatcher_running = False  # deployed, but its schedule never fires: no job, no RPO watch, nothing due
+    for minutes in (0, 5, 10, 15):
+        env.tick(T0 + minutes * M)
+    quiet = env.inbox()
+    env.tick(T0 + 16 * M)
+    opened = env.inbox()
+    env.ledger.jobs.advance_marker(T0 + 18 * M, "fleet")  # its first tick at last
+    env.tick(T0 + 20 * M)
+    recovered = env.inbox()
+
+    assert quiet == []
+    assert [(m.kind, m.phase) for m in opened] == [("dispatcher", "open")]
+    assert "the dispatcher has never completed a tick, so no target is watched yet" in opened[0].body
+    assert "ticking since 2026-11-20T00:00:00.000000Z" in opened[0].body
+    assert [(m.kind, m.phase) for m in recovered] == [("dispatcher", "resolved")]
 
 
 # ---------------------------------------------------------------------- after the cause: still behind

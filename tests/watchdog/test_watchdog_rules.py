@@ -8,8 +8,8 @@ import pytest
 
 from backup_contracts import ledger as keys
 from backup_functions.ledger import Incident, TargetState
-from backup_functions.watchdog.logic import is_superseded, reminder_due
 from backup_functions.watchdog.model import OverdueItem
+from backup_functions.watchdog.ports import is_superseded, reminder_due
 
 pytestmark = pytest.mark.unit
 

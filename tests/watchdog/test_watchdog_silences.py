@@ -126,7 +126,7 @@ def test_a_maintenance_window_booked_ahead_holds_only_inside_it(aws: None) -> No
 
     assert pages[0][1:] == ("failed", "open")  # T0: the failure pages, the window has not begun
     assert not [at for at in times if T0 + 2 * H <= at < T0 + 4 * H]  # nothing inside the window
-    assert [at for at in times if at >= T0 + 4 * H][0] < T0 + 4 * H + 10 * M  # paged at its end
+    assert next(at for at in times if at >= T0 + 4 * H) < T0 + 4 * H + 10 * M  # paged at its end
     assert sum(1 for at in times if T0 + 4 * H <= at < T0 + 5 * H) == 1
 
 

@@ -14,8 +14,9 @@ from backup_contracts.fleet import parse_fleet
 from backup_functions.ledger import Incident, target_subject
 from backup_functions.ledger.outbox import GRACE, Owed
 from backup_functions.watchdog.handler import run_tick
-from backup_functions.watchdog.logic import Watchdog, WatchdogError
+from backup_functions.watchdog.logic import Watchdog
 from backup_functions.watchdog.notify import AlertNotifier
+from backup_functions.watchdog.ports import WatchdogError
 from backup_functions.watchdog.store import WatchdogStore
 
 pytestmark = pytest.mark.integration
@@ -65,6 +66,7 @@ class RecordingEvents:
 
 def test_an_rpo_breach_is_announced_once_as_a_backup_missing_event(env: Env) -> None:
     env.good_backup(TARGET, T0)
+    env.ledger.jobs.advance_marker(T0 + 27 * H + 5 * M, "fleet")  # the dispatcher runs throughout
     events = RecordingEvents()
 
     for minutes in (0, 5, 65):

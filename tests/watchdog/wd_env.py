@@ -19,7 +19,7 @@ from backup_functions.ledger import Ledger as LedgerAccess
 from backup_functions.ledger import NewJob
 from backup_functions.ports import SnsNotifier
 from backup_functions.watchdog.handler import run_tick
-from backup_functions.watchdog.logic import TickReport
+from backup_functions.watchdog.ports import TickReport
 from local_pipeline.resources import create_ledger_table
 
 REGION = "us-east-1"
@@ -80,8 +80,11 @@ class Env:
     inbox_url: str
     ledger: LedgerAccess
     fleet: Fleet
+    dispatcher_running: bool = True  # its tick marker follows the clock (False: it stays where a test put it)
 
     def tick(self, now: datetime, fleet: Fleet | None = None) -> TickReport:
+        if self.dispatcher_running:
+            self.ledger.jobs.advance_marker(now, "fleet")
         return run_tick(now, fleet=fleet or self.fleet, ledger=self.ledger, notifier=self.notifier)
 
     @property

@@ -6,7 +6,8 @@ A *cause* is an incident about an agent (``agent:<a>``) or the pipeline (``pipel
   (an agent is watched from its first dispatched job, before any heartbeat);
 - ``jobs``: the agent heartbeats, but jobs of two or more of its targets never started;
 - ``agents``: most agents of the fleet (more than half, at least 3 in the fleet) are silent at once;
-- ``dispatcher``: the dispatcher has not completed a tick for ``DISPATCH_STALL_TICKS`` of its intervals.
+- ``dispatcher``: the dispatcher has not completed a tick for ``DISPATCH_STALL_TICKS`` of its intervals
+  (or never did, while the watchdog has been ticking that long).
 
 The per-target incidents a cause explains (rpo, start, end of its agent's targets; rpo of every target for
 the dispatcher) and the agent causes the ``agents`` cause explains are *suppressed*: opened on the ledger
@@ -106,6 +107,7 @@ def correlate(
     heartbeats: Mapping[str, AgentState],
     last_dispatch: datetime | None,
     now: datetime,
+    watching_since: datetime | None = None,
 ) -> Correlation:
     found = Correlation()
     by_agent: dict[str, list[OverdueItem]] = {}
@@ -148,20 +150,33 @@ def correlate(
         found.causes[pipeline.sk] = pipeline
 
     allowed = DISPATCH_STALL_TICKS * fleet.dispatch_interval
-    if last_dispatch is not None and last_dispatch + allowed < now:
+    # A dispatcher that never completed a tick leaves nothing to watch at all (no job, no RPO watch): it
+    # is stalled once the watchdog itself has been ticking for as long as a running one may pause.
+    stalled_since = last_dispatch if last_dispatch is not None else watching_since
+    if stalled_since is not None and stalled_since + allowed < now:
         missing = sorted((i for i in overdue.values() if i.incident_kind == alerts.RPO), key=lambda i: i.name)
+        stall: dict[str, Any] = (
+            {"last_tick_at": keys.iso(stalled_since)} if last_dispatch else {"note": never_ran(stalled_since)}
+        )
         stalled = Cause(
             pipeline_subject(fleet.pipeline),
             alerts.DISPATCHER,
-            last_dispatch + fleet.dispatch_interval,
+            stalled_since + fleet.dispatch_interval,
             None,
             tuple(sorted(i.name for i in missing)),
-            facts={"last_tick_at": keys.iso(last_dispatch)},
+            facts=stall,
         )
         for item in missing:
             found.explained.setdefault(item.incident_sk, stalled.sk)
         found.causes[stalled.sk] = stalled
     return found
+
+
+def never_ran(watching_since: datetime) -> str:
+    return (
+        "the dispatcher has never completed a tick, so no target is watched yet (the watchdog has been"
+        f" ticking since {keys.iso(watching_since)}): check its schedule and its errors"
+    )
 
 
 def reminder_due(incident: Incident, now: datetime, interval: timedelta) -> bool:
@@ -223,7 +238,7 @@ def presentation(kind: str, subject: str, details: Mapping[str, Any]) -> dict[st
     extra: dict[str, Any] = {}
     if subject.startswith("pipeline:"):
         extra["who"] = f"pipeline {subject.removeprefix('pipeline:')}"
-    for name in ("never_heartbeat", "last_tick_at", "agents"):
+    for name in ("never_heartbeat", "last_tick_at", "agents", "note"):
         if details.get(name):
             extra[name] = details[name]
     return extra

@@ -29,8 +29,9 @@ from backup_functions.ports import EventBridgePublisher, EventPublisher, Notifie
 from backup_functions.runtime import Lazy, handle_sqs_batch, lambda_handler
 from backup_functions.silence_requests import SilenceRequests
 from backup_functions.watchdog.causes import FleetView
-from backup_functions.watchdog.logic import TickReport, Watchdog
+from backup_functions.watchdog.logic import Watchdog
 from backup_functions.watchdog.notify import AlertNotifier
+from backup_functions.watchdog.ports import TickReport
 from backup_functions.watchdog.store import WatchdogStore
 
 

@@ -58,16 +58,7 @@ from backup_functions.watchdog.ports import (
     targets_to_read,
 )
 
-__all__ = [
-    "Notice",
-    "Notifier",
-    "TickReport",
-    "Watchdog",
-    "WatchdogError",
-    "WatchdogLedger",
-    "is_superseded",
-    "reminder_due",
-]
+__all__ = ["Watchdog"]  # its values and ports: watchdog.ports
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +199,10 @@ class Watchdog:
             return Correlation()
         heartbeats = self._store.agent_states(causes.agents_to_read(overdue, self._fleet))
         last = self._store.last_dispatch()
-        return causes.correlate(overdue, self._fleet, heartbeats=heartbeats, last_dispatch=last, now=now)
+        first = self._store.watching_since(now) if last is None else None  # a dispatcher that never ran
+        return causes.correlate(
+            overdue, self._fleet, heartbeats=heartbeats, last_dispatch=last, now=now, watching_since=first
+        )
 
     def _cause_extra(self, kind: str, subject: str, details: dict[str, Any]) -> dict[str, Any]:
         """A cause's notice facts, with each affected target's RPO countdown (read only when it notifies)."""

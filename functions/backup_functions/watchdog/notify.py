@@ -10,7 +10,7 @@ from backup_contracts.fleet import Fleet
 from backup_functions import alerts
 from backup_functions.ledger.outbox import Owed
 from backup_functions.ports import Courier, EventPublisher, Notifier, alert_entry, event_entry
-from backup_functions.watchdog.logic import Notice
+from backup_functions.watchdog.ports import Notice
 
 _DETAIL_TEXT = ("stage", "error", "stderr_tail", "run_id")
 

@@ -30,6 +30,8 @@ from backup_functions.ledger import (
 from backup_functions.ledger.client import WATCH_ATTRIBUTES, Update
 from backup_functions.ledger.outbox import Owed
 
+WATCHDOG_PK = "WATCHDOG"  # WATCHDOG/STATE: when the watchdog first ticked
+
 
 class WatchdogStore:
     """Adapter from the watchdog's port (``logic.WatchdogLedger``) to the shared ``Ledger``."""
@@ -83,6 +85,19 @@ class WatchdogStore:
         """When the dispatcher last completed a tick (None before its first)."""
         marker = self._ledger.jobs.marker()
         return marker.last_tick_at if marker else None
+
+    def watching_since(self, now: datetime) -> datetime:
+        """When the watchdog first ticked (that tick records it): asked only while the dispatcher has never
+        completed a tick, so a dispatcher that never runs after a deploy is noticed."""
+        for _ in range(2):
+            item = self._ledger.client.get(WATCHDOG_PK, keys.STATE_SK)
+            if item is not None:
+                return keys.parse_iso(str(item["first_tick_at"]))
+            if self._ledger.client.put_if_absent(
+                {keys.PK: WATCHDOG_PK, keys.SK: keys.STATE_SK, "type": "watchdog", "first_tick_at": keys.iso(now)}
+            ):
+                return now
+        raise RuntimeError("the watchdog's first-tick marker could not be read or written")
 
     def update_details(self, incident: Incident, details: dict[str, Any]) -> bool:
         return self._ledger.incidents.update_details(incident, details)
