@@ -14,6 +14,7 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)
 H = timedelta(hours=1)
+M = timedelta(minutes=1)
 
 
 def _dead_agent_world() -> World:
@@ -85,3 +86,23 @@ def test_an_agent_removed_from_the_fleet_gets_one_final_notice_and_nothing_more(
     assert all(f"db-{t}" in after[0].body for t in range(20))
     assert world.ledger.client.query(keys.INCIDENTS_PK) == []
     assert world.ledger.due_watches(world.clock.now()) == []  # no watch of host-dead or its targets left
+
+
+def test_a_target_added_back_after_its_removal_is_watched_again_from_its_next_dispatch(aws: None) -> None:
+    both = fleet_of({"host-a": [("orders", "rate(1 day)", "26h"), ("shop", "rate(1 day)", "26h")]})
+    world = World.create(both, T0)
+    world.run_until(T0 + H)  # both backed up at T0
+    world.fleet = fleet_of({"host-a": [("orders", "rate(1 day)", "26h")]})
+    world.run_until(T0 + 27 * H)  # shop's RPO watch fell due while it was gone: cleared, not alerted
+    cleared = world.ledger.client.get(keys.target_pk("shop"), keys.STATE_SK)
+    world.down.add("host-a")  # so that no backup of shop resets the watch on its own
+    world.fleet = both
+    world.run_until(T0 + 27 * H + 10 * M)
+    rearmed = world.ledger.client.get(keys.target_pk("shop"), keys.STATE_SK)
+
+    assert cleared is not None
+    assert (cleared.get("watch_deadline"), cleared["watch_cleared_reason"]) == (None, "removed from the fleet")
+    assert rearmed is not None
+    assert rearmed["watch_kind"] == "rpo"
+    assert rearmed["watch_deadline"] == keys.iso(T0 + 27 * H + 26 * H)  # its first dispatch back + its RPO
+    assert "watch_cleared_reason" not in rearmed

@@ -242,9 +242,12 @@ def _create_jobs(
         except Exception:
             log.exception("target %s: job row %s not created; the next tick creates it", job.target, job.job_id)
             return None
-        if job.target not in states and not _bootstrap(
-            ledger, job.target, job.agent, job.engine, rpo=job.rpo, at=job.issued_at
-        ):
+        state = states.get(job.target)
+        if state is None:
+            watched = _bootstrap(ledger, job.target, job.agent, job.engine, rpo=job.rpo, at=job.issued_at)
+        else:  # no watch: back in the fleet after a removal cleared it
+            watched = state.watch_deadline is not None or _rearm(ledger, job)
+        if not watched:
             missed.append(job.target)
         return True
 
@@ -264,6 +267,17 @@ def _bootstrap(ledger: Ledger, target: str, agent: str, engine: str, *, rpo: tim
         ledger.targets.bootstrap(target, agent=agent, engine=engine, rpo=rpo, first_dispatched_at=at)
     except Exception:
         log.exception("target %s: first state not written; the next tick writes it", target)
+        return False
+    return True
+
+
+def _rearm(ledger: Ledger, job: NewJob) -> bool:
+    """A target back in the fleet after a removal cleared its RPO watch is watched again from this dispatch;
+    a failure is repaired by the next tick (the marker does not advance past it)."""
+    try:
+        ledger.targets.rearm_rpo_watch(job.target, rpo=job.rpo, dispatched_at=job.issued_at)
+    except Exception:
+        log.exception("target %s: RPO watch not re-armed; the next tick does it", job.target)
         return False
     return True
 

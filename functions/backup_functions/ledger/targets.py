@@ -52,6 +52,14 @@ class TargetStates:
             }
         )
 
+    def rearm_rpo_watch(self, target: str, *, rpo: timedelta, dispatched_at: datetime) -> bool:
+        """A target back in the fleet after its removal cleared its RPO watch: watched again from this
+        dispatch, as a new target is (only while it has no watch: a good backup's own watch wins)."""
+        update = Update().set(rpo_s=int(rpo.total_seconds()), **watch(target, WATCH_RPO, dispatched_at + rpo))
+        update.remove("watch_cleared_at", "watch_cleared_reason")
+        condition = f"{update.exists()} AND {update.absent(keys.WATCH_DEADLINE)}"
+        return self._client.update(keys.target_pk(target), keys.STATE_SK, update, condition) is not None
+
     def record_run_seen(
         self, target: str, agent: str, *, run_id: str, started_at: datetime, state: str, finished_at: datetime | None
     ) -> bool:
