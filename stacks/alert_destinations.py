@@ -5,7 +5,8 @@
   SQS queue that SNS alone may send to, for this topic only, alarmed by Monitoring) and the entry's
   ``filter`` as the subscription's FilterPolicy (on message attributes). A URL with a credential never
   stands in the template: ``url_secret`` becomes a ``{{resolve:secretsmanager:...}}`` dynamic reference.
-- **Chat**: an AWS Chatbot Slack or Microsoft Teams channel configuration on the topic. Its channel role
+- **Chat**: an AWS Chatbot Slack or Microsoft Teams channel configuration on the alert topic (CloudWatch
+  alarms, which Chatbot renders) and the chat topic (every alert as a custom notification). Its channel role
   has no policy at all (notifications need none) and its guardrail denies every action, so nobody in the
   channel can run AWS commands through it; a user role is required on top of that.
 """
@@ -69,10 +70,12 @@ class AlertDestinations(Construct):
         routing: AlertRouting,
         topic: sns.Topic,
         key: kms.IKey,
+        chat_topic: sns.Topic | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._pipeline = pipeline
         self._topic = topic
+        self._chat_topic = chat_topic
         self._key = key
         self.webhook_dlqs: dict[str, sqs.Queue] = {}
         self.subscriptions: dict[str, sns.Subscription] = {}
@@ -150,7 +153,7 @@ class AlertDestinations(Construct):
         common = {
             "configuration_name": f"{self._pipeline}-{channel.name}"[:128],
             "iam_role_arn": role.role_arn,
-            "sns_topic_arns": [self._topic.topic_arn],
+            "sns_topic_arns": [t.topic_arn for t in (self._topic, self._chat_topic) if t is not None],
             "guardrail_policies": [self.guardrail.managed_policy_arn],
             "logging_level": "ERROR",
             "user_role_required": True,

@@ -35,10 +35,28 @@ class Alerting(Construct):
             enforce_ssl=True,
         )
         self._allow_this_accounts_alarms()
+        # Chatbot renders only AWS events and custom notifications: with chat channels, every alert is also
+        # published to this topic in that format (functions/backup_functions/chat_format.py).
+        self.chat_topic: sns.Topic | None = None
+        if fleet.pipeline.alerts.chat:
+            self.chat_topic = sns.Topic(
+                self,
+                "ChatTopic",
+                topic_name=naming.chat_topic_name(fleet.pipeline.name),
+                display_name=f"{fleet.pipeline.name} alerts for chat",
+                master_key=key,
+                enforce_ssl=True,
+            )
         for email in fleet.pipeline.alert_emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(str(email)))
         self.destinations = AlertDestinations(
-            self, "Destinations", pipeline=fleet.pipeline.name, routing=fleet.pipeline.alerts, topic=self.topic, key=key
+            self,
+            "Destinations",
+            pipeline=fleet.pipeline.name,
+            routing=fleet.pipeline.alerts,
+            topic=self.topic,
+            chat_topic=self.chat_topic,
+            key=key,
         )
         self.delivery_failed = self._alarm_on_failed_deliveries(fleet.pipeline.name)
 

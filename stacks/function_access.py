@@ -153,8 +153,9 @@ class FunctionAccess:
         self._allow("ConsumeEventQueue", QUEUE_CONSUME_ACTIONS, [queue.queue_arn])
         self.use_key_through("sqs", KMS_FOR_READING)
 
-    def publish(self, topic: sns.ITopic) -> None:
-        self._allow("PublishAlerts", ["sns:Publish"], [topic.topic_arn])
+    def publish(self, *topics: sns.ITopic) -> None:
+        """Alerts onto the alert topic (and the chat topic, when there is one)."""
+        self._allow("PublishAlerts", ["sns:Publish"], [topic.topic_arn for topic in topics])
         self.use_key_through("sns", KMS_FOR_SENDING)
 
     def list_subscriptions(self, topic: sns.ITopic) -> None:

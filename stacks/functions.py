@@ -88,6 +88,7 @@ class Shared:
     bus: events.IEventBus
     topic: sns.ITopic
     agent_queues: tuple[sqs.IQueue, ...]
+    chat_topic: sns.ITopic | None = None  # with chat channels: every alert again, as a Chatbot notification
 
 
 class Functions(Construct):
@@ -118,6 +119,7 @@ class Functions(Construct):
             kms_key_arn=s.key.key_arn,
             job_queue_url_prefix=f"https://sqs.{stack.region}.{stack.url_suffix}/{stack.account}/",
             fleet_file=FLEET_FILE_NAME,
+            chat_topic_arn=s.chat_topic.topic_arn if s.chat_topic is not None else "",
         ).variables()
         pipeline = s.fleet.pipeline.name
         environment |= {
@@ -225,6 +227,11 @@ class Functions(Construct):
             applies_to=[f"Resource::<{self._logical_id(s.bucket)}.Arn>/{naming.AGENT_PREFIX_ROOT}/*"],
         )
 
+    def _alert_topics(self) -> tuple[sns.ITopic, ...]:
+        """The alert topic, and the chat topic when the fleet has chat channels (every alert goes to both)."""
+        s = self._shared
+        return (s.topic,) if s.chat_topic is None else (s.topic, s.chat_topic)
+
     def _grant_common(self, name: str) -> None:
         """The ledger (exactly the calls of the function's code) and, for the senders, the bus."""
         access = self.access[name]
@@ -270,12 +277,11 @@ class Functions(Construct):
         return function
 
     def _build_audit(self) -> lambda_.Function:
-        s = self._shared
         function = self._function("audit", "Turns agent events into ledger state and applies retention tags")
         self._grant_common("audit")
         # Cross-checks each backup object (HEAD: size, checksum, encryption) and applies its retention tag.
         self._grant_backup_objects(function, "audit", AUDIT_OBJECT_ACTIONS)
-        self.access["audit"].publish(s.topic)
+        self.access["audit"].publish(*self._alert_topics())
         self._feed_from_bus(function, "audit", contract_events.AUDIT_PATTERN)
         return function
 
@@ -283,7 +289,7 @@ class Functions(Construct):
         s = self._shared
         function = self._function("watchdog", "Compares expected with actual runs and raises alerts")
         self._grant_common("watchdog")
-        self.access["watchdog"].publish(s.topic)
+        self.access["watchdog"].publish(*self._alert_topics())
         self.access["watchdog"].list_subscriptions(s.topic)  # the daily canary names unconfirmed subscriptions
         events.Rule(
             self,
@@ -303,7 +309,7 @@ class Functions(Construct):
         self.access["restore"].send_jobs(s.agent_queues)
         # Signs short-lived GET URLs for exactly the object to restore: the signer holds read + kms:Decrypt.
         self._grant_backup_objects(function, "restore", RESTORE_OBJECT_ACTIONS)
-        self.access["restore"].publish(s.topic)
+        self.access["restore"].publish(*self._alert_topics())
         self._feed_from_bus(function, "restore", contract_events.RESTORE_PATTERN)
         # The coordinator's own tick: starts due restore drills, expires unanswered approvals, and fails
         # restores whose agent never reported by their deadline.

@@ -43,6 +43,7 @@ class PipelineStack(Stack):
                 table=self.ledger.table,
                 bus=self.events.bus,
                 topic=self.alerting.topic,
+                chat_topic=self.alerting.chat_topic,
                 agent_queues=tuple(agent.queue for agent in self.agent_access.agents.values()),
             ),
         )

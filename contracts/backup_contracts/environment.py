@@ -33,6 +33,7 @@ class FunctionEnvironment(BaseModel):
     kms_key_arn: str = Field(min_length=1)
     job_queue_url_prefix: str = Field(min_length=1, description="queue URL up to the queue name, ending with '/'")
     fleet_file: str = Field(min_length=1, description="the validated fleet, shipped with the code")
+    chat_topic_arn: str = Field(default="", description="the chat copy of every alert; empty without chat channels")
 
     def variables(self) -> dict[str, str]:
         """The environment variables, by name."""

@@ -93,6 +93,10 @@ def restore_events_queue_name(pipeline: str) -> str:
     return f"{pipeline}-restore-events"
 
 
+def chat_topic_name(pipeline: str) -> str:
+    return f"{pipeline}-chat-alerts"
+
+
 def silence_events_queue_name(pipeline: str) -> str:
     return f"{pipeline}-silence-events"
 

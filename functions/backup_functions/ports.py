@@ -30,6 +30,7 @@ from backup_contracts.events import DETAIL_TYPE_OF, Contract, parse_event
 from backup_contracts.naming import manifest_key
 from backup_functions.alerts import Alert
 from backup_functions.canary import pending_of
+from backup_functions.chat_format import chat_notification
 from backup_functions.ledger.outbox import Owed
 
 if TYPE_CHECKING:
@@ -125,14 +126,25 @@ def _location(bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
 
 
 class SnsNotifier:
-    def __init__(self, sns: SNSClient, topic_arn: str) -> None:
+    """Publishes alerts to the alert topic and, when the fleet has chat channels, to the chat topic as a
+    Chatbot custom notification (``chat_format``). The chat copy goes first: if it fails nothing was sent
+    and the retry sends both; if the alert topic then fails, the retry repeats only a chat message."""
+
+    def __init__(self, sns: SNSClient, topic_arn: str, chat_topic_arn: str | None = None) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
+        self._chat_topic_arn = chat_topic_arn or None
 
     def notify(self, alert: Alert, *, dedup_id: str | None = None) -> str:
         attributes = alert.message_attributes()
         if dedup_id:  # standard topics take no MessageDeduplicationId; subscribers may dedupe on this
             attributes["dedup_id"] = {"DataType": "String", "StringValue": dedup_id}
+        if self._chat_topic_arn:
+            self._sns.publish(
+                TopicArn=self._chat_topic_arn,
+                Message=chat_notification(alert, dedup_id=dedup_id),
+                MessageAttributes=attributes,  # type: ignore[arg-type]
+            )
         response = self._sns.publish(
             TopicArn=self._topic_arn,
             Subject=alert.subject,

@@ -75,7 +75,7 @@ def _as_service(resolved: ResolvedStack, action: str, resource: str, **context: 
 def test_only_the_alert_topic_may_dead_letter_into_a_webhooks_queue(resolved: Any, evaluator: Evaluator) -> None:
     stack, resources = resolved
     dlq = _arn(stack, resources, "AWS::SQS::Queue", "WebhookPager")
-    topic = _arn(stack, resources, "AWS::SNS::Topic", "Alert")
+    topic = _arn(stack, resources, "AWS::SNS::Topic", "AlertingTopic")
     other_topic = f"arn:{PARTITION}:sns:{REGION}:{ACCOUNT}:another-topic"
 
     def send(source: str) -> bool:
@@ -115,3 +115,43 @@ def test_the_chat_channels_role_can_do_nothing_in_the_account(resolved: Any, eva
                 resource_policy=stack.resource_policy(resource),
             )
             assert _decide(evaluator, request) is False, f"{role.logical_id} may {action}"
+
+
+def _publish(stack: ResolvedStack, role_hint: str, topic: str) -> Request:
+    [role] = [role for logical_id, role in stack.roles.items() if role_hint in logical_id]
+    return Request(
+        principal=role.session_arn(),
+        action="sns:Publish",
+        resource=topic,
+        resource_account=ACCOUNT,
+        context={"aws:SecureTransport": "true", "aws:PrincipalArn": role.arn, "aws:PrincipalAccount": ACCOUNT},
+        identity_policies=role.identity_policies,
+        resource_policy=stack.resource_policy(topic),
+    )
+
+
+@pytest.mark.parametrize("function", ["Audit", "Watchdog", "Restore"])
+def test_the_functions_that_alert_publish_the_chat_copy_and_no_agent_can(
+    resolved: Any, evaluator: Evaluator, function: str
+) -> None:
+    stack, resources = resolved
+    chat = _arn(stack, resources, "AWS::SNS::Topic", "ChatTopic")
+
+    assert _decide(evaluator, _publish(stack, f"Functions{function}Role", chat)) is True
+    assert _decide(evaluator, _publish(stack, "AgentAccess", chat)) is False
+    assert _decide(evaluator, _publish(stack, "FunctionsDispatcherRole", chat)) is False
+
+
+def test_chat_channels_hear_both_topics_and_the_functions_know_the_chat_topic(resolved: Any) -> None:
+    _, resources = resolved
+    topics = {logical_id for logical_id, resource in resources.items() if resource["Type"] == "AWS::SNS::Topic"}
+    [chat_topic] = [t for t in topics if "ChatTopic" in t]
+    [alert_topic] = [t for t in topics if "AlertingTopic" in t]
+    [channel] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Chatbot::SlackChannelConfiguration"]
+    functions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    alerting = [f for f in functions if "CHAT_TOPIC_ARN" in f["Environment"]["Variables"]]
+
+    assert channel["SnsTopicArns"] == [{"Ref": alert_topic}, {"Ref": chat_topic}]
+    assert len(alerting) == 4  # every function reads one environment; three of them publish
+    assert all(f["Environment"]["Variables"]["CHAT_TOPIC_ARN"] == {"Ref": chat_topic} for f in alerting)
+    assert resources[chat_topic]["Properties"]["KmsMasterKeyId"]

@@ -45,7 +45,7 @@ def build_runtime(*, clock: Clock | None = None) -> Runtime:
         fleet,
         Ledger(env.ledger_table, boto3.client("dynamodb")),
         objects=S3ObjectStore(boto3.client("s3", config=Config(signature_version="s3v4"))),
-        notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn),
+        notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn, env.chat_topic_arn),
         config=logic.AuditConfig.from_fleet(fleet, bucket=env.bucket_name, kms_key_arn=env.kms_key_arn),
         clock=clock or SystemClock(),
     )

@@ -56,7 +56,7 @@ def build_runtime(*, clock: Clock | None = None) -> Runtime:
         objects=S3ObjectStore(boto3.client("s3", config=Config(signature_version="s3v4"))),
         jobs=SqsJobQueue(boto3.client("sqs")),
         events=EventBridgePublisher(boto3.client("events"), env.bus_name),
-        notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn),
+        notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn, env.chat_topic_arn),
         config=logic.CoordinatorConfig.from_fleet(
             fleet, bus_name=env.bus_name, bucket=env.bucket_name, queue_url_prefix=env.job_queue_url_prefix
         ),

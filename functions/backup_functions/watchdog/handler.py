@@ -50,7 +50,7 @@ def build_runtime(*, clock: Clock | None = None) -> Runtime:
     return Runtime(
         fleet=settings_module.fleet(env.fleet_file),
         ledger=Ledger(env.ledger_table, boto3.client("dynamodb")),
-        notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn),
+        notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn, env.chat_topic_arn),
         events=EventBridgePublisher(boto3.client("events"), env.bus_name),
         clock=clock or SystemClock(),
         subscriptions=SnsSubscriptions(boto3.client("sns"), env.alert_topic_arn),
