@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aws_cdk import Duration, SecretValue, Stack
 from aws_cdk import aws_chatbot as chatbot
 from aws_cdk import aws_iam as iam
@@ -54,6 +56,12 @@ def webhook_endpoint(webhook: Webhook) -> str:
     if webhook.url is not None:
         return webhook.url
     return SecretValue.secrets_manager(str(webhook.url_secret)).unsafe_unwrap()  # resolved by CloudFormation
+
+
+def teams_channel_id(channel_id: str) -> str:
+    """CloudFormation wants the Teams channel id URL-encoded (``19%3A...%40thread.tacv2``), as it appears in the
+    channel's link; Teams shows it decoded (``19:...@thread.tacv2``). Either is accepted in the fleet."""
+    return channel_id if "%" in channel_id else quote(channel_id, safe="")
 
 
 def _ident(name: str) -> str:
@@ -171,7 +179,7 @@ class AlertDestinations(Construct):
                 scope,
                 "Teams",
                 team_id=channel.teams.team_id,
-                teams_channel_id=channel.teams.channel_id,
+                teams_channel_id=teams_channel_id(channel.teams.channel_id),
                 teams_tenant_id=channel.teams.tenant_id,
                 **common,  # type: ignore[arg-type]
             )

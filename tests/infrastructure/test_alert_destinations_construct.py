@@ -102,12 +102,14 @@ def test_chat_channels_subscribe_the_topic_with_a_policy_less_role_and_a_deny_al
         props = config["Properties"]
         assert props["GuardrailPolicies"] == [{"Ref": guardrail_id}]
         assert props["UserRoleRequired"] is True
-        assert len(props["SnsTopicArns"]) == 1
+        assert len(props["SnsTopicArns"]) == 2  # the alert topic (alarms) and the chat topic (every alert)
         role = roles[props["IamRoleArn"]["Fn::GetAtt"][0]]["Properties"]
         assert "Policies" not in role
         assert "ManagedPolicyArns" not in role
         assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "chatbot.amazonaws.com"}
     assert not template.find_resources("AWS::IAM::Policy")  # nobody gained a right
+    # CloudFormation takes the Teams channel id URL-encoded (19%3A...%40thread.tacv2); the fleet may give either
+    assert next(iter(teams.values()))["Properties"]["TeamsChannelId"] == "19%3Aabc%40thread.tacv2"
 
 
 def test_failed_notifications_raise_an_alarm_to_the_topic(template: Template) -> None:
