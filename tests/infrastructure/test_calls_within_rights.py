@@ -147,6 +147,7 @@ def local_names(recording: Recording, demo_stack: DemoStack, matrix: AccessMatri
     queues = {
         naming.audit_events_queue_name(pipeline): arn["audit_queue"],
         naming.restore_events_queue_name(pipeline): arn["restore_queue"],
+        naming.silence_events_queue_name(pipeline): arn["silence_queue"],
     }
     for name, access in demo_stack.stack.agent_access.agents.items():
         queues[naming.job_queue_name(pipeline, name)] = resolved[demo_stack.logical_id(access.queue)]
