@@ -2,8 +2,9 @@
 
 Severity: ``critical`` for an open or reminded failure, unverified backup, missed RPO, silent agent, a root
 cause, or any kind not listed in ``SEVERITY``; ``warning`` for a job never started or stuck and a drill slower
-than its RTO; ``info`` for every recovery, a removal from the fleet and the canary (``facts["severity"]``, when
-set, decides instead). ``backup_functions.alerts`` re-exports every name.
+than its RTO, and a refused silence; ``info`` for every recovery, a removal from the fleet, a silence set or
+lifted, and the canary (``facts["severity"]``, when set, decides instead). ``backup_functions.alerts``
+re-exports every name.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ SEVERITY: dict[str, str] = {
     DISPATCHER: "critical",
     REMOVED: "info",  # nothing to do: the target or agent is gone by intent
     "rto-breached": "warning",  # restore/messages.RTO_BREACHED: the drill restored fine, only too slowly
+    "silence": "info",  # silence_requests: SILENCE SET / SILENCE LIFTED (announced, nothing to do)
+    "silence-refused": "warning",  # silence_requests: a silence request the pipeline did not record
 }
 
 

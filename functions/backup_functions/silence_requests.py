@@ -21,7 +21,7 @@ from backup_contracts.events import SilenceRequested, UnsilenceRequested
 from backup_contracts.fleet import Fleet
 from backup_contracts.formatting import ascii_line, format_age, format_time
 from backup_contracts.redaction import redact_value
-from backup_functions.alerts import SUBJECT_MAX, Alert
+from backup_functions.alerts import SUBJECT_MAX, Alert, severity_of
 from backup_functions.clock import Clock
 from backup_functions.ledger import Ledger, SilenceItem
 from backup_functions.ports import Courier, Notifier, alert_entry
@@ -51,7 +51,7 @@ def _notice(
     now: datetime,
     **facts: object,
 ) -> Alert:
-    severity = "warning" if kind == SILENCE_REFUSED else "info"
+    severity = severity_of(kind, "open")
     body = [f"{headline}: {what}", "", *lines, "", "Next step:", "    backupctl silences", ""]
     return Alert(
         kind=kind,
