@@ -26,26 +26,15 @@ from stacks.alert_destinations import AlertDestinations
 class Alerting(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, fleet: Fleet, key: kms.IKey) -> None:
         super().__init__(scope, construct_id)
-        self.topic = sns.Topic(
-            self,
-            "Topic",
-            topic_name=naming.alert_topic_name(fleet.pipeline.name),
-            display_name=f"{fleet.pipeline.name} alerts",
-            master_key=key,
-            enforce_ssl=True,
-        )
+        pipeline = fleet.pipeline.name
+        self.topic = self._topic("Topic", naming.alert_topic_name(pipeline), f"{pipeline} alerts", key)
         self._allow_this_accounts_alarms()
         # Chatbot renders only AWS events and custom notifications: with chat channels, every alert is also
         # published to this topic in that format (functions/backup_functions/chat_format.py).
         self.chat_topic: sns.Topic | None = None
         if fleet.pipeline.alerts.chat:
-            self.chat_topic = sns.Topic(
-                self,
-                "ChatTopic",
-                topic_name=naming.chat_topic_name(fleet.pipeline.name),
-                display_name=f"{fleet.pipeline.name} alerts for chat",
-                master_key=key,
-                enforce_ssl=True,
+            self.chat_topic = self._topic(
+                "ChatTopic", naming.chat_topic_name(pipeline), f"{pipeline} alerts for chat", key
             )
         for email in fleet.pipeline.alert_emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(str(email)))
@@ -59,6 +48,12 @@ class Alerting(Construct):
             key=key,
         )
         self.delivery_failed = self._alarm_on_failed_deliveries(fleet.pipeline.name)
+
+    def _topic(self, construct_id: str, name: str, display_name: str, key: kms.IKey) -> sns.Topic:
+        """A KMS-encrypted topic that refuses anything but TLS."""
+        return sns.Topic(
+            self, construct_id, topic_name=name, display_name=display_name, master_key=key, enforce_ssl=True
+        )
 
     def _alarm_on_failed_deliveries(self, pipeline: str) -> cloudwatch.Alarm:
         """A subscriber SNS could not deliver to (webhook down after its retries, chat or e-mail refused).

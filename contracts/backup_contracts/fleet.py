@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 from backup_contracts.fleet_alerts import AlertRouting
 from backup_contracts.fleet_checks import Loc, Problem, fleet_problems
 from backup_contracts.naming import NAME_PATTERN
-from backup_contracts.schedule import MAX_DURATION, Schedule, ScheduleError, parse_duration
+from backup_contracts.schedule import MAX_DURATION, Schedule, ScheduleError, bounded_duration, parse_duration
 from backup_contracts.yamlfile import YamlDocument, YamlProblem, read_yaml
 
 ENGINES = ("postgresql", "mariadb", "sqlite", "files", "command")
@@ -156,21 +156,12 @@ class Target(_Model):
     @field_validator("rpo")
     @classmethod
     def _bounded_rpo(cls, value: str) -> str:
-        try:
-            parse_duration(value, MAX_DURATION)
-        except ScheduleError as exc:
-            raise ValueError(f"rpo {exc}") from None
-        return value
+        return bounded_duration("rpo", value, MAX_DURATION)
 
     @field_validator("rto")
     @classmethod
     def _bounded_rto(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_duration(value, MAX_RTO)
-            except ScheduleError as exc:
-                raise ValueError(f"rto {exc}") from None
-        return value
+        return None if value is None else bounded_duration("rto", value, MAX_RTO)
 
     @property
     def rto_delta(self) -> timedelta | None:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from backup_contracts.naming import NAME_PATTERN
-from backup_contracts.schedule import ScheduleError, parse_duration
+from backup_contracts.schedule import bounded_duration, parse_duration
 
 SILENCE_MAX_LIMIT = timedelta(days=30)  # no fleet may allow a longer silence than this
 SEVERITIES = ("info", "warning", "critical")
@@ -149,11 +149,7 @@ class AlertRouting(_Model):
     @field_validator("silence_max")
     @classmethod
     def _silence_max_bounded(cls, value: str) -> str:
-        try:
-            parse_duration(value, SILENCE_MAX_LIMIT)
-        except ScheduleError as exc:
-            raise ValueError(f"silence_max {exc}") from None
-        return value
+        return bounded_duration("silence_max", value, SILENCE_MAX_LIMIT)
 
     @property
     def silence_max_delta(self) -> timedelta:

@@ -90,6 +90,16 @@ def _never_fires(fields: str) -> bool:
     return False
 
 
+def bounded_duration(setting: str, text: str, maximum: timedelta) -> str:
+    """``text`` when it is a duration of at most ``maximum``; else a ValueError naming ``setting`` and the fix
+    (for the fleet model's validators)."""
+    try:
+        parse_duration(text, maximum)
+    except ScheduleError as exc:
+        raise ValueError(f"{setting} {exc}") from None
+    return text
+
+
 def format_duration(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
