@@ -332,7 +332,7 @@ class Workload:
     watchdog_s: float = 0.3
     audit_event_s: float = 0.15
     event_queue_pollers: int = 5  # Lambda's SQS event source long-polls each queue with ~5 pollers
-    event_queues: int = 2  # audit + restore event queues (rule → SQS → Lambda)
+    event_queues: int = 3  # audit, restore and silence event queues (rule → SQS → Lambda)
     s3_put_per_backup: int = 3  # agent multipart upload: Create + 1 part + Complete (more parts for big dumps)
     ddb_read_units_per_call: float = 0.5  # eventually consistent, items < 4 KB
     gsi_write_factor: float = 2.0  # a write that moves a watch_deadline also rewrites the GSI entry
