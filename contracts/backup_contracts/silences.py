@@ -27,6 +27,11 @@ from backup_contracts.schedule import format_duration
 STARTS_AHEAD_MAX = timedelta(days=30)  # a maintenance window may be booked at most this far ahead
 
 
+def effective_start(request: SilenceRequested, now: datetime) -> datetime:
+    """When the silence starts holding: its ``starts_at``, or ``now`` when that is absent or past."""
+    return max(request.starts_at or now, now)
+
+
 def matches(target_glob: str | None, agent_glob: str | None, *, target: str | None, agent: str | None) -> bool:
     """Whether a silence with these globs holds an incident about ``target`` (run by ``agent``) or, with
     ``target`` None, about the agent itself."""
@@ -47,7 +52,7 @@ def problems(
     """Why the pipeline refuses ``request`` (empty: it is accepted), each with its fix. ``targets`` are the
     fleet's (agent, target) pairs."""
     found: list[str] = []
-    starts = max(request.starts_at or now, now)
+    starts = effective_start(request, now)
     if request.starts_at is not None and request.starts_at >= request.expires_at:
         found.append("it would end before it starts. Fix: give a starts_at before expires_at")
     elif request.expires_at <= now:

@@ -68,11 +68,12 @@ def _globs(target: str | None, agent: str | None) -> str:
     return ", ".join(f"{kind} {glob}" for kind, glob in (("target", target), ("agent", agent)) if glob)
 
 
-def set_notice(pipeline: str, silence: SilenceItem, now: datetime) -> Alert:
+def set_notice(pipeline: str, silence: SilenceRequested, now: datetime) -> Alert:
+    starts = rules.effective_start(silence, now)
     lines = [
         f"Holds:       pages about {_globs(silence.target, silence.agent)} (still recorded and shown)",
-        f"From:        {format_time(silence.starts_at)}",
-        f"Until:       {format_time(silence.expires_at)} ({format_age(silence.expires_at - silence.starts_at)})",
+        f"From:        {format_time(starts)}",
+        f"Until:       {format_time(silence.expires_at)} ({format_age(silence.expires_at - starts)})",
         f"By:          {silence.requested_by}",
         f"Reason:      {silence.reason}",
         "",
@@ -90,7 +91,7 @@ def set_notice(pipeline: str, silence: SilenceItem, now: datetime) -> Alert:
         silence_id=silence.silence_id,
         target_glob=silence.target,
         agent_glob=silence.agent,
-        starts_at=silence.starts_at.isoformat(),
+        starts_at=starts.isoformat(),
         expires_at=silence.expires_at.isoformat(),
         requested_by=silence.requested_by,
         reason=silence.reason,
@@ -160,16 +161,8 @@ class SilenceRequests:
             )
         if problems:
             return self._refuse(request.silence_id, request.requested_by, problems, now)
-        item = SilenceItem.model_validate(
-            {
-                "pk": "SILENCES",
-                "sk": "-",
-                **request.model_dump(),
-                "starts_at": max(request.starts_at or now, now),
-                "recorded_at": now,
-            }
-        )
-        owed = {"alert": alert_entry(set_notice(self._pipeline, item, now), id=f"silence:{request.silence_id}", at=now)}
+        notice = set_notice(self._pipeline, request, now)
+        owed = {"alert": alert_entry(notice, id=f"silence:{request.silence_id}", at=now)}
         recorded, created = self._silences.record(request, now=now, owed=owed)
         self._settle(recorded)
         log.info("silence %s", "recorded" if created else "already recorded", extra={"silence": recorded.silence_id})

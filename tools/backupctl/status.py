@@ -17,7 +17,6 @@ from backup_contracts.fleet import Fleet
 from backup_contracts.formatting import format_age, format_bytes, format_time
 from backup_functions.ledger import AgentState, Ledger, TargetState
 from backup_functions.ledger.silences import holding
-from backup_functions.watchdog.silencing import NEVER_HELD as NEVER_SILENCED
 from backupctl.context import Context
 from backupctl.render import GREEN, RED, YELLOW, table, to_json, use_colour
 
@@ -223,8 +222,8 @@ def collect_status(ledger: Ledger, fleet: Fleet, *, now: datetime | None = None)
     for incident in open_incidents:
         subject, kind = incident.subject, incident.kind
         about = incident.about_target
-        silence = holding(in_force, target=about, agent=agent_of.get(about or "", incident.about_agent))
-        held = [f"silenced-by-{silence.silence_id}"] if silence and kind not in NEVER_SILENCED else []
+        silence = holding(in_force, kind=kind, target=about, agent=agent_of.get(about or "", incident.about_agent))
+        held = [f"silenced-by-{silence.silence_id}"] if silence else []
         if subject.startswith("target:"):
             name = subject.removeprefix("target:")
             incidents.setdefault(name, []).append(kind)

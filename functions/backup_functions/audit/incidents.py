@@ -61,10 +61,10 @@ class AuditIncidents:
             **extra,
         )
 
-    def holding(self, target: str, agent: str) -> SilenceItem | None:
-        """The silence in force that holds pages about ``target`` (one Query, only on a failure)."""
+    def holding(self, kind: str, target: str, agent: str) -> SilenceItem | None:
+        """The silence in force that holds this failure's page (one Query, only on a failure)."""
         now = self.clock.now()
-        return holding(self.ledger.silences.in_force(now), target=target, agent=agent)
+        return holding(self.ledger.silences.in_force(now), kind=kind, target=target, agent=agent)
 
     def alert(self, kind: str, event: BackupStarted, situation: alerts.Situation, details: dict[str, Any]) -> bool:
         """Open the incident and alert once (the incident protocol, the alert owed in the same write); a
@@ -72,7 +72,7 @@ class AuditIncidents:
         watchdog pages it once when the silence ends."""
         incidents = self.ledger.incidents
         subject, now = target_subject(event.target), self.clock.now()
-        silence = self.holding(event.target, event.agent)
+        silence = self.holding(kind, event.target, event.agent)
         alert = alerts.build(kind, situation)
         entry_id = f"incident:{subject}#{kind}:{keys.iso(situation.since)}:open"
         owed = {} if silence else {"alert": alert_entry(alert, id=entry_id, at=now)}

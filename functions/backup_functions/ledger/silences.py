@@ -17,12 +17,14 @@ from datetime import datetime
 from backup_contracts import ledger as keys
 from backup_contracts import silences as rules
 from backup_contracts.events import SilenceRequested
+from backup_functions import alert_kinds
 from backup_functions.ledger.client import WATCH_ATTRIBUTES, LedgerClient, Update, watch
 from backup_functions.ledger.items import WatchedItem
 from backup_functions.ledger.outbox import Outbox, Owed, owe
 from backup_functions.ledger.outbox import stored as stored_owed
 
 SILENCES_PK = "SILENCES"
+NEVER_HELD = frozenset({alert_kinds.PIPELINE_AGENTS, alert_kinds.DISPATCHER})  # the pipeline itself is down
 WATCH_SILENCE = "silence"
 _AFTER_EVERY_TIME = "~"  # sorts after every ISO timestamp
 
@@ -66,8 +68,11 @@ class SilenceItem(WatchedItem):
         return f"silence {self.silence_id} ({', '.join(globs)}) by {self.requested_by}: {self.reason}"
 
 
-def holding(silences: Iterable[SilenceItem], *, target: str | None, agent: str | None) -> SilenceItem | None:
-    """Of ``silences`` (in force), the one ending last that holds an incident about ``target``/``agent``."""
+def holding(silences: Iterable[SilenceItem], *, kind: str, target: str | None, agent: str | None) -> SilenceItem | None:
+    """Of ``silences`` (in force), the one ending last that holds an incident of ``kind`` about ``target``
+    (run by ``agent``) or about the agent itself; never one of the pipeline's own (``NEVER_HELD``)."""
+    if kind in NEVER_HELD:
+        return None
     held = [s for s in silences if rules.matches(s.target, s.agent, target=target, agent=agent)]
     return max(held, key=lambda s: s.ends_at, default=None)
 
@@ -98,7 +103,7 @@ class Silences:
 
     def record(self, request: SilenceRequested, *, now: datetime, owed: Mapping[str, Owed]) -> tuple[SilenceItem, bool]:
         """Record the silence once (owing ``owed``); returns it and whether THIS call recorded it."""
-        starts = max(request.starts_at or now, now)
+        starts = rules.effective_start(request, now)
         item = {
             keys.PK: SILENCES_PK,
             keys.SK: silence_sk(request.expires_at, request.silence_id),

@@ -23,7 +23,6 @@ from backup_functions.watchdog.causes import FleetView
 from backup_functions.watchdog.model import WATCH_INCIDENT_KINDS
 
 WATCHDOG_KINDS = WATCH_INCIDENT_KINDS | alerts.CAUSE_KINDS  # the incidents the watchdog opens and closes
-NEVER_HELD = frozenset({alerts.PIPELINE_AGENTS, alerts.DISPATCHER})  # the pipeline itself is down
 
 
 class SilenceBook:
@@ -42,11 +41,11 @@ class SilenceBook:
 
     def holding(self, kind: str, target: str | None, agent: str | None) -> SilenceItem | None:
         """The silence (the one ending last) that holds an incident of ``kind`` about ``target``/``agent``."""
-        if kind in NEVER_HELD or (target is None and agent is None):
-            return None
+        if target is None and agent is None:
+            return None  # the pipeline's own: nothing to read
         if target is not None and self._fleet is not None:
             agent = self._fleet.agent_of.get(target, agent)
-        return holding(self.in_force(), target=target, agent=agent)
+        return holding(self.in_force(), kind=kind, target=target, agent=agent)
 
     def holding_incident(self, incident: Incident) -> SilenceItem | None:
         return self.holding(incident.kind, incident.about_target, incident.about_agent)
