@@ -7,6 +7,7 @@ decides who may write to a webhook's dead-letter queue, use the key for it, and 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,15 @@ def test_chat_channels_hear_both_topics_and_the_functions_know_the_chat_topic(re
     assert len(alerting) == 4  # every function reads one environment; three of them publish
     assert all(f["Environment"]["Variables"]["CHAT_TOPIC_ARN"] == {"Ref": chat_topic} for f in alerting)
     assert resources[chat_topic]["Properties"]["KmsMasterKeyId"]
+
+
+def test_the_chat_topic_refuses_a_publish_without_tls_even_from_a_function_that_may_publish(
+    resolved: Any, evaluator: Evaluator
+) -> None:
+    stack, resources = resolved
+    chat = _arn(stack, resources, "AWS::SNS::Topic", "ChatTopic")
+    request = _publish(stack, "FunctionsWatchdogRole", chat)
+    plain = dataclasses.replace(request, context={**request.context, "aws:SecureTransport": "false"})
+
+    assert _decide(evaluator, request) is True
+    assert _decide(evaluator, plain) is False

@@ -55,7 +55,7 @@ def test_a_silenced_target_does_not_page_until_the_silence_expires_then_pages_on
     during = _after(world, 1)
     held = world.ledger.incidents.get("target:orders", "failed")
     rows = {row.target: row for row in collect_status(world.ledger, world.fleet, now=world.clock.now())}
-    footer = silences_footer(world.ledger, world.clock.now())
+    footer = silences_footer(world.ledger.silences.in_force(world.clock.now()))
 
     world.run_until(T0 + 6 * H + 10 * M)  # the silence expired at T0+6h
     at_expiry = _after(world, 1 + len(during))

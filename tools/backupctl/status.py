@@ -15,7 +15,7 @@ from typing import Any
 
 from backup_contracts.fleet import Fleet
 from backup_contracts.formatting import format_age, format_bytes, format_time
-from backup_functions.ledger import AgentState, Ledger, TargetState
+from backup_functions.ledger import AgentState, Ledger, SilenceItem, TargetState
 from backup_functions.ledger.silences import holding
 from backupctl.context import Context
 from backupctl.render import GREEN, RED, YELLOW, table, to_json, use_colour
@@ -210,7 +210,9 @@ def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False)
     return table(headers, cells, colours) + summary
 
 
-def collect_status(ledger: Ledger, fleet: Fleet, *, now: datetime | None = None) -> list[StatusRow]:
+def collect_status(
+    ledger: Ledger, fleet: Fleet, *, now: datetime | None = None, silences: list[SilenceItem] | None = None
+) -> list[StatusRow]:
     """Status rows for every target of the fleet (BatchGetItem + one incidents Query)."""
     pairs = fleet.targets()
     states = ledger.targets.get_many(t.name for _, t in pairs)
@@ -218,7 +220,9 @@ def collect_status(ledger: Ledger, fleet: Fleet, *, now: datetime | None = None)
     incidents: dict[str, list[str]] = {}
     agent_of = {target.name: agent.name for agent, target in pairs}
     open_incidents = ledger.incidents.list_open()
-    in_force = ledger.silences.in_force(now or datetime.now(UTC)) if open_incidents else []
+    in_force = silences
+    if in_force is None:  # read only when an incident could be held
+        in_force = ledger.silences.in_force(now or datetime.now(UTC)) if open_incidents else []
     for incident in open_incidents:
         subject, kind = incident.subject, incident.kind
         about = incident.about_target
@@ -253,12 +257,12 @@ def collect_status(ledger: Ledger, fleet: Fleet, *, now: datetime | None = None)
     return rows
 
 
-def silences_footer(ledger: Ledger, now: datetime) -> str:
+def silences_footer(silences: list[SilenceItem]) -> str:
     """One line per silence in force, under the table (nothing when there is none)."""
     lines = [
         f"Silence {s.silence_id}: holds pages about {s.target or '*'}"
         f"{f' on agent {s.agent}' if s.agent else ''} until {format_time(s.ends_at)} - {s.requested_by}: {s.reason}"
-        for s in sorted(ledger.silences.in_force(now), key=lambda s: s.ends_at)
+        for s in sorted(silences, key=lambda s: s.ends_at)
     ]
     return "".join(f"{line}\n" for line in lines)
 
@@ -269,18 +273,21 @@ def render_status_table(
     """What ``backupctl status`` prints, for a boto3 session and ledger table; the local demo calls this."""
     ledger = Ledger(table_name, session.client("dynamodb"))
     now = now or datetime.now(UTC)
-    return render_status(collect_status(ledger, fleet, now=now), now, colour=colour) + silences_footer(ledger, now)
+    in_force = ledger.silences.in_force(now)  # one Query serves the incidents' marks and the footer
+    rows = collect_status(ledger, fleet, now=now, silences=in_force)
+    return render_status(rows, now, colour=colour) + silences_footer(in_force)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     now = datetime.now(UTC)
     fleet = ctx.fleet  # the list of targets: status needs the fleet file
-    rows = collect_status(ctx.ledger, fleet)
+    in_force = ctx.ledger.silences.in_force(now)  # one Query serves the incidents' marks and the footer
+    rows = collect_status(ctx.ledger, fleet, now=now, silences=in_force)
     if ctx.json:
         sys.stdout.write(to_json([row.as_json(now) for row in rows]))
     else:
         sys.stdout.write(render_status(rows, now, colour=use_colour(sys.stdout)))
-        sys.stdout.write(silences_footer(ctx.ledger, now))
+        sys.stdout.write(silences_footer(in_force))
     return 1 if args.fail_on_breach and any(row.breached(now) for row in rows) else 0
 
 
