@@ -26,6 +26,7 @@ from backup_agent.consumer import Consumer
 from backup_agent.engines import build_engine
 from backup_agent.engines.base import Engine
 from backup_agent.engines.config import secret_refs
+from backup_agent.engines.database import DatabaseEngine
 from backup_agent.events import EventBridgeSink
 from backup_agent.logs import setup_logging
 from backup_agent.outbox import DELIVERY_ERRORS, RetryingSink, resend_unreported
@@ -248,7 +249,14 @@ def cmd_check(config: AgentConfig, args: argparse.Namespace) -> int:
         for problem in found:
             problems.append(f"{name}: {problem}")
             say("FAIL", f"target {name}: {problem}")
-        if not found:
+        if not found and isinstance(engine, DatabaseEngine) and engine.absent:
+            say(
+                "warn",
+                f"target {name} ({engine.name}): database {engine.config.database!r} does not exist yet; a clone"
+                " or drill restore into it creates it (the server is reachable). If this target is backed up,"
+                " create the database: its backups fail until it exists",
+            )
+        elif not found:
             say(
                 "ok",
                 f"target {name} ({engine.name}): tool {versions.tool_version or '?'}, "

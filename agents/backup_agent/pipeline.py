@@ -6,8 +6,8 @@ upload (nothing becomes visible) and reports ``Backup Failed`` with the stage th
 
 ``BackupRun`` is one run from ``Backup Started`` to its one Succeeded or Failed event: it streams
 the dump into the upload (``backup_agent.backup_stream``), asks for the tool and server versions
-meanwhile, completes the upload, writes the manifest beside the object, records the success locally
-and reports it.
+(and a database's own properties: encoding, collation, settings...) meanwhile, completes the upload,
+writes the manifest beside the object, records the success locally and reports it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from backup_agent.admission import new_run_id, object_key_for
 from backup_agent.backup_stream import INTERRUPTED, BackupFailure, BackupStream, ProgressFn, Streamed
 from backup_agent.config import AgentConfig
 from backup_agent.engines.base import Engine, Versions
+from backup_agent.engines.database import DatabaseEngine
 from backup_agent.events import EventSink
 from backup_agent.state import CompletedJobs
 from backup_agent.uploader import MultipartUpload, UploadError
@@ -140,8 +141,8 @@ class BackupRun:
         versions_found = self._look_up_versions()
         try:
             streamed = self._stream.run(upload)
-            versions = versions_found()
-            manifest = self._manifest(versions, streamed)
+            versions, properties = versions_found()
+            manifest = self._manifest(versions, streamed, properties)
             response = upload.complete()
             self._put_manifest(manifest)
         except BackupFailure as failure:
@@ -190,17 +191,31 @@ class BackupRun:
             parts_in_flight=self.config.upload.parts_in_flight,
         )
 
-    def _look_up_versions(self) -> Callable[[], Versions]:
-        """Ask for the tool and server versions in a thread while the dump runs; the call returned waits."""
-        found: list[Versions] = []
-        thread = threading.Thread(target=lambda: found.append(self._versions()), name="tool-versions", daemon=True)
+    def _look_up_versions(self) -> Callable[[], tuple[Versions, dict[str, Any]]]:
+        """Ask for the tool and server versions and the database's properties in a thread while the dump
+        runs; the call returned waits."""
+        found: list[tuple[Versions, dict[str, Any]]] = []
+        thread = threading.Thread(
+            target=lambda: found.append((self._versions(), self._database_properties())),
+            name="tool-versions",
+            daemon=True,
+        )
         thread.start()
 
-        def wait() -> Versions:
+        def wait() -> tuple[Versions, dict[str, Any]]:
             thread.join()
-            return found[0] if found else Versions(None, None)
+            return found[0] if found else (Versions(None, None), {})
 
         return wait
+
+    def _database_properties(self) -> dict[str, Any]:
+        if not isinstance(self.engine, DatabaseEngine):
+            return {}
+        try:
+            return self.engine.database_properties()
+        except Exception as exc:  # noqa: BLE001 - a clone then keeps the destination's defaults, and says so
+            log.warning("could not read the database's properties (a clone will use the server's defaults): %s", exc)
+            return {}
 
     def _versions(self) -> Versions:
         try:
@@ -261,7 +276,7 @@ class BackupRun:
         return RunOutcome(succeeded, manifest=manifest)
 
     # ------------------------------------------------------------------ the manifest
-    def _manifest(self, versions: Versions, streamed: Streamed) -> dict[str, Any]:
+    def _manifest(self, versions: Versions, streamed: Streamed, properties: dict[str, Any]) -> dict[str, Any]:
         return {
             "manifest_version": MANIFEST_VERSION,
             "agent": self.config.agent,
@@ -285,6 +300,7 @@ class BackupRun:
             "sha256_of": "stored object bytes (zstd-compressed)",
             "parts": streamed.parts,
             "validator": streamed.validator,
+            "database_properties": properties,
             "restore_hint": f"backupctl restore (or: aws s3 cp s3://{self.job.bucket}/{self.key} - | zstd -d | "
             f"<{self.engine.name} restore of format {self.engine.format}>)",
         }

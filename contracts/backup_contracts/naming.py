@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 PROJECT = "backup-pipeline"
 
@@ -65,6 +67,15 @@ def backup_object_key(agent: str, target: str, run_id: str, started: datetime, e
 
 def manifest_key(object_key: str) -> str:
     return f"{object_key}.manifest.json"
+
+
+def restore_facts(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a backup's manifest its restore is verified against and recreates: the format
+    validator's facts (tables, rows, bytes) and the database's own properties (encoding, collation...)."""
+    facts = dict(manifest["validator"]) if isinstance(manifest.get("validator"), dict) else {}
+    if isinstance(manifest.get("database_properties"), dict) and manifest["database_properties"]:
+        facts["database_properties"] = dict(manifest["database_properties"])
+    return facts
 
 
 # Queue settings shared by the stack and the local pipeline.

@@ -229,11 +229,15 @@ def test_check_and_versions_report_a_healthy_target(source: str) -> None:
     assert "MariaDB" in versions.server_version
 
 
-def test_check_reports_a_missing_database(mariadb_server: None) -> None:
-    problems = engine_for(unique("bk_missing")).check()
+def test_check_tells_a_database_a_restore_will_create_from_a_broken_server(mariadb_server: None) -> None:
+    missing = engine_for(unique("bk_missing"))
 
-    assert problems
-    assert "does not exist" in problems[0]
+    assert missing.check() == []
+    assert missing.absent is True
+
+    unreachable = MariaDBEngine("t", MariaDBConfig(engine="mariadb", database="x", port=1), lambda _ref: "")
+    problems = unreachable.check()
+    assert problems and "cannot connect" in problems[0]
 
 
 def test_drop_restored_removes_a_scratch_clone(source: str, maria_databases) -> None:

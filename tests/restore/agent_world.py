@@ -31,7 +31,7 @@ from backup_agent.pipeline import BackupRun, RunOutcome
 from backup_agent.restore import RestoreOutcome, RestoreRun
 from backup_contracts.events import BackupSucceeded
 from backup_contracts.jobs import Job, RestoreSource
-from backup_contracts.naming import agent_prefix
+from backup_contracts.naming import agent_prefix, restore_facts
 
 AGENT = "db-host"
 REGION = "us-east-1"
@@ -140,7 +140,7 @@ class AgentWorld:
                 compression=backup.compression,
                 presigned_url=url or self.presign(backup.key, version),
                 started_at=backup.started_at,
-                manifest_facts=manifest.get("validator", {}),
+                manifest_facts=restore_facts(manifest),
             ),
         )
 

@@ -9,16 +9,23 @@ Both reach their server through client tools that read the password from a priva
 - a failed restore raises ``EngineError`` saying what it left behind (dropped again, rolled back,
   partially restored), so the restore executor knows whether the destination was touched.
 
-Each engine says how its server does the steps: whether the database exists, creating it, whether
+Each engine says how its server does the steps: whether the database exists, creating it (with the
+source database's properties from the manifest: encoding, collation, settings, comment...), whether
 it holds data, dropping one this restore created, and the restore command.
+
+An engine whose restore tool can work in parallel from a file (``seekable_restore``: PostgreSQL's
+``pg_restore -j``) is given a ``VerifiedArchive`` instead of a stream: the raw dump, decompressed to
+disk while it was downloaded and checked whole (size, SHA-256, format) before anything was written.
 """
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Generic, TypeVar
+from pathlib import Path
+from typing import Any, BinaryIO, Generic, TypeVar
 
 from backup_agent import proc
 from backup_agent.engines.base import EngineError, InvalidDumpError, RestoreMode, StreamValidator
@@ -39,6 +46,23 @@ class ClientSecrets:
     options: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class VerifiedArchive:
+    """The raw dump as a seekable file, already checked whole by ``validator`` (and its object's size
+    and SHA-256 by the download) before the restore starts."""
+
+    path: Path
+    validator: StreamValidator
+
+
+@dataclass
+class Destination:
+    """What preparing the destination did: whether this restore created it, and notes for the report."""
+
+    created: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
 def run_client(argv: Sequence[str], secrets: ClientSecrets, sql: str, *, tool: str, stage: str) -> str:
     """Run one client command with ``sql`` on its stdin; returns its stdout, raises EngineError on failure."""
     try:
@@ -54,6 +78,9 @@ def run_client(argv: Sequence[str], secrets: ClientSecrets, sql: str, *, tool: s
 
 class DatabaseEngine(ABC, Generic[ConfigT]):
     """An engine whose target is one database on a server, restored through one client tool."""
+
+    seekable_restore = False  # True: restores from a VerifiedArchive file (in parallel) when given one
+    absent = False  # found by check(): the database does not exist yet (a clone or drill restore creates it)
 
     def __init__(self, target: str, config: ConfigT, resolve: Resolve, *, grace: float = 5.0) -> None:
         self.target = target
@@ -76,10 +103,17 @@ class DatabaseEngine(ABC, Generic[ConfigT]):
         """Write ``password`` into ``files`` where this server's client tools read it."""
 
     @abstractmethod
+    def database_properties(self) -> dict[str, Any]:
+        """The target database's own properties (what a dump of its contents does not carry), for the
+        manifest; a clone recreates them."""
+
+    @abstractmethod
     def _database_exists(self, db: str) -> bool: ...
 
     @abstractmethod
-    def _create_database(self, db: str) -> None: ...
+    def _create_database(self, db: str, properties: Mapping[str, Any]) -> list[str]:
+        """Create ``db`` with the source's ``properties`` (may be empty: old backups); returns notes
+        on what could not be recreated. Raises EngineError, leaving no database behind, on failure."""
 
     @abstractmethod
     def _holds_data(self, db: str) -> bool: ...
@@ -89,48 +123,68 @@ class DatabaseEngine(ABC, Generic[ConfigT]):
         """Drop a clone destination this restore created, after the restore into it failed."""
 
     @abstractmethod
-    def _restore_argv(self, mode: RestoreMode, db: str, secrets: ClientSecrets) -> list[str]: ...
+    def _restore_argv(
+        self, mode: RestoreMode, db: str, secrets: ClientSecrets, archive: Path | None = None
+    ) -> list[str]:
+        """The restore command: reading the dump on stdin, or from ``archive`` when one is given."""
 
     def restore_database(
-        self, stream: BinaryIO, *, mode: RestoreMode, validator: StreamValidator, tool: str, left_behind: str
-    ) -> None:
-        """Pipe the dump into the restore tool, watched by ``validator``.
+        self,
+        stream: BinaryIO,
+        *,
+        mode: RestoreMode,
+        validator: StreamValidator,
+        tool: str,
+        left_behind: str,
+        properties: Mapping[str, Any] | None = None,
+        archive: VerifiedArchive | None = None,
+    ) -> Destination:
+        """Pipe the dump into the restore tool, watched by ``validator`` (or, given a verified
+        ``archive``, let the tool read that file).
 
         ``tool`` names the tool in errors; ``left_behind`` is the destination's state after a failed
-        restore into a database this restore did not create.
+        restore into a database this restore did not create; ``properties`` are the source
+        database's, for a clone destination this restore creates.
         """
         db = self.config.database
-        created = self._prepare_clone(db) if mode in ("clone", "drill") else False
+        destination = self._prepare_clone(db, properties or {}) if mode in ("clone", "drill") else Destination()
         secrets = self._secrets()
         tap = Deferred(validator)
+        feed = io.BytesIO() if archive is not None else stream
         try:
             code, err, _out = proc.run_feed(
-                self._restore_argv(mode, db, secrets), stream, env=secrets.env, redact=secrets.redact, observe=tap.feed
+                self._restore_argv(mode, db, secrets, archive.path if archive is not None else None),
+                feed,
+                env=secrets.env,
+                redact=secrets.redact,
+                observe=tap.feed if archive is None else None,
             )
         finally:
             secrets.files.cleanup()
-        problem = _restore_problem(code, tap, tool)
+        problem = f"{tool} exited {code}" if archive is not None and code != 0 else None
+        if archive is None:
+            problem = _restore_problem(code, tap, tool)
         if problem is not None:
-            state = self._state_after_failure(db, created=created, left_behind=left_behind)
+            state = self._state_after_failure(db, created=destination.created, left_behind=left_behind)
             raise EngineError(
                 f"restore into {db!r} failed: {problem}; destination {state}",
                 stage="restore",
                 exit_code=code,
                 stderr_tail=err,
             )
+        return destination
 
-    def _prepare_clone(self, db: str) -> bool:
-        """Create a missing clone destination (True: this restore created it); refuse one that holds data."""
+    def _prepare_clone(self, db: str, properties: Mapping[str, Any]) -> Destination:
+        """Create a missing clone destination with the source's properties; refuse one that holds data."""
         if not self._database_exists(db):
-            self._create_database(db)
-            return True
+            return Destination(created=True, notes=self._create_database(db, properties))
         if self._holds_data(db):
             raise EngineError(
                 f"clone destination database {db!r} is not empty; refusing to restore over it."
                 " Fix: choose a new database name or restore in-place",
                 stage="restore",
             )
-        return False
+        return Destination(notes=["the destination database existed (empty): its own properties were kept"])
 
     def _state_after_failure(self, db: str, *, created: bool, left_behind: str) -> str:
         if not created:

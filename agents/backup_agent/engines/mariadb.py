@@ -12,8 +12,11 @@ and passed as ``--defaults-extra-file=<path>`` — the first argument, a path, n
 ``-p``/``--password`` and ``MYSQL_PWD`` are never used (an inherited ``MYSQL_PWD`` is removed).
 
 Restore modes:
-- ``clone``/``drill``: ``CREATE DATABASE IF NOT EXISTS``; an existing destination with tables is
-  refused; on failure a database this call created is dropped again.
+- ``clone``/``drill``: a missing destination is created with the source database's default character
+  set, collation and comment (recorded in the manifest: ``database_properties``), so routines,
+  triggers and events compare strings as they did in the source; an existing destination with tables
+  is refused, an empty one keeps its own properties; on failure a database this call created is
+  dropped again.
 - ``in-place``: the dump's ``DROP TABLE IF EXISTS``/``CREATE TABLE``/``INSERT`` replace each dumped
   table. MariaDB DDL is not transactional: a failure leaves the database partially restored, which
   the error says (the restore executor takes a safety backup first). Tables created after the backup
@@ -23,13 +26,16 @@ Restore modes:
 from __future__ import annotations
 
 import logging
+import re
 import shutil
-from typing import BinaryIO
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from backup_agent import proc
 from backup_agent.engines.base import EngineError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import MariaDBConfig
-from backup_agent.engines.database import ClientSecrets, DatabaseEngine, run_client
+from backup_agent.engines.database import ClientSecrets, DatabaseEngine, Destination, run_client
 from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import MariaDBSqlValidator
 from backup_contracts.redaction import option_file_escape
@@ -48,6 +54,14 @@ def sql_string(value: str) -> str:
 
 def sql_ident(value: str) -> str:
     return "`" + value.replace("`", "``") + "`"
+
+
+_CHARSET_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_PROPERTY_SQL = {
+    "character_set": "default_character_set_name",
+    "collation": "default_collation_name",
+    "comment": "schema_comment",  # MariaDB 10.5+; MySQL has no database comments
+}
 
 
 class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
@@ -127,12 +141,24 @@ class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
             rows = self._query(self._schema_exists_sql(self.config.database), stage="check")
         except EngineError as exc:
             return [f"cannot connect to {self.config.host}:{self.config.port}: {exc}"]
-        if not rows or rows[0][0] == "0":
-            problems.append(
-                f"database {self.config.database!r} does not exist or is not visible to {self.config.user!r}"
-            )
+        self.absent = not rows or rows[0][0] == "0"
         problems.extend(self.versions().warnings)
         return problems
+
+    def database_properties(self) -> dict[str, Any]:
+        return self.database_properties_of(self.config.database, stage="dump")
+
+    def database_properties_of(self, db: str, *, stage: str = "restore") -> dict[str, Any]:
+        where = f"FROM information_schema.schemata WHERE schema_name = {sql_string(db)};"
+        names = list(_PROPERTY_SQL)
+        try:
+            rows = self._query(f"SELECT {', '.join(_PROPERTY_SQL.values())} {where}", stage=stage)
+        except EngineError:  # a server without database comments
+            names = names[:2]
+            rows = self._query(f"SELECT {', '.join(list(_PROPERTY_SQL.values())[:2])} {where}", stage=stage)
+        if not rows:
+            return {}
+        return {name: value for name, value in zip(names, rows[0], strict=False) if value not in ("", "NULL")}
 
     def start_dump(self) -> ProcessDump:
         secrets = self._secrets()
@@ -164,28 +190,73 @@ class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
         self._query(f"DROP DATABASE IF EXISTS {sql_ident(self.config.database)};", stage="cleanup")
         return f"dropped database {self.config.database}"
 
-    def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
+    def restore(
+        self, stream: BinaryIO, *, mode: RestoreMode, properties: Mapping[str, Any] | None = None
+    ) -> RestoreReport:
         validator = MariaDBSqlValidator()
-        self.restore_database(
+        destination = self.restore_database(
             stream,
             mode=mode,
             validator=validator,
             tool=self.client_binary,
             left_behind="partially restored (MariaDB DDL is not transactional)",
+            properties=properties,
         )
         db = self.config.database
+        verification = self._verify(db, validator, mode)
+        verification.update(self._compare_properties(db, properties or {}, destination))
         return RestoreReport(
-            destination=f"mariadb://{self.config.host}:{self.config.port}/{db}",
-            verification=self._verify(db, validator, mode),
+            destination=f"mariadb://{self.config.host}:{self.config.port}/{db}", verification=verification
         )
+
+    def _compare_properties(self, db: str, source: Mapping[str, Any], destination: Destination) -> dict[str, Any]:
+        if not source:
+            return {"database_properties": "not in the backup's manifest (made by an older agent)"}
+        restored = self.database_properties_of(db)
+        differ = [
+            f"{name} {restored.get(name)!r} (the source had {source.get(name)!r})"
+            for name in _PROPERTY_SQL
+            if name in source and source.get(name) != restored.get(name)
+        ]
+        facts: dict[str, Any] = {"database_created": destination.created}
+        if destination.notes:
+            facts["database_notes"] = destination.notes
+        if differ:
+            facts["database_properties_differ"] = differ
+        else:
+            facts["database_properties"] = "equal to the source's (character set, collation, comment)"
+        return facts
 
     # ---------------------------------------------------------------- restore steps (see DatabaseEngine)
 
     def _database_exists(self, db: str) -> bool:
         return self._query(self._schema_exists_sql(db))[0][0] != "0"
 
-    def _create_database(self, db: str) -> None:
-        self._query(f"CREATE DATABASE {sql_ident(db)} CHARACTER SET utf8mb4;")
+    def _create_database(self, db: str, properties: Mapping[str, Any]) -> list[str]:
+        charset = str(properties.get("character_set") or "utf8mb4")
+        collation = properties.get("collation")
+        for value in (charset, collation):
+            if value is not None and not _CHARSET_NAME.match(str(value)):
+                raise EngineError(
+                    f"the backup names an implausible character set or collation {value!r}", stage="restore"
+                )
+        create = f"CREATE DATABASE {sql_ident(db)} CHARACTER SET {charset}"
+        if collation:
+            create += f" COLLATE {collation}"
+        if properties.get("comment"):
+            create += f" COMMENT {sql_string(str(properties['comment']))}"
+        try:
+            self._query(create + ";")
+        except EngineError as exc:
+            raise EngineError(
+                f"cannot create the clone destination {db!r} like the source (character set {charset},"
+                f" collation {collation}): {exc}. Fix: use a server that has them, or create the database by hand:"
+                " an existing empty database is restored into as it is",
+                stage="restore",
+                exit_code=exc.exit_code,
+                stderr_tail=exc.stderr_tail,
+            ) from exc
+        return []
 
     def _holds_data(self, db: str) -> bool:
         return bool(self._tables(db))
@@ -193,10 +264,12 @@ class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
     def _drop_created_database(self, db: str) -> None:
         self._query(f"DROP DATABASE IF EXISTS {sql_ident(db)};")
 
-    def _restore_argv(self, mode: RestoreMode, db: str, secrets: ClientSecrets) -> list[str]:
+    def _restore_argv(
+        self, mode: RestoreMode, db: str, secrets: ClientSecrets, archive: Path | None = None
+    ) -> list[str]:
         return self._client_argv(secrets.options, db)
 
-    def _verify(self, db: str, validator: MariaDBSqlValidator, mode: RestoreMode) -> dict[str, object]:
+    def _verify(self, db: str, validator: MariaDBSqlValidator, mode: RestoreMode) -> dict[str, Any]:
         tables = self._tables(db)
         rows: dict[str, int] = {}
         if tables:
@@ -205,7 +278,7 @@ class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
                 for t in tables
             )
             rows = {name: int(count) for name, count in self._query(union + ";")}
-        verification: dict[str, object] = {
+        verification: dict[str, Any] = {
             "tables": len(tables),
             "archive_tables": validator.create_tables,
             "rows": rows,

@@ -7,25 +7,38 @@ parameters travel as one quoted conninfo string (``host=... port=... user=... db
 database name can be mistaken for an option.
 
 Restore modes:
-- ``clone``/``drill``: the destination database is created (``TEMPLATE template0``) when missing; an
-  existing destination must be empty (no tables, views, sequences...) or the restore is refused.
-  ``pg_restore --no-owner --exit-on-error``; when it fails, a database this call created is dropped.
+- ``clone``/``drill``: the destination database is created when missing, with the source database's
+  encoding, locale (provider), ``ALTER DATABASE … SET`` settings, comment and owner (when that role
+  exists here) from the manifest (``pg_properties``); an existing destination must be empty (no tables,
+  views, sequences...) or the restore is refused, and keeps its own properties.
+  ``pg_restore --no-owner --exit-on-error``, with ``--jobs N`` when the restore executor hands over a
+  verified seekable archive (``restore_jobs``, default: the host's cores); when it fails, a database
+  this call created is dropped.
 - ``in-place``: ``pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction``,
   so a failure rolls everything back. Objects created after the backup that are not in the archive
-  are left alone and listed as ``extra_tables`` in the verification.
+  are left alone and listed as ``extra_tables`` in the verification. Always one job: parallel
+  pg_restore cannot run in a single transaction.
+
+Verification counts the rows of every leaf table (``FROM ONLY``: a partitioned or inherited parent
+does not count its children's rows again) and compares them with the archive's own per-table row
+counts; a clone's database properties are compared with the source's.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
-from typing import BinaryIO
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from backup_agent import proc
+from backup_agent.engines import pg_properties
 from backup_agent.engines.base import EngineError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import PostgresConfig
-from backup_agent.engines.database import ClientSecrets, DatabaseEngine, run_client
+from backup_agent.engines.database import ClientSecrets, DatabaseEngine, Destination, VerifiedArchive, run_client
 from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import PgCustomValidator
 from backup_contracts.redaction import conninfo_escape, pgpass_escape
@@ -43,12 +56,15 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
 _CLONE_RESTORE = ("--no-owner", "--exit-on-error", "--no-password")
 _IN_PLACE_RESTORE = ("--clean", "--if-exists", "--no-owner", "--exit-on-error", "--single-transaction", "--no-password")
 
+# Tables (plain and partitioned) with the rows of each leaf: FROM ONLY, so no row is counted twice.
 _ROW_COUNTS = """
-SELECT table_schema || '.' || table_name,
-       (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name),
-                                            false, true, '')))[1]::text
-FROM information_schema.tables
-WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
+SELECT n.nspname || '.' || c.relname, c.relkind,
+       CASE WHEN c.relkind = 'r' THEN (xpath('/row/c/text()', query_to_xml(
+            format('SELECT count(*) AS c FROM ONLY %I.%I', n.nspname, c.relname), false, true, '')))[1]::text
+       END
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
 ORDER BY 1;
 """
 
@@ -69,6 +85,7 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
     name = "postgresql"
     format = "pg_dump-custom"
     extension = "pgdump"
+    seekable_restore = True
 
     # ---------------------------------------------------------------- connection plumbing
 
@@ -146,12 +163,20 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
         ]
         if problems:
             return problems
+        c = self.config
+        exists = False
         try:
-            self._psql("SELECT 1;", stage="check")
+            exists = self._database_exists(c.database, stage="check")
+            if exists:
+                self._psql("SELECT 1;", stage="check")
         except EngineError as exc:
-            return [f"cannot connect to {self.config.host}:{self.config.port}/{self.config.database}: {exc}"]
+            return [f"cannot connect to {c.host}:{c.port}/{c.database if exists else c.maintenance_database}: {exc}"]
+        self.absent = not exists
         problems.extend(self.versions().warnings)
         return problems
+
+    def database_properties(self) -> dict[str, Any]:
+        return pg_properties.parse(self._about_database(pg_properties.READ_SQL, self.config.database, stage="dump"))
 
     def start_dump(self) -> ProcessDump:
         secrets = self._secrets()
@@ -162,14 +187,34 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
     def validator(self) -> PgCustomValidator:
         return PgCustomValidator()
 
-    def restore(self, stream: BinaryIO, *, mode: RestoreMode) -> RestoreReport:
-        validator = PgCustomValidator()
+    def restore(
+        self,
+        stream: BinaryIO,
+        *,
+        mode: RestoreMode,
+        properties: Mapping[str, Any] | None = None,
+        archive: VerifiedArchive | None = None,
+    ) -> RestoreReport:
+        if mode == "in-place":
+            archive = None  # one transaction: a single job, fed from the stream
+        validator = archive.validator if archive is not None else PgCustomValidator()
+        assert isinstance(validator, PgCustomValidator)  # noqa: S101 - the executor asked this engine for it
         left_behind = "rolled back (single transaction)" if mode == "in-place" else "partially restored"
-        self.restore_database(stream, mode=mode, validator=validator, tool="pg_restore", left_behind=left_behind)
+        destination = self.restore_database(
+            stream,
+            mode=mode,
+            validator=validator,
+            tool="pg_restore",
+            left_behind=left_behind,
+            properties=properties,
+            archive=archive,
+        )
         db = self.config.database
+        verification = self._verify(db, validator)
+        verification["jobs"] = self._jobs() if archive is not None else 1
+        verification.update(self._compare_properties(db, properties or {}, destination))
         return RestoreReport(
-            destination=f"postgresql://{self.config.host}:{self.config.port}/{db}",
-            verification=self._verify(db, validator),
+            destination=f"postgresql://{self.config.host}:{self.config.port}/{db}", verification=verification
         )
 
     def drop_restored(self) -> str:
@@ -179,11 +224,58 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
 
     # ---------------------------------------------------------------- restore steps (see DatabaseEngine)
 
-    def _database_exists(self, db: str) -> bool:
-        return self._about_database("SELECT count(*) FROM pg_database WHERE datname = :'dbname';", db).strip() != "0"
+    def _database_exists(self, db: str, *, stage: str = "restore") -> bool:
+        found = self._about_database("SELECT count(*) FROM pg_database WHERE datname = :'dbname';", db, stage=stage)
+        return found.strip() != "0"
 
-    def _create_database(self, db: str) -> None:
-        self._about_database('CREATE DATABASE :"dbname" TEMPLATE template0;', db)
+    def _create_database(self, db: str, properties: Mapping[str, Any]) -> list[str]:
+        maintenance = self.config.maintenance_database
+        create, variables = pg_properties.create_sql(properties)
+        try:
+            self._psql(create, database=maintenance, variables={"dbname": db, **variables})
+        except EngineError as exc:
+            wanted = ", ".join(
+                f"{k} {properties[k]}"
+                for k in ("encoding", "locale_provider", "collate", "locale")
+                if properties.get(k)
+            )
+            raise EngineError(
+                f"cannot create the clone destination {db!r} like the source ({wanted}): {exc}."
+                " Fix: make that locale available on this server (e.g. locale-gen, or PostgreSQL built with ICU),"
+                " or create the database by hand with the properties you want: an existing empty database is"
+                " restored into as it is",
+                stage="restore",
+                exit_code=exc.exit_code,
+                stderr_tail=exc.stderr_tail,
+            ) from exc
+        describe, more, notes = pg_properties.describe_sql(properties)
+        try:
+            if describe:
+                self._psql(describe, database=maintenance, variables={"dbname": db, **more})
+        except EngineError:
+            self._drop_created_database(db)
+            raise
+        owner = properties.get("owner")
+        if owner:
+            notes += self._set_owner(db, str(owner))
+        return notes
+
+    def _set_owner(self, db: str, owner: str) -> list[str]:
+        exists = self._psql("SELECT count(*) FROM pg_roles WHERE rolname = :'owner';", variables={"owner": owner})
+        if exists.strip() == "0":
+            return [
+                f"owner {owner!r} does not exist on this server: the database is owned by {self.config.user!r}"
+                " (restore the roles first: pg_dumpall --globals-only)"
+            ]
+        try:
+            self._psql(
+                'ALTER DATABASE :"dbname" OWNER TO :"owner";',
+                database=self.config.maintenance_database,
+                variables={"dbname": db, "owner": owner},
+            )
+        except EngineError as exc:
+            return [f"could not give the database to its owner {owner!r}: {exc}"]
+        return []
 
     def _holds_data(self, db: str) -> bool:
         return int(self._psql(_USER_RELATIONS, database=db).strip() or "0") > 0
@@ -191,24 +283,61 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
     def _drop_created_database(self, db: str) -> None:
         self._about_database('DROP DATABASE IF EXISTS :"dbname";', db)
 
-    def _restore_argv(self, mode: RestoreMode, db: str, secrets: ClientSecrets) -> list[str]:
-        options = _IN_PLACE_RESTORE if mode == "in-place" else _CLONE_RESTORE
-        return [self.config.pg_restore, *options, "--dbname", self.conninfo(db)]
+    def _jobs(self) -> int:
+        return self.config.restore_jobs or os.cpu_count() or 1
 
-    def _verify(self, db: str, validator: PgCustomValidator) -> dict[str, object]:
+    def _restore_argv(
+        self, mode: RestoreMode, db: str, secrets: ClientSecrets, archive: Path | None = None
+    ) -> list[str]:
+        options = _IN_PLACE_RESTORE if mode == "in-place" else _CLONE_RESTORE
+        argv = [self.config.pg_restore, *options, "--dbname", self.conninfo(db)]
+        if archive is None:
+            return argv
+        return [*argv, f"--jobs={self._jobs()}", "--", str(archive)]
+
+    def _verify(self, db: str, validator: PgCustomValidator) -> dict[str, Any]:
+        tables: set[str] = set()
         rows: dict[str, int] = {}
         for line in self._psql(_ROW_COUNTS, database=db).splitlines():
-            if "\t" in line:
-                name, count = line.split("\t", 1)
+            name, _kind, count = [*line.split("\t"), "", ""][:3]
+            tables.add(name)
+            if count:
                 rows[name] = int(count)
         archived = set(validator.table_names)
-        return {
-            "tables": len(rows),
+        differ = [
+            f"{name}: {rows[name]} rows restored, {count} in the backup"
+            for name, count in sorted(validator.rows.items())
+            if name in rows and rows[name] != count
+        ]
+        verification: dict[str, Any] = {
+            "tables": len(tables),
             "archive_tables": validator.tables,
             "rows": rows,
             "total_rows": sum(rows.values()),
-            "missing_tables": sorted(archived - set(rows)),
-            "extra_tables": sorted(set(rows) - archived) if archived else [],
+            "missing_tables": sorted(archived - tables),
+            "extra_tables": sorted(tables - archived) if archived else [],
             "large_objects": validator.large_objects,
             "bytes": validator.finish()["bytes"],
         }
+        if not validator.compressed:
+            verification["archive_rows_total"] = sum(validator.rows.values())
+            verification["rows_differ"] = differ
+        return verification
+
+    def _compare_properties(self, db: str, source: Mapping[str, Any], destination: Destination) -> dict[str, Any]:
+        """How the restored database's properties compare with the source's (from the manifest)."""
+        if not source:
+            return {"database_properties": "not in the backup's manifest (made by an older agent)"}
+        restored = self.database_properties_of(db)
+        differences = pg_properties.differences(source, restored)
+        facts: dict[str, Any] = {"database_created": destination.created}
+        if destination.notes:
+            facts["database_notes"] = destination.notes
+        if differences:
+            facts["database_properties_differ"] = differences
+        else:
+            facts["database_properties"] = "equal to the source's (encoding, locale, settings, comment)"
+        return facts
+
+    def database_properties_of(self, db: str) -> dict[str, Any]:
+        return pg_properties.parse(self._about_database(pg_properties.READ_SQL, db))

@@ -23,11 +23,19 @@ from backup_agent import drill
 from backup_agent.compression import DecompressedReader
 from backup_agent.config import AgentConfig
 from backup_agent.engines.base import Engine, EngineError, RestoreMode, RestoreReport
+from backup_agent.engines.database import DatabaseEngine, VerifiedArchive
 from backup_agent.events import EventSink
 from backup_agent.pipeline import BackupRun, RunOutcome
 from backup_agent.restore.failure import INTERRUPTED, RestoreFailure, RestoreRefusedError, Stage
 from backup_agent.restore.report import compact_verification, jsonable, verify_report
-from backup_agent.restore.source import Opener, default_spool_dir, download_verified, open_url, spool_file
+from backup_agent.restore.source import (
+    Opener,
+    RawArchive,
+    default_spool_dir,
+    download_verified,
+    open_url,
+    spool_file,
+)
 from backup_contracts.events import STDERR_TAIL_MAX, RestoreFailed, RestoreStarted, RestoreSucceeded
 from backup_contracts.jobs import Job
 from backup_contracts.redaction import redact
@@ -177,10 +185,10 @@ class RestoreRun:
 
     def _run_stages(self, outcome: RestoreOutcome) -> None:
         engine = self._check()
-        with self._spool() as spool:
-            self._download(spool)
+        with self._spool(engine) as spool:
+            archive = self._download(spool, engine)
             self._cancelled("download")
-            outcome.report = self._restore_into_destination(engine, spool, outcome)
+            outcome.report = self._restore_into_destination(engine, spool, outcome, archive)
         outcome.checks = self._verify(outcome.report)
         if self.replaced_existing:
             outcome.checks["replaced_existing"] = True
@@ -231,15 +239,23 @@ class RestoreRun:
 
     # ------------------------------------------------------------------ 2./3. download + verify
     @contextlib.contextmanager
-    def _spool(self) -> Iterator[Path]:
-        assert self.job.source is not None  # noqa: S101 - checked in _check
+    def _spool(self, engine: Engine) -> Iterator[Path]:
+        source = self.job.source
+        assert source is not None  # noqa: S101 - checked in _check
         base = self.spool_dir or default_spool_dir(self.config.state_dir)
-        with spool_file(base, self.job.source.bytes_stored) as spool:
+        raw_bytes = source.manifest_facts.get("bytes")
+        need = raw_bytes if _seekable(engine) and isinstance(raw_bytes, int) else source.bytes_stored
+        with spool_file(base, max(need, source.bytes_stored)) as spool:
             yield spool
 
-    def _download(self, spool: Path) -> None:
-        assert self.job.source is not None  # noqa: S101 - checked in _check
-        download_verified(self.job.source, spool, opener=self.opener, cancel=self.cancel, restore_id=self.restore_id)
+    def _download(self, spool: Path, engine: Engine) -> VerifiedArchive | None:
+        """The object into the spool: as it is stored, or, for an engine that restores from a seekable
+        file, decompressed and format-checked on the way (``RawArchive``)."""
+        source = self.job.source
+        assert source is not None  # noqa: S101 - checked in _check
+        raw = RawArchive(spool, source.compression, engine.validator) if _seekable(engine) else None
+        download_verified(source, spool, opener=self.opener, cancel=self.cancel, restore_id=self.restore_id, raw=raw)
+        return raw.verified() if raw is not None else None
 
     # ------------------------------------------------------------------ 4. safety backup
     def _safety_backup(self, engine: Engine) -> RunOutcome:
@@ -280,36 +296,49 @@ class RestoreRun:
         return BackupRun(job, engine, self.config, s3=self.s3, events=self.events, cancel=self.cancel).execute()
 
     # ------------------------------------------------------------------ 5. restore
-    def _restore_into_destination(self, engine: Engine, spool: Path, outcome: RestoreOutcome) -> RestoreReport:
+    def _restore_into_destination(
+        self, engine: Engine, spool: Path, outcome: RestoreOutcome, archive: VerifiedArchive | None
+    ) -> RestoreReport:
         """In-place: safety backup, then restore. Clone or drill: restore; a destination that turns out
         to hold data is replaced like an in-place restore, after a safety backup of it (never without one)."""
         if self.mode == "in-place":
-            return self._replace_after_safety_backup(engine, spool, outcome)
+            return self._replace_after_safety_backup(engine, spool, outcome, archive)
         try:
-            return self._restore(engine, spool, self.mode)
+            return self._restore(engine, spool, self.mode, archive)
         except RestoreFailure as failure:
             if not failure.refused_non_empty:
                 raise
             log.info("destination %s is not empty: safety backup, then replace", self.destination)
-            report = self._replace_after_safety_backup(engine, spool, outcome)
+            report = self._replace_after_safety_backup(engine, spool, outcome, archive)
             self.replaced_existing = True
             return report
 
-    def _replace_after_safety_backup(self, engine: Engine, spool: Path, outcome: RestoreOutcome) -> RestoreReport:
+    def _replace_after_safety_backup(
+        self, engine: Engine, spool: Path, outcome: RestoreOutcome, archive: VerifiedArchive | None
+    ) -> RestoreReport:
         outcome.safety_backup = self._safety_backup(engine)
         self._cancelled("safety-backup")
-        return self._restore(engine, spool, "in-place")
+        return self._restore(engine, spool, "in-place", archive)
 
-    def _restore(self, engine: Engine, spool: Path, mode: RestoreMode) -> RestoreReport:
+    def _restore(
+        self, engine: Engine, spool: Path, mode: RestoreMode, archive: VerifiedArchive | None
+    ) -> RestoreReport:
+        """Feed the engine the raw dump: the verified archive's file, or the spool decompressed as read."""
         source = self.job.source
         assert source is not None  # noqa: S101
         try:
-            stream = DecompressedReader(spool, source.compression)
+            stream: Any = spool.open("rb") if archive is not None else DecompressedReader(spool, source.compression)
         except (ValueError, OSError) as exc:
             raise RestoreFailure("restore", f"cannot read the backup: {exc}") from exc
         self._mark_touching()
         try:
-            return engine.restore(stream, mode=mode)  # type: ignore[arg-type]
+            if isinstance(engine, DatabaseEngine):
+                properties = source.manifest_facts.get("database_properties")
+                extra: dict[str, Any] = {"properties": properties if isinstance(properties, dict) else None}
+                if archive is not None:
+                    extra["archive"] = archive
+                return engine.restore(stream, mode=mode, **extra)
+            return engine.restore(stream, mode=mode)
         except EngineError as exc:
             touched = _touched_after(exc, engine)
             failure = RestoreFailure("restore", str(exc), touched=touched, stderr_tail=exc.stderr_tail)
@@ -342,6 +371,10 @@ class RestoreRun:
                 " The next drill will back the leftover up and replace it; clean it by hand to avoid that",
                 touched=True,
             ) from exc
+
+
+def _seekable(engine: Engine) -> bool:
+    return isinstance(engine, DatabaseEngine) and engine.seekable_restore
 
 
 def _touched_after(exc: EngineError, engine: Engine) -> bool:

@@ -6,6 +6,12 @@ for exactly that object version) into a spool file in a private directory, hashi
 memory stays one chunk. A transient HTTP error (5xx, 429, a network error) is retried; size and
 SHA-256 must then equal the run's, or nothing goes further. The spool directory is removed at the
 end, whatever happens.
+
+For an engine that restores from a seekable file (PostgreSQL: ``pg_restore --jobs``), the bytes are
+decompressed as they arrive (``RawArchive``) and the raw dump is written instead, checked by the
+engine's format validator on the way: one pass overlaps download, hashing, decompression and
+validation, and disk use is the dump's raw size. The SHA-256 is still of the stored bytes, and
+nothing is restored unless it, the size and the format all check out.
 """
 
 from __future__ import annotations
@@ -22,8 +28,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import zstandard
+
+from backup_agent.engines.base import InvalidDumpError, StreamValidator
+from backup_agent.engines.database import VerifiedArchive
 from backup_agent.restore.failure import INTERRUPTED, RestoreFailure
 from backup_contracts.jobs import RestoreSource
 
@@ -73,16 +83,90 @@ def spool_file(base: Path, need: int) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+class RawArchive:
+    """Writes the raw dump (the object decompressed) to a file as the object's bytes arrive, and feeds
+    it to the engine's format validator; ``verified`` hands it over once everything checked out."""
+
+    def __init__(self, path: Path, compression: str, new_validator: Callable[[], StreamValidator]) -> None:
+        if not compression.lower().startswith("zstd"):
+            raise RestoreFailure("restore", f"unsupported compression {compression!r} for a seekable restore")
+        self.path = path
+        self._new_validator = new_validator
+        self.validator = new_validator()
+        self.problem: str | None = None
+        self._file: BinaryIO | None = None
+        self._writer: Any = None
+
+    def start(self) -> None:
+        """(Re)start from the object's first byte: a retried download writes the file anew."""
+        self.close()
+        self.validator = self._new_validator()
+        self.problem = None
+        self._file = self.path.open("wb")
+        tee: Any = _Tee(self._file, self.validator)  # a writable file-like object is all zstd needs
+        self._writer = zstandard.ZstdDecompressor().stream_writer(tee, closefd=False)
+
+    def write(self, chunk: bytes) -> None:
+        if self.problem is not None:
+            return  # keep hashing: a changed object is reported as such, not as undecompressable
+        try:
+            self._writer.write(chunk)
+        except zstandard.ZstdError as exc:
+            self.problem = f"the backup does not decompress: {exc}"
+        except InvalidDumpError as exc:
+            self.problem = f"the backup is not a valid dump: {exc}"
+
+    def verified(self) -> VerifiedArchive:
+        """The raw archive, once the object's size and SHA-256 were found right; refused when it did
+        not decompress completely or the validator rejects it."""
+        if self.problem is None:
+            try:
+                self._writer.flush()
+                self.validator.finish()
+            except zstandard.ZstdError as exc:
+                self.problem = f"the backup does not decompress: {exc}"
+            except InvalidDumpError as exc:
+                self.problem = f"the backup is not a valid dump: {exc}"
+        self.close()
+        if self.problem is not None:
+            raise RestoreFailure("verify-object", f"{self.problem}; refusing to restore it (destination untouched)")
+        return VerifiedArchive(self.path, self.validator)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class _Tee:
+    """The decompressor's output: into the validator and the file."""
+
+    def __init__(self, file: BinaryIO, validator: StreamValidator) -> None:
+        self._file = file
+        self._validator = validator
+
+    def write(self, data: bytes) -> int:
+        self._validator.feed(data)
+        return self._file.write(data)
+
+
 def download_verified(
-    source: RestoreSource, spool: Path, *, opener: Opener, cancel: threading.Event, restore_id: str
+    source: RestoreSource,
+    spool: Path,
+    *,
+    opener: Opener,
+    cancel: threading.Event,
+    restore_id: str,
+    raw: RawArchive | None = None,
 ) -> None:
-    """Fetch the object into ``spool`` (retrying transient errors) and check its size and SHA-256."""
+    """Fetch the object into ``spool`` (or, given ``raw``, decompressed into its file), retrying
+    transient errors, and check its size and SHA-256."""
     assert source.presigned_url is not None  # noqa: S101 - the run checked the job first
     url = str(source.presigned_url)
     last_error = ""
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
-            digest, size = _fetch(url, spool, opener=opener, cancel=cancel, limit=source.bytes_stored)
+            digest, size = _fetch(url, spool, opener=opener, cancel=cancel, limit=source.bytes_stored, raw=raw)
         except RestoreFailure:
             raise
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
@@ -104,10 +188,15 @@ def download_verified(
     raise RestoreFailure("download", f"cannot download the backup object {_safe_url(url)}: {last_error}")
 
 
-def _fetch(url: str, spool: Path, *, opener: Opener, cancel: threading.Event, limit: int) -> tuple[str, int]:
+def _fetch(
+    url: str, spool: Path, *, opener: Opener, cancel: threading.Event, limit: int, raw: RawArchive | None
+) -> tuple[str, int]:
     sha = hashlib.sha256()
     size = 0
-    with opener(url, DOWNLOAD_TIMEOUT_S) as response, spool.open("wb") as out:
+    if raw is not None:
+        raw.start()
+    with opener(url, DOWNLOAD_TIMEOUT_S) as response, contextlib.ExitStack() as files:
+        out = raw if raw is not None else files.enter_context(spool.open("wb"))
         while True:
             if cancel.is_set():
                 raise RestoreFailure("download", INTERRUPTED)

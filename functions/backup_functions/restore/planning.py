@@ -21,6 +21,7 @@ from typing import Any
 from backup_contracts import ledger as keys
 from backup_contracts.events import RestoreRequested
 from backup_contracts.fleet import Agent, Fleet, Target
+from backup_contracts.naming import restore_facts
 from backup_functions.ledger import RestoreItem, RunRecord
 from backup_functions.restore.context import Context
 from backup_functions.verification import ClaimedObject, compare_head
@@ -235,8 +236,7 @@ class Planner:
                     problems.append(
                         f"the manifest's size is {manifest['bytes_stored']}, the run recorded {source['bytes_stored']}"
                     )
-                if isinstance(manifest.get("validator"), dict):
-                    manifest_facts = dict(manifest["validator"])
+                manifest_facts = restore_facts(manifest)
         if problems:
             raise Rejection("checksum-mismatch", f"{where}: " + "; ".join(problems))
         return manifest_facts

@@ -19,7 +19,8 @@ from backup_agent.engines.base import Chunk, InvalidDumpError
 #   yield AT_BOUNDARY -> marks a point where the stream may legitimately end; receives None
 #   yield REST        -> everything that follows is accepted unparsed (the stream may end anywhere)
 #   yield CHUNK_RUN   -> a run of length-prefixed chunks ended by a zero length is consumed by a
-#                        tight loop in the driver (no generator round trip per chunk); receives b""
+#                        tight loop in the driver (no generator round trip per chunk); receives b"";
+#                        ``chunks_in_run`` then holds how many chunks the run had
 Parser = Generator["int | Skip | object", "bytes | None", None]
 
 
@@ -62,6 +63,8 @@ class ParsingValidator:
         self._unpack_length = length_reader(4)
         self._chunk_skip = 0  # payload bytes of the current chunk still to pass over
         self._chunk_head = bytearray()  # a chunk length split across two fed pieces
+        self.chunks_in_run = 0  # chunks of the current (or, once the parser resumes, the last) run
+        self._in_run = False  # inside a run: chunks_in_run is counting
         self._gen = self._parse()
         self._request: object = self._advance(None)
 
@@ -129,11 +132,15 @@ class ParsingValidator:
         copied. Returns what is left of ``view`` after the terminating zero length (or an empty
         view if the run continues in the next piece).
         """
+        if not self._in_run:
+            self._in_run = True
+            self.chunks_in_run = 0
         self._at_boundary = False
         end = len(view)
         head_size = 1 + self._int_size
         pos = self._chunk_skip  # payload still to pass over from the previous piece (may be > end)
         head = self._chunk_head
+        chunks = 0
         if head:  # a length split across pieces: complete it first
             take = min(head_size - len(head), end)
             head += view[:take]
@@ -145,13 +152,17 @@ class ParsingValidator:
             if sign or not length:
                 return self._chunk_run_ends(sign, length, view[pos:])
             pos += length
+            chunks = 1
         unpack = self._unpack_length
         while pos + head_size <= end:
             sign, length = unpack(view, pos)
             pos += head_size
             if sign or not length:
+                self.chunks_in_run += chunks
                 return self._chunk_run_ends(sign, length, view[pos:])
             pos += length
+            chunks += 1
+        self.chunks_in_run += chunks
         if pos >= end:
             self._chunk_skip = pos - end
         else:
@@ -162,6 +173,7 @@ class ParsingValidator:
     def _chunk_run_ends(self, sign: int, length: int, rest: memoryview) -> memoryview:
         """A chunk length that is not a plain positive one: the run's zero terminator, or an error."""
         self._chunk_skip = 0
+        self._in_run = False
         if sign > 1:
             self._fail(f"bad integer sign byte {sign}")
         elif length == 0:

@@ -1,4 +1,10 @@
-"""``pg_dump --format=custom`` archives written to a pipe, parsed completely: header, TOC, data blocks."""
+"""``pg_dump --format=custom`` archives written to a pipe, parsed completely: header, TOC, data blocks.
+
+In an uncompressed archive (``--compress=0``, as the agent dumps) pg_dump writes every COPY row as one
+data chunk and ends the block with an end-of-data chunk, so a table's data block tells its row count:
+the manifest records them (``rows`` of the largest tables, ``rows_total``) and a restore is checked
+against them.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ _BLK_DATA = 1
 _BLK_BLOBS = 3
 _MAX_KEPT_STR = 4096
 _MAX_STR = 1 << 30
+ROWS_KEPT = 90  # per-table row counts kept for the manifest (its facts allow 100 entries per mapping)
 
 
 class PgCustomValidator(ParsingValidator):
@@ -41,6 +48,9 @@ class PgCustomValidator(ParsingValidator):
         self.data_blocks = 0
         self.large_objects = 0
         self.completeness_checked = True
+        self.compressed = True  # until the header says otherwise: then a data block's chunks are its rows
+        self._data_tables: dict[int, str] = {}  # TABLE DATA entry -> its table's name
+        self.rows: dict[str, int] = {}
         super().__init__()
 
     def _int(self) -> Generator[object, bytes | None, int]:
@@ -83,9 +93,11 @@ class PgCustomValidator(ParsingValidator):
         if (vmaj, vmin) < (1, 12):
             raise InvalidDumpError(f"archive version {vmaj}.{vmin} is too old")
         if (vmaj, vmin) >= (1, 15):
-            yield 1  # compression algorithm
+            algorithm = yield 1  # compression algorithm
+            self.compressed = algorithm != b"\x00"
         else:
-            yield from self._int()  # compression level
+            level = yield from self._int()  # compression level
+            self.compressed = level != 0
         for _ in range(7):  # creation time fields
             yield from self._int()
         self.dbname = yield from self._str(keep=True)
@@ -115,6 +127,9 @@ class PgCustomValidator(ParsingValidator):
             self.data_blocks += 1
             if block[0] == _BLK_DATA:
                 yield from self._chunks()
+                if dump_id in self._data_tables and not self.compressed:
+                    # every COPY row is one chunk, and the block ends with the end-of-data chunk "\\.\n\n\n"
+                    self.rows[self._data_tables[dump_id]] = max(0, self.chunks_in_run - 1)
             elif block[0] == _BLK_BLOBS:
                 while True:
                     oid = yield from self._int()
@@ -165,10 +180,13 @@ class PgCustomValidator(ParsingValidator):
         if had_dumper and flag != _K_OFFSET_NO_DATA:
             self._expected.add(dump_id)
         self.toc_entries += 1
+        name = f"{namespace}.{tag}" if namespace else str(tag)
+        if desc == "TABLE DATA":
+            self._data_tables[dump_id] = name
         if desc == "TABLE":
             self.tables += 1
             if len(self.table_names) < 1000:
-                self.table_names.append(f"{namespace}.{tag}" if namespace else str(tag))
+                self.table_names.append(name)
 
     def finish(self) -> dict[str, object]:
         facts = super().finish()
@@ -192,4 +210,11 @@ class PgCustomValidator(ParsingValidator):
             "data_blocks": self.data_blocks,
             "large_objects": self.large_objects,
             "completeness_checked": self.completeness_checked,
+            **self._row_facts(),
         }
+
+    def _row_facts(self) -> dict[str, object]:
+        if self.compressed or self.version is None or self.version[:2] > (1, 16):
+            return {}
+        largest = sorted(self.rows.items(), key=lambda item: (-item[1], item[0]))[:ROWS_KEPT]
+        return {"rows": dict(sorted(largest)), "rows_total": sum(self.rows.values()), "rows_tables": len(self.rows)}
