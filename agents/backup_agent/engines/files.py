@@ -1,10 +1,19 @@
 """Files/volumes: a POSIX tar stream of configured absolute paths, with GNU tar ``--exclude`` patterns.
 
-Dump: ``tar --create --file=- --format=posix --numeric-owner --directory=/ [--exclude=P ...] --
-<paths relative to />``; members are stored as ``home/app/uploads/...``. GNU tar exits 1 when a
-file changed while it was read (live log directories); that case alone, when every stderr line says
-so, counts as success (the archive is still well-formed, which the validator checks). Any other
-non-zero exit fails the dump.
+Dump: ``tar --create --file=- --format=posix --sparse --sparse-version=1.0 --numeric-owner --directory=/
+[--exclude=P ...] -- <paths relative to />``; members are stored as ``home/app/uploads/...``.
+
+Sparse files stay sparse: GNU tar stores only their data regions, with a map of where they lie, in
+the PAX 1.0 sparse format (pinned with ``--sparse-version=1.0`` whatever the tar build's default;
+the map sits in the member's data, so extended headers stay small, and non-GNU tars still extract
+the data with the map in front), and ``tar --extract`` recreates the holes in every restore mode: a
+20 MB file holding 4 KiB of data comes back as 4 KiB on disk. Only files with fewer blocks than their
+size are scanned for holes, so ordinary files cost nothing extra. The validator checks each sparse
+map against the member it belongs to.
+
+GNU tar exits 1 when a file changed while it was read (live log directories); that case alone, when
+every stderr line says so, counts as success (the archive is still well-formed, which the validator
+checks). Any other non-zero exit fails the dump.
 
 Restore:
 - ``clone``/``drill``: extract into a fresh staging directory beside ``restore_dir``, then rename it
@@ -75,6 +84,8 @@ class FilesEngine:
             "--create",
             "--file=-",
             "--format=posix",
+            "--sparse",
+            "--sparse-version=1.0",
             "--numeric-owner",
             "--directory=/",
             *(f"--exclude={pattern}" for pattern in self.config.excludes),

@@ -22,8 +22,9 @@ What each one checks:
   ``-- Dump completed`` as the last non-empty line.
 - ``SQLiteValidator``: the 100-byte header (``SQLite format 3\\0``, a power-of-two page size), total
   length a whole number of pages, and equal to the header's page count when that count is valid.
-- ``TarValidator``: every 512-byte header's checksum, sizes (octal or base-256), member data and
-  padding, and the end-of-archive marker (two zero blocks) followed only by zeros.
+- ``TarValidator``: every 512-byte header's checksum, sizes (octal, base-256 or a pax ``size``
+  record), member data and padding, each sparse file's map against its member (GNU PAX 1.0 and old
+  GNU formats), and the end-of-archive marker (two zero blocks) followed only by zeros.
 - ``NonEmptyValidator``: at least one byte, optionally a magic prefix (command engine).
 """
 
