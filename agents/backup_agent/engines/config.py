@@ -213,18 +213,80 @@ class FilesConfig(_EngineModel):
 class CommandConfig(_EngineModel):
     """Any dump command writing to stdout plus its restore command reading stdin.
 
-    This is how MongoDB is supported (``dump_command: [mongodump, --archive, --uri=...]`` with the
-    URI's password passed through ``env`` instead, ``restore_command: [mongorestore, --archive,
-    --drop]``), and likewise Redis, etcd or any tool that can stream a snapshot.
+    This is how MongoDB is supported (``dump_command: [mongodump, --archive, "--config={file:mongo}"]``
+    with ``secret_files: {mongo: {content: "password: {secret_json}", secret: {...}}}``: mongodump
+    reads its password from a YAML ``--config`` file), and likewise Redis, etcd or any tool that can
+    stream a snapshot. ``verify_command`` reads the raw dump on its stdin while it streams; the backup
+    counts only when it exits 0 after the end of the stream.
     """
+
+    class SecretFile(_Model):
+        """A file written for one child only: ``content`` with ``{secret}`` replaced by the resolved
+        ``secret`` as is, or ``{secret_json}`` by it as a JSON string (which YAML reads as well, so any
+        character of a password is safe in a YAML or JSON config file)."""
+
+        content: str = Field(description="e.g. 'password: {secret_json}' (mongodump/mongorestore --config)")
+        secret: SecretRef
+
+        @staticmethod
+        def placeholder() -> re.Pattern[str]:
+            return re.compile(r"\{secret(_json)?\}")
+
+        @field_validator("content")
+        @classmethod
+        def _placeholder_and_no_inline_secret(cls, value: str) -> str:
+            if not cls.placeholder().search(value):
+                raise ValueError(
+                    "secret file content has no {secret} or {secret_json} placeholder."
+                    " Fix: e.g. content: 'password: {secret_json}'"
+                )
+            for line in value.splitlines():
+                found = None if cls.placeholder().search(line) else inline_credential(line)
+                if found:
+                    raise ValueError(f"secret file content holds {found} in the clear. Fix: write {{secret}} there")
+            return value
 
     engine: Literal["command"]
     dump_command: list[str] = Field(min_length=1)
     restore_command: list[str] = Field(min_length=1)
+    verify_command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="reads the raw dump on stdin while it streams; the backup counts only if it exits 0 after EOF",
+    )
+    verify_stall_timeout_s: float = Field(
+        default=300,
+        gt=0,
+        le=86_400,
+        description="verify_command reading nothing (or not exiting after EOF) so long fails",
+    )
     format: str = "command"
     extension: str = "bin"
     env: dict[str, SecretRef | str] = Field(default_factory=dict)
+    secret_files: dict[str, SecretFile] = Field(
+        default_factory=dict,
+        description="NAME -> a 0600 file in a private 0700 dir, for one child; '{file:NAME}' in a command's argv"
+        " becomes its path; removed when the child is reaped",
+    )
     magic_hex: str | None = Field(default=None, description="the dump must start with these bytes (hex)")
+
+    @staticmethod
+    def file_reference() -> re.Pattern[str]:
+        """``{file:NAME}`` inside an argv element: replaced by the path of secret file NAME."""
+        return re.compile(r"\{file:([A-Za-z0-9][A-Za-z0-9_.-]{0,63})\}")
+
+    @staticmethod
+    def argv_fix() -> str:
+        return (
+            f"{_ARGV_FIX}; or have the agent write it into a private file for the command (secret_files, then"
+            " '--config={file:NAME}' in argv: how mongodump/mongorestore take a password)"
+        )
+
+    def argv_commands(self) -> dict[str, list[str]]:
+        commands = {"dump_command": self.dump_command, "restore_command": self.restore_command}
+        if self.verify_command is not None:
+            commands["verify_command"] = self.verify_command
+        return commands
 
     @field_validator("env")
     @classmethod
@@ -237,13 +299,45 @@ class CommandConfig(_EngineModel):
                 )
         return value
 
-    @field_validator("dump_command", "restore_command")
+    @field_validator("verify_command", mode="before")
     @classmethod
-    def _no_password_option(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        for option, following in itertools.pairwise(value):
-            if option.lower() in _PASSWORD_OPTIONS and not following.startswith("-"):
-                raise ValueError(f"{info.field_name} passes a secret as {option} VALUE. {_ARGV_FIX}")
+    def _verify_argv_without_inline_secret(cls, value: Any) -> Any:
+        for where, text in _strings(value, "verify_command"):
+            found = inline_credential(text)
+            if found:
+                raise ValueError(f"{where} holds {found} in the clear; the config file must not. {cls.argv_fix()}")
         return value
+
+    @field_validator("dump_command", "restore_command", "verify_command")
+    @classmethod
+    def _no_password_option(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        for option, following in itertools.pairwise(value or []):
+            if option.lower() in _PASSWORD_OPTIONS and not following.startswith("-"):
+                raise ValueError(f"{info.field_name} passes a secret as {option} VALUE. {cls.argv_fix()}")
+        return value
+
+    @model_validator(mode="after")
+    def _file_references_name_secret_files(self) -> CommandConfig:
+        known = ", ".join(sorted(self.secret_files)) or "none yet"
+        for name in self.secret_files:
+            if not self.file_reference().fullmatch(f"{{file:{name}}}"):
+                raise ValueError(f"secret file name {name!r} must be 1-64 letters, digits, '_', '.', '-'")
+        used: set[str] = set()
+        for field, argv in self.argv_commands().items():
+            for arg in argv:
+                names = self.file_reference().findall(arg)
+                if arg.count("{file:") != len(names) or not set(names) <= set(self.secret_files):
+                    raise ValueError(
+                        f"{field} refers to a secret file that is not defined: {arg!r}. Fix: write {{file:NAME}},"
+                        f" NAME one of secret_files ({known})"
+                    )
+                used.update(names)
+        if unused := sorted(set(self.secret_files) - used):
+            raise ValueError(
+                f"secret file {unused[0]!r} is used by no command. Fix: pass e.g. '--config={{file:{unused[0]}}}' in"
+                " dump_command, restore_command or verify_command, or remove it"
+            )
+        return self
 
     @field_validator("magic_hex")
     @classmethod
