@@ -410,3 +410,24 @@ def test_drop_restored_drops_a_scratch_clone_that_a_session_is_still_connected_t
     finally:
         session.kill()
         session.wait()
+
+
+def test_check_tells_a_database_a_restore_will_create_from_a_server_it_cannot_reach(postgres_server: None) -> None:
+    missing = PostgresEngine(
+        "t",
+        PostgresConfig(engine="postgresql", host=PG["host"], port=PG["port"], database=unique("nodb")),
+        lambda _r: "",
+    )
+    assert missing.check() == []
+    assert missing.absent is True
+
+    existing = PostgresEngine(
+        "t", PostgresConfig(engine="postgresql", host=PG["host"], port=PG["port"], database="postgres"), lambda _r: ""
+    )
+    assert existing.check() == []
+    assert existing.absent is False
+
+    unreachable = PostgresEngine("t", PostgresConfig(engine="postgresql", port=1, database="x"), lambda _r: "")
+    problems = unreachable.check()
+    assert problems
+    assert "cannot connect" in problems[0]

@@ -138,7 +138,8 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
         server: str | None = None
         warnings: list[str] = []
         try:
-            server = self._psql("SHOW server_version;", stage="check").strip() or None
+            maintenance = self.config.maintenance_database  # reachable before a clone destination exists
+            server = self._psql("SHOW server_version;", database=maintenance, stage="check").strip() or None
         except EngineError as exc:
             warnings.append(f"cannot read the server version: {exc}")
         client_major, server_major = major_version(tool), major_version(server)

@@ -17,7 +17,9 @@ def verify_report(
     Returns (checks passed, by name → value; problems, in words). Rules: an integrity check, where
     the engine reports one, must say ok; no table of the archive may be missing; every table the
     archive had must be there (tables restored minus tables that were not in the archive ≥ tables
-    in the manifest); byte counts (SQLite: the restored file) must equal the manifest's.
+    in the manifest); byte counts (SQLite: the restored file) must equal the manifest's; where the
+    archive counts its rows (PostgreSQL), every restored table must hold its rows, and the archive
+    the rows the backup recorded; a database this restore created must have the source's properties.
     """
     checks: dict[str, Any] = {}
     problems: list[str] = []
@@ -51,8 +53,47 @@ def verify_report(
             checks["bytes"] = expected["bytes"]
     if isinstance(verification.get("total_rows"), int):
         checks["total_rows"] = verification["total_rows"]
+    _check_rows(verification, expected, checks, problems)
+    _check_database_properties(verification, checks, problems)
     checks["mode"] = mode
     return checks, problems
+
+
+def _check_rows(
+    verification: dict[str, object], expected: dict[str, Any], checks: dict[str, Any], problems: list[str]
+) -> None:
+    """Rows per table against the archive's own counts, and the archive's against the manifest's."""
+    differ = verification.get("rows_differ")
+    if not isinstance(differ, list):
+        return
+    before = len(problems)
+    if differ:
+        problems.append(f"rows differ from the backup: {'; '.join(map(str, differ[:10]))}")
+    archived_total = verification.get("archive_rows_total")
+    recorded_total = expected.get("rows_total")
+    if isinstance(recorded_total, int) and recorded_total != archived_total:
+        problems.append(f"the backup holds {archived_total} rows, its manifest recorded {recorded_total}")
+    restored = verification.get("rows")
+    recorded = expected.get("rows")
+    if isinstance(recorded, dict) and isinstance(restored, dict):
+        for name, count in sorted(recorded.items()):
+            if name in restored and restored[name] != count:
+                problems.append(f"{name}: {restored[name]} rows restored, the manifest recorded {count}")
+    if len(problems) == before:
+        checks["rows"] = (
+            f"{archived_total} rows in {len(restored) if isinstance(restored, dict) else '?'} tables, as in the backup"
+        )
+
+
+def _check_database_properties(verification: dict[str, object], checks: dict[str, Any], problems: list[str]) -> None:
+    differ = verification.get("database_properties_differ")
+    if isinstance(differ, list) and differ:
+        if verification.get("database_created"):
+            problems.append(f"the restored database is not like the source: {'; '.join(map(str, differ))}")
+        else:
+            checks["database_properties"] = f"kept the existing destination's: {'; '.join(map(str, differ))}"
+    elif isinstance(verification.get("database_properties"), str):
+        checks["database_properties"] = verification["database_properties"]
 
 
 ROWS_IN_EVENT_MAX = 50
