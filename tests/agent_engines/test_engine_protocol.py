@@ -47,9 +47,7 @@ def test_each_engine_has_every_member_of_the_engine_protocol(kind: str) -> None:
     for method in METHODS:
         implemented = list(inspect.signature(getattr(type(engine), method)).parameters.values())
         declared = list(inspect.signature(getattr(Engine, method)).parameters.values())
-        assert [(p.name, p.kind) for p in implemented[: len(declared)]] == [
-            (p.name, p.kind) for p in declared
-        ], method
+        assert [(p.name, p.kind) for p in implemented[: len(declared)]] == [(p.name, p.kind) for p in declared], method
         # a database engine's restore takes more (the source's properties, a verified archive): optional only
         extra = implemented[len(declared) :]
         assert all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty for p in extra), (method, extra)

@@ -237,7 +237,8 @@ def test_check_tells_a_database_a_restore_will_create_from_a_broken_server(maria
 
     unreachable = MariaDBEngine("t", MariaDBConfig(engine="mariadb", database="x", port=1), lambda _ref: "")
     problems = unreachable.check()
-    assert problems and "cannot connect" in problems[0]
+    assert problems
+    assert "cannot connect" in problems[0]
 
 
 def test_drop_restored_removes_a_scratch_clone(source: str, maria_databases) -> None:

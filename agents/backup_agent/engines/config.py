@@ -149,6 +149,12 @@ class PostgresConfig(DatabaseConfig):
     pg_restore: str = "pg_restore"
     psql: str = "psql"
     sslmode: str | None = None
+    restore_jobs: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="parallel pg_restore jobs for a clone or drill (default: the host's cores); in-place is one",
+    )
 
     _check_maintenance_db = field_validator("maintenance_database")(_db_name)
 
