@@ -34,9 +34,10 @@ BY_REFERENCE = (
     " {ssm: /prod/db/password}; see docs/agent.md, Secrets"
 )
 _ARGV_FIX = (
-    "Fix: argv is visible to every user in the process list: pass the secret in `env:` by reference, e.g."
-    " env: {MONGODB_PASSWORD: {secretsmanager: prod/mongo, json_key: password}}, and let the tool (or a small"
-    " wrapper script) read it from there or from a config file"
+    "Fix: argv is visible to every user in the process list: give the tool the secret in a file it reads,"
+    " e.g. secret_files: {mongo: {content: 'password: {secret_json}', secret: {secretsmanager: prod/mongo,"
+    " json_key: password}}} and --config={file:mongo} in the command, or in `env:` by reference for a tool"
+    " that reads a variable"
 )
 _PASSWORD_OPTIONS = frozenset({"--password", "--passwd", "--pass", "--token", "--secret", "--api-key"})
 
