@@ -20,277 +20,39 @@ Pipelines:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import datasets
+from bench.agent_stream_results import Run, cpu_table, summarize, table, verdicts
+from bench.harness import (
+    AGENT,
+    BUCKET,
+    BUS,
+    REGION,
+    VENV_BIN,
+    MiB,
+    MotoProcess,
+    aws_env,
+    first_line,
+    machine_facts,
+    run_measured,
+)
 
-MiB = 1024 * 1024
-BUCKET = "bench-backups"
-KMS_ALIAS = "alias/bench-backups"
-AGENT = "bench-host"
-BUS = "bench-bus"
-REGION = "us-east-1"
-VENV_BIN = Path(sys.executable).parent
 PIPELINES = ("limit", "script", "zstd", "agent", "agent-l1", "agent-l3")
 DEFAULT_PIPELINES = ("limit", "script", "zstd", "agent")
-TARGETS = {
-    "rss_mib": 96.0,  # agent peak RSS
-    "wall_ratio": 1.4,  # agent wall / limit wall
-    "rss_flat": 0.10,  # agent peak RSS, largest vs smallest size
-}
-
-
-# --------------------------------------------------------------------------- moto server
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class MotoProcess:
-    """``moto_server`` in its own process on a free loopback port; reset between runs."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.key_arn = ""
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
-
-    def __enter__(self) -> MotoProcess:
-        moto = VENV_BIN / "moto_server"
-        cmd = [str(moto), "-H", "127.0.0.1", "-p", str(self.port)]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/moto-api/", timeout=1).close()  # noqa: S310 - loopback
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("moto_server exited at start") from None
-                time.sleep(0.2)
-        raise RuntimeError("moto_server did not start within 30 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-
-    def client(self, service: str) -> Any:
-        import boto3
-
-        session: Any = boto3.session.Session()
-        return session.client(
-            service,
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
-        )
-
-    def reset(self) -> None:
-        """Forget every object (moto keeps them in memory/spool), then recreate bucket, key, bus."""
-        req = urllib.request.Request(self.url + "/moto-api/reset", method="POST")  # noqa: S310 - loopback
-        urllib.request.urlopen(req, timeout=30).close()  # noqa: S310 - loopback
-        self.client("s3").create_bucket(Bucket=BUCKET)
-        kms = self.client("kms")
-        key = kms.create_key(Description="bench")["KeyMetadata"]
-        self.key_arn = key["Arn"]
-        kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key["KeyId"])
-        self.client("events").create_event_bus(Name=BUS)
-
-    def cpu_s(self) -> float:
-        """moto's CPU seconds so far (user + system)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid if self.proc else 0}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mib(self) -> float:
-        return _status_kib(self.proc.pid if self.proc else 0).get("VmRSS", 0) / 1024
-
-    def head(self, key: str) -> dict[str, Any]:
-        return dict(self.client("s3").head_object(Bucket=BUCKET, Key=key))
-
-
-# --------------------------------------------------------------------------- process-tree memory
-
-
-def _status_kib(pid: int) -> dict[str, int]:
-    out: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(("VmHWM:", "VmRSS:")):
-                    name, value = line.split(":", 1)
-                    out[name] = int(value.split()[0])
-    except OSError:
-        pass
-    return out
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="ascii", errors="replace") as fh:
-            return fh.read().strip()
-    except OSError:
-        return "?"
-
-
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as fh:
-                kids.extend(int(x) for x in fh.read().split())
-    except OSError:
-        pass
-    return kids
-
-
-def _cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return -1
-    return int(fields[11]) + int(fields[12])
-
-
-def _backends(database: str) -> list[int]:
-    """PostgreSQL backends serving ``database`` (their title is ``postgres: USER DB HOST(PORT) ...``)."""
-    found = []
-    needle = f" {database} ".encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    title = fh.read(200)
-            except OSError:
-                continue
-            if title.startswith(b"postgres: ") and needle in title:
-                found.append(int(entry))
-    return found
-
-
-class TreeSampler(threading.Thread):
-    """Polls /proc for a process tree: per command name, the highest VmHWM (kernel peak RSS) seen.
-
-    Also follows the PostgreSQL backends serving ``database`` (they are not in the tree) and
-    keeps their CPU ticks, so a run's CPU budget can include the server side of the dump.
-    """
-
-    def __init__(self, root: int, database: str | None = None, interval: float = 0.02) -> None:
-        super().__init__(daemon=True)
-        self.root = root
-        self.database = database
-        self.interval = interval
-        self.hwm_kib: dict[str, int] = {}
-        self.backend_ticks: dict[int, int] = {}
-        self._before = set(_backends(database)) if database else set()
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self._halt.is_set():
-            stack = [self.root]
-            while stack:
-                pid = stack.pop()
-                status = _status_kib(pid)
-                if status:
-                    name = _comm(pid)
-                    self.hwm_kib[name] = max(self.hwm_kib.get(name, 0), status.get("VmHWM", 0))
-                stack.extend(_children(pid))
-            if self.database and n % 5 == 0:
-                for pid in _backends(self.database):
-                    if pid not in self._before:
-                        self.backend_ticks[pid] = max(self.backend_ticks.get(pid, 0), _cpu_ticks(pid))
-            n += 1
-            self._halt.wait(self.interval)
-
-    @property
-    def backend_cpu_s(self) -> float:
-        return sum(self.backend_ticks.values()) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
 
 
 # --------------------------------------------------------------------------- runs
-
-
-@dataclass
-class Run:
-    pipeline: str
-    size_gb: float
-    round: int
-    wall_s: float
-    exit_code: int
-    stored_bytes: int | None = None
-    bytes_in: int | None = None
-    rss_mib: dict[str, float] = field(default_factory=dict)  # per command name (sampled VmHWM)
-    uploader_rss_mib: float | None = None  # the agent / aws process, pg_dump excluded
-    sse: str | None = None
-    cpu_s: float = 0.0  # CPU of the pipeline's processes (user + system), PostgreSQL's backend not included
-    moto_cpu_s: float = 0.0  # CPU the moto server spent during the run
-    backend_cpu_s: float = 0.0  # CPU of the PostgreSQL backend(s) serving the dump (sampled, may miss the last 0.1 s)
-    error: str = ""
-
-
-def run_measured(
-    cmd: list[str], *, env: dict[str, str], timeout: float, database: str | None = None
-) -> tuple[Any, ...]:
-    """Run ``cmd`` in its own process group; wall time, exit code, stdout, stderr, rusage, tree HWMs."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        sampler = TreeSampler(0, database)
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
-        sampler.root = proc.pid
-        sampler.start()
-        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        sampler.stop()
-        out.seek(0)
-        err.seek(0)
-        return (
-            wall,
-            proc.returncode,
-            out.read().decode(errors="replace"),
-            err.read().decode(errors="replace"),
-            usage,
-            sampler,
-        )
 
 
 class Bench:
@@ -305,18 +67,7 @@ class Bench:
         self.agent = str(VENV_BIN / "backup-agent")
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PG"))}
-        env.update(
-            AWS_ENDPOINT_URL=self.moto.url,
-            AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto's fake credentials
-            AWS_DEFAULT_REGION=REGION,
-            AWS_EC2_METADATA_DISABLED="true",
-            AWS_CONFIG_FILE=os.devnull,
-            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-            PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-        )
-        return env
+        return aws_env(self.moto.url)
 
     def write_config(self, databases: dict[float, str]) -> None:
         self.databases = databases
@@ -446,153 +197,6 @@ class Bench:
         return int(out.stdout.strip())
 
 
-# --------------------------------------------------------------------------- reporting
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def summarize(runs: list[Run], sizes: list[float], pipelines: list[str]) -> list[dict[str, Any]]:
-    rows = []
-    for size in sizes:
-        ok = [r for r in runs if r.size_gb == size and r.exit_code == 0]
-        limit = _median([r.wall_s for r in ok if r.pipeline == "limit"])
-        for pipeline in pipelines:
-            mine = [r for r in ok if r.pipeline == pipeline]
-            failed = sum(1 for r in runs if r.size_gb == size and r.pipeline == pipeline and r.exit_code != 0)
-            wall = _median([r.wall_s for r in mine])
-            stored = _median([float(r.stored_bytes) for r in mine if r.stored_bytes is not None])
-            rss = [r.uploader_rss_mib for r in mine if r.uploader_rss_mib is not None]
-            pg = [r.rss_mib.get("pg_dump", 0.0) for r in mine]
-            rows.append(
-                {
-                    "size_gb": size,
-                    "pipeline": pipeline,
-                    "runs": len(mine),
-                    "failed": failed,
-                    "wall_s": wall,
-                    "walls": [r.wall_s for r in mine],
-                    "ratio": (wall / limit) if wall and limit else None,
-                    "stored_bytes": stored,
-                    "uploader_peak_rss_mib": max(rss) if rss else None,
-                    "pg_dump_peak_rss_mib": max(pg) if pg else None,
-                    "bytes_in": next((r.bytes_in for r in mine if r.bytes_in), None),
-                    "cpu_s": _median([r.cpu_s for r in mine]),
-                    "backend_cpu_s": _median([r.backend_cpu_s for r in mine]),
-                    "moto_cpu_s": _median([r.moto_cpu_s for r in mine]),
-                }
-            )
-    return rows
-
-
-def table(rows: list[dict[str, Any]], dump_bytes: dict[float, int]) -> str:
-    head = (
-        "| size | pipeline | median wall s (runs) | x limit | stored MiB | ratio raw/stored | uploader peak RSS MiB |"
-    )
-    lines = [head, "|---|---|---|---|---|---|---|"]
-    for row in rows:
-        raw = dump_bytes.get(row["size_gb"])
-        stored = row["stored_bytes"]
-        lines.append(
-            "| {size} | {p} | {wall} ({walls}) | {ratio} | {stored} | {cr} | {rss} |".format(
-                size=f"{row['size_gb']:g} GiB db" + (f", {raw / MiB:,.0f} MiB dump" if raw else ""),
-                p=row["pipeline"],
-                wall=f"{row['wall_s']:.1f}" if row["wall_s"] else "-",
-                walls=", ".join(f"{w:.1f}" for w in row["walls"])
-                + (f"; {row['failed']} failed" if row["failed"] else ""),
-                ratio=f"{row['ratio']:.2f}" if row["ratio"] else "-",
-                stored=f"{stored / MiB:,.1f}" if stored else "-",
-                cr=f"{raw / stored:.2f}" if stored and raw else "-",
-                rss=f"{row['uploader_peak_rss_mib']:.1f}" if row["uploader_peak_rss_mib"] else "-",
-            )
-        )
-    return "\n".join(lines)
-
-
-def cpu_table(rows: list[dict[str, Any]]) -> str:
-    """Where the CPU goes (medians): the pipeline's processes, PostgreSQL's backend, moto."""
-    lines = [
-        "| size | pipeline | pipeline processes CPU s | PG backend CPU s | moto CPU s | total CPU s"
-        " | wall s x 2 cores |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        if row["wall_s"] is None:
-            continue
-        total = (row["cpu_s"] or 0) + (row["backend_cpu_s"] or 0) + (row["moto_cpu_s"] or 0)
-        lines.append(
-            f"| {row['size_gb']:g} GiB | {row['pipeline']} | {row['cpu_s']:.1f} | {row['backend_cpu_s']:.1f} | "
-            f"{row['moto_cpu_s']:.1f} | {total:.1f} | {2 * row['wall_s']:.1f} |"
-        )
-    return "\n".join(lines)
-
-
-def verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    out = []
-    by = {(r["size_gb"], r["pipeline"]): r for r in rows}
-    sizes = sorted({r["size_gb"] for r in rows})
-
-    def verdict(ok: bool, text: str) -> None:
-        out.append(f"{'PASS' if ok else 'MISS'} {text}")
-
-    for size in sizes:
-        agent, script = by.get((size, "agent")), by.get((size, "script"))
-        if agent and agent["ratio"]:
-            limit = TARGETS["wall_ratio"]
-            verdict(
-                agent["ratio"] <= limit, f"{size:g} GiB: agent wall {agent['ratio']:.2f} x limit (target <= {limit})"
-            )
-        if agent and script and agent["stored_bytes"] and script["stored_bytes"]:
-            verdict(
-                agent["stored_bytes"] <= script["stored_bytes"],
-                f"{size:g} GiB: agent stored {agent['stored_bytes'] / MiB:,.1f} MiB vs script "
-                f"{script['stored_bytes'] / MiB:,.1f} MiB (target <=)",
-            )
-        rss = agent["uploader_peak_rss_mib"] if agent else None
-        if rss:
-            limit = TARGETS["rss_mib"]
-            verdict(rss <= limit, f"{size:g} GiB: agent peak RSS {rss:.1f} MiB (target <= {limit:g})")
-    peaks = [by[(s, "agent")]["uploader_peak_rss_mib"] for s in sizes if (s, "agent") in by]
-    peaks = [p for p in peaks if p]
-    if len(peaks) >= 2:
-        spread = max(peaks) / min(peaks) - 1
-        verdict(spread <= TARGETS["rss_flat"], f"agent peak RSS spread across sizes {spread:.1%} (target <= 10%)")
-    return out
-
-
-def machine_facts() -> dict[str, Any]:
-    def cmd(*argv: str) -> str:
-        try:
-            return (
-                subprocess.run(argv, capture_output=True, text=True, check=False, timeout=20)
-                .stdout.strip()
-                .splitlines()[0]
-            )
-        except (OSError, IndexError, subprocess.TimeoutExpired):
-            return "?"
-
-    model = "?"
-    with contextlib.suppress(OSError, StopIteration):
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "loadavg_start": os.getloadavg(),
-        "mem_total_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
-        "pg_dump": cmd("pg_dump", "--version"),
-        "server": datasets.psql("show server_version"),
-        "zstd": cmd("zstd", "--version"),
-        "aws": cmd(str(VENV_BIN / "aws"), "--version"),
-        "python": sys.version.split()[0],
-        "kernel": os.uname().release,
-    }
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -662,7 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         if not datasets.exists(name):
             print(f"database {name} does not exist (run without --skip-generate, or python -m bench.datasets)")
             return 2
-    facts = machine_facts()
+    facts = machine_facts(
+        pg_dump=first_line("pg_dump", "--version"),
+        server=datasets.psql("show server_version"),
+        zstd=first_line("zstd", "--version"),
+        aws=first_line(str(VENV_BIN / "aws"), "--version"),
+    )
     print(f"[bench] machine: {facts}", flush=True)
     runs: list[Run] = []
     dump_bytes: dict[float, int] = {}
