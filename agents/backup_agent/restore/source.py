@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -34,6 +35,7 @@ import zstandard
 
 from backup_agent.engines.base import InvalidDumpError, StreamValidator
 from backup_agent.engines.database import VerifiedArchive
+from backup_agent.engines.validators import PgCustomValidator
 from backup_agent.restore.failure import INTERRUPTED, RestoreFailure
 from backup_contracts.jobs import RestoreSource
 
@@ -130,7 +132,19 @@ class RawArchive:
         self.close()
         if self.problem is not None:
             raise RestoreFailure("verify-object", f"{self.problem}; refusing to restore it (destination untouched)")
+        self._set_data_offsets()
         return VerifiedArchive(self.path, self.validator)
+
+    def _set_data_offsets(self) -> None:
+        """Write the data blocks' offsets into the archive's TOC where the validator found them (a
+        pg_dump archive from a pipe has none), so each parallel restore job seeks to its blocks."""
+        if not isinstance(self.validator, PgCustomValidator):
+            return
+        patches = self.validator.data_offsets()
+        with self.path.open("r+b") as file:
+            for offset, data in patches:
+                file.seek(offset)
+                file.write(data)
 
     def close(self) -> None:
         if self._file is not None:
@@ -197,12 +211,9 @@ def _fetch(
         raw.start()
     with opener(url, DOWNLOAD_TIMEOUT_S) as response, contextlib.ExitStack() as files:
         out = raw if raw is not None else files.enter_context(spool.open("wb"))
-        while True:
+        for chunk in files.enter_context(_read_ahead(response)):
             if cancel.is_set():
                 raise RestoreFailure("download", INTERRUPTED)
-            chunk = response.read(CHUNK)
-            if not chunk:
-                break
             size += len(chunk)
             if size > limit:  # never spool more than the run recorded: a bigger object is wrong anyway
                 raise RestoreFailure(
@@ -213,6 +224,51 @@ def _fetch(
             sha.update(chunk)
             out.write(chunk)
     return sha.hexdigest(), size
+
+
+READ_AHEAD_CHUNKS = 4  # chunks the network may run ahead of the hashing/decompressing (4 MiB of memory)
+
+
+@contextlib.contextmanager
+def _read_ahead(response: BinaryIO) -> Iterator[Iterator[bytes]]:
+    """The response's chunks, read by a thread of their own so the network overlaps the hashing,
+    decompression and writing; a read error is raised where the chunk would have been."""
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=READ_AHEAD_CHUNKS)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                chunk = response.read(CHUNK)
+                _put(chunks, chunk or None, stop)
+                if not chunk:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            _put(chunks, exc, stop)
+
+    def consume() -> Iterator[bytes]:
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    reader = threading.Thread(target=read, name="restore-download", daemon=True)
+    reader.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()  # the reader ends at its next chunk, or when the response is closed under it
+
+
+def _put(
+    chunks: queue.Queue[bytes | BaseException | None], item: bytes | BaseException | None, stop: threading.Event
+) -> None:
+    while not stop.is_set():
+        try:
+            chunks.put(item, timeout=0.5)
+            return
+        except queue.Full:
+            continue
 
 
 def _verify_object(source: RestoreSource, size: int, digest: str) -> None:

@@ -64,6 +64,7 @@ class ParsingValidator:
         self._chunk_skip = 0  # payload bytes of the current chunk still to pass over
         self._chunk_head = bytearray()  # a chunk length split across two fed pieces
         self.chunks_in_run = 0  # chunks of the current (or, once the parser resumes, the last) run
+        self.position = 0  # when the parser resumes: the stream offset just past the bytes it received
         self._in_run = False  # inside a run: chunks_in_run is counting
         self._gen = self._parse()
         self._request: object = self._advance(None)
@@ -108,6 +109,7 @@ class ParsingValidator:
                 view = view[take:]
                 self._at_boundary = False
                 if request.n == 0:
+                    self.position = self._total - len(view)
                     self._request = self._advance(b"")
                 continue
             assert isinstance(request, int)  # noqa: S101 - parser protocol
@@ -118,6 +120,7 @@ class ParsingValidator:
             if len(self._buf) == request:
                 data = bytes(self._buf)
                 self._buf.clear()
+                self.position = self._total - len(view)
                 self._request = self._advance(data)
         if view and self._done:
             self._after_end(view)
@@ -177,6 +180,7 @@ class ParsingValidator:
         if sign > 1:
             self._fail(f"bad integer sign byte {sign}")
         elif length == 0:
+            self.position = self._total - len(rest)
             self._request = self._advance(b"")
         else:
             self._fail(f"negative data chunk length {-length}")

@@ -4,6 +4,11 @@ In an uncompressed archive (``--compress=0``, as the agent dumps) pg_dump writes
 data chunk and ends the block with an end-of-data chunk, so a table's data block tells its row count:
 the manifest records them (``rows`` of the largest tables, ``rows_total``) and a restore is checked
 against them.
+
+An archive written to a pipe has no data offsets in its TOC (pg_dump cannot seek back to write them),
+so a parallel ``pg_restore --jobs`` would have each worker scan the file for its blocks. The validator
+notes where each TOC entry's offset field and each data block are; ``data_offsets`` gives the patches
+that make a raw copy of the archive on disk what pg_dump writes to a seekable file.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class PgCustomValidator(ParsingValidator):
         self.compressed = True  # until the header says otherwise: then a data block's chunks are its rows
         self._data_tables: dict[int, str] = {}  # TABLE DATA entry -> its table's name
         self.rows: dict[str, int] = {}
+        self._offset_fields: dict[int, int] = {}  # TOC entry -> stream offset of its data-offset field
+        self._block_starts: dict[int, int] = {}  # TOC entry -> stream offset of its data block
         super().__init__()
 
     def _int(self) -> Generator[object, bytes | None, int]:
@@ -118,12 +125,14 @@ class PgCustomValidator(ParsingValidator):
             yield AT_BOUNDARY
             block = yield 1
             assert block is not None  # noqa: S101
+            block_start = self.position - 1
             dump_id = yield from self._int()
             if dump_id not in self._expected:
                 raise InvalidDumpError(f"data block for unknown or data-less TOC entry {dump_id}")
             if dump_id in self._seen:
                 raise InvalidDumpError(f"duplicate data block for TOC entry {dump_id}")
             self._seen.add(dump_id)
+            self._block_starts[dump_id] = block_start
             self.data_blocks += 1
             if block[0] == _BLK_DATA:
                 yield from self._chunks()
@@ -174,6 +183,7 @@ class PgCustomValidator(ParsingValidator):
             raise InvalidDumpError("unterminated dependency list")
         flag_and_offset = yield 1 + self._off_size
         assert flag_and_offset is not None  # noqa: S101
+        self._offset_fields[dump_id] = self.position - (1 + self._off_size)
         flag = flag_and_offset[0]
         if flag not in (_K_OFFSET_POS_NOT_SET, _K_OFFSET_POS_SET, _K_OFFSET_NO_DATA):
             raise InvalidDumpError(f"bad data-offset flag {flag} in TOC entry {dump_id}")
@@ -187,6 +197,17 @@ class PgCustomValidator(ParsingValidator):
             self.tables += 1
             if len(self.table_names) < 1000:
                 self.table_names.append(name)
+
+    def data_offsets(self) -> list[tuple[int, bytes]]:
+        """(file offset, bytes) patches that set every data block's offset in the TOC, as pg_dump does
+        for a seekable file; only for a whole, valid archive (after ``finish``)."""
+        if not self.completeness_checked:
+            return []
+        return [
+            (self._offset_fields[dump_id], bytes([_K_OFFSET_POS_SET]) + start.to_bytes(self._off_size, "little"))
+            for dump_id, start in sorted(self._block_starts.items())
+            if dump_id in self._offset_fields
+        ]
 
     def finish(self) -> dict[str, object]:
         facts = super().finish()
