@@ -199,6 +199,24 @@ def test_a_tampered_object_is_refused_before_a_clone_database_is_even_created(
     assert psql("postgres", exists).strip() == "0"
 
 
+@pytest.mark.postgres
+def test_a_clone_whose_locale_this_server_lacks_fails_untouched_naming_the_fix(
+    pg_world: AgentWorld, pg_source: dict[str, str]
+) -> None:
+    backup = pg_world.backup("app")
+    properties = pg_world.manifests[backup.run_id]["database_properties"]
+    properties.update(collate="xx_XX.UTF-8", ctype="xx_XX.UTF-8")  # as recorded on a server that has it
+
+    outcome = pg_world.restore(pg_world.restore_job(backup, destination="app-clone", mode="clone"))
+
+    assert isinstance(outcome.event, RestoreFailed)
+    assert (outcome.event.stage, outcome.event.destination_touched) == ("restore", False)
+    assert "like the source" in outcome.event.error
+    assert "Fix: make that locale available on this server" in outcome.event.error
+    exists = f"SELECT count(*) FROM pg_database WHERE datname = '{pg_source['app-clone']}';"
+    assert psql("postgres", exists).strip() == "0"
+
+
 # --------------------------------------------------------------------------- MariaDB
 
 ROUTINES = """

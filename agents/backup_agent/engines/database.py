@@ -161,9 +161,10 @@ class DatabaseEngine(ABC, Generic[ConfigT]):
             )
         finally:
             secrets.files.cleanup()
-        problem = f"{tool} exited {code}" if archive is not None and code != 0 else None
         if archive is None:
             problem = _restore_problem(code, tap, tool)
+        else:  # the archive was validated whole before the restore began
+            problem = f"{tool} exited {code}" if code != 0 else None
         if problem is not None:
             state = self._state_after_failure(db, created=destination.created, left_behind=left_behind)
             raise EngineError(

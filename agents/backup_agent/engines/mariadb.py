@@ -250,8 +250,8 @@ class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
         except EngineError as exc:
             raise EngineError(
                 f"cannot create the clone destination {db!r} like the source (character set {charset},"
-                f" collation {collation}): {exc}. Fix: use a server that has them, or create the database by hand:"
-                " an existing empty database is restored into as it is",
+                f" collation {collation}), nothing was created: {exc}. Fix: use a server that has them, or"
+                " create the database by hand: an existing empty database is restored into as it is",
                 stage="restore",
                 exit_code=exc.exit_code,
                 stderr_tail=exc.stderr_tail,

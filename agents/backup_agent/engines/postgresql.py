@@ -241,7 +241,7 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
                 if properties.get(k)
             )
             raise EngineError(
-                f"cannot create the clone destination {db!r} like the source ({wanted}): {exc}."
+                f"cannot create the clone destination {db!r} like the source ({wanted}), nothing was created: {exc}."
                 " Fix: make that locale available on this server (e.g. locale-gen, or PostgreSQL built with ICU),"
                 " or create the database by hand with the properties you want: an existing empty database is"
                 " restored into as it is",
@@ -253,9 +253,15 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
         try:
             if describe:
                 self._psql(describe, database=maintenance, variables={"dbname": db, **more})
-        except EngineError:
+        except EngineError as exc:
             self._drop_created_database(db)
-            raise
+            raise EngineError(
+                f"cannot give the clone destination {db!r} the source's settings and comment: {exc};"
+                " it was dropped again",
+                stage="restore",
+                exit_code=exc.exit_code,
+                stderr_tail=exc.stderr_tail,
+            ) from exc
         owner = properties.get("owner")
         if owner:
             notes += self._set_owner(db, str(owner))

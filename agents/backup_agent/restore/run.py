@@ -387,5 +387,5 @@ def _touched_after(exc: EngineError, engine: Engine) -> bool:
     if engine.name == "command":
         return True  # its restore command ran: we cannot know what it changed
     text = str(exc)
-    untouched = ("refusing", "refused", "dropped again", "rolled back")
+    untouched = ("refusing", "refused", "dropped again", "rolled back", "nothing was created")
     return not any(word in text for word in untouched)
