@@ -102,10 +102,33 @@ class DatabaseEngine(ABC, Generic[ConfigT]):
     def _password_for_client(self, password: str, files: proc.SecretFiles, redact: proc.Redactor) -> ClientSecrets:
         """Write ``password`` into ``files`` where this server's client tools read it."""
 
-    @abstractmethod
+    compared_properties = "its properties"  # what ``database_properties_differ`` compares, in words
+
     def database_properties(self) -> dict[str, Any]:
         """The target database's own properties (what a dump of its contents does not carry), for the
         manifest; a clone recreates them."""
+        return self.database_properties_of(self.config.database, stage="dump")
+
+    @abstractmethod
+    def database_properties_of(self, db: str, *, stage: str = "restore") -> dict[str, Any]: ...
+
+    @abstractmethod
+    def property_differences(self, source: Mapping[str, Any], restored: Mapping[str, Any]) -> list[str]:
+        """What of the source's properties the restored database does not have, in words."""
+
+    def compare_properties(self, db: str, source: Mapping[str, Any], destination: Destination) -> dict[str, Any]:
+        """The restore report's facts on how the restored database's properties compare with the source's."""
+        if not source:
+            return {"database_properties": "not in the backup's manifest (made by an older agent)"}
+        differ = self.property_differences(source, self.database_properties_of(db))
+        facts: dict[str, Any] = {"database_created": destination.created}
+        if destination.notes:
+            facts["database_notes"] = destination.notes
+        if differ:
+            facts["database_properties_differ"] = differ
+        else:
+            facts["database_properties"] = f"equal to the source's ({self.compared_properties})"
+        return facts
 
     @abstractmethod
     def _database_exists(self, db: str) -> bool: ...

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 from backup_agent import proc
 from backup_agent.engines.base import EngineError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import MariaDBConfig
-from backup_agent.engines.database import ClientSecrets, DatabaseEngine, Destination, run_client
+from backup_agent.engines.database import ClientSecrets, DatabaseEngine, run_client
 from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import MariaDBSqlValidator
 from backup_contracts.redaction import option_file_escape
@@ -68,6 +68,7 @@ class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
     name = "mariadb"
     format = "mariadb-sql"
     extension = "sql"
+    compared_properties = "character set, collation, comment"
 
     def _binary(self, configured: str | None, candidates: tuple[str, ...]) -> str:
         if configured:
@@ -145,9 +146,6 @@ class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
         problems.extend(self.versions().warnings)
         return problems
 
-    def database_properties(self) -> dict[str, Any]:
-        return self.database_properties_of(self.config.database, stage="dump")
-
     def database_properties_of(self, db: str, *, stage: str = "restore") -> dict[str, Any]:
         where = f"FROM information_schema.schemata WHERE schema_name = {sql_string(db)};"
         names = list(_PROPERTY_SQL)
@@ -204,28 +202,17 @@ class MariaDBEngine(DatabaseEngine[MariaDBConfig]):
         )
         db = self.config.database
         verification = self._verify(db, validator, mode)
-        verification.update(self._compare_properties(db, properties or {}, destination))
+        verification.update(self.compare_properties(db, properties or {}, destination))
         return RestoreReport(
             destination=f"mariadb://{self.config.host}:{self.config.port}/{db}", verification=verification
         )
 
-    def _compare_properties(self, db: str, source: Mapping[str, Any], destination: Destination) -> dict[str, Any]:
-        if not source:
-            return {"database_properties": "not in the backup's manifest (made by an older agent)"}
-        restored = self.database_properties_of(db)
-        differ = [
+    def property_differences(self, source: Mapping[str, Any], restored: Mapping[str, Any]) -> list[str]:
+        return [
             f"{name} {restored.get(name)!r} (the source had {source.get(name)!r})"
             for name in _PROPERTY_SQL
             if name in source and source.get(name) != restored.get(name)
         ]
-        facts: dict[str, Any] = {"database_created": destination.created}
-        if destination.notes:
-            facts["database_notes"] = destination.notes
-        if differ:
-            facts["database_properties_differ"] = differ
-        else:
-            facts["database_properties"] = "equal to the source's (character set, collation, comment)"
-        return facts
 
     # ---------------------------------------------------------------- restore steps (see DatabaseEngine)
 

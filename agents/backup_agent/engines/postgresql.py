@@ -38,7 +38,7 @@ from backup_agent import proc
 from backup_agent.engines import pg_properties
 from backup_agent.engines.base import EngineError, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import PostgresConfig
-from backup_agent.engines.database import ClientSecrets, DatabaseEngine, Destination, VerifiedArchive, run_client
+from backup_agent.engines.database import ClientSecrets, DatabaseEngine, VerifiedArchive, run_client
 from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import PgCustomValidator
 from backup_contracts.redaction import conninfo_escape, pgpass_escape
@@ -86,6 +86,7 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
     format = "pg_dump-custom"
     extension = "pgdump"
     seekable_restore = True
+    compared_properties = "encoding, locale, settings, comment"
 
     # ---------------------------------------------------------------- connection plumbing
 
@@ -176,9 +177,6 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
         problems.extend(self.versions().warnings)
         return problems
 
-    def database_properties(self) -> dict[str, Any]:
-        return pg_properties.parse(self._about_database(pg_properties.READ_SQL, self.config.database, stage="dump"))
-
     def start_dump(self) -> ProcessDump:
         secrets = self._secrets()
         return ProcessDump(
@@ -213,7 +211,7 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
         db = self.config.database
         verification = self._verify(db, validator)
         verification["jobs"] = self._jobs() if archive is not None else 1
-        verification.update(self._compare_properties(db, properties or {}, destination))
+        verification.update(self.compare_properties(db, properties or {}, destination))
         return RestoreReport(
             destination=f"postgresql://{self.config.host}:{self.config.port}/{db}", verification=verification
         )
@@ -331,20 +329,8 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
             verification["rows_differ"] = differ
         return verification
 
-    def _compare_properties(self, db: str, source: Mapping[str, Any], destination: Destination) -> dict[str, Any]:
-        """How the restored database's properties compare with the source's (from the manifest)."""
-        if not source:
-            return {"database_properties": "not in the backup's manifest (made by an older agent)"}
-        restored = self.database_properties_of(db)
-        differences = pg_properties.differences(source, restored)
-        facts: dict[str, Any] = {"database_created": destination.created}
-        if destination.notes:
-            facts["database_notes"] = destination.notes
-        if differences:
-            facts["database_properties_differ"] = differences
-        else:
-            facts["database_properties"] = "equal to the source's (encoding, locale, settings, comment)"
-        return facts
+    def property_differences(self, source: Mapping[str, Any], restored: Mapping[str, Any]) -> list[str]:
+        return pg_properties.differences(source, restored)
 
-    def database_properties_of(self, db: str) -> dict[str, Any]:
-        return pg_properties.parse(self._about_database(pg_properties.READ_SQL, db))
+    def database_properties_of(self, db: str, *, stage: str = "restore") -> dict[str, Any]:
+        return pg_properties.parse(self._about_database(pg_properties.READ_SQL, db, stage=stage))
