@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_engines.real_databases import postgres_server  # noqa: F401 - fixture
 
 from .conftest import Stack, agent_env, config_yaml, make_job
 
@@ -238,6 +239,31 @@ def test_check_reports_an_unresolvable_secret_with_exit_3(stack: Stack, aws_env:
 
     assert result.returncode == 3
     assert "[FAIL] target app: environment variable TEST_DB_PASSWORD is not set" in result.stdout.decode()
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("postgres_server")
+def test_check_tells_a_clone_destination_a_restore_will_create_from_a_broken_one(
+    stack: Stack, aws_env: dict[str, str], tmp_path: Path
+):
+    targets = {
+        "staging": {"engine": "postgresql", "host": "127.0.0.1", "database": f"not_yet_{uuid.uuid4().hex[:8]}"},
+        "down": {"engine": "postgresql", "host": "127.0.0.1", "port": 1, "database": "app"},
+    }
+    path = tmp_path / "agent.yaml"
+    path.write_text(config_yaml(stack, tmp_path / "state", targets=targets))
+    run = [AGENT_BIN, "--config", str(path), "check"]
+
+    both = subprocess.run(run, capture_output=True, env=agent_env(aws_env), timeout=60, check=False)
+    out = both.stdout.decode()
+    assert "[warn] target staging (postgresql): database 'not_yet_" in out
+    assert "a clone or drill restore into it creates it" in out
+    assert "[FAIL] target down: cannot connect to 127.0.0.1:1/postgres" in out
+    assert both.returncode == 3  # the unreachable server is the problem
+
+    path.write_text(config_yaml(stack, tmp_path / "state", targets={"staging": targets["staging"]}))
+    alone = subprocess.run(run, capture_output=True, env=agent_env(aws_env), timeout=60, check=False)
+    assert alone.returncode == 0, alone.stdout.decode()
 
 
 def test_help_lists_the_commands():
