@@ -63,8 +63,9 @@ synth:
 	npx cdk synth --quiet > /dev/null
 	$(BIN)/cfn-lint --ignore-checks W3005 --format parseable -- cdk.out/*.template.json
 
+## In parallel, one worker per core (at most 4: the real database servers are shared by the workers).
 pytest:
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses=auto --maxprocesses=4
 
 ## The whole suite with a line and branch coverage report (pyproject.toml [tool.coverage]).
 coverage: install

@@ -110,15 +110,24 @@ def test_an_in_place_restore_brings_back_the_holes(sparse_dir: Path) -> None:
 
 
 def _sparse_member(archive: bytes, name: str) -> int:
-    """Offset of the ustar header of the sparse member whose real name is ``name``."""
-    for offset in range(0, len(archive), 512):
+    """Offset of the ustar header of the sparse member whose real name is ``name``: the one after the pax
+    header naming it (``GNU.sparse.name``; the ustar name field cuts a long temp path at 100 bytes)."""
+    named = False
+    offset = 0
+    while offset + 512 <= len(archive):
         header = archive[offset : offset + 512]
-        if (
-            header[156:157] == b"0"
-            and b"GNUSparseFile" in header[:100]
-            and header[:100].rstrip(b"\0").endswith(name.encode())
-        ):
+        size = int(header[124:136].rstrip(b"\0 ") or b"0", 8)
+        if header[156:157] == b"x":
+            records = archive[offset + 512 : offset + 512 + size]
+            named = any(
+                line.split(b"=", 1)[0].endswith(b" GNU.sparse.name") and line.endswith(b"/" + name.encode())
+                for line in records.split(b"\n")
+            )
+        elif header[156:157] == b"0" and named and b"GNUSparseFile" in header[:100]:
             return offset
+        else:
+            named = False
+        offset += 512 + (size + 511) // 512 * 512
     raise AssertionError(f"no sparse member {name}")
 
 
