@@ -74,6 +74,17 @@ class RetentionClass(_Model):
         return tiers
 
 
+def _lock_mode(value: Any) -> Any:
+    mode = value.lower() if isinstance(value, str) else value
+    if mode not in OBJECT_LOCK_MODES:
+        raise ValueError(
+            f"unknown Object Lock mode {value!r}. Fix: use governance (a principal granted"
+            " s3:BypassGovernanceRetention can still shorten a retention in an emergency) or compliance"
+            " (nobody can shorten it, not even the account root)"
+        )
+    return mode
+
+
 class ObjectLock(_Model):
     """S3 Object Lock on the backup bucket (WORM), on by default, with no bucket default retention:
     the audit sets each verified backup's retention to its start + its GFS tier's days."""
@@ -81,17 +92,7 @@ class ObjectLock(_Model):
     enabled: bool = True
     mode: Literal["governance", "compliance"] = "governance"
 
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _known_mode(cls, value: Any) -> Any:
-        mode = value.lower() if isinstance(value, str) else value
-        if mode not in OBJECT_LOCK_MODES:
-            raise ValueError(
-                f"unknown Object Lock mode {value!r}. Fix: use governance (the default: a principal granted"
-                " s3:BypassGovernanceRetention can still shorten a retention in an emergency) or compliance"
-                " (nobody can shorten it, not even the account root)"
-            )
-        return mode
+    _known_mode = field_validator("mode", mode="before")(_lock_mode)
 
     @property
     def s3_mode(self) -> Literal["GOVERNANCE", "COMPLIANCE"]:
@@ -142,6 +143,10 @@ class Target(_Model):
         description="who may approve restores into this protected target (principal ARN patterns, see"
         " backup_contracts.approvers); replaces pipeline.approvers for this target",
     )
+    rpo_needs_offsite: bool = Field(
+        default=False,
+        description="a backup counts toward the RPO only once its off-site copy is verified (needs pipeline.offsite)",
+    )
 
     @field_validator("engine")
     @classmethod
@@ -181,6 +186,55 @@ class Agent(_Model):
     targets: list[Target] = Field(min_length=1)
 
 
+AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+MAX_OFFSITE_LAG = timedelta(days=2)
+
+
+class OffsiteVault(_Model):
+    """A second bucket (the vault) in another region, ideally another account, that S3 replication copies
+    every backup into. A backup's off-site copy counts once the pipeline has read it back from the vault
+    (size, run id, checksums); a good backup without one after ``lag`` opens an "off-site copy missing"
+    incident. Nothing in the primary account can delete from the vault or shorten what it keeps."""
+
+    region: Region = Field(description="the vault's region (e.g. eu-central-1); the vault stack deploys there")
+    account: AccountId = Field(description="the vault's account; best a different one from the primary's")
+    primary_account: AccountId = Field(
+        description="the account the pipeline stack deploys into: the vault trusts its replication role and"
+        " lets its functions read, and denies every deleting or retention-shortening call from it"
+    )
+    lag: Duration = Field(default="1h", description="how long a good backup may go without a verified off-site copy")
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="how long the vault keeps (and Object-Lock retains) each copy; default: the longest tier"
+        " of any retention class",
+    )
+    object_lock_mode: Literal["governance", "compliance"] = Field(
+        default="compliance", description="compliance: nobody, not even the vault account's root, can shorten it"
+    )
+    replication_time_control: bool = Field(
+        default=False,
+        description="S3 Replication Time Control: 99.99 % of objects within 15 minutes, at an extra cost per GB",
+    )
+
+    _known_mode = field_validator("object_lock_mode", mode="before")(_lock_mode)
+
+    @field_validator("lag")
+    @classmethod
+    def _bounded_lag(cls, value: str) -> str:
+        return bounded_duration("lag", value, MAX_OFFSITE_LAG)
+
+    @property
+    def lag_delta(self) -> timedelta:
+        return parse_duration(self.lag, MAX_OFFSITE_LAG)
+
+    @property
+    def s3_mode(self) -> Literal["GOVERNANCE", "COMPLIANCE"]:
+        return "COMPLIANCE" if self.object_lock_mode == "compliance" else "GOVERNANCE"
+
+
 class PipelineSettings(_Model):
     name: Name = "backup-pipeline"
     alert_emails: list[EmailStr] = Field(default_factory=list)
@@ -193,6 +247,9 @@ class PipelineSettings(_Model):
         " backup_contracts.approvers)",
     )
     object_lock: ObjectLock = ObjectLock()
+    offsite: OffsiteVault | None = Field(
+        default=None, description="an off-site vault that every backup is replicated into (docs/deploy.md)"
+    )
     dispatcher_interval_minutes: int = Field(default=5, ge=1, le=60)
     watchdog_interval_minutes: int = Field(default=5, ge=1, le=60)
     reminder_interval_minutes: int = Field(default=60, ge=5, le=WEEK_MINUTES)
@@ -220,6 +277,13 @@ class Fleet(_Model):
             if target.name == name:
                 return agent, target
         raise KeyError(name)
+
+    def vault_retention_days(self) -> int:
+        """How long the vault keeps each copy: ``offsite.retention_days``, else the longest tier of any class."""
+        offsite = self.pipeline.offsite
+        if offsite is not None and offsite.retention_days is not None:
+            return offsite.retention_days
+        return max(days for c in self.retention_classes.values() for days in c.tiers().values())
 
     def approvers_of(self, target: Target) -> tuple[str, ...]:
         """Who may approve a restore into ``target``: its own ``approvers``, else the pipeline's."""

@@ -29,6 +29,7 @@ def fleet_problems(fleet: Fleet) -> list[Problem]:
         + _drill_problems(fleet)
         + _rto_problems(fleet)
         + _approver_problems(fleet)
+        + _offsite_problems(fleet)
         + routing_problems(
             fleet.pipeline.alerts,
             {target.name for _, target in fleet.targets()},
@@ -260,3 +261,19 @@ def _approver_problems(fleet: Fleet) -> list[Problem]:
                     )
                 )
     return problems
+
+
+def _offsite_problems(fleet: Fleet) -> list[Problem]:
+    """A target can wait for an off-site copy only when there is a vault to copy into."""
+    if fleet.pipeline.offsite is not None:
+        return []
+    return [
+        (
+            ("agents", a, "targets", t, "rpo_needs_offsite"),
+            "the pipeline has no off-site vault, so no backup of this target would ever count toward its RPO."
+            " Fix: declare pipeline.offsite (docs/fleet.md#off-site-vault) or remove rpo_needs_offsite",
+        )
+        for a, agent in enumerate(fleet.agents)
+        for t, target in enumerate(agent.targets)
+        if target.rpo_needs_offsite
+    ]

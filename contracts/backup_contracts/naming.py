@@ -65,6 +65,27 @@ def backup_object_key(agent: str, target: str, run_id: str, started: datetime, e
     return f"{agent_prefix(agent)}{target}/{stamp}/{run_id}.{extension}"
 
 
+# The off-site vault (pipeline.offsite): a second stack in the vault's region and account. Its names are
+# fixed so that each side can name the other without a cross-stack reference (they live in different
+# accounts or regions): the vault trusts the replication role by ARN, the primary replicates to the vault
+# bucket and its key alias.
+def vault_stack_name(pipeline: str) -> str:
+    return f"{pipeline}-vault"
+
+
+def vault_bucket_name(pipeline: str, account: str) -> str:
+    """Globally unique (the account is in it); at most 40 + 7 + 12 = 59 characters."""
+    return f"{pipeline}-vault-{account}"
+
+
+def vault_key_alias(pipeline: str) -> str:
+    return f"alias/{pipeline}-vault"
+
+
+def replication_role_name(pipeline: str) -> str:
+    return f"{pipeline}-replication"
+
+
 def manifest_key(object_key: str) -> str:
     return f"{object_key}.manifest.json"
 
