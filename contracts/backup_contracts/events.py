@@ -189,6 +189,11 @@ class RestoreRequested(Contract):
     requested_by: RequiredLabel
     reason: Reason
     dry_run: Flag = False
+    source: Literal["primary", "offsite"] = Field(
+        default="primary",
+        description="where the backup is read: primary (the backup bucket; its verified off-site copy when the"
+        " primary object is gone or does not match) or offsite (the copy in the off-site vault)",
+    )
 
     @model_validator(mode="after")
     def _destination_matches_mode(self) -> RestoreRequested:

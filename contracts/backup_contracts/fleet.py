@@ -119,6 +119,11 @@ def _valid_timezone(value: str) -> str:
 class DrillConfig(_Model):
     schedule: str
     destination: Name
+    source: Literal["primary", "offsite"] = Field(
+        default="primary",
+        description="offsite: the drill restores the latest backup with a verified copy from the vault,"
+        " proving the off-site path (needs pipeline.offsite)",
+    )
 
     _check_schedule = field_validator("schedule")(_valid_schedule)
 

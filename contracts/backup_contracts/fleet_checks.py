@@ -276,4 +276,13 @@ def _offsite_problems(fleet: Fleet) -> list[Problem]:
         for a, agent in enumerate(fleet.agents)
         for t, target in enumerate(agent.targets)
         if target.rpo_needs_offsite
+    ] + [
+        (
+            ("agents", a, "targets", t, "drill", "source"),
+            "the pipeline has no off-site vault to drill from. Fix: declare pipeline.offsite"
+            " (docs/fleet.md#off-site-vault) or remove source: offsite",
+        )
+        for a, agent in enumerate(fleet.agents)
+        for t, target in enumerate(agent.targets)
+        if target.drill is not None and target.drill.source == "offsite"
     ]

@@ -17,7 +17,7 @@ SK = "sk"
 WATCH_INDEX = "by-watch-deadline"
 WATCH_SHARD = "watch_shard"
 WATCH_DEADLINE = "watch_deadline"
-WATCH_KIND = "watch_kind"  # rpo | start | end | heartbeat | approval | restore
+WATCH_KIND = "watch_kind"  # rpo | start | end | heartbeat | approval | restore | outbox | offsite
 TTL_ATTRIBUTE = "expires_at"
 WATCH_SHARDS = 4
 
@@ -54,7 +54,13 @@ def run_sk(started_at: datetime, run_id: str) -> str:
     return f"RUN#{iso(started_at)}#{run_id}"
 
 
+def offsite_sk(started_at: datetime, run_id: str) -> str:
+    """A run's off-site copy (pipeline.offsite): next to its run record, the same start and id."""
+    return f"OFFSITE#{iso(started_at)}#{run_id}"
+
+
 RUN_SK_PREFIX = "RUN#"
+OFFSITE_SK_PREFIX = "OFFSITE#"
 JOB_SK_PREFIX = "JOB#"
 
 

@@ -16,6 +16,7 @@ RPO = "rpo"
 NOT_STARTED = "start"
 STUCK = "end"
 AGENT_SILENT = "heartbeat"
+OFFSITE = "offsite"  # a good backup's copy is not verified in the off-site vault within the lag
 # Causes (one incident per root cause; the per-target incidents they explain are recorded, not paged)
 AGENT_JOBS = "jobs"  # the agent heartbeats but none of its jobs start
 PIPELINE_AGENTS = "agents"  # most agents of the fleet silent at once
@@ -30,6 +31,7 @@ SEVERITY: dict[str, str] = {
     UNVERIFIED: "critical",
     RPO: "critical",
     AGENT_SILENT: "critical",
+    OFFSITE: "critical",  # one region, one account, one key hold every copy: the 3-2-1 promise is broken
     NOT_STARTED: "warning",
     STUCK: "warning",
     CANARY: "info",

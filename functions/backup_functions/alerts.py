@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from backup_contracts.formatting import ascii_line, fit_bytes, format_age, format_bytes, format_time, one_line
-from backup_contracts.redaction import redact, redact_value
+from backup_contracts.redaction import redact
+from backup_functions.alert_facts import ERROR_MAX, STDERR_IN_JSON_MAX, alert_facts  # noqa: F401
 from backup_functions.alert_kinds import (  # noqa: F401 - re-exported: callers name kinds as alerts.<KIND>
     AFFECTED_IN_BODY_MAX,
     AGENT_JOBS,
@@ -34,6 +35,7 @@ from backup_functions.alert_kinds import (  # noqa: F401 - re-exported: callers 
     DISPATCHER,
     FAILED,
     NOT_STARTED,
+    OFFSITE,
     PIPELINE_AGENTS,
     REMOVED,
     RPO,
@@ -49,9 +51,7 @@ SUBJECT_MAX = 100
 SNS_BODY_MAX = 200 * 1024
 SNS_FACTS_MAX = 48 * 1024
 ATTRIBUTE_MAX = 256
-ERROR_MAX = 500
 STDERR_IN_BODY_MAX = 4096
-STDERR_IN_JSON_MAX = 1024
 STDERR_LINE_MAX = 1024
 
 Phase = Literal["open", "reminder", "resolved"]
@@ -175,41 +175,15 @@ def _next_steps(s: Situation, kind: str, phase: Phase) -> list[str]:
     steps = [f"backupctl history {s.target}"]
     if kind == UNVERIFIED:
         steps.append("check the object in S3 (size, checksum, encryption) against the run in the history")
+    if kind == OFFSITE:
+        steps.append(
+            "backupctl status (OFF-SITE); check the bucket's replication metrics and the vault (docs/oncall.md)"
+        )
+        return steps
     if kind in (NOT_STARTED, STUCK):
         steps.append(f"on host {s.agent}: systemctl status backup-agent; journalctl -u backup-agent --since -3h")
     steps.append(f"backupctl backup-now {s.target} --reason 'retry after fixing the cause'")
     return steps
-
-
-def _facts(s: Situation, kind: str, phase: Phase, what: str, steps: list[str]) -> dict[str, Any]:
-    facts: dict[str, Any] = {
-        "pipeline": s.pipeline,
-        "kind": kind,
-        "phase": phase,
-        "what": what,
-        "target": s.target,
-        "agent": s.agent,
-        "since": s.since.isoformat(),
-        "at": s.now.isoformat(),
-        "duration_s": int((s.now - s.since).total_seconds()),
-        "last_good_at": s.last_good_at.isoformat() if s.last_good_at else None,
-        "last_good_age_s": int((s.now - s.last_good_at).total_seconds()) if s.last_good_at else None,
-        "last_good_run_id": s.last_good_run_id,
-        "rpo_s": int(s.rpo.total_seconds()) if s.rpo else None,
-        "job_id": s.job_id,
-        "run_id": s.run_id,
-        "deadline": s.deadline.isoformat() if s.deadline else None,
-        "stage": s.stage,
-        "exit_code": s.exit_code,
-        "error": redact(s.error)[:ERROR_MAX] if s.error else None,
-        "stderr_tail": redact(s.stderr_tail)[-STDERR_IN_JSON_MAX:] if s.stderr_tail else None,
-        "problems": list(s.problems) or None,
-        "notify_count": s.notify_count,
-        "next_steps": steps,
-        **s.extra,
-    }
-    # every text is masked whole before it is cut (above), and once more wherever it sits in the facts
-    return redact_value({k: v for k, v in facts.items() if v is not None})
 
 
 def _build(s: Situation, kind: str, phase: Phase, *, headline: str, what: str, lines: list[str]) -> Alert:
@@ -242,13 +216,16 @@ def _build(s: Situation, kind: str, phase: Phase, *, headline: str, what: str, l
         body.extend(["", "Error output (last lines, redacted):", *lines])
     body.extend(["", "Next step:", *[f"    {step}" for step in steps]])
     body.extend(["", f"Alert time: {format_time(s.now)} - pipeline {s.pipeline}"])
-    subject_what = ("recovered" if kind in CAUSE_KINDS else "backups good again") if phase == "resolved" else what
+    again = (
+        "recovered" if kind in CAUSE_KINDS else "off-site copy verified" if kind == OFFSITE else "backups good again"
+    )
+    subject_what = again if phase == "resolved" else what
     return Alert(
         kind=kind,
         phase=phase,
         subject=_subject(s, phase, headline, subject_what),
         body="\n".join(body) + "\n",
-        facts=_facts(s, kind, phase, what, steps),
+        facts=alert_facts(s, kind, phase, what, steps),
     )
 
 
@@ -271,6 +248,11 @@ def rpo_breached(s: Situation, phase: Phase = "open") -> Alert:
     if s.rpo is not None and s.last_good_at is not None:
         lines.append(f"Breached by: {format_age(s.now - (s.last_good_at + s.rpo))}")
     return _build(s, RPO, phase, headline="BACKUP MISSING", what="no good backup within RPO", lines=lines)
+
+
+def offsite_missing(s: Situation, phase: Phase = "open") -> Alert:
+    what = "no verified off-site copy within the lag"
+    return _build(s, OFFSITE, phase, headline="OFF-SITE COPY MISSING", what=what, lines=[])
 
 
 def never_started(s: Situation, phase: Phase = "open") -> Alert:
@@ -373,7 +355,7 @@ def removed_from_fleet(s: Situation, phase: Phase = "resolved") -> Alert:
         phase="resolved",
         subject=ascii_line(f"[{s.pipeline}] REMOVED FROM THE FLEET: {_who(s)} - incidents closed", SUBJECT_MAX),
         body="\n".join(body) + "\n",
-        facts=_facts(s, REMOVED, "resolved", "removed from the fleet", steps),
+        facts=alert_facts(s, REMOVED, "resolved", "removed from the fleet", steps),
     )
 
 
@@ -381,6 +363,7 @@ BUILDERS: dict[str, Callable[[Situation, Phase], Alert]] = {
     FAILED: backup_failed,
     UNVERIFIED: backup_unverified,
     RPO: rpo_breached,
+    OFFSITE: offsite_missing,
     NOT_STARTED: never_started,
     STUCK: run_stuck,
     AGENT_SILENT: agent_silent,

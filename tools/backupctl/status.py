@@ -28,6 +28,7 @@ FAILED = "FAILED"
 UNVERIFIED = "UNVERIFIED"
 STUCK = "STUCK"
 NOT_STARTED = "NOT STARTED"
+OFFSITE_MISSING = "OFF-SITE MISSING"
 HEALTHY_STATES = frozenset({OK, RUNNING, NO_BACKUP_YET})
 
 
@@ -53,6 +54,26 @@ class StatusRow:
     last_rto_s: float | None = None
     last_drill_ok: bool | None = None
     rto: timedelta | None = None  # the target's objective (fleet ``rto:``)
+    offsite: bool = False  # the fleet has an off-site vault
+    rpo_needs_offsite: bool = False  # a backup counts toward the RPO once its off-site copy is verified
+    last_offsite_run_id: str | None = None
+    last_offsite_good_at: datetime | None = None
+
+    @property
+    def counted_good_at(self) -> datetime | None:
+        """The end of the newest backup that counts toward the RPO."""
+        return self.last_offsite_good_at if self.rpo_needs_offsite else self.last_good_at
+
+    def offsite_cell(self, now: datetime) -> str:
+        """``ok``; ``pending 12m`` (since the newest good backup; ``last copy 1d`` when an older one has one);
+        ``MISSING 2h`` once the lag passed (the incident is open)."""
+        if self.last_good_at is None:
+            return "-"
+        if self.last_offsite_run_id == self.last_good_run_id:
+            return "ok"
+        word = "MISSING" if "offsite" in self.incidents else "pending"
+        older = f" (last copy {format_age(now - self.last_offsite_good_at)})" if self.last_offsite_good_at else ""
+        return f"{word} {format_age(now - self.last_good_at)}{older}"
 
     @property
     def rto_met(self) -> bool | None:
@@ -73,6 +94,8 @@ class StatusRow:
         agent_state: AgentState | None = None,
         incidents: tuple[str, ...] = (),
         rto: timedelta | None = None,
+        offsite: bool = False,
+        rpo_needs_offsite: bool = False,
     ) -> StatusRow:
         if state is None:
             return cls(
@@ -81,6 +104,8 @@ class StatusRow:
                 engine=engine,
                 rpo=rpo,
                 rto=rto,
+                offsite=offsite,
+                rpo_needs_offsite=rpo_needs_offsite,
                 incidents=incidents,
                 agent_heartbeat_at=agent_state.last_heartbeat_at if agent_state else None,
             )
@@ -103,10 +128,16 @@ class StatusRow:
             last_drill_at=state.last_drill_at,
             last_rto_s=state.last_drill_rto_s,
             last_drill_ok=state.last_drill_ok,
+            offsite=offsite,
+            rpo_needs_offsite=rpo_needs_offsite,
+            last_offsite_run_id=state.last_offsite_run_id,
+            last_offsite_good_at=state.last_offsite_good_at,
         )
 
     def age(self, now: datetime) -> timedelta | None:
-        return now - self.last_good_at if self.last_good_at else None
+        """How old the newest backup that counts toward the RPO is."""
+        counted = self.counted_good_at
+        return now - counted if counted else None
 
     def state(self, now: datetime) -> str:
         """The one word an on-call engineer needs first; problems before progress."""
@@ -115,10 +146,15 @@ class StatusRow:
         newest_good = self.last_good_at or datetime.min.replace(tzinfo=UTC)
         if self.last_failure_at and self.last_failure_at > newest_good:
             return UNVERIFIED if self.last_run_state == "unverified" or "unverified" in self.incidents else FAILED
-        if self.last_good_at and now - self.last_good_at > self.rpo:
+        counted = self.counted_good_at
+        if (counted and now - counted > self.rpo) or (
+            counted is None and self.last_good_at and "rpo" in self.incidents
+        ):
             return BREACHED
         if self.last_good_at is None and ((self.rpo_deadline and self.rpo_deadline <= now) or "rpo" in self.incidents):
             return BREACHED
+        if "offsite" in self.incidents:
+            return OFFSITE_MISSING
         if "start" in self.incidents:
             return NOT_STARTED
         if self.last_run_state == "started":
@@ -151,6 +187,16 @@ class StatusRow:
             "last_drill_ok": self.last_drill_ok,
             "rto_objective_s": int(self.rto.total_seconds()) if self.rto is not None else None,
             "rto_met": self.rto_met,
+            **(
+                {
+                    "offsite": self.offsite_cell(now),
+                    "last_offsite_run_id": self.last_offsite_run_id,
+                    "last_offsite_good_at": self.last_offsite_good_at,
+                    "rpo_needs_offsite": self.rpo_needs_offsite,
+                }
+                if self.offsite
+                else {}
+            ),
         }
 
 
@@ -182,6 +228,9 @@ def _age_vs_rpo(row: StatusRow, now: datetime) -> str:
 def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False) -> str:
     """The status table. Drill/RTO columns appear once any target has a drill recorded or an RTO objective."""
     headers = ["TARGET", "AGENT", "LAST GOOD BACKUP", "AGE / RPO", "SIZE", "STATE", "INCIDENTS"]
+    with_offsite = any(r.offsite for r in rows)
+    if with_offsite:
+        headers.insert(5, "OFF-SITE")
     with_drills = any(r.last_drill_at or r.last_rto_s is not None or r.rto is not None for r in rows)
     if with_drills:
         headers += ["LAST DRILL", "RTO / OBJECTIVE"]
@@ -198,6 +247,8 @@ def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False)
             state,
             ",".join(row.incidents) or "-",
         ]
+        if with_offsite:
+            line.insert(5, row.offsite_cell(now))
         if with_drills:
             line += [
                 _drill_cell(row),
@@ -249,6 +300,8 @@ def collect_status(
                 engine=target.engine,
                 rpo=target.rpo_delta,
                 rto=target.rto_delta,
+                offsite=fleet.pipeline.offsite is not None,
+                rpo_needs_offsite=target.rpo_needs_offsite,
                 state=states.get(target.name),
                 agent_state=agents.get(agent.name),
                 incidents=tuple(sorted(set(kinds))),

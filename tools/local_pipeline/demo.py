@@ -194,10 +194,19 @@ class Demo:
             self.out("\n".join(f"  {line}" for line in alert["message"].splitlines()))
         return alerts
 
+    def replicate(self) -> None:
+        vault = self.world.resources.vault
+        if vault is not None:
+            self.step(f"Off-site copy: S3 replication into the vault s3://{vault.bucket} ({vault.region})")
+            copied = self.world.pipeline.replicate()
+            self.out(f"{len(copied)} object(s) copied by the local stand-in of S3 replication (moto has none)")
+
     def watchdog(self) -> None:
         later = self.now + timedelta(hours=2, minutes=30)
         self.step(f"Watchdog tick at {later:%Y-%m-%d %H:%M} UTC (the clock jumps 2.5 h ahead)")
-        self.world.pipeline.tick_watchdog(later)
+        report = self.world.pipeline.tick_watchdog(later) or {}
+        if self.world.resources.vault is not None:
+            self.out(f"off-site copies verified in the vault: {(report.get('offsite') or {}).get('verified')}")
         alerts = self.show_alerts("Watchdog")
         if not any(UNREACHABLE_TARGET in alert["subject"] for alert in alerts):
             raise PipelineStepError(f"the watchdog raised no alert for the unreachable target {UNREACHABLE_TARGET}")
@@ -321,7 +330,9 @@ class RestoreDemo:
             )
 
     def drill(self) -> None:
-        self.demo.step("Restore drill (the coordinator's schedule): latest backup into a scratch target, timed")
+        self.demo.step(
+            "Restore drill (the coordinator's schedule): the latest backup's off-site copy into a scratch target, timed"
+        )
         report = self.world.pipeline.tick_restore_drills(self.demo.now) or {}
         self.demo.out(f"drills dispatched: {report.get('drills_dispatched')}")
         self._agent_round()
@@ -349,10 +360,11 @@ def run_demo(workdir: Path, fleet_file: Path | None = None, out: Callable[[str],
         failed = demo.show_alerts("Alerts sent at once")
         if not any(UNREACHABLE_TARGET in alert["subject"] for alert in failed):
             raise PipelineStepError(f"no immediate alert for the failed backup of {UNREACHABLE_TARGET}")
-        demo.status("Status (backupctl status)")
+        demo.status("Status (backupctl status): the off-site copy is pending")
+        demo.replicate()
         demo.watchdog()
         demo.silence()
-        demo.status("Status during the silence (backupctl status)")
+        demo.status("Status during the silence (backupctl status): off-site ok")
         restores = RestoreDemo(demo)
         restores.restore_round_trip()
         restores.drill()

@@ -20,6 +20,7 @@ from backup_contracts.environment import (
 )
 from backup_contracts.events import AUDIT_PATTERN, BACKUP_REQUEST_PATTERN, RESTORE_PATTERN, SILENCE_PATTERN
 from backup_contracts.fleet import Fleet
+from local_pipeline.replication import LocalVault, create_vault
 
 
 @dataclass
@@ -42,6 +43,7 @@ class LocalResources:
     silence_queue_url: str = ""
     backup_request_queue_url: str = ""
     alerts_inbox_url: str = ""  # an SQS subscription to the alert topic: what the on-call engineer receives
+    vault: LocalVault | None = None  # the off-site vault (pipeline.offsite), in its own region
 
     def function_environment(self, fleet_file: str) -> dict[str, str]:
         """The Lambdas' environment, as the stack sets it (``backup_contracts.environment``)."""
@@ -215,4 +217,5 @@ def provision(fleet: Fleet, session: boto3.Session) -> LocalResources:
     inbox_url, inbox_arn = _queue(sqs, f"{pipeline}-alerts-inbox", {})
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=inbox_arn, Attributes={"RawMessageDelivery": "false"})
     resources.alerts_inbox_url = inbox_url
+    resources.vault = create_vault(session, fleet)
     return resources

@@ -24,6 +24,7 @@ from local_pipeline.approvals_url import Identity, local_approvals_url
 from local_pipeline.clock import PipelineClock
 from local_pipeline.environment import environment
 from local_pipeline.moto_server import MotoEndpoint
+from local_pipeline.replication import replicator
 from local_pipeline.resources import LocalResources
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -192,6 +193,13 @@ class LocalPipeline:
     def drain_silences(self, now: datetime | None = None) -> int:
         """Silence events, to the watchdog function (its queue in the stack)."""
         return self.drain(self.resources.silence_queue_url, "watchdog", WATCHDOG, now)
+
+    def replicate(self) -> list[str]:
+        """What S3 replication does in AWS, by its local stand-in (``replication.py``): copy the backups
+        the vault lacks. Returns the keys copied (none without a vault)."""
+        if self.resources.vault is None:
+            return []
+        return replicator(self.session, self.resources.bucket, self.resources.vault).replicate()
 
     # ------------------------------------------------------------------ agents
     def run_agent(self, config_path: Path, *extra_env: tuple[str, str]) -> subprocess.CompletedProcess[str]:

@@ -34,6 +34,7 @@ from backup_functions.audit.provenance import (
 )
 from backup_functions.clock import Clock
 from backup_functions.ledger import FAILED, SUCCEEDED, TERMINAL_STATES, UNVERIFIED, Ledger, RunRecord
+from backup_functions.offsite.check import VaultConfig
 from backup_functions.ports import Notifier, ObjectStore
 from backup_functions.verification import (
     Verification,
@@ -110,6 +111,7 @@ class Auditor:
         self.incidents = AuditIncidents(fleet, ledger, notifier, pipeline=config.pipeline, clock=clock)
         self.keeper = Keeper(fleet, ledger, objects, clock, config.ledger_ttl)
         self._targets = {target.name: target for _, target in fleet.targets()}
+        self.vault = VaultConfig.from_fleet(fleet)  # None: no off-site copies to expect
 
     def handle(self, event: Contract, *, sender: str | None) -> Outcome:
         """One agent event, from the agent its source names (``sender``); see ``provenance``."""
@@ -254,7 +256,7 @@ class Auditor:
                 event.agent,
                 run_id=event.run_id,
                 finished_at=event.finished_at,
-                rpo=target.rpo_delta,
+                rpo=None if target.rpo_needs_offsite else target.rpo_delta,  # moved once the copy exists
                 bucket=event.bucket,
                 key=event.key,
                 version_id=event.version_id,
@@ -263,6 +265,8 @@ class Auditor:
                 engine=event.engine,
             )
             self.keeper.keep(target, event.started_at, event.run_id)
+            if self.vault is not None:  # owed on every delivery: a redelivery completes a failed write
+                self.ledger.offsite.expect(self.vault.expected_copy(event), expires_at=self._expires(event.started_at))
             outcome.note = ", ".join(f"resolved {k}" for k in self.incidents.resolve_after(event)) or None
             return outcome
 

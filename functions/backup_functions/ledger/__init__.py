@@ -9,7 +9,8 @@
 - ``agents``: heartbeats;
 - ``incidents``: the one incident protocol of the audit and the watchdog;
 - ``restores``: restore requests and drills;
-- ``silences``: what holds pages (who, why, until when).
+- ``silences``: what holds pages (who, why, until when);
+- ``offsite``: each good backup's copy in the off-site vault, from expected to verified.
 
 Keys and attribute names come from ``backup_contracts.ledger``; items are read as the typed models of
 ``backup_functions.ledger.items``. Every write is conditional or monotonic, so retries, duplicate
@@ -44,6 +45,7 @@ from backup_functions.ledger.items import (
     target_subject,
 )
 from backup_functions.ledger.jobs import Jobs, NewJob
+from backup_functions.ledger.offsite import OffsiteCopies, OffsiteCopy
 from backup_functions.ledger.restores import Restores
 from backup_functions.ledger.runs import Runs
 from backup_functions.ledger.silences import SILENCES_PK, SilenceItem, Silences
@@ -70,6 +72,7 @@ __all__ = [
     "LedgerError",
     "LedgerItem",
     "NewJob",
+    "OffsiteCopy",
     "RestoreItem",
     "RunRecord",
     "SilenceItem",
@@ -93,6 +96,8 @@ def parse_item(item: dict[str, Any]) -> LedgerItem:
             return JobRow.model_validate(item)
         if sk.startswith(keys.RUN_SK_PREFIX):
             return RunRecord.model_validate(item)
+        if sk.startswith(keys.OFFSITE_SK_PREFIX):
+            return OffsiteCopy.model_validate(item)
     if pk.startswith("AGENT#"):
         return AgentState.model_validate(item)
     if pk.startswith("RESTORE#"):
@@ -116,6 +121,7 @@ class Ledger:
         self.incidents = Incidents(self.client)
         self.restores = Restores(self.client)
         self.silences = Silences(self.client)
+        self.offsite = OffsiteCopies(self.client)
 
     @property
     def table_name(self) -> str:

@@ -32,6 +32,7 @@ WATCH_HEARTBEAT = "heartbeat"
 WATCH_APPROVAL = "approval"
 WATCH_RESTORE = "restore"
 WATCH_OUTBOX = "outbox"  # a restore item that owes a side effect (ledger/outbox.py)
+WATCH_OFFSITE = "offsite"  # a good backup's off-site copy: the next check, or (at due_by) the copy is late
 
 T = TypeVar("T", bound="LedgerItem")
 
@@ -148,6 +149,9 @@ class TargetState(WatchedItem):
     last_drill_rto_s: float | None = None
     last_drill_error: str | None = None
     last_good_drill_at: datetime | None = None
+    last_offsite_run_id: str | None = None  # the newest good backup whose off-site copy is verified
+    last_offsite_good_at: datetime | None = None  # that backup's end (last_good_at when it is the newest)
+    last_offsite_verified_at: datetime | None = None
     keep: list[KeptBackup] = Field(default_factory=list)
     keep_released: dict[str, KeptBackup] = Field(default_factory=dict)  # by run id
     keep_revision: int = 0
@@ -232,6 +236,9 @@ class RunRecord(LedgerItem):
     retention_tag: str | None = None
     lock_mode: str | None = None
     locked_until: datetime | None = None
+    offsite_bucket: str | None = None  # the vault, once the copy is verified there
+    offsite_version_id: str | None = None
+    offsite_verified_at: datetime | None = None
 
     @property
     def good(self) -> bool:

@@ -58,10 +58,15 @@ class Runs:
                     return run
         return next((run for run in self._between(target, keys.RUN_SK_PREFIX, _RUNS_END) if run.run_id == run_id), None)
 
-    def latest_good(self, target: str, *, at_or_before: datetime | None = None) -> RunRecord | None:
-        """The newest succeeded run (whose dump started at or before ``at_or_before``, when given)."""
+    def latest_good(
+        self, target: str, *, at_or_before: datetime | None = None, with_offsite_copy: bool = False
+    ) -> RunRecord | None:
+        """The newest succeeded run (whose dump started at or before ``at_or_before``, when given; whose
+        off-site copy is verified, with ``with_offsite_copy``)."""
         high = _RUNS_END if at_or_before is None else keys.RUN_SK_PREFIX + keys.iso(at_or_before) + "#\uffff"
-        return next((run for run in self._between(target, keys.RUN_SK_PREFIX, high) if run.state == SUCCEEDED), None)
+        runs = self._between(target, keys.RUN_SK_PREFIX, high)
+        wanted = (r for r in runs if r.state == SUCCEEDED and (r.offsite_bucket or not with_offsite_copy))
+        return next(wanted, None)
 
     # ----------------------------------------------------------------- writes (audit)
     def started(self, event: BackupStarted, *, expires_at: datetime) -> None:
@@ -92,6 +97,18 @@ class Runs:
         ):
             return True, None
         return False, self.get(event.target, event.started_at, event.run_id)
+
+    def record_offsite(
+        self, target: str, started_at: datetime, run_id: str, *, bucket: str, version_id: str | None, at: datetime
+    ) -> bool:
+        """Where the run's verified off-site copy is (a restore with ``source: offsite`` reads it there)."""
+        update = Update().set(offsite_bucket=bucket, offsite_verified_at=at)
+        if version_id:
+            update.set(offsite_version_id=version_id)
+        return (
+            self._client.update(keys.target_pk(target), keys.run_sk(started_at, run_id), update, update.exists())
+            is not None
+        )
 
     # ----------------------------------------------------------------- retention (keep-set)
     def pin(self, target: str, started_at: datetime, run_id: str) -> bool:

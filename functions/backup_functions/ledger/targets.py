@@ -118,6 +118,23 @@ class TargetStates:
         )
         return self._update(target, update, condition)
 
+    def record_offsite(
+        self, target: str, *, run_id: str, good_at: datetime, verified_at: datetime, rpo: timedelta | None
+    ) -> bool:
+        """Move last_offsite_* forward (by the backup's end, never backward); with ``rpo`` (a target whose
+        backups count only once their copy exists) the RPO watch moves to that backup's end + rpo too."""
+        update = Update().set(
+            last_offsite_run_id=run_id, last_offsite_good_at=good_at, last_offsite_verified_at=verified_at
+        )
+        if rpo is not None:
+            update.set(rpo_s=int(rpo.total_seconds()), **watch(target, WATCH_RPO, good_at + rpo))
+        at, last = update.value(good_at), update.name("last_offsite_good_at")
+        condition = (
+            f"{update.exists()} AND ({update.absent('last_offsite_good_at')} OR {last} < {at}"
+            f" OR ({last} = {at} AND {update.equals('last_offsite_run_id', run_id)}))"
+        )
+        return self._update(target, update, condition)
+
     def record_failure(self, target: str, agent: str, *, run_id: str, at: datetime, error: str) -> bool:
         """Monotonic last_failure_*."""
         update = Update().set(

@@ -35,6 +35,7 @@ from backup_functions.observability import (
     count,
     logger,
 )
+from backup_functions.offsite.objects import with_vault
 from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
 from backup_functions.restore import logic
 from backup_functions.restore.api import ApprovalsApi, is_function_url_event
@@ -53,7 +54,7 @@ def build_runtime(*, clock: Clock | None = None) -> Runtime:
         fleet,
         Ledger(env.ledger_table, boto3.client("dynamodb")),
         # SSE-KMS objects need SigV4 signatures, also on presigned URLs
-        objects=S3ObjectStore(boto3.client("s3", config=Config(signature_version="s3v4"))),
+        objects=with_vault(S3ObjectStore(boto3.client("s3", config=Config(signature_version="s3v4"))), fleet),
         jobs=SqsJobQueue(boto3.client("sqs")),
         events=EventBridgePublisher(boto3.client("events"), env.bus_name),
         notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn, env.chat_topic_arn),

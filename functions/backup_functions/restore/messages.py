@@ -40,6 +40,8 @@ REASON_HELP: dict[str, str] = {
     "unknown-run": "no run with that id exists for the target; `backupctl history TARGET` lists run ids",
     "run-not-restorable": "that run did not end as a verified good backup; pick a succeeded run",
     "object-missing": "the backup object (that version) is no longer in S3 (expired or deleted); pick another backup",
+    "no-offsite-copy": "that backup has no verified copy in the off-site vault (yet); `backupctl status` shows"
+    " OFF-SITE: wait for it, restore from the primary bucket, or pick an older run that has one",
     "checksum-mismatch": "the object in S3 does not match the run's recorded size or checksum; do not use it,"
     " pick another backup and investigate the bucket",
     "authenticated-request-required": "a restore into a protected target must be submitted through the"

@@ -6,8 +6,11 @@ target was requested by a caller AWS authenticated), the ledger (the run the
 selector names: the latest good backup, the latest at or before a time, or a run id that ended as a
 verified good backup) and S3 (``check_object``: that object version exists and its size and every
 recorded checksum match the run). ``Planner.drill_plan`` does the same for a scheduled drill (the
-target's latest good backup into its drill destination) and ``Planner.approved_plan`` for an approved
-request (the very run the approver saw, its object checked again). The first check that fails raises a
+target's latest good backup, or with ``drill.source: offsite`` its latest verified off-site copy, into its
+drill destination) and ``Planner.approved_plan`` for an approved
+request (the very run the approver saw, its object checked again). A request's ``source: offsite`` reads the
+run's verified copy in the vault; a primary object that is gone or does not match falls back to that copy
+(``located``). The first check that fails raises a
 ``Rejection`` whose code is one of ``messages.REASON_HELP``; nothing is written.
 """
 
@@ -27,6 +30,7 @@ from backup_functions.restore.context import Context
 from backup_functions.verification import ClaimedObject, compare_head
 
 SUGGESTIONS_MAX = 3
+PRIMARY, OFFSITE = "primary", "offsite"  # where a restore reads its backup (Restore Requested ``source``)
 
 
 def _close_names(name: str, fleet: Fleet) -> str:
@@ -76,6 +80,25 @@ def source_from_run(run: RunRecord) -> dict[str, Any]:
         "started_at": keys.iso(run.started_at),
         "finished_at": keys.iso(run.finished_at) if run.finished_at else None,
     }
+
+
+def offsite_source(run: RunRecord, *, fallback_from: str | None = None) -> dict[str, Any]:
+    """The facts of a run's verified off-site copy: the same object, in the vault."""
+    if run.offsite_bucket is None:
+        raise Rejection(
+            "no-offsite-copy",
+            f"run {run.run_id} of {run.target} has no verified off-site copy (yet): `backupctl status` shows"
+            " OFF-SITE, `backupctl history` the runs; restore from the primary bucket (leave source out) or"
+            " name an older run that has one",
+        )
+    source = source_from_run(run) | {
+        "bucket": run.offsite_bucket,
+        "version_id": run.offsite_version_id,
+        "location": OFFSITE,
+    }
+    if fallback_from is not None:
+        source["fallback_from"] = fallback_from
+    return source
 
 
 class Planner:
@@ -129,8 +152,7 @@ class Planner:
                 f"run {run.run_id} was made by engine {run.engine}, destination {destination.name} is"
                 f" {destination.engine}",
             )
-        source = source_from_run(run)
-        source["manifest_facts"] = self.check_object(source)
+        source = self.located(run, request.source)
         return Plan(
             kind="restore",
             target=target,
@@ -145,11 +167,12 @@ class Planner:
         """The plan of a drill of ``target``: its latest good backup, checked in S3, restored into
         ``destination_name`` (its drill destination); raise Rejection saying why not."""
         dest_agent, destination = self.target(destination_name, "unknown-destination")
-        run = self.context.ledger.runs.latest_good(target.name)
+        wanted = target.drill.source if target.drill is not None else PRIMARY
+        run = self.context.ledger.runs.latest_good(target.name, with_offsite_copy=wanted == OFFSITE)
         if run is None:
-            raise Rejection("no-backup", f"target {target.name} has no good backup to drill")
-        source = source_from_run(run)
-        source["manifest_facts"] = self.check_object(source)
+            copy = " with a verified off-site copy" if wanted == OFFSITE else ""
+            raise Rejection("no-backup", f"target {target.name} has no good backup{copy} to drill")
+        source = self.located(run, wanted)
         return Plan(
             kind="drill",
             target=target,
@@ -201,11 +224,34 @@ class Planner:
                     f"run {selector.run_id} of {request.target} is {run.state}, not a verified good backup",
                 )
             return run
-        run = runs.latest_good(request.target, at_or_before=selector.at)
+        offsite = request.source == OFFSITE
+        run = runs.latest_good(request.target, at_or_before=selector.at, with_offsite_copy=offsite)
         if run is None:
             when = f"at or before {selector.at.isoformat()}" if selector.at else "at all"
-            raise Rejection("no-backup", f"target {request.target} has no good backup {when}")
+            copy = " with a verified off-site copy" if offsite else ""
+            raise Rejection("no-backup", f"target {request.target} has no good backup{copy} {when}")
         return run
+
+    def located(self, run: RunRecord, wanted: str) -> dict[str, Any]:
+        """The run's object facts where the restore reads it, checked there (``check_object``): with
+        ``offsite``, its verified copy in the vault; otherwise the primary object, or the vault's copy
+        when the primary one is gone or does not match (``fallback_from`` says why)."""
+        if wanted == OFFSITE:
+            source = offsite_source(run)
+            source["manifest_facts"] = self.check_object(source)
+            return source
+        source = source_from_run(run)
+        try:
+            source["manifest_facts"] = self.check_object(source)
+        except Rejection as primary:
+            if primary.code not in ("object-missing", "checksum-mismatch") or run.offsite_bucket is None:
+                raise
+            source = offsite_source(run, fallback_from=primary.reason)
+            try:
+                source["manifest_facts"] = self.check_object(source)
+            except Rejection as vault:
+                raise Rejection(vault.code, f"{primary.reason}; and its off-site copy: {vault.reason}") from None
+        return source
 
     def check_object(self, source: Mapping[str, Any]) -> dict[str, Any]:
         """The object exists (that version), its size and every recorded checksum match the run.

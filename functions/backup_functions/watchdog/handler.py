@@ -25,7 +25,16 @@ from backup_functions.clock import Clock, SystemClock
 from backup_functions.envelope import MalformedEventError, receive
 from backup_functions.ledger import Ledger
 from backup_functions.observability import ALERTS_SENT, OPEN_INCIDENTS, OVERDUE_TARGETS, SILENT_AGENTS, count, logger
-from backup_functions.ports import EventBridgePublisher, EventPublisher, Notifier, SnsNotifier, SnsSubscriptions
+from backup_functions.offsite.check import OffsiteCheck, VaultConfig
+from backup_functions.offsite.objects import vault_store
+from backup_functions.ports import (
+    EventBridgePublisher,
+    EventPublisher,
+    Notifier,
+    ObjectStore,
+    SnsNotifier,
+    SnsSubscriptions,
+)
 from backup_functions.runtime import Lazy, handle_sqs_batch, lambda_handler
 from backup_functions.silence_requests import SilenceRequests
 from backup_functions.watchdog.causes import FleetView
@@ -43,17 +52,20 @@ class Runtime:
     events: EventPublisher
     clock: Clock
     subscriptions: canary.Subscriptions | None = None  # None: no canary (simulated worlds)
+    vault: ObjectStore | None = None  # the off-site vault (pipeline.offsite), read to verify each copy
 
 
 def build_runtime(*, clock: Clock | None = None) -> Runtime:
     env = settings_module.settings()
+    fleet = settings_module.fleet(env.fleet_file)
     return Runtime(
-        fleet=settings_module.fleet(env.fleet_file),
+        fleet=fleet,
         ledger=Ledger(env.ledger_table, boto3.client("dynamodb")),
         notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn, env.chat_topic_arn),
         events=EventBridgePublisher(boto3.client("events"), env.bus_name),
         clock=clock or SystemClock(),
         subscriptions=SnsSubscriptions(boto3.client("sns"), env.alert_topic_arn),
+        vault=vault_store(fleet),
     )
 
 
@@ -73,10 +85,21 @@ def build_watchdog(
 
 
 def run_tick(
-    now: datetime, *, fleet: Fleet, ledger: Ledger, notifier: Notifier, events: EventPublisher | None = None
+    now: datetime,
+    *,
+    fleet: Fleet,
+    ledger: Ledger,
+    notifier: Notifier,
+    events: EventPublisher | None = None,
+    vault: ObjectStore | None = None,
 ) -> TickReport:
-    """One watchdog tick at ``now`` (what the handler does, with everything injected)."""
-    return build_watchdog(fleet=fleet, ledger=ledger, notifier=notifier, events=events).tick(now)
+    """One watchdog tick at ``now`` (what the handler does, with everything injected): first the due
+    off-site checks (so a copy that arrived is verified before its lateness could page), then the watchdog."""
+    config = VaultConfig.from_fleet(fleet)
+    offsite = OffsiteCheck(fleet, ledger, vault, config).tick(now) if vault is not None and config else None
+    report = build_watchdog(fleet=fleet, ledger=ledger, notifier=notifier, events=events).tick(now)
+    report.offsite = offsite
+    return report
 
 
 def _summary(report: TickReport) -> dict[str, Any]:
@@ -104,7 +127,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     rt = runtime.get()
     now = rt.clock.now()
     logger.set_correlation_id(f"watchdog-{now:%Y%m%dT%H%M%SZ}")
-    report = run_tick(now, fleet=rt.fleet, ledger=rt.ledger, notifier=rt.notifier, events=rt.events)
+    report = run_tick(now, fleet=rt.fleet, ledger=rt.ledger, notifier=rt.notifier, events=rt.events, vault=rt.vault)
     count(OVERDUE_TARGETS, report.overdue_targets)
     count(SILENT_AGENTS, report.silent_agents)
     count(OPEN_INCIDENTS, report.open_incidents)

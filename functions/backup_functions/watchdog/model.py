@@ -7,7 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from backup_contracts import ledger
-from backup_functions.ledger import AgentState, JobRow, WatchedItem, agent_subject, parse_item, target_subject
+from backup_functions.ledger import (
+    AgentState,
+    JobRow,
+    OffsiteCopy,
+    WatchedItem,
+    agent_subject,
+    parse_item,
+    target_subject,
+)
 
 # watch_kind (on the ledger item) → incident kind (in the INCIDENTS partition).
 WATCH_KIND_TO_INCIDENT = {
@@ -15,6 +23,7 @@ WATCH_KIND_TO_INCIDENT = {
     "start": "start",  # job row: dispatched but never started
     "end": "end",  # job row: started but never ended (stuck)
     "heartbeat": "heartbeat",  # agent state: no heartbeat within the timeout
+    "offsite": "offsite",  # off-site copy: a good backup's copy not verified in the vault within the lag
 }
 WATCH_INCIDENT_KINDS = frozenset(WATCH_KIND_TO_INCIDENT.values())
 # Incidents the watchdog itself opens and closes. Any other kind (e.g. a failed backup or an object
@@ -56,6 +65,8 @@ class OverdueItem:
 
     @property
     def incident_kind(self) -> str | None:
+        if isinstance(self.item, OffsiteCopy) and not self.item.late:
+            return None  # only its next check is due (backup_functions.offsite), not the copy itself
         return WATCH_KIND_TO_INCIDENT.get(self.watch_kind)
 
     @property
@@ -88,12 +99,14 @@ class OverdueItem:
     def job_id(self) -> str | None:
         return self.job.job_id if self.job else None
 
-    def details(self) -> dict[str, str]:
-        """What the incident records about the item (as the stored text)."""
-        details = {}
+    def details(self) -> dict[str, Any]:
+        """What the incident records about the item (as the stored text; an off-site copy's problems)."""
+        details: dict[str, Any] = {}
         for name in DETAIL_FIELDS:
             value = getattr(self.item, name, None)
             if value is not None:
                 details[name] = ledger.iso(value) if isinstance(value, datetime) else str(value)
         details["watch_deadline"] = ledger.iso(self.deadline)
+        if isinstance(self.item, OffsiteCopy) and self.item.problems:
+            details["problems"] = list(self.item.problems)  # what the last check found
         return details

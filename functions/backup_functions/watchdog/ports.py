@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol
 
 from backup_functions.ledger import AgentState, Claim, Incident, JobRow, SilenceItem, TargetState, WatchedItem
 from backup_functions.ledger.outbox import Owed
+from backup_functions.offsite.check import OffsiteReport
 from backup_functions.watchdog.model import OverdueItem
 
 Phase = Literal["open", "reminder", "resolved"]  # as backup_functions.alerts
@@ -19,6 +20,7 @@ RESOLUTIONS = {
     "start": "the job started, or a newer good backup superseded it",
     "end": "the run ended, or a newer good backup superseded it",
     "heartbeat": "the agent is sending heartbeats again",
+    "offsite": "the off-site copy is verified in the vault",
     "jobs": "the agent's jobs start again",
     "agents": "most agents are sending heartbeats again",
     "dispatcher": "the dispatcher is running again",
@@ -104,6 +106,7 @@ class TickReport:
     removed: list[str] = field(default_factory=list)  # removals from the fleet announced (agent:/target:)
     ignored: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    offsite: OffsiteReport | None = None  # the off-site checks run before the tick (pipeline.offsite)
 
 
 class WatchdogError(RuntimeError):
