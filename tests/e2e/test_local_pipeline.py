@@ -82,3 +82,12 @@ def test_the_whole_demo_runs_green(tmp_path: Path) -> None:
     world = run_demo(tmp_path, out=lines.append)
     assert world.backup_key is not None
     assert any(UNREACHABLE_TARGET in alert["subject"] for alert in world.alerts)
+    # the off-site column goes from pending to ok, and the weekly drill restored the vault's copy
+    text = "\n".join(lines)
+    pending, verified = text.index("the off-site copy is pending"), text.index("off-site ok")
+    assert "OFF-SITE" in text[pending:verified]
+    assert f"{SOURCE_TARGET} " in text[pending:verified]
+    assert "pending" in text[pending:verified].split(f"\n{SOURCE_TARGET} ", 1)[1].splitlines()[0]
+    assert " ok " in text[verified:].split(f"\n{SOURCE_TARGET} ", 1)[1].splitlines()[0]
+    assert world.resources.vault is not None
+    assert f"{SOURCE_TARGET}: drill ok from s3://{world.resources.vault.bucket}," in text
