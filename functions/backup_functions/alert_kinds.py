@@ -21,8 +21,9 @@ OFFSITE = "offsite"  # a good backup's copy is not verified in the off-site vaul
 AGENT_JOBS = "jobs"  # the agent heartbeats but none of its jobs start
 PIPELINE_AGENTS = "agents"  # most agents of the fleet silent at once
 DISPATCHER = "dispatcher"  # no dispatcher tick for longer than its interval allows
+VAULT = "vault"  # off-site copies of several targets late at once: replication or the vault, not a target
 REMOVED = "removed"  # the final notice of a target or agent removed from the fleet
-CAUSE_KINDS = frozenset({AGENT_SILENT, AGENT_JOBS, PIPELINE_AGENTS, DISPATCHER})
+CAUSE_KINDS = frozenset({AGENT_SILENT, AGENT_JOBS, PIPELINE_AGENTS, DISPATCHER, VAULT})
 AFFECTED_IN_BODY_MAX = 50
 CANARY = "canary"  # the daily synthetic alert (backup_functions.canary), not an incident
 
@@ -38,6 +39,7 @@ SEVERITY: dict[str, str] = {
     AGENT_JOBS: "critical",
     PIPELINE_AGENTS: "critical",
     DISPATCHER: "critical",
+    VAULT: "critical",
     REMOVED: "info",  # nothing to do: the target or agent is gone by intent
     "rto-breached": "warning",  # restore/messages.RTO_BREACHED: the drill restored fine, only too slowly
     "silence": "info",  # silence_requests: SILENCE SET / SILENCE LIFTED (announced, nothing to do)

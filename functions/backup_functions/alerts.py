@@ -42,6 +42,7 @@ from backup_functions.alert_kinds import (  # noqa: F401 - re-exported: callers 
     SEVERITY,
     STUCK,
     UNVERIFIED,
+    VAULT,
     severity_of,
 )
 
@@ -162,6 +163,12 @@ def _next_steps(s: Situation, kind: str, phase: Phase) -> list[str]:
         return [f"backupctl history {s.target}" if s.target else "backupctl status"]
     if kind in (PIPELINE_AGENTS, DISPATCHER):
         return ["backupctl status", "check the pipeline's functions and schedules (CloudWatch: dispatcher, watchdog)"]
+    if kind == VAULT:
+        return [
+            "backupctl status (OFF-SITE)",
+            "check the backup bucket's replication rule, its role's KMS rights and"
+            " the vault's bucket policy (docs/oncall.md#off-site-copy-missing)",
+        ]
     if kind == AGENT_JOBS:
         return [
             "backupctl status",
@@ -332,6 +339,11 @@ def dispatcher_stalled(s: Situation, phase: Phase = "open") -> Alert:
     )
 
 
+def replication_stalled(s: Situation, phase: Phase = "open") -> Alert:
+    what = "off-site copies of several targets late at once"
+    return _build(s, VAULT, phase, headline="OFF-SITE REPLICATION STALLED", what=what, lines=_cause_lines(s, phase))
+
+
 def removed_from_fleet(s: Situation, phase: Phase = "resolved") -> Alert:
     """The one final notice of a target (or an agent and its targets) no longer in the fleet file."""
     targets = list(s.extra.get("removed_targets") or ())
@@ -370,6 +382,7 @@ BUILDERS: dict[str, Callable[[Situation, Phase], Alert]] = {
     AGENT_JOBS: agent_not_taking_jobs,
     PIPELINE_AGENTS: most_agents_silent,
     DISPATCHER: dispatcher_stalled,
+    VAULT: replication_stalled,
     REMOVED: removed_from_fleet,
 }
 

@@ -218,3 +218,24 @@ class TestWithoutAVault:
     def test_no_copy_is_expected(self, aws, auditor, ctx) -> None:
         good_backup(aws, ctx)
         assert aws.ledger.client.query(keys.target_pk("orders-0"), keys.OFFSITE_SK_PREFIX) == []
+
+
+def test_copies_of_several_targets_late_at_once_page_one_replication_incident(aws, auditor, fleet, vault, ctx) -> None:
+    good_backup(aws, ctx)
+    good_backup(aws, ctx, target="ledgerdb", run="r2")
+
+    tick(aws, fleet, vault, GOOD_AT + 61 * M)
+    opened = alerts(aws)
+
+    assert [(kind, phase) for kind, phase, _ in opened] == [("vault", "open")]
+    assert "OFF-SITE REPLICATION STALLED" in opened[0][2]
+    held = {i.about_target: i.suppressed_by for i in aws.ledger.incidents.list_open() if i.kind == "offsite"}
+    assert held == {"orders-0": "pipeline:bp-test#vault", "ledgerdb": "pipeline:bp-test#vault"}
+
+    replicator(aws.session, aws.bucket, vault).replicate()
+    tick(aws, fleet, vault, GOOD_AT + 66 * M)
+
+    resolved = aws.alerts()
+    assert [m["MessageAttributes"]["kind"]["Value"] for m in resolved] == ["vault"]
+    assert "Caught up:   ledgerdb, orders-0" in resolved[0]["Message"]
+    assert aws.ledger.incidents.list_open() == []

@@ -7,7 +7,10 @@ A *cause* is an incident about an agent (``agent:<a>``) or the pipeline (``pipel
 - ``jobs``: the agent heartbeats, but jobs of two or more of its targets never started;
 - ``agents``: most agents of the fleet (more than half, at least 3 in the fleet) are silent at once;
 - ``dispatcher``: the dispatcher has not completed a tick for ``DISPATCH_STALL_TICKS`` of its intervals
-  (or never did, while the watchdog has been ticking that long).
+  (or never did, while the watchdog has been ticking that long);
+- ``vault``: the off-site copies of ``VAULT_CAUSE_MIN_TARGETS`` or more targets are late at once: the
+  replication rule, its role or the vault is broken, not each target (it explains their ``offsite``
+  incidents).
 
 The per-target incidents a cause explains (rpo, start, end of its agent's targets; rpo of every target for
 the dispatcher) and the agent causes the ``agents`` cause explains are *suppressed*: opened on the ledger
@@ -36,6 +39,7 @@ from backup_functions.watchdog.model import TARGET_INCIDENT_KINDS, OverdueItem
 DISPATCH_STALL_TICKS = 3
 MOST_AGENTS_MIN_FLEET = 3
 JOBS_CAUSE_MIN_TARGETS = 2
+VAULT_CAUSE_MIN_TARGETS = 2
 MAX_STATES_READ = 100  # target states read for one cause's notice (one BatchGetItem)
 
 
@@ -169,7 +173,19 @@ def correlate(
         for item in missing:
             found.explained.setdefault(item.incident_sk, stalled.sk)
         found.causes[stalled.sk] = stalled
+    _vault_cause(overdue, fleet, found)
     return found
+
+
+def _vault_cause(overdue: Mapping[str, OverdueItem], fleet: FleetView, found: Correlation) -> None:
+    late = sorted((i for i in overdue.values() if i.incident_kind == alerts.OFFSITE), key=lambda i: i.deadline)
+    targets = tuple(sorted({i.name for i in late}))
+    if len(targets) < VAULT_CAUSE_MIN_TARGETS:
+        return
+    vault = Cause(pipeline_subject(fleet.pipeline), alerts.VAULT, late[0].deadline, None, targets)
+    for item in late:
+        found.explained.setdefault(item.incident_sk, vault.sk)
+    found.causes[vault.sk] = vault
 
 
 def never_ran(watching_since: datetime) -> str:
@@ -225,7 +241,8 @@ def recovery(incident: Incident, held: Iterable[Incident], overdue: Mapping[str,
     """The recovery message's facts: of the targets the cause affected (and those it held), which caught up
     and which are still behind (an item of theirs still overdue)."""
     targets = set(incident.details.get("targets") or ()) | {t for i in held if (t := i.about_target)}
-    behind = {i.target for i in overdue.values() if i.target and i.incident_kind in TARGET_INCIDENT_KINDS}
+    kinds = {alerts.OFFSITE} if incident.kind == alerts.VAULT else TARGET_INCIDENT_KINDS
+    behind = {i.target for i in overdue.values() if i.target and i.incident_kind in kinds}
     return {
         "caught_up": sorted(targets - behind),
         "still_behind": sorted(targets & behind),

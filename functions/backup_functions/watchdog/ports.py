@@ -24,6 +24,7 @@ RESOLUTIONS = {
     "jobs": "the agent's jobs start again",
     "agents": "most agents are sending heartbeats again",
     "dispatcher": "the dispatcher is running again",
+    "vault": "off-site copies are verified in the vault again",
 }
 
 
