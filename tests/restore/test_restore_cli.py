@@ -201,3 +201,16 @@ def test_restore_without_destination_or_in_place_is_a_usage_error(world: World, 
 def test_a_time_without_zone_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="time zone"):
         restore_cli.parse_time("2026-11-22T09:00:00")
+
+
+def test_restore_from_offsite_asks_for_the_vault_copy_and_is_refused_while_there_is_none(
+    world: World, fleet_file: Path
+) -> None:
+    world.seed_backup("app", started=T0 - timedelta(hours=2))  # a good backup, never copied off-site
+
+    code = _run(world, fleet_file, "restore", "app", "--to", "app-clone", "--from-offsite", "--reason", "INC-9")
+
+    assert code == 0
+    [outcome] = _deliver(world)
+    assert (outcome.action, outcome.reason_code) == ("rejected", "no-backup")
+    assert "with a verified off-site copy" in outcome.detail

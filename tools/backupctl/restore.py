@@ -64,6 +64,7 @@ def build_restore_request(args: argparse.Namespace) -> RestoreRequested:
             requested_by=args.requested_by or default_requester(),
             reason=args.reason,
             dry_run=args.dry_run,
+            source="offsite" if args.from_offsite else "primary",
         )
     except ValidationError as exc:
         raise UsageError(f"invalid restore request: {describe_validation_error(exc, root='request')}") from None
@@ -223,6 +224,12 @@ def register(subparsers: Any) -> None:
     where.add_argument("--to", metavar="OTHER_TARGET", help="clone into this target (must be in restore_to)")
     where.add_argument("--in-place", action="store_true", help="restore over the target (after a safety backup)")
     restore.add_argument("--dry-run", action="store_true", help="validate and report; restore nothing")
+    restore.add_argument(
+        "--from-offsite",
+        action="store_true",
+        help="read the backup's verified copy in the off-site vault (default: the backup bucket, falling back"
+        " to the vault copy when the primary object is gone)",
+    )
     restore.add_argument("--reason", required=True, help="why (kept in the ledger and the event)")
     restore.add_argument(
         "--requested-by", default=None, help="who asks, on the bus (default: user@host); the approvals URL knows"
