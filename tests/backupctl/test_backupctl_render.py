@@ -143,3 +143,48 @@ def test_history_lists_runs_with_duration_state_and_error() -> None:
 
 def test_history_of_a_target_without_runs_says_so() -> None:
     assert render_history("orders", []) == "orders: no runs recorded\n"
+
+
+def test_the_offsite_column_says_ok_pending_or_missing() -> None:
+    vaulted = {"offsite": True, "last_good_run_id": "r2", "last_good_at": NOW - timedelta(minutes=20)}
+    rows = [
+        _row(**vaulted, last_offsite_run_id="r2", last_offsite_good_at=NOW - timedelta(minutes=20)),
+        _row(**vaulted, target="shop", last_offsite_run_id="r1", last_offsite_good_at=NOW - timedelta(days=1)),
+        _row(**vaulted, target="late", incidents=("offsite",)),
+    ]
+
+    text = render_status(rows, NOW)
+
+    assert "OFF-SITE" in text.splitlines()[0]
+    assert [row.offsite_cell(NOW) for row in rows] == ["ok", "pending 20m (last copy 1d 0h)", "MISSING 20m"]
+    assert rows[2].state(NOW) == "OFF-SITE MISSING"
+    assert "OFF-SITE" not in render_status([_row(last_good_at=NOW)], NOW)
+
+
+def test_a_target_that_needs_its_copy_ages_from_its_newest_copy() -> None:
+    row = _row(
+        offsite=True,
+        rpo_needs_offsite=True,
+        last_good_run_id="r9",
+        last_good_at=NOW - timedelta(hours=1),
+        last_offsite_run_id="r8",
+        last_offsite_good_at=NOW - timedelta(hours=27),
+    )
+
+    assert row.age(NOW) == timedelta(hours=27)
+    assert row.state(NOW) == BREACHED
+
+
+def test_history_shows_which_runs_have_an_offsite_copy() -> None:
+    started = NOW - timedelta(hours=2)
+    common = {"pk": "TARGET#orders", "job_id": "j", "target": "orders", "agent": "db-1", "started_at": started}
+    runs = [
+        RunRecord(**common, sk="RUN#2", run_id="r2", state="succeeded"),  # type: ignore[arg-type]
+        RunRecord(**common, sk="RUN#1", run_id="r1", state="succeeded", offsite_verified_at=started),  # type: ignore[arg-type]
+    ]
+
+    lines = render_history("orders", runs, offsite=True).splitlines()
+
+    assert "OFF-SITE" in lines[1]
+    assert "pending" in lines[3]
+    assert " ok " in lines[4]

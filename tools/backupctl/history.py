@@ -32,16 +32,27 @@ def history_json(runs: list[RunRecord]) -> list[dict[str, Any]]:
         "stage",
         "exit_code",
         "error",
+        "offsite_bucket",
+        "offsite_version_id",
+        "offsite_verified_at",
     )
     stored = [run.stored_fields() for run in runs]
     return [{name: run[name] for name in fields if name in run} for run in stored]
 
 
-def render_history(target: str, runs: list[RunRecord], *, colour: bool = False) -> str:
-    """Runs as a table, newest first (as given)."""
+def _offsite_cell(run: RunRecord) -> str:
+    if run.offsite_verified_at is not None:
+        return "ok"
+    return "pending" if run.good else "-"
+
+
+def render_history(target: str, runs: list[RunRecord], *, colour: bool = False, offsite: bool = False) -> str:
+    """Runs as a table, newest first (as given); with ``offsite`` (the fleet has a vault) an OFF-SITE column."""
     if not runs:
         return f"{target}: no runs recorded\n"
     headers = ["STARTED", "FINISHED", "DURATION", "STATE", "SIZE", "TRIGGER", "RUN", "ERROR"]
+    if offsite:
+        headers.insert(5, "OFF-SITE")
     cells, colours = [], []
     for run in runs:
         started, finished = run.started_at, run.finished_at
@@ -50,18 +61,19 @@ def render_history(target: str, runs: list[RunRecord], *, colour: bool = False) 
             duration = (finished - started).total_seconds()
         size = run.bytes_stored
         state = run.state or "?"
-        cells.append(
-            [
-                format_time(started),
-                format_time(finished) if finished else "-",
-                format_age(timedelta(seconds=float(duration))) if duration is not None else "-",
-                state,
-                format_bytes(int(size)) if size is not None else "-",
-                run.trigger or "-",
-                run.run_id,
-                ascii_line(run.error, ERROR_COLUMN_MAX) if run.error else "",
-            ]
-        )
+        line = [
+            format_time(started),
+            format_time(finished) if finished else "-",
+            format_age(timedelta(seconds=float(duration))) if duration is not None else "-",
+            state,
+            format_bytes(int(size)) if size is not None else "-",
+            run.trigger or "-",
+            run.run_id,
+            ascii_line(run.error, ERROR_COLUMN_MAX) if run.error else "",
+        ]
+        if offsite:
+            line.insert(5, _offsite_cell(run))
+        cells.append(line)
         colours.append(RED if colour and state not in ("succeeded", "started") else None)
     return f"{target}: {len(runs)} run(s), newest first\n" + table(headers, cells, colours)
 
@@ -72,7 +84,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         sys.stdout.write(to_json(history_json(runs)))
     else:
-        sys.stdout.write(render_history(args.target, runs, colour=use_colour(sys.stdout)))
+        offsite = ctx.fleet.pipeline.offsite is not None
+        sys.stdout.write(render_history(args.target, runs, colour=use_colour(sys.stdout), offsite=offsite))
     return 0
 
 
