@@ -15,6 +15,7 @@ from backup_contracts import ledger as keys
 from backup_contracts.fleet import Fleet
 from backup_contracts.naming import manifest_key
 from backup_functions.ledger import OffsiteCopy, RunRecord
+from backup_functions.ledger.targets import TargetStates
 from backup_functions.ports import ObjectStore, S3ObjectStore, SnsNotifier
 from backup_functions.watchdog.handler import run_tick
 from backup_functions.watchdog.ports import TickReport
@@ -239,3 +240,32 @@ def test_copies_of_several_targets_late_at_once_page_one_replication_incident(aw
     assert [m["MessageAttributes"]["kind"]["Value"] for m in resolved] == ["vault"]
     assert "Caught up:   ledgerdb, orders-0" in resolved[0]["Message"]
     assert aws.ledger.incidents.list_open() == []
+
+
+@pytest.mark.usefixtures("auditor")
+def test_a_verification_whose_ledger_write_fails_is_completed_by_the_next_tick(
+    aws, fleet, vault, ctx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good_backup(aws, ctx)
+    replicator(aws.session, aws.bucket, vault).replicate()
+    real = TargetStates.record_offsite
+    failures = iter([True])
+
+    def flaky(self: TargetStates, *args: Any, **kwargs: Any) -> bool:
+        if next(failures, False):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "UpdateItem")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(TargetStates, "record_offsite", flaky)
+
+    first = tick(aws, fleet, vault, GOOD_AT + 5 * M)
+    assert first.offsite is not None
+    assert first.offsite.errors  # said, and the watchdog still ticked
+    assert copy_of(aws).state == "pending"  # not marked verified while the target does not know
+
+    tick(aws, fleet, vault, GOOD_AT + 10 * M)
+
+    assert copy_of(aws).state == "verified"
+    state = aws.ledger.targets.get("orders-0")
+    assert state is not None
+    assert state.last_offsite_run_id == "r1"

@@ -78,6 +78,7 @@ class OffsiteReport:
     pending: list[str] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # the vault did not answer: AccessDenied, network
+    errors: list[str] = field(default_factory=list)  # a check whose ledger write failed (repeated next tick)
 
 
 def copy_problems(
@@ -118,40 +119,44 @@ class OffsiteCheck:
     def tick(self, now: datetime) -> OffsiteReport:
         report = OffsiteReport()
         for copy in self._ledger.offsite.due(now):
-            sources: list[str]
-            label = f"{copy.target}/{copy.run_id}"
             try:
-                self._fleet.target(copy.target)
-            except KeyError:
-                continue  # removed from the fleet: the watchdog clears its watch (watchdog.removal)
-            try:
-                head = self._vault.head(copy.vault_bucket, copy.key, None)
-                manifest = self._vault.manifest(copy.vault_bucket, copy.key) if head is not None else None
-            except (ClientError, BotoCoreError) as exc:
-                log.warning("could not read %s's copy from the vault: %s", label, exc)
-                report.unreadable.append(label)
-                head, sources = None, []
-                problems = [f"the vault could not be read: {exc}"]
-            else:
-                problems, sources = copy_problems(head, manifest, copy, self._config)
-            if not problems:
-                self._verified(copy, head or {}, sources, now)
-                report.verified.append(label)
-                continue
+                self._check(copy, now, report)
+            except Exception as exc:  # a failed ledger write: the copy stays due, the next tick checks it again
+                log.exception("off-site check of %s/%s failed; the next tick repeats it", copy.target, copy.run_id)
+                report.errors.append(f"{copy.target}/{copy.run_id}: {type(exc).__name__}: {exc}")
+        return report
+
+    def _check(self, copy: OffsiteCopy, now: datetime, report: OffsiteReport) -> None:
+        label = f"{copy.target}/{copy.run_id}"
+        try:
+            _, target = self._fleet.target(copy.target)
+        except KeyError:
+            return  # removed from the fleet: the watchdog clears its watch (watchdog.removal)
+        sources: list[str] = []
+        try:
+            head = self._vault.head(copy.vault_bucket, copy.key, None)
+            manifest = self._vault.manifest(copy.vault_bucket, copy.key) if head is not None else None
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("could not read %s's copy from the vault: %s", label, exc)
+            report.unreadable.append(label)
+            head, problems = None, [f"the vault could not be read: {exc}"]
+        else:
+            problems, sources = copy_problems(head, manifest, copy, self._config)
+        if problems:
             next_check = min(now + self._config.poll, copy.due_by)
             self._ledger.offsite.checked(copy, at=now, problems=problems, next_check=next_check)
             (report.late if now >= copy.due_by else report.pending).append(label)
-        return report
-
-    def _verified(self, copy: OffsiteCopy, head: dict[str, Any], sources: list[str], now: datetime) -> None:
+            return
+        # Where the copy is goes on the run and the target first; marking the copy verified (which ends its
+        # watch) comes last, so a write that fails in between is repeated by the next tick, never skipped.
+        head = head or {}
         version = str(head["VersionId"]) if head.get("VersionId") not in (None, "null") else None
-        self._ledger.offsite.verified(copy, at=now, version_id=version, checksum_sources=sources)
-        runs = self._ledger.runs
-        runs.record_offsite(
+        self._ledger.runs.record_offsite(
             copy.target, copy.started_at, copy.run_id, bucket=copy.vault_bucket, version_id=version, at=now
         )
-        _, target = self._fleet.target(copy.target)
         rpo = target.rpo_delta if target.rpo_needs_offsite else None
         self._ledger.targets.record_offsite(
             copy.target, run_id=copy.run_id, good_at=copy.good_at, verified_at=now, rpo=rpo
         )
+        self._ledger.offsite.verified(copy, at=now, version_id=version, checksum_sources=sources)
+        report.verified.append(label)
