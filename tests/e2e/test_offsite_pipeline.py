@@ -118,3 +118,29 @@ def test_a_restore_from_the_vault_is_rejected_while_the_copy_is_unverified(tmp_p
         assert restore is not None
         assert (restore.state, restore.reason_code) == ("rejected", "no-backup")
         assert "with a verified off-site copy" in str(restore.rejection)
+
+
+def test_a_copy_replication_never_made_pages_past_the_lag_and_clears_once_it_arrives(tmp_path: Path) -> None:
+    fleet_file = default_fleet_file()
+    fleet = load_fleet(fleet_file)
+    with moto_server() as endpoint:
+        resources = provision(fleet, endpoint.session())
+        world = DemoWorld(tmp_path, fleet, fleet_file, resources, LocalPipeline(endpoint, resources, fleet_file))
+        demo = Demo(world, lambda _line: None)
+        demo.seed()
+        demo.backup_cycle()
+        world.pipeline.alerts()  # the unreachable target's failure: not what this test is about
+        lag = fleet.pipeline.offsite.lag_delta if fleet.pipeline.offsite else timedelta(0)
+
+        world.pipeline.tick_watchdog(demo.now + lag - timedelta(minutes=5))
+        assert not [a for a in world.pipeline.alerts() if "OFF-SITE" in a["subject"]]
+        world.pipeline.tick_watchdog(demo.now + lag + timedelta(minutes=5))
+        late = [a for a in world.pipeline.alerts() if "OFF-SITE" in a["subject"]]
+
+        assert [a["attributes"]["kind"] for a in late] == ["vault"]  # all three targets' copies: one cause
+        assert "OFF-SITE REPLICATION STALLED" in late[0]["subject"]
+
+        world.pipeline.replicate()
+        world.pipeline.tick_watchdog(demo.now + lag + timedelta(minutes=10))
+        cleared = [a for a in world.pipeline.alerts() if a["attributes"].get("kind") == "vault"]
+        assert [a["attributes"]["phase"] for a in cleared] == ["resolved"]
