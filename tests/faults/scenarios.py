@@ -13,8 +13,9 @@ from typing import Any
 
 from backup_contracts import ledger as keys
 from backup_contracts.fleet import parse_fleet
-from backup_contracts.naming import agent_event_source, backup_object_key
+from backup_contracts.naming import agent_event_source, backup_object_key, manifest_key
 from backup_functions.ledger import NewJob
+from local_pipeline.replication import replicator
 from tests.faults.harness import redeliver, retry, tick
 from tests.faults.worlds import CONTEXT, FaultWorld, later
 from tests.restore.conftest import ALICE, BOB, T0
@@ -31,6 +32,7 @@ class Scenario:
     act: Step
     settle: Step  # what the pipeline does next, without faults: the next tick of a schedule
     drills: bool = False  # the fleet has the restore fleet's drill (of target app)
+    offsite: bool = False  # the fleet has an off-site vault (worlds.OFFSITE), which the watchdog checks
 
 
 def _nothing(w: FaultWorld) -> None:
@@ -213,6 +215,31 @@ def _watchdog(w: FaultWorld) -> None:
     tick(w.watchdog_tick)
 
 
+def _offsite_backup(w: FaultWorld) -> None:
+    """A verified backup (object and manifest) whose off-site copy the audit expects; checked once, before
+    replication copied it (so the copy's problem is recorded)."""
+    _store(w, RUN_1, START_1)
+    key = backup_object_key(AUDIT_AGENT, AUDIT_TARGET, RUN_1, START_1, "sql.zst")
+    manifest = {"run_id": RUN_1, "sha256": hashlib.sha256(BODY).hexdigest(), "bytes_stored": len(BODY)}
+    w.world.s3.put_object(Bucket=w.world.resources.bucket, Key=manifest_key(key), Body=json.dumps(manifest))
+    for body in _backup_events(w, RUN_1, START_1):
+        w.audit(body)
+    w.watchdog_tick()
+
+
+def _offsite_replicated_setup(w: FaultWorld) -> None:
+    _offsite_backup(w)
+    vault = w.world.resources.vault
+    assert vault is not None
+    replicator(w.world.session, w.world.resources.bucket, vault).replicate()
+    later(w, 6)  # the copy's next check is due
+
+
+def _offsite_late_setup(w: FaultWorld) -> None:
+    _offsite_backup(w)
+    later(w, 61)  # past the lag: the copy never came
+
+
 def _good_backup(w: FaultWorld, target: str, at: Any) -> None:
     w.world.ledger.targets.record_good_backup(
         target,
@@ -358,6 +385,8 @@ SCENARIOS = [
     Scenario("watchdog-resolved", _resolved_setup, _watchdog, WATCHDOG_AGAIN),
     Scenario("watchdog-agent-down", _agent_down_setup, _watchdog, WATCHDOG_AGAIN),
     Scenario("watchdog-decommissioned", _decommissioned_setup, _watchdog, WATCHDOG_AGAIN),
+    Scenario("offsite-verified", _offsite_replicated_setup, _watchdog, WATCHDOG_AGAIN, offsite=True),
+    Scenario("offsite-late", _offsite_late_setup, _watchdog, WATCHDOG_AGAIN, offsite=True),
     # dispatcher
     Scenario("dispatcher-due", _nothing, _dispatcher_due, DISPATCHER_AGAIN),
     Scenario("backup-requested", _nothing, _backup_requested, DISPATCHER_AGAIN),

@@ -21,7 +21,7 @@ from botocore.config import Config
 from moto import mock_aws
 
 from backup_contracts import ledger as keys
-from backup_contracts.fleet import Fleet, parse_fleet
+from backup_contracts.fleet import Fleet, OffsiteVault, parse_fleet
 from backup_functions.audit import handler as audit_handler
 from backup_functions.audit import logic as audit_logic
 from backup_functions.dispatcher import handler as dispatcher_handler
@@ -37,6 +37,7 @@ from local_pipeline.runner import LambdaContext
 from tests.faults.harness import Fault, normalise
 from tests.restore.conftest import FLEET, REGION, T0, World, capture_pipeline_events, restore_fleet
 
+OFFSITE = OffsiteVault(region="eu-central-1", account="123456789012", primary_account="123456789012", lag="1h")
 CONTEXT = LambdaContext(
     function_name="faults-fn",
     aws_request_id="00000000-0000-0000-0000-000000000000",
@@ -86,6 +87,10 @@ class FaultWorld:
         ordered = sorted(versions, key=lambda v: (v["Key"], v["LastModified"]))
         # what was received, as multisets: the order across invocations is not part of the outcome
         state = {"ledger": items, "alerts": _ordered(alerts), "jobs": _ordered(jobs), "events": _ordered(events)}
+        if w.resources.vault is not None:  # the copies' version ids are moto's too
+            vault_s3 = w.session.client("s3", region_name=w.resources.vault.region)
+            copies = vault_s3.list_object_versions(Bucket=w.resources.vault.bucket).get("Versions", [])
+            ordered += sorted(copies, key=lambda v: (v["Key"], v["LastModified"]))
         variable = [v["VersionId"] for v in ordered if v.get("VersionId") not in (None, "null")]
         key = w.resources.kms_key_arn  # moto makes a new key id in every world
         return normalise(state, [key, key.rsplit("/", 1)[-1], *variable])
@@ -99,27 +104,27 @@ class _Clients:
     def __init__(self) -> None:
         self.session = boto3.Session(region_name=REGION)
         self.fault = Fault()
-        self._plain: dict[tuple[str, bool], Any] = {}
-        self._hooked: dict[tuple[str, bool], Any] = {}
+        self._plain: dict[tuple[str, bool, str | None], Any] = {}
+        self._hooked: dict[tuple[str, bool, str | None], Any] = {}
 
-    def _make(self, service: str, sigv4: bool) -> Any:
+    def _make(self, service: str, sigv4: bool, region: str | None = None) -> Any:
         if sigv4:
-            return self.session.client(service, config=Config(signature_version="s3v4"))
-        return self.session.client(service)
+            return self.session.client(service, config=Config(signature_version="s3v4"), region_name=region)
+        return self.session.client(service, region_name=region)
 
-    def client(self, service: str, config: Any = None, **_: Any) -> Any:
-        key = (service, config is not None)
+    def client(self, service: str, config: Any = None, region_name: str | None = None, **_: Any) -> Any:
+        key = (service, config is not None, region_name)
         if key not in self._plain:
-            self._plain[key] = self._make(service, config is not None)
+            self._plain[key] = self._make(service, config is not None, region_name)
         return self._plain[key]
 
     def _hook(self, **kwargs: Any) -> None:
         self.fault.hook(**kwargs)
 
-    def hooked(self, service: str, *, sigv4: bool = False) -> Any:
-        key = (service, sigv4)
+    def hooked(self, service: str, *, sigv4: bool = False, region: str | None = None) -> Any:
+        key = (service, sigv4, region)
         if key not in self._hooked:
-            client = self._make(service, sigv4)
+            client = self._make(service, sigv4, region)
             client.meta.events.register("before-call.*.*", self._hook)
             self._hooked[key] = client
         return self._hooked[key]
@@ -138,14 +143,17 @@ def _clients() -> _Clients:
 
 
 @contextmanager
-def fault_world(fault: Fault, *, drills: bool) -> Iterator[FaultWorld]:
+def fault_world(fault: Fault, *, drills: bool, offsite: bool = False) -> Iterator[FaultWorld]:
     """The world, with every client of the functions carrying ``fault``'s hook (disarmed); without
-    ``drills`` the fleet has none (so a scenario's ticks do only what the scenario is about)."""
+    ``drills`` the fleet has none (so a scenario's ticks do only what the scenario is about); with
+    ``offsite`` it has an off-site vault (in moto, in its own region), which the watchdog reads."""
     with mock_aws():
         clients = _clients()
         clients.fault = fault
         session: Any = clients
         fleet = restore_fleet() if drills else _without_drills()
+        if offsite:
+            fleet = fleet.model_copy(update={"pipeline": fleet.pipeline.model_copy(update={"offsite": OFFSITE})})
         resources = provision(fleet, session)
         sqs = session.client("sqs")
         capture_url = capture_pipeline_events(session, resources.bus_name)
@@ -184,8 +192,11 @@ def fault_world(fault: Fault, *, drills: bool) -> Iterator[FaultWorld]:
         )
         restore_handler.configure(restore_handler.Runtime(coordinator))
         audit_handler.configure(audit_handler.Runtime(auditor))
+        vault = S3ObjectStore(clients.hooked("s3", sigv4=True, region=OFFSITE.region)) if offsite else None
         watchdog_handler.configure(
-            watchdog_handler.Runtime(fleet=fleet, ledger=ledger, notifier=notifier, events=publisher, clock=clock)
+            watchdog_handler.Runtime(
+                fleet=fleet, ledger=ledger, notifier=notifier, events=publisher, clock=clock, vault=vault
+            )
         )
         dispatcher_handler.configure(
             dispatcher_handler.Runtime(

@@ -38,7 +38,6 @@ class OffsiteCopy(WatchedItem):
     sha256: str
     s3_checksum_sha256: str | None = None
     state: str = PENDING
-    checks: int = 0
     last_checked_at: datetime | None = None
     problems: list[str] = Field(default_factory=list)  # what the last check found wrong
     verified_at: datetime | None = None
@@ -95,7 +94,6 @@ class OffsiteCopies:
         update = Update().set(
             last_checked_at=at, problems=problems[:PROBLEMS_KEPT], **watch(copy.target, WATCH_OFFSITE, next_check)
         )
-        update.add("checks", 1)
         return self._update(copy, update, update.equals("state", PENDING))
 
     def verified(self, copy: OffsiteCopy, *, at: datetime, version_id: str | None, checksum_sources: list[str]) -> bool:
@@ -105,7 +103,6 @@ class OffsiteCopies:
         )
         if version_id:
             update.set(vault_version_id=version_id)
-        update.add("checks", 1)
         update.remove(keys.WATCH_SHARD, keys.WATCH_KIND, keys.WATCH_DEADLINE)
         return self._update(copy, update, update.equals("state", PENDING))
 

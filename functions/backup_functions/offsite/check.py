@@ -78,7 +78,7 @@ class OffsiteReport:
     pending: list[str] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # the vault did not answer: AccessDenied, network
-    errors: list[str] = field(default_factory=list)  # a check whose ledger write failed (repeated next tick)
+    errors: list[str] = field(default_factory=list)  # a check that failed half-way (repeated by the next tick)
 
 
 def copy_problems(
@@ -109,6 +109,18 @@ def copy_problems(
     return problems, sources
 
 
+TRANSIENT_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"}
+)
+
+
+def _transient(exc: ClientError) -> bool:
+    """A failure that says nothing about the copy (S3 busy, a 5xx); AccessDenied or NoSuchBucket do say
+    something — the vault is unreadable for this role — and are recorded as the check's problem."""
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return str(exc.response.get("Error", {}).get("Code")) in TRANSIENT_CODES or status >= 500
+
+
 class OffsiteCheck:
     def __init__(self, fleet: Fleet, ledger: Ledger, vault: ObjectStore, config: VaultConfig) -> None:
         self._fleet = fleet
@@ -121,7 +133,7 @@ class OffsiteCheck:
         for copy in self._ledger.offsite.due(now):
             try:
                 self._check(copy, now, report)
-            except Exception as exc:  # a failed ledger write: the copy stays due, the next tick checks it again
+            except (ClientError, BotoCoreError) as exc:  # a failed read or write: the copy stays due, checked again
                 log.exception("off-site check of %s/%s failed; the next tick repeats it", copy.target, copy.run_id)
                 report.errors.append(f"{copy.target}/{copy.run_id}: {type(exc).__name__}: {exc}")
         return report
@@ -136,7 +148,9 @@ class OffsiteCheck:
         try:
             head = self._vault.head(copy.vault_bucket, copy.key, None)
             manifest = self._vault.manifest(copy.vault_bucket, copy.key) if head is not None else None
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if _transient(exc):
+                raise  # inconclusive: nothing is written, the copy stays due and the next tick reads it again
             log.warning("could not read %s's copy from the vault: %s", label, exc)
             report.unreadable.append(label)
             head, problems = None, [f"the vault could not be read: {exc}"]
