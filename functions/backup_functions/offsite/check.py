@@ -9,8 +9,10 @@ there too and names the same run, size and SHA-256 (a restore from the vault nee
 ``OffsiteCheck.tick(now)`` handles every copy whose check is due (``ledger.offsite``): verified → recorded
 on the copy, on its run (where a restore from the vault reads it) and on the target (``backupctl status``'s
 OFF-SITE column; for ``rpo_needs_offsite`` targets also the RPO watch); not yet → what was wrong, and the
-next check at ``min(now + poll, due_by)``. A vault that cannot be read is a problem of that check, not an
-error of the tick: the copy stays pending and, past its lag, pages "off-site copy missing" with the reason.
+next check at ``min(now + poll, due_by)``. A vault that refuses the read (AccessDenied, NoSuchBucket) is
+that check's problem, recorded, and past the lag the page says it; a transient failure (5xx, throttling,
+a broken connection) says nothing about the copy, so nothing is written and the next tick reads it again.
+Neither fails the tick: the watchdog runs after the checks whatever they met.
 """
 
 from __future__ import annotations
