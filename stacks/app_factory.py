@@ -1,19 +1,26 @@
-"""Build the CDK app from a fleet file: validate the fleet, stage the Lambda code, add the stack and cdk-nag."""
+"""Build the CDK app from a fleet file: validate the fleet, stage the Lambda code, add the stacks and cdk-nag.
+
+With ``pipeline.offsite`` the app holds two stacks: the vault (``<pipeline>-vault``, in the vault's account
+and region) and the pipeline stack, which depends on it (deploy order: vault first) and is pinned to
+``offsite.primary_account``, the account the vault trusts.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from aws_cdk import App, Validations
+from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from backup_contracts.fleet import Fleet, load_fleet
+from backup_contracts.naming import vault_stack_name
 from stacks.entrypoint import FLEET_CONTEXT_KEY
 from stacks.entrypoint import fleet_path as context_fleet_path
 from stacks.functions import RUNTIME_PYTHON_VERSION
 from stacks.lambda_package import REPO_ROOT, build_lambda_package
 from stacks.pipeline_stack import PipelineStack
+from stacks.vault import VaultStack
 
 
 def cdk_json_context() -> dict[str, object]:
@@ -49,12 +56,25 @@ def build_app(
     package = build_lambda_package(
         fleet, python_version=RUNTIME_PYTHON_VERSION, bundle_dependencies=bundle_dependencies
     )
-    PipelineStack(
+    offsite = fleet.pipeline.offsite
+    pipeline = PipelineStack(
         app,
         stack_id(fleet),
         fleet=fleet,
         code=lambda_.Code.from_asset(str(package.asset_dir)),
         description=f"{fleet.pipeline.name}: event-driven backup pipeline (fleet from {path.name})",
+        # The vault trusts roles of this account by ARN: `cdk deploy` refuses credentials of another one.
+        env=Environment(account=offsite.primary_account) if offsite is not None else None,
     )
+    if offsite is not None:
+        vault = VaultStack(
+            app,
+            vault_stack_name(fleet.pipeline.name),
+            fleet=fleet,
+            env=Environment(account=offsite.account, region=offsite.region),
+            description=f"{fleet.pipeline.name}: off-site vault of the backups (fleet from {path.name})",
+        )
+        # The replication rule names the vault's bucket and key alias: they must exist first.
+        pipeline.add_stack_dependency(vault, "replication into the vault needs its bucket and key")
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app

@@ -9,7 +9,8 @@ Every right is an explicit statement with a Sid (the access matrix names them; c
   service performs for the caller — no ``kms:ReEncrypt*`` (which CDK's ``grant_*`` would add);
 - the bus: ``events:PutEvents`` only for the functions that send events, each bound to its sources by
   ``events:source`` (a set operator: every entry of a batch must carry one of them);
-- SQS and SNS: send jobs, consume their event queue, publish alerts — with the key use each needs.
+- SQS and SNS: send jobs, consume their event queue, publish alerts — with the key use each needs;
+- the off-site vault (``pipeline.offsite``): the watchdog and the restore coordinator read copies there.
 
 Change a function's code to call something new and its row of ``LEDGER_ACTIONS`` (or its grant here) is
 where the right goes; the access matrix (tests/infrastructure/test_access_matrix.py) proves each one.
@@ -30,6 +31,7 @@ from aws_cdk import aws_sqs as sqs
 
 from backup_contracts import ledger
 from backup_contracts.naming import AGENT_PREFIX_ROOT, SOURCE_PIPELINE
+from stacks.vault_names import VaultNames
 
 # The DynamoDB actions each function's code calls on the ledger (functions/backup_functions/ledger/client.py
 # turns get/batch_get/query/put/update/delete into GetItem/BatchGetItem/Query/PutItem/UpdateItem/DeleteItem).
@@ -77,6 +79,7 @@ EVENT_SOURCES: Mapping[str, tuple[str, ...]] = {
 KMS_FOR_LEDGER = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")  # CMK-encrypted table
 KMS_FOR_SENDING = ("kms:Decrypt", "kms:GenerateDataKey")  # SQS/SNS SSE: the producer's data key
 KMS_FOR_READING = ("kms:Decrypt",)  # SQS consumer, S3 GetObject of an SSE-KMS object
+VAULT_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")  # the off-site copies (read_vault_copies)
 
 QUEUE_CONSUME_ACTIONS = (
     "sqs:ReceiveMessage",
@@ -166,3 +169,21 @@ class FunctionAccess:
         """Object-level actions on the backups under agents/ (no bucket-level or list permission, no delete)."""
         self._allow("ReadBackupObjects", actions, [bucket.arn_for_objects(f"{AGENT_PREFIX_ROOT}/*")])
         self.use_key_through("s3", KMS_FOR_READING)  # reading an SSE-KMS object decrypts its data key
+
+    def read_vault_copies(self, vault: VaultNames) -> None:
+        """The off-site vault's copies (another region, usually another account): HeadObject with or without
+        a version (with ChecksumMode, which needs kms:Decrypt on an SSE-KMS object), GetObject of a manifest,
+        presigned GETs; ListBucket so that a copy not there yet answers 404, not 403. The vault key is used
+        only through S3 in the vault's region, and only the key carrying the vault's alias: its id is not
+        known here. The vault's bucket and key policies grant the same to this role's fixed name."""
+        self._allow("ReadVaultCopies", VAULT_READ_ACTIONS, [vault.copies_arn])
+        self._allow("ListVault", ["s3:ListBucket"], [vault.bucket_arn])
+        self._allow(
+            "DecryptVaultCopiesThroughS3",
+            KMS_FOR_READING,
+            [vault.keys_arn],
+            {
+                "StringEquals": {"kms:ViaService": vault.s3_service},
+                "ForAnyValue:StringEquals": {"kms:ResourceAliases": [vault.key_alias]},
+            },
+        )

@@ -8,7 +8,8 @@ blocking the batch; only the queue's own rule may send to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -89,6 +90,9 @@ class Shared:
     topic: sns.ITopic
     agent_queues: tuple[sqs.IQueue, ...]
     chat_topic: sns.ITopic | None = None  # with chat channels: every alert again, as a Chatbot notification
+    # Functions whose roles need a fixed name another stack can trust by ARN (the off-site vault's readers);
+    # the others keep CloudFormation's generated names.
+    role_names: Mapping[str, str] = field(default_factory=dict)
 
 
 class Functions(Construct):
@@ -137,6 +141,7 @@ class Functions(Construct):
             scope,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            role_name=self._shared.role_names.get(name),
             description=f"{self._shared.fleet.pipeline.name} {name} function",
         )
         function = lambda_.Function(

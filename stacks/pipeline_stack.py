@@ -16,7 +16,9 @@ from stacks.event_bus import EventBus
 from stacks.functions import Functions, Shared
 from stacks.ledger import Ledger
 from stacks.monitoring import Monitoring
+from stacks.offsite import OffsiteReplication
 from stacks.storage import Storage
+from stacks.vault_names import VAULT_READERS, reader_role_names
 
 
 class PipelineStack(Stack):
@@ -45,7 +47,22 @@ class PipelineStack(Stack):
                 topic=self.alerting.topic,
                 chat_topic=self.alerting.chat_topic,
                 agent_queues=tuple(agent.queue for agent in self.agent_access.agents.values()),
+                role_names=reader_role_names(fleet),
             ),
+        )
+        # pipeline.offsite: replicate every backup into the vault (stacks/vault.py) and let the watchdog and
+        # the restore coordinator read the copies back.
+        self.offsite = (
+            OffsiteReplication(
+                self,
+                "Offsite",
+                fleet=fleet,
+                bucket=self.storage.bucket,
+                key=key,
+                readers={name: self.functions.access[name] for name in VAULT_READERS},
+            )
+            if fleet.pipeline.offsite is not None
+            else None
         )
         self.approvals = RestoreApprovals(self, "RestoreApprovals", fleet=fleet, function=self.functions.restore)
         dlqs = {f"agent-{name}": agent.dlq for name, agent in self.agent_access.agents.items()}

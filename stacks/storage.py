@@ -21,13 +21,42 @@ SSE_HEADER = "s3:x-amz-server-side-encryption"
 SSE_KEY_HEADER = "s3:x-amz-server-side-encryption-aws-kms-key-id"
 
 
+def access_log_bucket(scope: Construct, construct_id: str, *, logged: str) -> s3.Bucket:
+    """The server access log bucket of ``logged``: S3 delivers access logs only to an SSE-S3 bucket (not
+    SSE-KMS) without Object Lock; versioned, private, TLS only, logs kept ACCESS_LOG_DAYS."""
+    logs = s3.Bucket(
+        scope,
+        construct_id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        versioned=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                id="expire-access-logs",
+                expiration=Duration.days(ACCESS_LOG_DAYS),
+                noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
+                abort_incomplete_multipart_upload_after=Duration.days(ABORT_MULTIPART_DAYS),
+            )
+        ],
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    acknowledge(
+        logs,
+        "AwsSolutions-S1",
+        f"This is the server access log bucket of the {logged}; logging it into itself would loop.",
+    )
+    return logs
+
+
 class Storage(Construct):
     """KMS key (rotation on) and a versioned, SSE-KMS, TLS-only bucket with per-retention-tier lifecycle."""
 
     def __init__(self, scope: Construct, construct_id: str, *, fleet: Fleet) -> None:
         super().__init__(scope, construct_id)
         self.key = self._build_key(fleet)
-        self.access_logs = self._build_access_log_bucket()
+        self.access_logs = access_log_bucket(self, "AccessLogs", logged="backup bucket")
         self.bucket = self._build_bucket(fleet)
 
     def _build_key(self, fleet: Fleet) -> kms.Key:
@@ -49,33 +78,6 @@ class Storage(Construct):
             )
         )
         return key
-
-    def _build_access_log_bucket(self) -> s3.Bucket:
-        # S3 server access logs can only be delivered to an SSE-S3 bucket (not SSE-KMS).
-        logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-access-logs",
-                    expiration=Duration.days(ACCESS_LOG_DAYS),
-                    noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
-                    abort_incomplete_multipart_upload_after=Duration.days(ABORT_MULTIPART_DAYS),
-                )
-            ],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            logs,
-            "AwsSolutions-S1",
-            "This is the server access log bucket of the backup bucket; logging it into itself would loop.",
-        )
-        return logs
 
     def _build_bucket(self, fleet: Fleet) -> s3.Bucket:
         lock = fleet.pipeline.object_lock
