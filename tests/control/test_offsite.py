@@ -269,3 +269,15 @@ def test_a_verification_whose_ledger_write_fails_is_completed_by_the_next_tick(
     state = aws.ledger.targets.get("orders-0")
     assert state is not None
     assert state.last_offsite_run_id == "r1"
+
+
+def test_a_missing_backup_of_a_target_that_needs_copies_says_so(aws, auditor, fleet, vault, ctx) -> None:
+    good_backup(aws, ctx, target="ledgerdb", run="r2")
+    replicator(aws.session, aws.bucket, vault).replicate()
+    tick(aws, fleet, vault, GOOD_AT + 5 * M)  # the copy verifies: the RPO counts from this backup
+
+    tick(aws, fleet, vault, GOOD_AT + timedelta(hours=26, minutes=1))
+
+    [missing] = [m for m in aws.alerts() if m["MessageAttributes"]["kind"]["Value"] == "rpo"]
+    assert "ledgerdb" in missing["Subject"]
+    assert "only once its off-site copy is verified" in missing["Message"]

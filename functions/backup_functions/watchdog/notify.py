@@ -54,8 +54,28 @@ def situation(notice: Notice, pipeline: str, fleet: Fleet | None = None) -> aler
         stderr_tail=text.get("stderr_tail"),
         problems=tuple(str(p) for p in problems),
         notify_count=notice.notify_count,
-        extra={**notice.extra, **({"resolution": notice.resolution} if notice.resolution else {})},
+        extra={
+            **notice.extra,
+            **({"resolution": notice.resolution} if notice.resolution else {}),
+            **_note(notice, fleet),
+        },
     )
+
+
+def _note(notice: Notice, fleet: Fleet | None) -> dict[str, str]:
+    """What a missing backup means for a target that counts only backups copied off-site."""
+    if notice.kind != alerts.RPO or fleet is None or notice.target is None:
+        return {}
+    try:
+        _, target = fleet.target(notice.target)
+    except KeyError:
+        return {}
+    if not target.rpo_needs_offsite:
+        return {}
+    return {
+        "note": "this target counts a backup only once its off-site copy is verified (rpo_needs_offsite):"
+        " a newer backup without a copy does not count; see its OFF-SITE column"
+    }
 
 
 def alert_for(notice: Notice, pipeline: str, fleet: Fleet | None = None) -> alerts.Alert:
