@@ -133,7 +133,8 @@ class Decisions:
         if item is None:
             return Outcome(restore_id, "duplicate", detail="already decided")
         self.owing.settle(item)
-        return Outcome(restore_id, "validated", detail=f"would restore run {source['run_id']}")
+        where = f" from the off-site vault s3://{source['bucket']}" if source.get("location") == "offsite" else ""
+        return Outcome(restore_id, "validated", detail=f"would restore run {source['run_id']}{where}")
 
     def dispatch(
         self,
