@@ -204,21 +204,34 @@ class VaultStack(Stack):
         """Deny every principal of the primary account (``aws:PrincipalAccount``) what deletes, shortens or
         reconfigures. With a vault in another account that is everything the primary could do to it.
 
-        With a vault in the primary's own account the same Deny would also stop CloudFormation from ever
-        updating the vault's policy or lifecycle, so there it exempts the vault environment's CDK
-        CloudFormation execution role (which only CloudFormation can assume): a compromised host, function or
-        operator role still cannot touch the vault, but whoever can deploy (or the account root, whom S3
-        always lets change a bucket policy) can. docs/deploy.md#off-site-vault says what each setup protects.
+        With a vault in the primary's own account the reconfiguring Deny would also stop CloudFormation from
+        ever updating the vault's policy or lifecycle, so there (only) it exempts the vault environment's CDK
+        CloudFormation execution role, which only CloudFormation can assume: a compromised host, function or
+        operator role still cannot touch the vault, but whoever can deploy can change its configuration (and
+        the account root, whom S3 always lets change a bucket policy). The object Deny exempts nobody:
+        CloudFormation never deletes or rewrites a copy. docs/deploy.md#off-site-vault says what each setup
+        protects.
         """
         names, bucket = self.names, self.bucket
-        conditions: dict[str, Any] = {"StringEquals": {"aws:PrincipalAccount": names.primary_account}}
+        everyone: dict[str, Any] = {"StringEquals": {"aws:PrincipalAccount": names.primary_account}}
+        but_the_deployer = dict(everyone)
         if names.same_account:
-            conditions["ArnNotLike"] = {"aws:PrincipalArn": names.deployer_role_pattern}
+            but_the_deployer["ArnNotLike"] = {"aws:PrincipalArn": names.deployer_role_pattern}
         denials = (
-            ("DenyPrimaryAccountDeletingOrShorteningCopies", DENY_PRIMARY_OBJECT_ACTIONS, bucket.arn_for_objects("*")),
-            ("DenyPrimaryAccountReconfiguringTheVault", DENY_PRIMARY_BUCKET_ACTIONS, bucket.bucket_arn),
+            (
+                "DenyPrimaryAccountDeletingOrShorteningCopies",
+                DENY_PRIMARY_OBJECT_ACTIONS,
+                bucket.arn_for_objects("*"),
+                everyone,
+            ),
+            (
+                "DenyPrimaryAccountReconfiguringTheVault",
+                DENY_PRIMARY_BUCKET_ACTIONS,
+                bucket.bucket_arn,
+                but_the_deployer,
+            ),
         )
-        for sid, actions, resource in denials:
+        for sid, actions, resource, conditions in denials:
             bucket.add_to_resource_policy(
                 iam.PolicyStatement(
                     sid=sid,

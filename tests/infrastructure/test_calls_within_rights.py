@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from access_matrix.calls import Call, LocalNames, UnmappedCallError, rows_of
+from access_matrix.calls import Call, LocalNames, UnmappedCallError, VaultLocalNames, rows_of
 from access_matrix.evaluator import Evaluator, EvaluatorUnavailableError, Verdict
 from access_matrix.matrix import AccessMatrix, explain
 from access_matrix.rows import AGENT, APPROVER, AUDIT, DISPATCHER, RESTORE, WATCHDOG, Row
@@ -35,6 +35,7 @@ from local_pipeline.resources import LocalResources
 from local_pipeline.runner import LocalPipeline
 from stacks.app_factory import build_app, stack_id
 from stacks.pipeline_stack import PipelineStack
+from stacks.vault import VaultStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -109,15 +110,22 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
 
 
 @dataclass(frozen=True)
-class DemoStack:
-    """The demo fleet's stack, synthesized as ``cdk synth`` does (``access_matrix.matrix.SynthesizedApp``)."""
+class StackOf:
+    """One synthesized stack (``access_matrix.matrix.SynthesizedApp``)."""
 
-    stack: PipelineStack
+    stack: Any
     template: Template
-    fleet: Fleet
 
     def logical_id(self, construct: Any) -> str:
-        return self.stack.get_logical_id(construct.node.default_child)
+        return str(self.stack.get_logical_id(construct.node.default_child))
+
+
+@dataclass(frozen=True)
+class DemoStack(StackOf):
+    """The demo fleet's stack, synthesized as ``cdk synth`` does, and its off-site vault's stack."""
+
+    fleet: Fleet
+    vault: StackOf | None
 
 
 @pytest.fixture(scope="module")
@@ -127,13 +135,16 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> DemoStack:
     app = build_app(fleet_file, outdir=tmp_path_factory.mktemp("cdk.out"), bundle_dependencies=False)
     stack = app.node.find_child(stack_id(fleet))
     assert isinstance(stack, PipelineStack)
-    return DemoStack(stack, Template.from_stack(stack), fleet)
+    vault = app.node.try_find_child(naming.vault_stack_name(fleet.pipeline.name))
+    assert fleet.pipeline.offsite is None or isinstance(vault, VaultStack), "the demo fleet's vault stack"
+    vault_of = StackOf(vault, Template.from_stack(vault)) if isinstance(vault, VaultStack) else None
+    return DemoStack(stack, Template.from_stack(stack), fleet, vault_of)
 
 
 @pytest.fixture(scope="module")
 def matrix(demo_stack: DemoStack) -> AccessMatrix:
     try:
-        return AccessMatrix.of(demo_stack, Evaluator())
+        return AccessMatrix.of(demo_stack, Evaluator(), vault=demo_stack.vault)
     except EvaluatorUnavailableError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -152,7 +163,19 @@ def local_names(recording: Recording, demo_stack: DemoStack, matrix: AccessMatri
     for name, access in demo_stack.stack.agent_access.agents.items():
         queues[naming.job_queue_name(pipeline, name)] = resolved[demo_stack.logical_id(access.queue)]
         queues[naming.job_dlq_name(pipeline, name)] = resolved[demo_stack.logical_id(access.dlq)]
+    vault = None
+    if local.vault is not None:  # the demo's off-site vault (pipeline.offsite), read by the watchdog and restore
+        vault = VaultLocalNames(
+            bucket=(local.vault.bucket, arn["vault_bucket"]),
+            key=(local.vault.key_arn, arn["vault_key"]),
+            via_s3={
+                "kms:ViaService": f"s3.{local.vault.region}.amazonaws.com",
+                "kms:CallerAccount": demo_stack.fleet.pipeline.offsite.primary_account,  # type: ignore[union-attr]
+                "kms:ResourceAliases": (naming.vault_key_alias(pipeline),),
+            },
+        )
     return LocalNames(
+        vault=vault,
         bucket=(local.bucket, arn["bucket"]),
         table=(local.ledger_table, arn["table"]),
         key=(local.kms_key_arn, arn["key"]),
@@ -192,7 +215,7 @@ def test_every_call_of_the_demo_is_allowed_by_the_deployed_policies(
 
 
 def test_the_recording_holds_every_principal_and_the_calls_that_matter(
-    recording: Recording, requested: tuple[list[Row], dict[str, Any]]
+    recording: Recording, requested: tuple[list[Row], dict[str, Any]], matrix: AccessMatrix
 ) -> None:
     """Non-vacuous: every function, the agent and the approver made calls, including the critical ones."""
     rows, _ = requested
@@ -211,35 +234,57 @@ def test_the_recording_holds_every_principal_and_the_calls_that_matter(
         (WATCHDOG, "dynamodb:Query"),
         (RESTORE, "sqs:SendMessage"),
         (RESTORE, "s3:GetObjectVersion"),  # the presigned URL the agent downloads with
+        (WATCHDOG, "s3:GetObject"),  # the off-site check reads each copy back from the vault
         (RESTORE, "sqs:ReceiveMessage"),  # its event source mapping
         (APPROVER, "lambda:InvokeFunctionUrl"),
     ]:
         assert needed in made, f"the demo made no {needed[1]} as {needed[0]}: the recording misses calls"
     assert recording.presigned, "the restore signed no URL: the agent's download is not checked"
+    # the demo fleet has an off-site vault: the watchdog verifies copies there and a drill restores from it
+    vault, vault_key = matrix.bindings.names["vault_bucket"], matrix.bindings.names["vault_key"]
+    for principal in (WATCHDOG, RESTORE):
+        assert any(r.principal == principal and r.resource.startswith(f"{vault}/") for r in rows), principal
+        assert (principal, "kms:Decrypt", vault_key) in {(r.principal, r.action, r.resource) for r in rows}
     operations = {call.operation for call in recording.calls if call.caller == AGENT}
     assert {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "PutObject"} <= operations, operations
 
 
+@dataclass(frozen=True)
+class TakenAway:
+    """The statement ``sid`` (default: the one granting ``action``) taken from ``principal``; ``on`` narrows
+    the requests to those on one resource (a bindings name: the vault's bucket or key)."""
+
+    sid: str | None
+    principal: str
+    action: str
+    on: str | None = None
+
+
 @pytest.mark.parametrize(
-    ("sid", "principal", "action"),
+    "taken",
     [
-        pytest.param(None, AUDIT, "dynamodb:GetItem", id="audit-loses-ledger-reads"),
-        pytest.param("WriteOwnPrefixOnly", AGENT, "s3:PutObject", id="agent-loses-its-prefix"),
-        pytest.param("PutAgentEventsOnBus", AGENT, "events:PutEvents", id="agent-loses-its-events"),
+        pytest.param(TakenAway(None, AUDIT, "dynamodb:GetItem"), id="audit-loses-ledger-reads"),
+        pytest.param(TakenAway("WriteOwnPrefixOnly", AGENT, "s3:PutObject"), id="agent-loses-its-prefix"),
+        pytest.param(TakenAway("PutAgentEventsOnBus", AGENT, "events:PutEvents"), id="agent-loses-its-events"),
+        pytest.param(
+            TakenAway("ReadVaultCopies", WATCHDOG, "s3:GetObject", "vault_bucket"), id="watchdog-loses-its-vault-reads"
+        ),
+        pytest.param(
+            TakenAway("DecryptVaultCopiesThroughS3", RESTORE, "kms:Decrypt", "vault_key"), id="restore-loses-vault-key"
+        ),
     ],
 )
 def test_a_right_the_code_needs_taken_away_is_denied(
-    matrix: AccessMatrix,
-    requested: tuple[list[Row], dict[str, Any]],
-    sid: str | None,
-    principal: str,
-    action: str,
+    matrix: AccessMatrix, requested: tuple[list[Row], dict[str, Any]], taken: TakenAway
 ) -> None:
     """The test can fail: without the statement that grants a call the demo makes, that call is denied."""
     rows, behind = requested
-    needed = [row for row in rows if row.principal == principal and row.action == action]
-    assert needed, f"the demo made no {action} as {principal}"
-    sid = sid or _granting_sid(matrix, principal, action)
+    prefix = matrix.bindings.names[taken.on] if taken.on else ""
+    needed = [
+        r for r in rows if (r.principal, r.action) == (taken.principal, taken.action) and r.resource.startswith(prefix)
+    ]
+    assert needed, f"the demo made no {taken.action} as {taken.principal}"
+    sid = taken.sid or _granting_sid(matrix, taken.principal, taken.action)
     mutated = matrix.with_stack(matrix.resolved.without_statement(sid))
     failures = _denied(mutated, needed, behind)
     assert len(failures) == len(needed), f"without {sid} these are still allowed: {needed}"

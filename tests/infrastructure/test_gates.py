@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,32 +9,13 @@ import pytest
 from aws_cdk import App, Stack, Validations
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
+from gates import CFN_LINT_ERROR, CFN_LINT_FATAL, cfn_lint
+from gates import acknowledgements as _acknowledgements
+from gates import violations as _violations
 
 from stacks.app_factory import cdk_json_context
 
 pytestmark = pytest.mark.infrastructure
-
-CFN_LINT = Path(sys.executable).with_name("cfn-lint")
-CFN_LINT_ERROR = 2  # cfn-lint's exit code is a bitmask: 2 = error, 4 = warning, 8 = informational
-CFN_LINT_FATAL = 1
-
-
-def _violations(outdir: Path) -> list[dict[str, Any]]:
-    report_file = outdir / "validation-report.json"
-    if not report_file.exists():
-        return []
-    report = json.loads(report_file.read_text())
-    return [v for plugin in report["pluginReports"] for v in plugin["violations"]]
-
-
-def _acknowledgements(outdir: Path, stack_name: str) -> dict[str, str]:
-    metadata = json.loads((outdir / f"{stack_name}.metadata.json").read_text())
-    found: dict[str, str] = {}
-    for path, entries in metadata.items():
-        for entry in entries:
-            if entry["type"] == "aws:cdk:acknowledged-rules":
-                found |= {f"{path} {rule}": reason for rule, reason in entry["data"].items()}
-    return found
 
 
 def test_cdk_nag_reports_no_unacknowledged_findings(synthesized: Any) -> None:
@@ -71,10 +49,5 @@ def test_cdk_nag_fails_synth_on_an_insecure_bucket(tmp_path: Path) -> None:
 
 def test_cfn_lint_finds_no_errors_in_the_template(synthesized: Any) -> None:
     template = synthesized.outdir / f"{synthesized.stack.stack_name}.template.json"
-    result = subprocess.run(
-        [str(CFN_LINT), "--ignore-checks", "W3005", "--format", "parseable", "--", str(template)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = cfn_lint(template)
     assert result.returncode & (CFN_LINT_ERROR | CFN_LINT_FATAL) == 0, result.stdout + result.stderr

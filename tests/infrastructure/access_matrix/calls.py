@@ -6,7 +6,8 @@ action (``HeadObject`` is ``s3:GetObject``, ``UploadPart`` is ``s3:PutObject``, 
 action), the resource it names (the local name swapped for the synthesized stack's ARN), the request
 context the call carries (SSE headers, ``If-None-Match``, object-lock mode, the events' sources), and the
 KMS requests the service makes on the caller's behalf (SSE-KMS objects, encrypted queues, topic and
-ledger). An operation this module does not know fails the test: a new call must be mapped, not skipped.
+ledger). A call on the off-site vault's bucket maps to the vault stack's ARNs and key, in its region. An
+operation this module does not know fails the test: a new call must be mapped, not skipped.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ class Call:
 
 
 @dataclass(frozen=True)
+class VaultLocalNames:
+    """The off-site vault as the local pipeline names it → the vault stack's ARNs (another region)."""
+
+    bucket: tuple[str, str]  # (local bucket name, bucket ARN)
+    key: tuple[str, str]  # (local key ARN, key ARN)
+    via_s3: Context  # what KMS sees when S3 of the vault's region uses the vault key (with its alias)
+
+
+@dataclass(frozen=True)
 class LocalNames:
     """What the local pipeline calls a resource → its ARN in the synthesized stack."""
 
@@ -63,6 +73,14 @@ class LocalNames:
     queues: Mapping[str, str]  # local queue name -> queue ARN
     functions: Mapping[str, str]  # function (dispatcher, audit, watchdog, restore) -> function ARN
     unmapped: list[str] = field(default_factory=list)
+    vault: VaultLocalNames | None = None  # pipeline.offsite
+
+    def store(self, params: Mapping[str, Any]) -> tuple[str, str, Context]:
+        """(bucket ARN, ARN of its key, the KMS context of S3 using that key) of the bucket a call names."""
+        local = params["Bucket"]
+        if self.vault is not None and local in self.vault.bucket:
+            return self.vault.bucket[1], self.vault.key[1], self.vault.via_s3
+        return self.bucket_arn(params), self.key[1], VIA_S3
 
     def _one(self, pair: tuple[str, str], local: str, what: str) -> str:
         if local not in (pair[0], pair[1]):
@@ -98,17 +116,20 @@ Request = tuple[str, str, Context]  # action, resource ARN, context
 def _s3(call: Call, names: LocalNames) -> Iterator[Request]:
     p, op = call.params, call.operation
     versioned = "VersionId" in p
+    bucket, key, via_s3 = names.store(p)
     if op in ("ListObjectsV2", "ListObjects"):
-        yield "s3:ListBucket", names.bucket_arn(p), {}
+        yield "s3:ListBucket", bucket, {}
         return
     if op == "ListObjectVersions":
-        yield "s3:ListBucketVersions", names.bucket_arn(p), {}
+        yield "s3:ListBucketVersions", bucket, {}
         return
-    obj = names.object_arn(p)
+    obj = f"{bucket}/{p['Key']}"
     if op in ("HeadObject", "GetObject"):
         yield ("s3:GetObjectVersion" if versioned else "s3:GetObject"), obj, {}
-        if op == "GetObject":
-            yield "kms:Decrypt", names.key[1], VIA_S3
+        # GetObject of an SSE-KMS object decrypts its data key; so does HeadObject with ChecksumMode, whose
+        # checksum of an SSE-KMS object S3 returns only to a caller allowed kms:Decrypt
+        if op == "GetObject" or p.get("ChecksumMode") == "ENABLED":
+            yield "kms:Decrypt", key, via_s3
         return
     if op in ("GetObjectTagging", "PutObjectTagging"):
         verb = op.removesuffix("ObjectTagging")
@@ -133,7 +154,7 @@ def _s3(call: Call, names: LocalNames) -> Iterator[Request]:
             context[IF_NONE_MATCH] = p["IfNoneMatch"]
         yield "s3:PutObject", obj, context | _tags(p)
         kms = "kms:GenerateDataKey" if op in ("PutObject", "CreateMultipartUpload") else "kms:Decrypt"
-        yield kms, names.key[1], VIA_S3
+        yield kms, key, via_s3
         return
     raise UnmappedCallError(f"{call.label}: no IAM mapping for this S3 operation")
 

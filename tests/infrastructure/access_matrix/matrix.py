@@ -24,7 +24,8 @@ from .rows import (
     Decision,
     Row,
 )
-from .template import ACCOUNT, PARTITION, REGION, NamedPolicy, ResolvedStack
+from .template import ACCOUNT, PARTITION, REGION, Env, NamedPolicy, ResolvedStack
+from .vault_principals import ADMIN, DEPLOYER, REPLICATION
 
 RUN_STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 RUN_ID = "run-0001"
@@ -55,9 +56,41 @@ class Principal:
         return self.arn.endswith(".amazonaws.com")
 
 
-def _allow(name: str, action: str, resource: str) -> NamedPolicy:
+def _allow(name: str, action: str | list[str], resource: str) -> NamedPolicy:
     statement = {"Effect": "Allow", "Action": action, "Resource": resource}
     return NamedPolicy(name, {"Version": "2012-10-17", "Statement": [statement]})
+
+
+def resolve_vault(vault: SynthesizedApp) -> ResolvedStack:
+    """The off-site vault's template, resolved in its own account and region."""
+    stack = vault.stack
+    env = Env(account=str(stack.account), region=str(stack.region))
+    return ResolvedStack.from_template(vault.template.to_json(), stack_name=stack.stack_name, env=env)
+
+
+def vault_names(vault: SynthesizedApp, resolved: ResolvedStack) -> dict[str, str]:
+    """The placeholders of the vault's rows: its bucket, a copy of the first agent's backup, its key."""
+    stack = vault.stack
+    agent = stack.fleet.agents[0]
+    names = stack.names  # stacks.vault_names.VaultNames
+    bucket = resolved.arns[vault.logical_id(stack.bucket)]
+    copy = naming.backup_object_key(agent.name, agent.targets[0].name, RUN_ID, RUN_STARTED, "zst")
+    logs = resolved.arns[vault.logical_id(stack.access_logs)]
+    return {
+        "vault_bucket": bucket,
+        "vault_copy": f"{bucket}/{copy}",
+        "vault_manifest": f"{bucket}/{naming.manifest_key(copy)}",
+        "vault_outside_agents": f"{bucket}/elsewhere/{RUN_ID}.zst",
+        "vault_key": resolved.arns[vault.logical_id(stack.key)],
+        "vault_key_alias": names.key_alias,
+        "vault_s3": names.s3_service,
+        "vault_account": names.account,
+        "vault_region": names.region,
+        "primary_account": names.primary_account,
+        "vault_access_log": f"{logs}/vault/2026-01-02-03-04-05-0123456789ABCDEF",
+        "deployer_role": f"arn:{PARTITION}:iam::{names.account}:role/cdk-hnb659fds-cfn-exec-role-{names.account}-"
+        f"{names.region}",
+    }
 
 
 @dataclass(frozen=True)
@@ -69,7 +102,17 @@ class Bindings:
     policy_ids: Mapping[str, str]  # principal symbol -> logical id of the managed policy its role is given
 
     @classmethod
-    def of(cls, synthesized: SynthesizedApp, resolved: ResolvedStack) -> Bindings:
+    def of_vault(cls, vault: SynthesizedApp, resolved: ResolvedStack) -> Bindings:
+        """The vault alone (no pipeline stack): its placeholders, and no role of a template."""
+        return cls(names=vault_names(vault, resolved), role_ids={}, policy_ids={})
+
+    @classmethod
+    def of(
+        cls,
+        synthesized: SynthesizedApp,
+        resolved: ResolvedStack,
+        vault: tuple[SynthesizedApp, ResolvedStack] | None = None,
+    ) -> Bindings:
         stack = synthesized.stack
         fleet = stack.fleet
         agent = fleet.agents[0]
@@ -94,6 +137,8 @@ class Bindings:
         agents = stack.agent_access.agents
         roles = {name: functions.functions[name].role for name in (DISPATCHER, AUDIT, WATCHDOG, RESTORE)}
         roles[AGENT] = agents[agent.name].role
+        if getattr(stack, "offsite", None) is not None:  # pipeline.offsite: the replication role
+            roles[REPLICATION] = stack.offsite.role
         names = {
             "bucket": bucket,
             "own_backup": f"{bucket}/{own_backup}",
@@ -132,6 +177,8 @@ class Bindings:
             "other_agent_source": naming.agent_event_source(other_agent),
         } | {f"{symbol}_role": arn(role) for symbol, role in roles.items()}
         names |= {f"{name}_function": arn(function) for name, function in functions.functions.items()}
+        if vault is not None:
+            names |= vault_names(*vault)
         role_ids = {symbol: synthesized.logical_id(role) for symbol, role in roles.items()}
         policy_ids = {APPROVER: synthesized.logical_id(stack.approvals.callers_policy)}
         return cls(names=names, role_ids=role_ids, policy_ids=policy_ids)
@@ -150,9 +197,21 @@ class AccessMatrix:
         self._principals = self._build_principals()
 
     @classmethod
-    def of(cls, synthesized: SynthesizedApp, evaluator: Evaluator) -> AccessMatrix:
+    def of(cls, synthesized: SynthesizedApp, evaluator: Evaluator, vault: SynthesizedApp | None = None) -> AccessMatrix:
+        """The pipeline stack's policies; with ``vault``, also the off-site vault's bucket and key policies (another
+        template, account and region), which the requests of the pipeline's roles on the vault are evaluated by."""
         resolved = ResolvedStack.from_template(synthesized.template.to_json(), stack_name=synthesized.stack.stack_name)
-        return cls(resolved, Bindings.of(synthesized, resolved), evaluator)
+        if vault is None:
+            return cls(resolved, Bindings.of(synthesized, resolved), evaluator)
+        resolved_vault = resolve_vault(vault)
+        bindings = Bindings.of(synthesized, resolved, vault=(vault, resolved_vault))
+        return cls(resolved.with_resource_policies_of(resolved_vault), bindings, evaluator)
+
+    @classmethod
+    def of_vault(cls, vault: SynthesizedApp, evaluator: Evaluator) -> AccessMatrix:
+        """The vault's policies alone, for principals that need no pipeline template (ADMIN, DEPLOYER, FOREIGN)."""
+        resolved = resolve_vault(vault)
+        return cls(resolved, Bindings.of_vault(vault, resolved), evaluator)
 
     def with_stack(self, resolved: ResolvedStack) -> AccessMatrix:
         return AccessMatrix(resolved, self.bindings, self._evaluator)
@@ -163,18 +222,36 @@ class AccessMatrix:
             for symbol, logical_id in self.bindings.role_ids.items()
             for role in [self.resolved.roles[logical_id]]
         }
-        host_role = f"arn:{PARTITION}:iam::{ACCOUNT}:role/db-host-instance"
-        principals[HOST] = Principal(
-            f"arn:{PARTITION}:sts::{ACCOUNT}:assumed-role/db-host-instance/i-0123456789abcdef0",
-            (_allow("assume-agent-role", "sts:AssumeRole", self.bindings.names["agent_role"]),),
-            host_role,
+        names = self.bindings.names
+        if "agent_role" in names:
+            host_role = f"arn:{PARTITION}:iam::{ACCOUNT}:role/db-host-instance"
+            principals[HOST] = Principal(
+                f"arn:{PARTITION}:sts::{ACCOUNT}:assumed-role/db-host-instance/i-0123456789abcdef0",
+                (_allow("assume-agent-role", "sts:AssumeRole", names["agent_role"]),),
+                host_role,
+            )
+        if APPROVER in self.bindings.policy_ids:
+            # an on-call engineer's role of this account given the stack's callers policy of the approvals URL
+            principals[APPROVER] = Principal(
+                f"arn:{PARTITION}:sts::{ACCOUNT}:assumed-role/oncall-approver/alice",
+                (self.resolved.managed_policies[self.bindings.policy_ids[APPROVER]],),
+                f"arn:{PARTITION}:iam::{ACCOUNT}:role/oncall-approver",
+            )
+        # an administrator's role of the pipeline's account, whose own policy allows all of S3 and KMS
+        admin_account = names.get("primary_account", ACCOUNT)
+        principals[ADMIN] = Principal(
+            f"arn:{PARTITION}:sts::{admin_account}:assumed-role/account-admin/alice",
+            (_allow("s3-and-kms", ["s3:*", "kms:*"], "*"),),
+            f"arn:{PARTITION}:iam::{admin_account}:role/account-admin",
         )
-        # an on-call engineer's role of this account given the stack's callers policy of the approvals URL
-        principals[APPROVER] = Principal(
-            f"arn:{PARTITION}:sts::{ACCOUNT}:assumed-role/oncall-approver/alice",
-            (self.resolved.managed_policies[self.bindings.policy_ids[APPROVER]],),
-            f"arn:{PARTITION}:iam::{ACCOUNT}:role/oncall-approver",
-        )
+        if "deployer_role" in names:
+            # the CDK bootstrap's CloudFormation execution role of the vault's environment (AdministratorAccess)
+            deployer, session = names["deployer_role"], "AWSCloudFormation"
+            principals[DEPLOYER] = Principal(
+                f"arn:{PARTITION}:sts::{names['vault_account']}:assumed-role/{deployer.rsplit('/', 1)[1]}/{session}",
+                (_allow("administrator", "*", "*"),),
+                deployer,
+            )
         principals[FOREIGN] = Principal(
             f"arn:{PARTITION}:sts::{FOREIGN_ACCOUNT}:assumed-role/intruder/session",
             (_allow("everything", "*", "*"),),
@@ -205,7 +282,7 @@ class AccessMatrix:
             principal=principal.arn,
             action=row.action,
             resource=resource,
-            resource_account=_account(resource) or ACCOUNT,
+            resource_account=self.resolved.account_of(resource),
             context=context,
             identity_policies=principal.identity_policies,
             resource_policy=self.resolved.resource_policy(resource),

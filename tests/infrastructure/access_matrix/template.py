@@ -1,10 +1,11 @@
 """The synthesized template's policies as concrete JSON documents, with fake but consistent ARNs.
 
 Every ``Ref``/``Fn::GetAtt``/``Fn::Join``/``Fn::Sub`` is resolved as CloudFormation would, in account
-``123456789012`` and region ``us-east-1``, with physical names taken from the template (``QueueName``,
-``TableName``, ...) or, where CloudFormation would generate one, derived from the logical id. Anything
-the resolver does not know (an intrinsic, a resource type, an attribute, a policy-bearing resource) is
-an error naming what to add here: the harness never guesses and never silently skips a policy.
+``123456789012`` and region ``us-east-1`` (or the ``Env`` of a stack pinned elsewhere: the off-site vault),
+with physical names taken from the template (``QueueName``, ``TableName``, ...) or, where CloudFormation
+would generate one, derived from the logical id. Anything the resolver does not know (an intrinsic, a
+resource type, an attribute, a policy-bearing resource) is an error naming what to add here: the harness
+never guesses and never silently skips a policy.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import copy
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 ACCOUNT = "123456789012"
@@ -43,7 +44,8 @@ class Role:
 
     def session_arn(self, session: str = "access-matrix") -> str:
         """The principal a caller of this role signs as (an STS assumed-role session)."""
-        return f"arn:{PARTITION}:sts::{ACCOUNT}:assumed-role/{self.name}/{session}"
+        account = self.arn.split(":")[4]
+        return f"arn:{PARTITION}:sts::{account}:assumed-role/{self.name}/{session}"
 
 
 # Resource types whose policies are deliberately outside the matrix (say why when adding one).
@@ -52,8 +54,16 @@ NOT_EVALUATED: dict[str, str] = {}
 POLICY_TYPE_PATTERN = re.compile(r"Policy$|Permission$")
 
 
-def _url_queue(name: str) -> str:
-    return f"https://sqs.{REGION}.{URL_SUFFIX}/{ACCOUNT}/{name}"
+@dataclass(frozen=True)
+class Env:
+    """The account and region a template deploys into (CloudFormation's ``AWS::AccountId``/``AWS::Region``)."""
+
+    account: str = ACCOUNT
+    region: str = REGION
+
+
+def _url_queue(name: str, env: Env) -> str:
+    return f"https://sqs.{env.region}.{URL_SUFFIX}/{env.account}/{name}"
 
 
 @dataclass(frozen=True)
@@ -62,11 +72,11 @@ class _Kind:
 
     name_property: str | None
     ref: str  # the attribute Ref returns
-    attributes: Mapping[str, Callable[[str, str], str]]  # attribute -> (name, bus-or-empty) -> value
+    attributes: Mapping[str, Callable[[str, str, Env], str]]  # attribute -> (name, bus-or-empty, env) -> value
     generated_name: Callable[[str, str], str] = lambda stack, logical_id: f"{stack}-{logical_id}"
 
 
-def _name(name: str, _: str) -> str:
+def _name(name: str, _: str, __: Env) -> str:
     return name
 
 
@@ -74,13 +84,13 @@ KINDS: dict[str, _Kind] = {
     "AWS::S3::Bucket": _Kind(
         "BucketName",
         "Name",
-        {"Name": _name, "Arn": lambda n, _: f"arn:{PARTITION}:s3:::{n}"},
+        {"Name": _name, "Arn": lambda n, _, e: f"arn:{PARTITION}:s3:::{n}"},
         generated_name=lambda stack, logical_id: f"{stack}-{logical_id}".lower()[:63],
     ),
     "AWS::KMS::Key": _Kind(
         None,
         "KeyId",
-        {"KeyId": _name, "Arn": lambda n, _: f"arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/{n}"},
+        {"KeyId": _name, "Arn": lambda n, _, e: f"arn:{PARTITION}:kms:{e.region}:{e.account}:key/{n}"},
         generated_name=lambda stack, logical_id: str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stack}/{logical_id}")),
     ),
     "AWS::SQS::Queue": _Kind(
@@ -88,8 +98,8 @@ KINDS: dict[str, _Kind] = {
         "QueueUrl",
         {
             "QueueName": _name,
-            "QueueUrl": lambda n, _: _url_queue(n),
-            "Arn": lambda n, _: f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{n}",
+            "QueueUrl": lambda n, _, e: _url_queue(n, e),
+            "Arn": lambda n, _, e: f"arn:{PARTITION}:sqs:{e.region}:{e.account}:{n}",
         },
     ),
     "AWS::SNS::Topic": _Kind(
@@ -97,45 +107,45 @@ KINDS: dict[str, _Kind] = {
         "TopicArn",
         {
             "TopicName": _name,
-            "TopicArn": lambda n, _: f"arn:{PARTITION}:sns:{REGION}:{ACCOUNT}:{n}",
+            "TopicArn": lambda n, _, e: f"arn:{PARTITION}:sns:{e.region}:{e.account}:{n}",
         },
     ),
     "AWS::Events::EventBus": _Kind(
         "Name",
         "Name",
-        {"Name": _name, "Arn": lambda n, _: f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:event-bus/{n}"},
+        {"Name": _name, "Arn": lambda n, _, e: f"arn:{PARTITION}:events:{e.region}:{e.account}:event-bus/{n}"},
     ),
     "AWS::Events::Rule": _Kind(
         "Name",
         "Name",
         {
             "Name": _name,
-            "Arn": lambda n, bus: f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:rule/{bus + '/' if bus else ''}{n}",
+            "Arn": lambda n, bus, e: f"arn:{PARTITION}:events:{e.region}:{e.account}:rule/{bus}{'/' if bus else ''}{n}",
         },
     ),
     "AWS::DynamoDB::Table": _Kind(
         "TableName",
         "Name",
-        {"Name": _name, "Arn": lambda n, _: f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{n}"},
+        {"Name": _name, "Arn": lambda n, _, e: f"arn:{PARTITION}:dynamodb:{e.region}:{e.account}:table/{n}"},
     ),
     "AWS::IAM::Role": _Kind(
-        "RoleName", "Name", {"Name": _name, "Arn": lambda n, _: f"arn:{PARTITION}:iam::{ACCOUNT}:role/{n}"}
+        "RoleName", "Name", {"Name": _name, "Arn": lambda n, _, e: f"arn:{PARTITION}:iam::{e.account}:role/{n}"}
     ),
     "AWS::Logs::LogGroup": _Kind(
         "LogGroupName",
         "Name",
-        {"Name": _name, "Arn": lambda n, _: f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{n}:*"},
+        {"Name": _name, "Arn": lambda n, _, e: f"arn:{PARTITION}:logs:{e.region}:{e.account}:log-group:{n}:*"},
         generated_name=lambda stack, logical_id: f"/aws/{stack}/{logical_id}",
     ),
     "AWS::Lambda::Function": _Kind(
         "FunctionName",
         "Name",
-        {"Name": _name, "Arn": lambda n, _: f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{n}"},
+        {"Name": _name, "Arn": lambda n, _, e: f"arn:{PARTITION}:lambda:{e.region}:{e.account}:function:{n}"},
     ),
     "AWS::CloudWatch::Alarm": _Kind(
         "AlarmName",
         "Name",
-        {"Name": _name, "Arn": lambda n, _: f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT}:alarm:{n}"},
+        {"Name": _name, "Arn": lambda n, _, e: f"arn:{PARTITION}:cloudwatch:{e.region}:{e.account}:alarm:{n}"},
     ),
 }
 
@@ -143,12 +153,13 @@ SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
 class _Resolver:
-    def __init__(self, stack_name: str, resources: Mapping[str, Json]) -> None:
+    def __init__(self, stack_name: str, resources: Mapping[str, Json], env: Env) -> None:
         self._stack_name = stack_name
         self._resources = resources
+        self.env = env
         self._pseudo = {
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Region": REGION,
+            "AWS::AccountId": env.account,
+            "AWS::Region": env.region,
             "AWS::Partition": PARTITION,
             "AWS::URLSuffix": URL_SUFFIX,
             "AWS::StackName": stack_name,
@@ -210,7 +221,7 @@ class _Resolver:
         if self._type(logical_id) == "AWS::Events::Rule" and "EventBusName" in properties:
             bus = str(self.resolve(properties["EventBusName"]))
             bus = "" if bus == "default" else bus
-        return kind.attributes[attribute](self.physical_name(logical_id), bus)
+        return kind.attributes[attribute](self.physical_name(logical_id), bus, self.env)
 
     def physical_name(self, logical_id: str) -> str:
         kind = self._kind(logical_id)
@@ -232,6 +243,13 @@ class _Resolver:
                 " tests/infrastructure/access_matrix/template.py"
             )
         return KINDS[cfn_type]
+
+
+def resolved_resources(template: Mapping[str, Json], *, stack_name: str, env: Env | None = None) -> dict[str, Json]:
+    """Every resource of ``template`` with its intrinsics resolved as CloudFormation would in ``env``."""
+    resources: Mapping[str, Json] = template["Resources"]
+    resolver = _Resolver(stack_name, resources, env or Env())
+    return {logical_id: resolver.resolve(copy.deepcopy(resource)) for logical_id, resource in resources.items()}
 
 
 # AWS::Lambda::Permission properties that are conditions of the statement they add to the function's policy.
@@ -284,11 +302,15 @@ class ResolvedStack:
     roles: Mapping[str, Role]  # logical id -> role with its identity policies
     resource_policies: Mapping[str, Json] = field(default_factory=dict)  # resource ARN -> policy document
     managed_policies: Mapping[str, NamedPolicy] = field(default_factory=dict)  # logical id -> unattached policy
+    env: Env = Env()
+    # bucket ARN -> the account that owns it (an S3 ARN names none); buckets of ``env`` need no entry
+    bucket_accounts: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_template(cls, template: Mapping[str, Json], *, stack_name: str) -> ResolvedStack:
+    def from_template(cls, template: Mapping[str, Json], *, stack_name: str, env: Env | None = None) -> ResolvedStack:
         resources: Mapping[str, Json] = template["Resources"]
-        resolver = _Resolver(stack_name, resources)
+        env = env or Env()
+        resolver = _Resolver(stack_name, resources, env)
         arns = {
             logical_id: resolver.attribute(logical_id, "Arn")
             for logical_id, resource in resources.items()
@@ -324,7 +346,7 @@ class ResolvedStack:
                 resolved = resolver.resolve(properties)
                 function = str(resolved["FunctionName"])
                 if not function.startswith("arn:"):
-                    function = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function}"
+                    function = f"arn:{PARTITION}:lambda:{env.region}:{env.account}:function:{function}"
                 statement = lambda_permission_statement(logical_id, resolved, function)
                 function_statements.setdefault(function, []).append(statement)
             elif cfn_type == "AWS::IAM::Role":
@@ -375,7 +397,37 @@ class ResolvedStack:
             raise TemplateResolutionError(
                 f"policies attached to roles that are not in the template: {sorted(attached)}"
             )
-        return cls(arns=arns, roles=roles, resource_policies=resource_policies, managed_policies=managed)
+        buckets = {arns[i]: env.account for i, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+        return cls(
+            arns=arns,
+            roles=roles,
+            resource_policies=resource_policies,
+            managed_policies=managed,
+            env=env,
+            bucket_accounts=buckets,
+        )
+
+    def with_resource_policies_of(self, other: ResolvedStack) -> ResolvedStack:
+        """This stack's principals and policies plus ``other``'s resource policies (a stack in another account
+        or region that trusts this one's roles, like the off-site vault); ``other`` may hold no role."""
+        if other.roles or other.managed_policies:
+            raise TemplateResolutionError("only a stack without roles or managed policies can be combined")
+        shared = set(self.resource_policies) & set(other.resource_policies)
+        if shared:
+            raise TemplateResolutionError(f"both stacks hold a policy for {sorted(shared)}")
+        return replace(
+            self,
+            resource_policies={**self.resource_policies, **other.resource_policies},
+            bucket_accounts={**self.bucket_accounts, **other.bucket_accounts},
+        )
+
+    def account_of(self, resource_arn: str) -> str:
+        """The account that owns ``resource_arn`` (S3 ARNs name none: the account of the stack holding it)."""
+        holder = self.policy_holder(resource_arn)
+        if holder in self.bucket_accounts:
+            return self.bucket_accounts[holder]
+        parts = resource_arn.split(":")
+        return parts[4] if len(parts) > 5 and parts[4] else self.env.account
 
     def policy_holder(self, resource_arn: str) -> str:
         """The ARN whose resource policy governs a request on ``resource_arn`` (an object's bucket, ...)."""
@@ -428,7 +480,7 @@ class ResolvedStack:
         }
         policies = {arn: strip(document) for arn, document in self.resource_policies.items()}
         managed = {key: NamedPolicy(p.name, strip(p.document)) for key, p in self.managed_policies.items()}
-        return ResolvedStack(arns=self.arns, roles=roles, resource_policies=policies, managed_policies=managed)
+        return replace(self, roles=roles, resource_policies=policies, managed_policies=managed)
 
 
 def _as_list(value: Json) -> list[Json]:
