@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
-from access_matrix.rows import ROWS
+from access_matrix.offsite_rows import OFFSITE_ROWS, SAME_ACCOUNT_VAULT_ROWS
+from access_matrix.rows import ROWS as PIPELINE_ROWS
 
 pytestmark = pytest.mark.infrastructure
 
@@ -21,6 +22,7 @@ THREAT_MODEL = REPO / "docs" / "threat-model.md"
 TEST_REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::(test_\w+)`")
 ROW_REFERENCE = re.compile(r"`([a-z0-9]+(?:-[a-z0-9]+)+)`")
 NOT_ROWS = frozenset()  # backticked hyphenated words on the page that are not row names
+ROWS = (*PIPELINE_ROWS, *OFFSITE_ROWS, *SAME_ACCOUNT_VAULT_ROWS)  # the off-site vault's rows too
 
 
 def _page() -> str:
