@@ -5,6 +5,7 @@ agent — on request (``source: offsite``), and when the primary object is gone.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,17 +24,25 @@ from local_pipeline.verify import sqlite_rows
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-@pytest.fixture
-def backed_up(tmp_path: Path) -> Iterator[Demo]:
-    """The demo's first backup cycle, replicated into the vault and verified there by a watchdog tick."""
+@contextmanager
+def first_backups(workdir: Path) -> Iterator[Demo]:
+    """The demo's local pipeline after its first backup cycle (the copies not replicated yet)."""
     fleet_file = default_fleet_file()
     fleet = load_fleet(fleet_file)
     with moto_server() as endpoint:
         resources = provision(fleet, endpoint.session())
-        world = DemoWorld(tmp_path, fleet, fleet_file, resources, LocalPipeline(endpoint, resources, fleet_file))
+        world = DemoWorld(workdir, fleet, fleet_file, resources, LocalPipeline(endpoint, resources, fleet_file))
         demo = Demo(world, lambda _line: None)
         demo.seed()
         demo.backup_cycle()
+        yield demo
+
+
+@pytest.fixture
+def backed_up(tmp_path: Path) -> Iterator[Demo]:
+    """The demo's first backup cycle, replicated into the vault and verified there by a watchdog tick."""
+    with first_backups(tmp_path) as demo:
+        world = demo.world
         assert world.pipeline.replicate()
         report = world.pipeline.tick_watchdog(demo.now + timedelta(minutes=5))
         assert any(label.startswith(f"{SOURCE_TARGET}/") for label in report["offsite"]["verified"])
@@ -94,14 +103,8 @@ def test_a_restore_falls_back_to_the_vault_when_the_primary_object_is_gone(backe
 
 
 def test_a_restore_from_the_vault_is_rejected_while_the_copy_is_unverified(tmp_path: Path) -> None:
-    fleet_file = default_fleet_file()
-    fleet = load_fleet(fleet_file)
-    with moto_server() as endpoint:
-        resources = provision(fleet, endpoint.session())
-        world = DemoWorld(tmp_path, fleet, fleet_file, resources, LocalPipeline(endpoint, resources, fleet_file))
-        demo = Demo(world, lambda _line: None)
-        demo.seed()
-        demo.backup_cycle()  # not replicated: the copy is pending
+    with first_backups(tmp_path) as demo:  # not replicated: the copy is pending
+        world = demo.world
         world.pipeline.put_event(
             RestoreRequested(
                 restore_id="too-early-1",
@@ -121,14 +124,8 @@ def test_a_restore_from_the_vault_is_rejected_while_the_copy_is_unverified(tmp_p
 
 
 def test_a_copy_replication_never_made_pages_past_the_lag_and_clears_once_it_arrives(tmp_path: Path) -> None:
-    fleet_file = default_fleet_file()
-    fleet = load_fleet(fleet_file)
-    with moto_server() as endpoint:
-        resources = provision(fleet, endpoint.session())
-        world = DemoWorld(tmp_path, fleet, fleet_file, resources, LocalPipeline(endpoint, resources, fleet_file))
-        demo = Demo(world, lambda _line: None)
-        demo.seed()
-        demo.backup_cycle()
+    with first_backups(tmp_path) as demo:
+        world, fleet = demo.world, demo.world.fleet
         world.pipeline.alerts()  # the unreachable target's failure: not what this test is about
         lag = fleet.pipeline.offsite.lag_delta if fleet.pipeline.offsite else timedelta(0)
 

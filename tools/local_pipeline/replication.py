@@ -74,6 +74,21 @@ class LocalReplicator:
         return any(item["Key"] == key for item in response.get("Contents", []))
 
 
+def encrypt_by_default(s3: Any, bucket: str, key_arn: str) -> None:
+    """SSE-KMS under ``key_arn`` with a bucket key, as both stacks configure their buckets."""
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+
+
 @dataclass(frozen=True)
 class LocalVault:
     bucket: str
@@ -103,17 +118,7 @@ def create_vault(session: Any, fleet: Fleet) -> LocalVault | None:
             "Rule": {"DefaultRetention": {"Mode": offsite.s3_mode, "Days": fleet.vault_retention_days()}},
         },
     )
-    s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
-                    "BucketKeyEnabled": True,
-                }
-            ]
-        },
-    )
+    encrypt_by_default(s3, bucket, key_arn)
     return LocalVault(bucket=bucket, region=offsite.region, key_arn=key_arn)
 
 

@@ -20,7 +20,7 @@ from backup_contracts.environment import (
 )
 from backup_contracts.events import AUDIT_PATTERN, BACKUP_REQUEST_PATTERN, RESTORE_PATTERN, SILENCE_PATTERN
 from backup_contracts.fleet import Fleet
-from local_pipeline.replication import LocalVault, create_vault
+from local_pipeline.replication import LocalVault, create_vault, encrypt_by_default
 
 
 @dataclass
@@ -138,17 +138,7 @@ def provision(fleet: Fleet, session: boto3.Session) -> LocalResources:
     bucket = f"{pipeline}-backups-{account}"
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=fleet.pipeline.object_lock.enabled)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
-                    "BucketKeyEnabled": True,
-                }
-            ]
-        },
-    )
+    encrypt_by_default(s3, bucket, key_arn)
     s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={
