@@ -7,7 +7,7 @@ import hashlib
 import html
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -201,3 +201,31 @@ def test_the_json_twin_serializes_with_iso_times() -> None:
     assert doc["period"] == {"since": T0.isoformat(), "until": PERIOD.end.isoformat(), "note": None}
     assert doc["targets"][0]["runs"]["missing"] == 1
     assert DrillOutcome(ok=True, rto=None) == DrillOutcome(ok=True, rto=None)
+
+
+def test_with_a_vault_the_report_counts_the_good_backups_copied_off_site_and_in_time() -> None:
+    base = target_report()
+    goods = [m for m in base.marks if m.kind == GOOD]
+    late, missing = goods[0], goods[1]
+    marks = [
+        replace(
+            m, offsite_verified_at=(m.finished_at or m.at) + (timedelta(hours=3) if m is late else timedelta(minutes=4))
+        )
+        if m is not missing
+        else m
+        for m in base.marks
+    ]
+    built = report(replace(base, marks=marks, offsite_lag=timedelta(hours=1)))
+
+    doc = built.as_json()["targets"][0]
+    page = render_html(built)
+
+    assert doc["offsite"] == {
+        "lag_s": 3600.0,
+        "good": len(goods),
+        "copied": len(goods) - 1,
+        "copied_within_lag": len(goods) - 2,
+    }
+    assert f'data-offsite-copied="{len(goods) - 1}"' in page
+    assert report(base).as_json()["targets"][0]["offsite"] is None  # no vault: nothing claimed
+    assert "Off-site copies" not in render_html(report(base))

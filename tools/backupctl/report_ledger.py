@@ -75,6 +75,7 @@ class ReportReader:
         self.fleet = fleet
         self.now = now
         self.job_deadline = timedelta(minutes=fleet.pipeline.job_deadline_minutes)
+        self.offsite_lag = fleet.pipeline.offsite.lag_delta if fleet.pipeline.offsite else None
 
     def runs(self, target: str, low: datetime, high: datetime) -> list[RunRecord]:
         """Runs that started in ``[low, high]`` plus the newest good one that started before ``low``."""
@@ -148,7 +149,7 @@ class ReportReader:
             "trigger": run.trigger,
         }
         if run.state == SUCCEEDED:
-            return Mark(GOOD, bytes_stored=run.bytes_stored, **common)
+            return Mark(GOOD, bytes_stored=run.bytes_stored, offsite_verified_at=run.offsite_verified_at, **common)
         if run.state == UNVERIFIED:
             return Mark(UNVERIFIED_MARK, detail=_short(run.error) or "the stored object did not verify", **common)
         if run.state == FAILED:
@@ -201,6 +202,7 @@ def target_report(
         drills=drills,
         state=state,
         silences=silences.silences(target.name, agent.name, period),
+        offsite_lag=reader.offsite_lag,
     )
 
 

@@ -67,6 +67,7 @@ class Mark:
     trigger: str | None = None
     bytes_stored: int | None = None
     detail: str | None = None  # the error, or why a run counts as missing
+    offsite_verified_at: datetime | None = None  # a good backup's copy, verified in the off-site vault
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +79,7 @@ class Mark:
             "trigger": self.trigger,
             "bytes_stored": self.bytes_stored,
             "detail": self.detail,
+            "offsite_verified_at": self.offsite_verified_at,
         }
 
 
@@ -122,6 +124,7 @@ class TargetReport:
     drills: list[Drill]
     state: LedgerTargetState | None
     silences: list[Silence] = field(default_factory=list)
+    offsite_lag: timedelta | None = None  # the fleet's pipeline.offsite.lag; None: no off-site vault
 
     def count(self, kind: str) -> int:
         return sum(1 for mark in self.marks if mark.kind == kind)
@@ -146,6 +149,18 @@ class TargetReport:
             "recorded_rto_s": s.last_drill_rto_s,
             "error": s.last_drill_error,
         }
+
+    def offsite_json(self) -> dict[str, Any] | None:
+        """Of the period's good backups, how many have a verified off-site copy, and how many within the lag."""
+        if self.offsite_lag is None:
+            return None
+        lag = self.offsite_lag
+        good = [m for m in self.marks if m.kind == GOOD]
+        copied = [m for m in good if m.offsite_verified_at is not None]
+        in_time = [
+            m for m in copied if m.offsite_verified_at and m.offsite_verified_at <= (m.finished_at or m.at) + lag
+        ]
+        return {"lag_s": _s(lag), "good": len(good), "copied": len(copied), "copied_within_lag": len(in_time)}
 
     def as_json(self) -> dict[str, Any]:
         rpo, rto = self.rpo_attainment, self.rto_attainment
@@ -174,6 +189,7 @@ class TargetReport:
                 "longest_rto_s": _s(rto.worst) if rto.worst is not None else None,
             },
             "runs": {kind: self.count(kind) for kind in MARK_KINDS if kind != SILENCED},
+            "offsite": self.offsite_json(),
             "timeline": [mark.as_json() for mark in self.marks],
             "drills": [drill.as_json() for drill in self.drills],
             "last_drill": self.last_drill_json(),
