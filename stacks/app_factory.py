@@ -8,12 +8,13 @@ and region) and the pipeline stack, which depends on it (deploy order: vault fir
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from backup_contracts.fleet import Fleet, load_fleet
+from backup_contracts.fleet import Fleet, FleetConfigError, load_fleet
 from backup_contracts.naming import vault_stack_name
 from stacks.entrypoint import FLEET_CONTEXT_KEY
 from stacks.entrypoint import fleet_path as context_fleet_path
@@ -57,6 +58,12 @@ def build_app(
         fleet, python_version=RUNTIME_PYTHON_VERSION, bundle_dependencies=bundle_dependencies
     )
     offsite = fleet.pipeline.offsite
+    if offsite is not None and os.environ.get("CDK_DEFAULT_REGION") == offsite.region:
+        raise FleetConfigError(
+            f"pipeline > offsite > region: {offsite.region} is the region the pipeline stack deploys into"
+            " (CDK_DEFAULT_REGION, from your AWS credentials), so the vault would not outlive a region."
+            " Fix: put the vault in another region, or deploy the pipeline with credentials of its own region"
+        )
     pipeline = PipelineStack(
         app,
         stack_id(fleet),

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.infrastructure
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _synth(fleet_file: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _synth(fleet_file: Path, tmp_path: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
+        **extra_env,
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         # This is how the CDK CLI hands context (cdk.json + `-c fleet=...`) to the app.
         "CDK_CONTEXT_JSON": json.dumps({"fleet": str(fleet_file)}),
@@ -157,3 +158,14 @@ def test_a_duplicate_key_fails_synth_naming_both_lines(tmp_path: Path, raw: dict
         fleet_file,
         f"{fleet_file}:{second}: agents: key 'agents' is given twice, on line {first} and on line {second}",
     )
+
+
+def test_a_vault_in_the_region_the_pipeline_deploys_into_fails_synth_with_a_fix(
+    tmp_path: Path, raw: dict[str, Any]
+) -> None:
+    raw["pipeline"]["offsite"] = {"region": "eu-west-1", "account": "222222222222", "primary_account": "111111111111"}
+    fleet_file = _write(tmp_path, raw)
+
+    result = _synth(fleet_file, tmp_path, CDK_DEFAULT_REGION="eu-west-1")
+
+    _assert_fails_clearly(result, fleet_file, "pipeline > offsite > region", "would not outlive a region", "Fix:")
