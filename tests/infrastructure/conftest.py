@@ -35,24 +35,6 @@ FLEET_FILE = REPO / "fleet.yaml"
 
 
 @dataclass(frozen=True)
-class Synthesized:
-    app: App
-    stack: PipelineStack
-    outdir: Path
-    template: Template
-
-    @property
-    def resources(self) -> dict[str, Any]:
-        return self.template.to_json()["Resources"]
-
-    def of_type(self, cfn_type: str) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.resources.items() if v["Type"] == cfn_type}
-
-    def logical_id(self, construct: Any) -> str:
-        return self.stack.get_logical_id(construct.node.default_child)
-
-
-@dataclass(frozen=True)
 class SynthesizedStack:
     """One stack of an app and its template (the vault stack beside the pipeline stack)."""
 
@@ -70,7 +52,16 @@ class SynthesizedStack:
         return str(self.stack.get_logical_id(construct.node.default_child))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Synthesized(SynthesizedStack):
+    """The pipeline stack of an app, with the app and where it was synthesized."""
+
+    app: App
+    stack: PipelineStack
+    outdir: Path
+
+
+@dataclass(frozen=True, kw_only=True)
 class OffsiteSynthesized(Synthesized):
     vault: SynthesizedStack
 
