@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from backup_contracts.bounds import (
     TARGETS_MAX,
@@ -29,6 +29,7 @@ from backup_contracts.bounds import (
     Text,
     Timestamp,
 )
+from backup_contracts.contract import Contract
 from backup_contracts.naming import (
     AGENT_SOURCE_PREFIX,
     SOURCE_AGENT,
@@ -37,6 +38,7 @@ from backup_contracts.naming import (
     agent_event_source,
     source_family,
 )
+from backup_contracts.wal import WalArchived, WalServerStatus
 
 Reason = Annotated[str, Field(min_length=1, max_length=1024)]
 
@@ -51,6 +53,7 @@ class DetailType(StrEnum):
     RESTORE_SUCCEEDED = "Restore Succeeded"
     RESTORE_FAILED = "Restore Failed"
     AGENT_HEARTBEAT = "Agent Heartbeat"
+    WAL_ARCHIVED = "WAL Archived"
     RESTORE_REQUESTED = "Restore Requested"
     RESTORE_APPROVED = "Restore Approved"
     BACKUP_REQUESTED = "Backup Requested"
@@ -59,12 +62,6 @@ class DetailType(StrEnum):
     RESTORE_VALIDATED = "Restore Validated"
     SILENCE_REQUESTED = "Silence Requested"
     UNSILENCE_REQUESTED = "Unsilence Requested"
-
-
-class Contract(BaseModel):
-    """Base of every contract: unknown fields are refused, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --------------------------------------------------------------------------- agent → pipeline
@@ -140,6 +137,7 @@ class AgentHeartbeat(Contract):
     version: RequiredLabel
     targets: list[Name] = Field(max_length=TARGETS_MAX)
     sent_at: Timestamp
+    wal: list[WalServerStatus] | None = Field(default=None, max_length=TARGETS_MAX, description="PITR targets' servers")
 
 
 # --------------------------------------------------------------------------- people → pipeline
@@ -229,7 +227,11 @@ class SilenceRequested(Contract):
     """Hold the pages about matching targets and agents until ``expires_at`` (a maintenance window when
     ``starts_at`` lies ahead); incidents are still recorded and shown. The rules: backup_contracts.silences."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["target"]}, {"required": ["agent"]}]})
+    model_config = ConfigDict(  # null is no pattern: the schema says so as the model does
+        json_schema_extra={
+            "anyOf": [{"required": [f], "properties": {f: {"type": "string"}}} for f in ("target", "agent")]
+        }
+    )
 
     silence_id: Identifier
     target: SilencePattern | None = Field(default=None, description="glob over target names, e.g. orders-*")
@@ -302,6 +304,7 @@ EVENT_TYPES: dict[tuple[str, str], type[Contract]] = {
     (SOURCE_AGENT, DetailType.RESTORE_SUCCEEDED): RestoreSucceeded,
     (SOURCE_AGENT, DetailType.RESTORE_FAILED): RestoreFailed,
     (SOURCE_AGENT, DetailType.AGENT_HEARTBEAT): AgentHeartbeat,
+    (SOURCE_AGENT, DetailType.WAL_ARCHIVED): WalArchived,
     (SOURCE_REQUESTS, DetailType.RESTORE_REQUESTED): RestoreRequested,
     (SOURCE_REQUESTS, DetailType.RESTORE_APPROVED): RestoreApproved,
     (SOURCE_REQUESTS, DetailType.BACKUP_REQUESTED): BackupRequested,
@@ -326,6 +329,7 @@ AUDIT_PATTERN: dict[str, Any] = {
         DetailType.RESTORE_SUCCEEDED.value,
         DetailType.RESTORE_FAILED.value,
         DetailType.AGENT_HEARTBEAT.value,
+        DetailType.WAL_ARCHIVED.value,
     ],
 }
 # On-demand backups go to the dispatcher.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError, field_validator
+from pydantic_core.core_schema import ValidationInfo
 
 from backup_contracts.fleet_alerts import AlertRouting
 from backup_contracts.fleet_checks import Loc, Problem, fleet_problems
@@ -19,7 +20,10 @@ from backup_contracts.naming import NAME_PATTERN
 from backup_contracts.schedule import MAX_DURATION, Schedule, ScheduleError, bounded_duration, parse_duration
 from backup_contracts.yamlfile import YamlDocument, YamlProblem, read_yaml
 
-ENGINES = ("postgresql", "mariadb", "sqlite", "files", "command")
+ENGINES = ("postgresql", "postgresql-physical", "mariadb", "sqlite", "files", "command")
+# Engines whose targets archive WAL continuously and restore to a point in time (docs/pitr.md).
+PITR_ENGINES = ("postgresql-physical",)
+DEFAULT_WAL_RPO = "5m"
 DEFAULT_KEEP_LAST = 3
 WEEK_MINUTES = 7 * 24 * 60  # the longest reminder, heartbeat, approval and job timeout
 KEEP_LAST_MAX = 100  # the keep-set lives in the target's ledger item (400 KB at most)
@@ -152,6 +156,10 @@ class Target(_Model):
         default=False,
         description="a backup counts toward the RPO only once its off-site copy is verified (needs pipeline.offsite)",
     )
+    wal_rpo: Duration | None = Field(
+        default=None,
+        description="postgresql-physical only: the longest archived WAL may lag the server (default 5m)",
+    )
 
     @field_validator("engine")
     @classmethod
@@ -163,10 +171,20 @@ class Target(_Model):
     _check_schedule = field_validator("schedule")(_valid_schedule)
     _check_timezone = field_validator("timezone")(_valid_timezone)
 
-    @field_validator("rpo")
+    @field_validator("rpo", "wal_rpo")
     @classmethod
-    def _bounded_rpo(cls, value: str) -> str:
-        return bounded_duration("rpo", value, MAX_DURATION)
+    def _bounded_rpo(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else bounded_duration(str(info.field_name), value, MAX_DURATION)
+
+    @property
+    def pitr(self) -> bool:
+        """The target archives WAL continuously and restores to any second (``engine: postgresql-physical``)."""
+        return self.engine in PITR_ENGINES
+
+    @property
+    def wal_rpo_delta(self) -> timedelta | None:
+        """How long archived WAL may lag the server before the watchdog alerts; None without PITR."""
+        return parse_duration(self.wal_rpo or DEFAULT_WAL_RPO) if self.pitr else None
 
     @field_validator("rto")
     @classmethod

@@ -30,6 +30,7 @@ def fleet_problems(fleet: Fleet) -> list[Problem]:
         + _rto_problems(fleet)
         + _approver_problems(fleet)
         + _offsite_problems(fleet)
+        + _wal_problems(fleet)
         + routing_problems(
             fleet.pipeline.alerts,
             {target.name for _, target in fleet.targets()},
@@ -285,4 +286,18 @@ def _offsite_problems(fleet: Fleet) -> list[Problem]:
         for a, agent in enumerate(fleet.agents)
         for t, target in enumerate(agent.targets)
         if target.drill is not None and target.drill.source == "offsite"
+    ]
+
+
+def _wal_problems(fleet: Fleet) -> list[Problem]:
+    """Only a target that archives WAL has a WAL RPO."""
+    return [
+        (
+            ("agents", a, "targets", t, "wal_rpo"),
+            f"engine {target.engine} archives no WAL, so wal_rpo would never be watched."
+            " Fix: use engine: postgresql-physical for point-in-time recovery (docs/pitr.md) or remove wal_rpo",
+        )
+        for a, agent in enumerate(fleet.agents)
+        for t, target in enumerate(agent.targets)
+        if target.wal_rpo is not None and not target.pitr
     ]

@@ -34,6 +34,18 @@ class RestoreSource(Contract):
     manifest_facts: Facts = Field(
         default_factory=dict, description="facts from the backup's manifest the restore is verified against"
     )
+    wal: WalReplay | None = Field(default=None, description="point-in-time restores of a PITR target only")
+
+
+class WalReplay(Contract):
+    """For a point-in-time restore: the WAL to replay after the base backup, and where to stop."""
+
+    recovery_target_time: Timestamp = Field(description="recovery stops before the first commit after this")
+    index_url: HttpUrl = Field(description="short-lived GET URL for the WalIndex (backup_contracts.wal)")
+    index_sha256: Sha256Hex
+    index_bytes: ByteCount = Field(gt=0)
+    files: ByteCount = Field(description="how many archived WAL files the index lists")
+    last_file: Label = Field(description="the newest archived file the index lists")
 
 
 class Job(Contract):

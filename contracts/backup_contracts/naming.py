@@ -86,6 +86,20 @@ def replication_role_name(pipeline: str) -> str:
     return f"{pipeline}-replication"
 
 
+WAL_DIR = "wal"
+
+
+def wal_prefix(agent: str, target: str) -> str:
+    """Where a PITR target's archived WAL lives: inside the agent's prefix, beside its base backups."""
+    return f"{agent_prefix(agent)}{target}/{WAL_DIR}/"
+
+
+def wal_object_key(agent: str, target: str, wal_file: str, compression: str = "zst") -> str:
+    """One archived WAL file (``…/wal/000000010000000000000003.zst``): a fixed key, so a second upload of
+    the same file is a conditional write that cannot replace the first."""
+    return f"{wal_prefix(agent, target)}{wal_file}.{compression}"
+
+
 def manifest_key(object_key: str) -> str:
     return f"{object_key}.manifest.json"
 

@@ -37,7 +37,7 @@ def test_unknown_engine_names_the_entry_and_the_choices(raw_fleet: dict[str, Any
     assert message.startswith("fleet.yaml:")
     assert "targets[0] 'app-sqlite' > engine" in message
     assert "unknown engine 'postgress'" in message
-    assert "Fix: use one of: postgresql, mariadb, sqlite, files, command" in message
+    assert "Fix: use one of: postgresql, postgresql-physical, mariadb, sqlite, files, command" in message
 
 
 @pytest.mark.parametrize("schedule", ["cron(99 * * * *)", "cron(0 2 * *)", "every day", "rate(0 hours)"])

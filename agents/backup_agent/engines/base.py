@@ -9,7 +9,8 @@ restored into its scratch destination again (``drop_restored``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal, Protocol
+from datetime import datetime
+from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
 
 class InvalidDumpError(Exception):
@@ -75,7 +76,7 @@ RestoreMode = Literal["clone", "in-place", "drill"]
 
 
 class Engine(Protocol):
-    name: str  # "postgresql", "mariadb", "sqlite", "files", "command"
+    name: str  # "postgresql", "postgresql-physical", "mariadb", "sqlite", "files", "command"
     format: str  # e.g. "pg_dump-custom", "mariadb-sql", "sqlite-db", "tar", "command"
     extension: str  # object key extension before ".zst", e.g. "pgdump", "sql", "sqlite", "tar", "bin"
 
@@ -99,4 +100,23 @@ class Engine(Protocol):
         Destroys the target's data: only for scratch destinations, after their own restore succeeded.
         Raises when the cleanup failed; an engine that cannot clean up says so in what it returns.
         """
+        ...
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """How a physical restore replays archived WAL: the server's ``restore_command`` (it fetches ``%f``
+    into ``%p``) and where recovery stops (None: at the end of the archived WAL)."""
+
+    restore_command: str
+    target_time: datetime | None = None
+
+
+@runtime_checkable
+class RecoveringEngine(Engine, Protocol):
+    """An engine whose backups are physical (a base backup plus WAL): a restore must replay WAL."""
+
+    def restore_with_wal(self, stream: BinaryIO, *, mode: RestoreMode, recovery: Recovery) -> RestoreReport:
+        """Restore the raw base backup stream into a new data directory, replay WAL up to
+        ``recovery.target_time``, start the server and verify it; the report says the time reached."""
         ...
