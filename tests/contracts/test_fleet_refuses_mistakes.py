@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,26 @@ def test_the_longest_allowed_timeouts_load(tmp_path: Path) -> None:
     pipeline = "pipeline:\n  job_deadline_minutes: 10080\n  approval_timeout_minutes: 10080\n  ledger_ttl_days: 36500\n"
     path.write_text(FLEET.format(schedule="rate(366 days)", rpo="400d", pipeline=pipeline))
     assert load_fleet(path).pipeline.job_deadline_minutes == 10080
+
+
+def test_a_wal_rpo_on_a_target_that_archives_no_wal_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(FLEET.format(schedule="cron(0 2 * * *)", rpo="26h\n        wal_rpo: 5m", pipeline=""))
+    with pytest.raises(FleetConfigError) as caught:
+        load_fleet(path)
+    line = _one_line(str(caught.value), path)
+    assert "wal_rpo: engine postgresql archives no WAL" in line
+    assert "Fix: use engine: postgresql-physical" in line
+
+
+def test_a_physical_postgresql_target_archives_wal_with_a_default_wal_rpo_of_five_minutes(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        FLEET.replace("engine: postgresql", "engine: postgresql-physical").format(
+            schedule="cron(0 2 * * *)", rpo="26h", pipeline=""
+        )
+    )
+    target = load_fleet(path).target("orders")[1]
+    assert target.pitr and target.wal_rpo_delta == timedelta(minutes=5)
+    path.write_text(path.read_text().replace("rpo: 26h", "rpo: 26h\n        wal_rpo: 2m"))
+    assert load_fleet(path).target("orders")[1].wal_rpo_delta == timedelta(minutes=2)
