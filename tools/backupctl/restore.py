@@ -218,7 +218,11 @@ def register(subparsers: Any) -> None:
     restore = subparsers.add_parser("restore", help="request a restore of a target (see docs/runbook.md)")
     restore.add_argument("target")
     which = restore.add_mutually_exclusive_group()
-    which.add_argument("--at", help="latest good backup whose dump started at or before this time (ISO-8601)")
+    which.add_argument(
+        "--at",
+        help="latest good backup whose dump started at or before this time (ISO-8601); a postgresql-physical"
+        " target recovers to exactly this second (docs/pitr.md)",
+    )
     which.add_argument("--run", help="exactly this run id (backupctl history TARGET)")
     where = restore.add_mutually_exclusive_group()
     where.add_argument("--to", metavar="OTHER_TARGET", help="clone into this target (must be in restore_to)")
