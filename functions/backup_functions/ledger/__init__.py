@@ -10,7 +10,8 @@
 - ``incidents``: the one incident protocol of the audit and the watchdog;
 - ``restores``: restore requests and drills;
 - ``silences``: what holds pages (who, why, until when);
-- ``offsite``: each good backup's copy in the off-site vault, from expected to verified.
+- ``offsite``: each good backup's copy in the off-site vault, from expected to verified;
+- ``wal``: PITR targets' archived WAL files, the archive's summary (watermark, gap, lag) and its gap.
 
 Keys and attribute names come from ``backup_contracts.ledger``; items are read as the typed models of
 ``backup_functions.ledger.items``. Every write is conditional or monotonic, so retries, duplicate
@@ -50,6 +51,7 @@ from backup_functions.ledger.restores import Restores
 from backup_functions.ledger.runs import Runs
 from backup_functions.ledger.silences import SILENCES_PK, SilenceItem, Silences
 from backup_functions.ledger.targets import TargetStates
+from backup_functions.ledger.wal import ARCHIVE_SK, GAP_SK, WalArchive, WalArchives, WalFile, WalGap
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -77,6 +79,9 @@ __all__ = [
     "RunRecord",
     "SilenceItem",
     "TargetState",
+    "WalArchive",
+    "WalFile",
+    "WalGap",
     "WatchedItem",
     "agent_subject",
     "deserialize",
@@ -98,6 +103,10 @@ def parse_item(item: dict[str, Any]) -> LedgerItem:
             return RunRecord.model_validate(item)
         if sk.startswith(keys.OFFSITE_SK_PREFIX):
             return OffsiteCopy.model_validate(item)
+        if sk == ARCHIVE_SK:
+            return WalArchive.model_validate(item)
+        if sk == GAP_SK:
+            return WalGap.model_validate(item)
     if pk.startswith("AGENT#"):
         return AgentState.model_validate(item)
     if pk.startswith("RESTORE#"):
@@ -122,6 +131,7 @@ class Ledger:
         self.restores = Restores(self.client)
         self.silences = Silences(self.client)
         self.offsite = OffsiteCopies(self.client)
+        self.wal = WalArchives(self.client)
 
     @property
     def table_name(self) -> str:
