@@ -21,6 +21,7 @@ from backup_contracts import ledger as keys
 from backup_contracts.events import AgentHeartbeat, BackupFailed, BackupStarted, BackupSucceeded, Contract
 from backup_contracts.fleet import Fleet, Target
 from backup_contracts.redaction import redact
+from backup_contracts.wal import WalArchived
 from backup_functions import alerts, retention
 from backup_functions.audit.incidents import AuditIncidents
 from backup_functions.audit.keeping import Keeper
@@ -32,6 +33,7 @@ from backup_functions.audit.provenance import (
     time_problems,
     unreachable_problems,
 )
+from backup_functions.audit.wal import WalAudit
 from backup_functions.clock import Clock
 from backup_functions.ledger import FAILED, SUCCEEDED, TERMINAL_STATES, UNVERIFIED, Ledger, RunRecord
 from backup_functions.offsite.check import VaultConfig
@@ -112,6 +114,16 @@ class Auditor:
         self.keeper = Keeper(fleet, ledger, objects, clock, config.ledger_ttl)
         self._targets = {target.name: target for _, target in fleet.targets()}
         self.vault = VaultConfig.from_fleet(fleet)  # None: no off-site copies to expect
+        self.wal = WalAudit(
+            fleet,
+            ledger,
+            objects,
+            clock,
+            provenance=self.provenance,
+            bucket=config.bucket,
+            kms_key_arn=config.kms_key_arn,
+            ledger_ttl=config.ledger_ttl,
+        )
 
     def handle(self, event: Contract, *, sender: str | None) -> Outcome:
         """One agent event, from the agent its source names (``sender``); see ``provenance``."""
@@ -120,6 +132,11 @@ class Auditor:
             if isinstance(event, AgentHeartbeat):
                 self.provenance.check_heartbeat(event, sender, now)
                 return self.heartbeat(event)
+            if isinstance(event, WalArchived):
+                first, note = self.wal.archived(event, sender)
+                return Outcome(
+                    "WalArchived", state="archived", first_time=first, bytes_stored=event.bytes_stored, note=note
+                )
             if not isinstance(event, BackupStarted):
                 return Outcome(type(event).__name__, note="restore events belong to the restore coordinator; skipped")
             target = self.provenance.owned_target(event, sender)
@@ -265,6 +282,7 @@ class Auditor:
                 engine=event.engine,
             )
             self.keeper.keep(target, event.started_at, event.run_id)
+            self.wal.base_backup(event, target)  # a PITR target's WAL is expected from its first good base backup
             if self.vault is not None:  # owed on every delivery: a redelivery completes a failed write
                 self.ledger.offsite.expect(self.vault.expected_copy(event), expires_at=self._expires(event.started_at))
             outcome.note = ", ".join(f"resolved {k}" for k in self.incidents.resolve_after(event)) or None
@@ -340,4 +358,5 @@ class Auditor:
             sent_at=event.sent_at,
             timeout=self.config.heartbeat_timeout,
         )
+        self.wal.heartbeat(event)  # the agent's PITR targets' WAL statuses
         return Outcome("AgentHeartbeat", state="heartbeat", first_time=moved)
