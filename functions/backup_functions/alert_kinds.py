@@ -1,10 +1,10 @@
 """The alert kinds and their severities: which incidents exist, which are root causes, who pages how loudly.
 
 Severity: ``critical`` for an open or reminded failure, unverified backup, missed RPO, silent agent, a root
-cause, or any kind not listed in ``SEVERITY``; ``warning`` for a job never started or stuck and a drill slower
-than its RTO, and a refused silence; ``info`` for every recovery, a removal from the fleet, a silence set or
-lifted, and the canary (``facts["severity"]``, when set, decides instead). ``backup_functions.alerts``
-re-exports every name.
+cause, WAL archiving that lags or has a gap, or any kind not listed in ``SEVERITY``; ``warning`` for a job
+never started or stuck and a drill slower than its RTO, and a refused silence; ``info`` for every recovery, a
+removal from the fleet, a silence set or lifted, and the canary (``facts["severity"]``, when set, decides
+instead). ``backup_functions.alerts`` re-exports every name but the WAL archive's (``wal_alerts.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ NOT_STARTED = "start"
 STUCK = "end"
 AGENT_SILENT = "heartbeat"
 OFFSITE = "offsite"  # a good backup's copy is not verified in the off-site vault within the lag
+WAL_LAG = "wal-lag"  # a PITR target's server has WAL the archive lacks, older than its wal_rpo (wal_alerts.py)
+WAL_GAP = "wal-gap"  # a WAL segment is missing from the archive while later ones are there (wal_alerts.py)
+WAL_KINDS = frozenset({WAL_LAG, WAL_GAP})
 # Causes (one incident per root cause; the per-target incidents they explain are recorded, not paged)
 AGENT_JOBS = "jobs"  # the agent heartbeats but none of its jobs start
 PIPELINE_AGENTS = "agents"  # most agents of the fleet silent at once
@@ -32,6 +35,8 @@ SEVERITY: dict[str, str] = {
     UNVERIFIED: "critical",
     RPO: "critical",
     AGENT_SILENT: "critical",
+    WAL_LAG: "critical",  # a disaster now loses the WAL not archived: the PITR target's RPO is broken
+    WAL_GAP: "critical",  # point-in-time restores cannot replay past the missing segment
     OFFSITE: "critical",  # one region, one account, one key hold every copy: the 3-2-1 promise is broken
     NOT_STARTED: "warning",
     STUCK: "warning",

@@ -45,6 +45,7 @@ from backup_functions.alert_kinds import (  # noqa: F401 - re-exported: callers 
     VAULT,
     severity_of,
 )
+from backup_functions.wal_alerts import WAL_BUILDERS
 
 SUBJECT_MAX = 100
 # SNS takes at most 256 KiB per message, the body and the message attributes together: the body gets
@@ -384,6 +385,7 @@ BUILDERS: dict[str, Callable[[Situation, Phase], Alert]] = {
     DISPATCHER: dispatcher_stalled,
     VAULT: replication_stalled,
     REMOVED: removed_from_fleet,
+    **WAL_BUILDERS,
 }
 
 

@@ -16,6 +16,7 @@ from backup_functions.ledger import (
     parse_item,
     target_subject,
 )
+from backup_functions.watchdog import wal
 
 # watch_kind (on the ledger item) → incident kind (in the INCIDENTS partition).
 WATCH_KIND_TO_INCIDENT = {
@@ -24,6 +25,8 @@ WATCH_KIND_TO_INCIDENT = {
     "end": "end",  # job row: started but never ended (stuck)
     "heartbeat": "heartbeat",  # agent state: no heartbeat within the timeout
     "offsite": "offsite",  # off-site copy: a good backup's copy not verified in the vault within the lag
+    "wal-lag": "wal-lag",  # WAL archive summary: the server has WAL the archive lacks, older than wal_rpo
+    "wal-gap": "wal-gap",  # WAL archive gap: a segment missing while later ones are archived, past wal_rpo
 }
 WATCH_INCIDENT_KINDS = frozenset(WATCH_KIND_TO_INCIDENT.values())
 # Incidents the watchdog itself opens and closes. Any other kind (e.g. a failed backup or an object
@@ -109,4 +112,4 @@ class OverdueItem:
         details["watch_deadline"] = ledger.iso(self.deadline)
         if isinstance(self.item, OffsiteCopy) and self.item.problems:
             details["problems"] = list(self.item.problems)  # what the last check found
-        return details
+        return details | wal.details(self.item)

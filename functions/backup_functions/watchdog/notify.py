@@ -8,6 +8,7 @@ from backup_contracts import ledger
 from backup_contracts.events import BackupMissing
 from backup_contracts.fleet import Fleet
 from backup_functions import alerts
+from backup_functions.alert_kinds import WAL_KINDS
 from backup_functions.ledger.outbox import Owed
 from backup_functions.ports import Courier, EventPublisher, Notifier, alert_entry, event_entry
 from backup_functions.watchdog.ports import Notice
@@ -55,6 +56,7 @@ def situation(notice: Notice, pipeline: str, fleet: Fleet | None = None) -> aler
         problems=tuple(str(p) for p in problems),
         notify_count=notice.notify_count,
         extra={
+            **({name: details[name] for name in details} if notice.kind in WAL_KINDS else {}),
             **notice.extra,
             **({"resolution": notice.resolution} if notice.resolution else {}),
             **_note(notice, fleet),

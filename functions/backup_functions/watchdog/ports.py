@@ -25,6 +25,8 @@ RESOLUTIONS = {
     "agents": "most agents are sending heartbeats again",
     "dispatcher": "the dispatcher is running again",
     "vault": "off-site copies are verified in the vault again",
+    "wal-lag": "the WAL archive keeps up with the server again",
+    "wal-gap": "the missing WAL segment is archived, or a newer base backup starts after it",
 }
 
 
