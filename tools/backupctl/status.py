@@ -2,14 +2,15 @@
 
 Reads: the fleet file names the targets (the ledger has no "all targets" partition, and a Scan is
 never used); their state rows come with BatchGetItem (one call per 100 targets), the agents' rows the
-same way, and open incidents with one Query of the INCIDENTS partition.
+same way, and open incidents with one Query of the INCIDENTS partition. PITR targets add a WAL column: their
+WAL archive summaries, one more BatchGetItem (``backupctl/wal_status.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from backup_functions.ledger import AgentState, Ledger, SilenceItem, TargetState
 from backup_functions.ledger.silences import holding
 from backupctl.context import Context
 from backupctl.render import GREEN, RED, YELLOW, table, to_json, use_colour
+from backupctl.wal_status import WalView
 
 OK = "OK"
 RUNNING = "RUNNING"
@@ -29,6 +31,8 @@ UNVERIFIED = "UNVERIFIED"
 STUCK = "STUCK"
 NOT_STARTED = "NOT STARTED"
 OFFSITE_MISSING = "OFF-SITE MISSING"
+WAL_GAP = "WAL GAP"
+WAL_LAGS = "WAL LAGS"
 HEALTHY_STATES = frozenset({OK, RUNNING, NO_BACKUP_YET})
 
 
@@ -58,6 +62,7 @@ class StatusRow:
     rpo_needs_offsite: bool = False  # a backup counts toward the RPO once its off-site copy is verified
     last_offsite_run_id: str | None = None
     last_offsite_good_at: datetime | None = None
+    wal: WalView | None = None  # a PITR target's WAL archive (backupctl/wal_status.py)
 
     @property
     def counted_good_at(self) -> datetime | None:
@@ -155,6 +160,8 @@ class StatusRow:
             return BREACHED
         if "offsite" in self.incidents:
             return OFFSITE_MISSING
+        if "wal-gap" in self.incidents or "wal-lag" in self.incidents:
+            return WAL_GAP if "wal-gap" in self.incidents else WAL_LAGS
         if "start" in self.incidents:
             return NOT_STARTED
         if self.last_run_state == "started":
@@ -197,6 +204,7 @@ class StatusRow:
                 if self.offsite
                 else {}
             ),
+            **({"wal": self.wal.as_json(now)} if self.wal else {}),
         }
 
 
@@ -231,6 +239,9 @@ def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False)
     with_offsite = any(r.offsite for r in rows)
     if with_offsite:
         headers.insert(5, "OFF-SITE")
+    with_wal = any(r.wal for r in rows)
+    if with_wal:
+        headers.insert(headers.index("STATE"), "WAL")
     with_drills = any(r.last_drill_at or r.last_rto_s is not None or r.rto is not None for r in rows)
     if with_drills:
         headers += ["LAST DRILL", "RTO / OBJECTIVE"]
@@ -249,6 +260,8 @@ def render_status(rows: list[StatusRow], now: datetime, *, colour: bool = False)
         ]
         if with_offsite:
             line.insert(5, row.offsite_cell(now))
+        if with_wal:
+            line.insert(headers.index("WAL"), row.wal.cell(now) if row.wal else "-")
         if with_drills:
             line += [
                 _drill_cell(row),
@@ -268,6 +281,7 @@ def collect_status(
     pairs = fleet.targets()
     states = ledger.targets.get_many(t.name for _, t in pairs)
     agents = ledger.agents.get_many(a.name for a in fleet.agents)
+    archives = ledger.wal.archives(t.name for _, t in pairs if t.pitr)  # no call without PITR targets
     incidents: dict[str, list[str]] = {}
     agent_of = {target.name: agent.name for agent, target in pairs}
     open_incidents = ledger.incidents.list_open()
@@ -291,20 +305,24 @@ def collect_status(
             incidents.setdefault("pipeline", []).append(kind)
     rows = []
     for agent, target in pairs:
+        wal = WalView.of(archives.get(target.name), target.wal_rpo_delta) if target.wal_rpo_delta else None
         kinds = incidents.get(target.name, []) + [f"agent-{k}" for k in incidents.get(f"agent:{agent.name}", [])]
         kinds += [f"pipeline-{k}" for k in incidents.get("pipeline", [])]
         rows.append(
-            StatusRow.from_items(
-                target=target.name,
-                agent=agent.name,
-                engine=target.engine,
-                rpo=target.rpo_delta,
-                rto=target.rto_delta,
-                offsite=fleet.pipeline.offsite is not None,
-                rpo_needs_offsite=target.rpo_needs_offsite,
-                state=states.get(target.name),
-                agent_state=agents.get(agent.name),
-                incidents=tuple(sorted(set(kinds))),
+            replace(
+                StatusRow.from_items(
+                    target=target.name,
+                    agent=agent.name,
+                    engine=target.engine,
+                    rpo=target.rpo_delta,
+                    rto=target.rto_delta,
+                    offsite=fleet.pipeline.offsite is not None,
+                    rpo_needs_offsite=target.rpo_needs_offsite,
+                    state=states.get(target.name),
+                    agent_state=agents.get(agent.name),
+                    incidents=tuple(sorted(set(kinds))),
+                ),
+                wal=wal,
             )
         )
     return rows
