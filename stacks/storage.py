@@ -12,6 +12,7 @@ from constructs import Construct
 
 from backup_contracts.fleet import Fleet
 from backup_contracts.naming import RETENTION_TAG, retention_tag_value
+from backup_contracts.wal import WAL_TIER, wal_retention_days
 from stacks.nag import acknowledge
 
 NONCURRENT_VERSION_DAYS = 7
@@ -120,7 +121,8 @@ class Storage(Construct):
         """One expiry rule per retention class and tier, matched by the tag the audit sets after verifying.
 
         No rule matches ``retention=keep`` (the newest ``keep_last`` good backups of a target) or an untagged
-        object, so neither is ever expired by age.
+        object, so neither is ever expired by age. With PITR targets, one more rule per retention class they use
+        expires their archived WAL (``retention=<class>-wal``) ``daily_days + 1`` days after it was written.
         """
         rules = [
             s3.LifecycleRule(
@@ -132,6 +134,17 @@ class Storage(Construct):
             for class_name, retention_class in sorted(fleet.retention_classes.items())
             for tier, days in retention_class.tiers().items()
             for value in [retention_tag_value(class_name, tier)]
+        ]
+        wal_classes = sorted({target.retention for _, target in fleet.targets() if target.pitr})
+        rules += [  # archived WAL of PITR targets (backup_contracts.wal): the point-in-time window, and a day
+            s3.LifecycleRule(
+                id=f"retention-{value}",
+                tag_filters={RETENTION_TAG: value},
+                expiration=Duration.days(wal_retention_days(fleet.retention_classes[class_name].daily_days)),
+                noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS),
+            )
+            for class_name in wal_classes
+            for value in [retention_tag_value(class_name, WAL_TIER)]
         ]
         rules.append(
             s3.LifecycleRule(

@@ -149,3 +149,15 @@ class WalIndex(Contract):
     timeline: int = Field(ge=1, le=0xFFFF_FFFF)
     start_file: WalFileName = Field(description="the base backup's first segment")
     files: list[WalIndexEntry] = Field(max_length=INDEX_FILES_MAX)
+
+
+# --------------------------------------------------------------------------- retention
+
+WAL_TIER = "wal"  # an archived WAL file's retention tag is ``<class>-wal`` (naming.retention_tag_value)
+WAL_EXTRA_DAYS = 1  # lifecycle runs once a day: WAL outlives the oldest daily base backup it serves by a day
+
+
+def wal_retention_days(daily_days: int) -> int:
+    """How long archived WAL of a retention class is kept: the point-in-time window reaches back to the
+    oldest daily base backup (``daily_days``), and the WAL after it must still be there (one day more)."""
+    return daily_days + WAL_EXTRA_DAYS

@@ -29,7 +29,7 @@ from typing import Any
 from backup_contracts.events import AgentHeartbeat, BackupSucceeded
 from backup_contracts.fleet import Fleet, Target
 from backup_contracts.naming import RETENTION_TAG, retention_tag_value, wal_object_key
-from backup_contracts.wal import WalArchived, is_wal_file
+from backup_contracts.wal import WAL_TIER, WalArchived, is_wal_file, wal_retention_days
 from backup_functions.audit.keeping import plan_lock
 from backup_functions.audit.provenance import Provenance, Refusal
 from backup_functions.clock import Clock
@@ -39,15 +39,13 @@ from backup_functions.verification import SHA256_METADATA_KEY, full_object_sha25
 
 log = logging.getLogger(__name__)
 
-WAL_TIER = "wal"  # the tag value of archived WAL: retention=<class>-wal
 WAL_FILE_METADATA_KEY = "wal-file"
-WAL_EXTRA_DAYS = 1  # WAL outlives the oldest daily base backup it serves by a day (lifecycle runs daily)
 START_FILE_FIELDS = ("start_file", "wal_start_file")  # where a base backup's manifest names its first segment
 
 
 def wal_days(fleet: Fleet, target: Target) -> int:
     """How long an archived WAL file of ``target`` is kept: its class's daily days, and a day."""
-    return fleet.retention_classes[target.retention].daily_days + WAL_EXTRA_DAYS
+    return wal_retention_days(fleet.retention_classes[target.retention].daily_days)
 
 
 def object_problems(head: Mapping[str, Any], event: WalArchived, kms_key_arn: str) -> list[str]:
