@@ -29,6 +29,7 @@ from .vault_principals import ADMIN, DEPLOYER, REPLICATION
 
 RUN_STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 RUN_ID = "run-0001"
+WAL_FILE = "000000010000000000000003"  # an archived WAL segment (the audit heads, tags and locks it)
 
 
 class SynthesizedApp(Protocol):
@@ -143,6 +144,7 @@ class Bindings:
             "bucket": bucket,
             "own_backup": f"{bucket}/{own_backup}",
             "own_manifest": f"{bucket}/{naming.manifest_key(own_backup)}",
+            "own_wal": f"{bucket}/{naming.wal_object_key(agent.name, agent.targets[0].name, WAL_FILE)}",
             "other_agent_backup": f"{bucket}/{other_backup}",
             "outside_agents": f"{bucket}/elsewhere/{RUN_ID}.zst",
             "access_log": f"{arn(stack.storage.access_logs)}/backups/2026-01-02-03-04-05-0123456789ABCDEF",

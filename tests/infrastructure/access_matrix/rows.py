@@ -56,6 +56,7 @@ LAMBDA, S3_LOGGING = "lambda.amazonaws.com", "logging.s3.amazonaws.com"
 # --- resources --------------------------------------------------------------------------------------------
 OWN_BACKUP = "{own_backup}"  # a backup object of the agent's own target, under agents/<agent>/
 OWN_MANIFEST = "{own_manifest}"  # its manifest, written with a single PutObject
+OWN_WAL = "{own_wal}"  # an archived WAL file of the agent's own target (naming.wal_object_key)
 OTHER_AGENT_BACKUP = "{other_agent_backup}"  # under agents/<agent>-2/: same name prefix, another folder
 OUTSIDE_AGENTS = "{outside_agents}"  # an object key outside agents/
 BUCKET, ACCESS_LOG = "{bucket}", "{access_log}"  # the backup bucket; an object of its access-log bucket
@@ -92,6 +93,7 @@ PUT_OTHER_KEY: Context = {SSE: "aws:kms", SSE_KEY: "{other_key}", CREATES: "true
 PUT_AWS_MANAGED_KEY: Context = {SSE: "aws:kms", CREATES: "true", IF_NONE_MATCH: "*"}  # aws:kms, no key id
 TAG_NEW_OBJECT: Context = {TAG: RETENTION}  # the Tagging header of a create call, no existing tags
 RETAG: Context = {EXISTING_TAG: RETENTION, TAG: retention_tag_value("short", "daily")}
+TAG_WAL: Context = {TAG: retention_tag_value("standard", "wal")}  # a verified WAL file's first tag
 
 
 def _via(service: str) -> Context:
@@ -382,6 +384,10 @@ ROWS: tuple[Row, ...] = (
     # bypass governance mode, so only an operator's break-glass grant can shorten one (docs/runbook.md).
     Row("audit-locks-backup", AUDIT, "s3:PutObjectRetention", OWN_BACKUP, NONE, ALLOWED, "tier's days"),
     Row("audit-reads-retention", AUDIT, "s3:GetObjectRetention", OWN_BACKUP, NONE, ALLOWED, "never shortens"),
+    Row("audit-heads-wal", AUDIT, "s3:GetObject", OWN_WAL, NONE, ALLOWED, "HeadObject of an archived WAL file"),
+    Row("audit-tags-wal", AUDIT, "s3:PutObjectTagging", OWN_WAL, TAG_WAL, ALLOWED, "retention=<class>-wal"),
+    Row("audit-locks-wal", AUDIT, "s3:PutObjectRetention", OWN_WAL, NONE, ALLOWED, "locked as long as it is kept"),
+    Row("agent-tags-wal", AGENT, "s3:PutObjectTagging", OWN_WAL, TAG_WAL, DENIED, "WAL retention is the audit's"),
     Row("audit-bypasses-governance", AUDIT, "s3:BypassGovernanceRetention", OWN_BACKUP, NONE, DENIED, "break-glass"),
     Row("agent-sets-retention", AGENT, "s3:PutObjectRetention", OWN_BACKUP, NONE, DENIED, "its own lock"),
     Row("agent-bypasses-governance", AGENT, "s3:BypassGovernanceRetention", OWN_BACKUP, NONE, DENIED, "unlock"),
