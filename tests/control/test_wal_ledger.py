@@ -185,3 +185,24 @@ def test_server_ahead_counts_completed_segments_only():
     assert not server_ahead(seg(3), seg(2))
     assert server_ahead(seg(4), seg(2))
     assert not server_ahead(seg(3, 2), seg(2))  # a new timeline begun in the next segment
+
+
+def test_a_gap_found_before_the_newest_base_backups_start_restarts_the_archive_there(aws):
+    ledger = aws.ledger.wal
+    record(aws, seg(1), seg(2))  # then archiving broke; a new base backup starts in segment 10
+    ledger.base_backup("orders-pitr", "db-1", start_file=seg(10), good_at=START + timedelta(hours=1), wal_rpo=WAL_RPO)
+    record(aws, seg(10), seg(11), minutes=70)
+
+    archive = ledger.archive("orders-pitr")
+
+    assert (archive.start_file, archive.contiguous_through, archive.first_missing) == (seg(10), seg(11), None)
+
+
+def test_a_status_while_only_a_history_file_is_archived_is_recorded(aws):
+    ledger = aws.ledger.wal
+    record(aws, "00000002.history")
+    ledger.record_server_status(
+        "db-1", server_status(seg(9, timeline=2), START + timedelta(minutes=1)), wal_rpo=WAL_RPO
+    )
+
+    assert ledger.archive("orders-pitr").server_current_file == seg(9, timeline=2)

@@ -86,6 +86,7 @@ class WalArchive(WatchedItem):
     agent: str | None = None
     wal_rpo_s: int | None = None
     start_file: str | None = None  # where the archive starts: a good base backup's first segment
+    newest_base_start: str | None = None  # the first segment of the newest good base backup known
     expected_since: datetime | None = None  # the first good base backup: WAL is expected from then on
     newest_file: str | None = None
     newest_archived_at: datetime | None = None
@@ -251,6 +252,9 @@ class WalArchives:
             fields = _base(current, target, agent, wal_rpo)
             if current is None or current.expected_since is None:
                 fields["expected_since"] = good_at
+            newest_start = newer(current.newest_base_start if current else None, start_file)
+            if newest_start != (current.newest_base_start if current else None):
+                fields["newest_base_start"] = newest_start
             restart = start_file is not None and (
                 current is None
                 or (current.start_file is None and current.contiguous_through is None)
@@ -272,7 +276,22 @@ class WalArchives:
     def _advanced(
         self, target: str, current: WalArchive | None, name: str, at: datetime | None, *, force: bool = False
     ) -> dict[str, Any]:
-        """The watermark and gap fields once ``name`` (archived at ``at``) is recorded."""
+        """The watermark and gap fields once ``name`` (archived at ``at``) is recorded. A gap found before the
+        newest good base backup's first segment restarts the archive there instead (that base backup does not
+        need the missing segment, and the older ones cannot be helped by an alert: only a new base backup helps)."""
+        fields = self._moved(target, current, name, at, force=force)
+        latest = current.newest_base_start if current else None
+        missing = fields.get("first_missing")
+        if current is None or latest is None or missing is None or not missing < latest:
+            return fields
+        restarted = current.model_copy(
+            update={"start_file": latest, "contiguous_through": None, "contiguous_at": None, **_no_gap()}
+        )
+        return {"start_file": latest, "contiguous_at": None, **self._moved(target, restarted, latest, None, force=True)}
+
+    def _moved(
+        self, target: str, current: WalArchive | None, name: str, at: datetime | None, *, force: bool = False
+    ) -> dict[str, Any]:
         through = current.contiguous_through if current else None
         start = current.start_file if current else None
         if force or extends(through, start, name):

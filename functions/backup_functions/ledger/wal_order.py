@@ -82,9 +82,9 @@ def walk(through: str | None, start: str | None, rows: Iterable[tuple[str, datet
 
 def server_ahead(current_file: str | None, through: str | None) -> bool:
     """The server has completed a segment after the watermark (it writes a later one than the next)."""
-    if current_file is None or through is None or not is_segment(current_file[:24]):
+    if current_file is None or through is None or not is_segment(current_file[:24]) or not is_segment(through[:24]):
         return False
-    current, last = parse_segment(current_file[:24]), parse_segment(through)
+    current, last = parse_segment(current_file[:24]), parse_segment(through[:24])
     return current.timeline >= last.timeline and current.number > last.number + 1
 
 
