@@ -32,7 +32,7 @@ CENSUS = Path(__file__).with_name("calls.json")
 
 def run(name: str, fault: Fault) -> dict[str, Any]:
     scenario = BY_NAME[name]
-    with fault_world(fault, drills=scenario.drills, offsite=scenario.offsite) as world:
+    with fault_world(fault, drills=scenario.drills, offsite=scenario.offsite, pitr=scenario.pitr) as world:
         scenario.setup(world)
         world.fault.armed = True
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from backup_contracts import ledger as keys
 from backup_contracts.fleet import parse_fleet
-from backup_contracts.naming import agent_event_source, backup_object_key, manifest_key
+from backup_contracts.naming import agent_event_source, backup_object_key, manifest_key, wal_object_key
 from backup_functions.ledger import NewJob
 from local_pipeline.replication import replicator
 from tests.faults.harness import redeliver, retry, tick
@@ -33,6 +33,7 @@ class Scenario:
     settle: Step  # what the pipeline does next, without faults: the next tick of a schedule
     drills: bool = False  # the fleet has the restore fleet's drill (of target app)
     offsite: bool = False  # the fleet has an off-site vault (worlds.OFFSITE), which the watchdog checks
+    pitr: bool = False  # db-host also runs a PITR target (worlds.PITR_TARGET), which archives WAL
 
 
 def _nothing(w: FaultWorld) -> None:
@@ -210,6 +211,38 @@ def _audit_resolved(w: FaultWorld) -> None:
     _audit_then_watchdog(w, _backup_events(w, RUN_2, START_2)[1])
 
 
+# ---------------------------------------------------------------------------------------------- WAL archive
+def _wal_event(w: FaultWorld, number: int, at: Any) -> str:
+    """A WAL file of the PITR target stored as ``wal-push`` stores it, and its ``WAL Archived``."""
+    name = f"{1:08X}{0:08X}{number:08X}"
+    key, body, r = wal_object_key("db-host", "orders-pitr", name), f"wal {name}".encode() * 4, w.world.resources
+    sha = hashlib.sha256(body).hexdigest()
+    w.world.s3.put_object(
+        Bucket=r.bucket,
+        Key=key,
+        Body=body,
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId=r.kms_key_arn,
+        Metadata={"sha256": sha, "wal-file": name},
+    )
+    detail = {"agent": "db-host", "target": "orders-pitr", "file": name, "bucket": r.bucket, "key": key}
+    detail |= {"sha256": sha, "bytes_in": 16 << 20, "bytes_stored": len(body), "compression": "zst"}
+    return w.world.envelope(agent_event_source("db-host"), "WAL Archived", {**detail, "archived_at": keys.iso(at)})
+
+
+def _wal_archived_setup(w: FaultWorld) -> None:
+    w.audit(_wal_event(w, 1, T0 - timedelta(minutes=2)))
+
+
+def _wal_archived(w: FaultWorld) -> None:
+    _audit_then_watchdog(w, _wal_event(w, 2, T0 - timedelta(minutes=1)))
+
+
+def _wal_gap_setup(w: FaultWorld) -> None:
+    for number in (1, 2, 4):  # segment 3 never arrives
+        w.audit(_wal_event(w, number, T0 - timedelta(minutes=20)))
+
+
 # ---------------------------------------------------------------------------------------------- watchdog
 def _watchdog(w: FaultWorld) -> None:
     tick(w.watchdog_tick)
@@ -378,7 +411,9 @@ SCENARIOS = [
     Scenario("audit-succeeded", _audit_succeeded_setup, _audit_succeeded, WATCHDOG_TICK),
     Scenario("audit-failed", _nothing, _audit_failed, WATCHDOG_TICK),
     Scenario("audit-resolved", _audit_resolved_setup, _audit_resolved, WATCHDOG_TICK),
+    Scenario("audit-wal-archived", _wal_archived_setup, _wal_archived, WATCHDOG_TICK, pitr=True),
     # watchdog
+    Scenario("watchdog-wal-gap", _wal_gap_setup, _watchdog, WATCHDOG_AGAIN, pitr=True),
     Scenario("watchdog-missing", _missing_setup, _watchdog, WATCHDOG_AGAIN),
     Scenario("watchdog-not-started", _overdue_setup, _watchdog, WATCHDOG_AGAIN),
     Scenario("watchdog-heartbeat", _heartbeat_setup, _watchdog, WATCHDOG_AGAIN),

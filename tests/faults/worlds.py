@@ -143,7 +143,7 @@ def _clients() -> _Clients:
 
 
 @contextmanager
-def fault_world(fault: Fault, *, drills: bool, offsite: bool = False) -> Iterator[FaultWorld]:
+def fault_world(fault: Fault, *, drills: bool, offsite: bool = False, pitr: bool = False) -> Iterator[FaultWorld]:
     """The world, with every client of the functions carrying ``fault``'s hook (disarmed); without
     ``drills`` the fleet has none (so a scenario's ticks do only what the scenario is about); with
     ``offsite`` it has an off-site vault (in moto, in its own region), which the watchdog reads."""
@@ -154,6 +154,8 @@ def fault_world(fault: Fault, *, drills: bool, offsite: bool = False) -> Iterato
         fleet = restore_fleet() if drills else _without_drills()
         if offsite:
             fleet = fleet.model_copy(update={"pipeline": fleet.pipeline.model_copy(update={"offsite": OFFSITE})})
+        if pitr:  # db-host also runs a PITR target, which archives WAL
+            fleet = with_pitr_target(fleet)
         resources = provision(fleet, session)
         sqs = session.client("sqs")
         capture_url = capture_pipeline_events(session, resources.bus_name)
@@ -232,6 +234,15 @@ def fault_world(fault: Fault, *, drills: bool, offsite: bool = False) -> Iterato
 
 def _ordered(received: list[Any]) -> list[Any]:
     return sorted(received, key=lambda value: json.dumps(value, sort_keys=True, default=str))
+
+
+PITR_TARGET = {"name": "orders-pitr", "engine": "postgresql-physical", "schedule": "rate(1 day)", "rpo": "26h"}
+
+
+def with_pitr_target(fleet: Fleet) -> Fleet:
+    spec = json.loads(fleet.model_dump_json(exclude_none=True))
+    spec["agents"][0]["targets"].append(PITR_TARGET)
+    return parse_fleet(spec)
 
 
 def _without_drills() -> Fleet:
