@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 
 from backup_contracts.events import AgentHeartbeat
-from backup_contracts.naming import agent_event_source, wal_object_key
+from backup_contracts.naming import agent_event_source, manifest_key, wal_object_key
+from backup_functions.audit.wal import start_file_of
 
 from .conftest import START, Aws, eventbridge_event
 from .test_audit import deliver
@@ -153,3 +154,46 @@ def test_another_agents_heartbeat_sets_no_wal_status(aws, auditor, lambda_contex
     deliver(lambda_context, heartbeat("db-2", server_status(seg(7), START)))
 
     assert aws.ledger.wal.archive("orders-pitr") is None
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {"start_file": seg(5)},
+        {"validator": {"start_file": seg(5)}},
+        {"wal": {"wal_start_file": seg(5) + ".00000028.backup"}},
+    ],
+)
+def test_a_base_backups_manifest_names_where_its_wal_starts(manifest):
+    assert start_file_of(manifest) == seg(5)
+
+
+def test_a_good_base_backup_starts_the_archive_and_its_watch(aws, auditor):
+    from backup_contracts.events import BackupSucceeded
+
+    good = BackupSucceeded(
+        job_id="j1",
+        run_id="r1",
+        target="orders-pitr",
+        agent="db-1",
+        started_at=START,
+        bucket=aws.bucket,
+        key="agents/db-1/orders-pitr/2026/11/16/r1.tar.zst",
+        finished_at=START + timedelta(minutes=3),
+        bytes_in=10,
+        bytes_stored=10,
+        sha256="0" * 64,
+        engine="postgresql-physical",
+        format="tar",
+        compression="zst",
+        duration_s=180.0,
+    )
+    aws.session.client("s3").put_object(
+        Bucket=aws.bucket, Key=manifest_key(good.key), Body=json.dumps({"start_file": seg(5)}).encode()
+    )
+
+    auditor.wal.base_backup(good, auditor.fleet.target("orders-pitr")[1])
+
+    archive = aws.ledger.wal.archive("orders-pitr")
+    assert (archive.start_file, archive.expected_since) == (seg(5), good.finished_at)
+    assert archive.watch_deadline == good.finished_at + timedelta(minutes=5)

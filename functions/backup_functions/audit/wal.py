@@ -74,10 +74,12 @@ def object_problems(head: Mapping[str, Any], event: WalArchived, kms_key_arn: st
 
 
 def start_file_of(manifest: Mapping[str, Any] | None) -> str | None:
-    """A base backup's first WAL segment, as its sidecar manifest names it (at the top or under ``wal``)."""
+    """A base backup's first WAL segment, as its sidecar manifest names it (``start_file`` or ``wal_start_file``,
+    at the top or in one of its sections); None when it names none (the archive then starts at its first file)."""
     if not manifest:
         return None
-    for place in (manifest, manifest.get("wal"), manifest.get("facts")):
+    places = ("wal", "facts", "validator", "database_properties")  # the agent's manifest sections
+    for place in (manifest, *(manifest.get(name) for name in places)):
         if isinstance(place, Mapping):
             for name in START_FILE_FIELDS:
                 value = place.get(name)
