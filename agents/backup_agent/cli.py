@@ -36,6 +36,7 @@ from backup_agent.restore import RestoreOutcome, RestoreRefusedError, RestoreRun
 from backup_agent.secrets import SecretError, SecretResolver
 from backup_agent.state import CompletedJobs, StateError
 from backup_agent.version import VERSION as __version__
+from backup_agent.wal import commands as wal_commands
 from backup_contracts.events import BackupSucceeded
 from backup_contracts.jobs import Job
 
@@ -150,6 +151,7 @@ def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     resend_unreported(consumer.completed, events)
+    wal_commands.resend_owed_wal(config, clients.events)
     log.info(
         "agent %s started (version %s, %d target(s), concurrency %d)",
         config.agent,
@@ -335,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup = sub.add_parser("backup", help="take one backup of TARGET now (trigger 'admin')")
     backup.add_argument("target", metavar="TARGET")
     sub.add_parser("check", help="verify config, connectivity, tool versions and AWS access; uploads nothing")
+    wal_commands.add_parsers(sub)
     return parser
 
 
@@ -342,6 +345,7 @@ COMMANDS: dict[str, Callable[[AgentConfig, argparse.Namespace], int]] = {
     "run": cmd_run,
     "backup": cmd_backup,
     "check": cmd_check,
+    **wal_commands.COMMANDS,
 }
 
 
@@ -368,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _fixed_mmap_threshold()
     setup_logging(json_logs=args.json_logs, level=logging.DEBUG if args.verbose else logging.INFO)
+    if args.command in wal_commands.WITHOUT_CONFIG:  # wal-fetch: PostgreSQL's restore_command, no config
+        return wal_commands.WITHOUT_CONFIG[args.command](args)
     try:
         config = load_config(args.config)
         for stale in proc.remove_stale_secret_dirs():
