@@ -91,7 +91,7 @@ class Cluster:
         return self.root / "server.log"
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own argv
+        return subprocess.run(
             as_server_user(argv, self.user or ""),
             capture_output=True,
             text=True,
@@ -112,7 +112,17 @@ class Cluster:
 
     def start(self, timeout: float = 60) -> None:
         self.run(
-            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(timeout)), "start"],
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                f"{timeout:.0f}",
+                "start",
+            ],
             timeout=timeout + 10,
         )
 
@@ -124,7 +134,7 @@ class Cluster:
 
     def sql(self, statement: str, *, database: str = "postgres", check: bool = True) -> str:
         """Run SQL through psql over TCP; the unaligned, tuples-only output."""
-        done = subprocess.run(  # noqa: S603 - our own argv
+        done = subprocess.run(
             [
                 str(self.bin_dir / "psql"),
                 "-X",
