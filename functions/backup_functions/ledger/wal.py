@@ -345,7 +345,8 @@ class WalArchives:
             update.remove(*cleared, *([] if watch_fields else WATCH_ATTRIBUTES))
             condition = update.absent() if current is None else update.equals("revision", revision)
             if self._client.update(pk, ARCHIVE_SK, update, condition) is not None:
-                self._sync_gap(merged)
+                if merged.first_missing is not None or (current is not None and current.first_missing is not None):
+                    self._sync_gap(merged)  # (no gap before or after: nothing to open or close)
                 return True
         raise LedgerError(f"the WAL archive summary of {target} changed under {REVISE_ATTEMPTS} attempts")
 
