@@ -18,130 +18,47 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
+from backup_agent.engines.config_base import (
+    ARGV_FIX,
+    BY_REFERENCE,
+    PORT,
+    DatabaseConfig,
+    EngineModel,
+    Model,
+    Resolve,
+    SecretRef,
+    db_name,
+    strings,
+)
+from backup_agent.engines.pg_physical_config import PostgresPhysicalConfig
 from backup_contracts.redaction import inline_credential, is_credential_name
 
-_PORT = Field(ge=1, le=65535)
+__all__ = [
+    "BY_REFERENCE",
+    "CommandConfig",
+    "DatabaseConfig",
+    "EngineConfig",
+    "FilesConfig",
+    "MariaDBConfig",
+    "PostgresConfig",
+    "PostgresPhysicalConfig",
+    "Resolve",
+    "SQLiteConfig",
+    "SecretRef",
+    "secret_refs",
+]
 
-BY_REFERENCE = (
-    "Fix: give the secret by reference, e.g. {env: DB_PASSWORD} (a variable of the agent's environment),"
-    " {file: /etc/backup-agent/db.pass} (mode 0600), {secretsmanager: prod/db, json_key: password} or"
-    " {ssm: /prod/db/password}; see docs/agent.md, Secrets"
-)
-_ARGV_FIX = (
-    "Fix: argv is visible to every user in the process list: give the tool the secret in a file it reads,"
-    " e.g. secret_files: {mongo: {content: 'password: {secret_json}', secret: {secretsmanager: prod/mongo,"
-    " json_key: password}}} and --config={file:mongo} in the command, or in `env:` by reference for a tool"
-    " that reads a variable"
-)
 _PASSWORD_OPTIONS = frozenset({"--password", "--passwd", "--pass", "--token", "--secret", "--api-key"})
-
-
-class _Model(BaseModel):
-    # hide_input_in_errors: a rejected value may be the very secret that had no business in the file
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-def _strings(value: Any, label: str) -> list[tuple[str, str]]:
-    """(where, text) for every string inside ``value``; a mapping's entries are named by their key."""
-    if isinstance(value, str | Path):
-        return [(label, str(value))]
-    if isinstance(value, list | tuple):
-        return [pair for item in value for pair in _strings(item, label)]
-    if isinstance(value, dict):
-        return [pair for key, item in value.items() for pair in _strings(item, f"{label} {key}")]
-    return []
-
-
-class _EngineModel(_Model):
-    """An engine's connection model: no setting may carry a secret in the clear (a URL with a password,
-    ``password=...``, a token) — the config file is readable by whoever administers the host."""
-
-    @field_validator("*")
-    @classmethod
-    def _no_inline_secret(cls, value: Any, info: ValidationInfo) -> Any:
-        for where, text in _strings(value, str(info.field_name)):
-            found = inline_credential(text)
-            if found:
-                fix = _ARGV_FIX if info.field_name in ("dump_command", "restore_command") else BY_REFERENCE
-                raise ValueError(f"{where} holds {found} in the clear; the config file must not. {fix}")
-        return value
-
-
-class SecretRef(_Model):
-    """Where a secret lives; exactly one of ``env``, ``file``, ``secretsmanager``, ``ssm``."""
-
-    env: str | None = None
-    file: Path | None = None
-    secretsmanager: str | None = None
-    json_key: str | None = Field(default=None, description="field of a JSON SecretString (secretsmanager only)")
-    ssm: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        given = [name for name in ("env", "file", "secretsmanager", "ssm") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "a secret reference needs exactly one of env, file, secretsmanager, ssm"
-                f" (got {', '.join(given) or 'none'}). Fix: e.g. password: {{env: DB_PASSWORD}}"
-            )
-        if self.json_key is not None and self.secretsmanager is None:
-            raise ValueError("json_key only applies to secretsmanager references")
-        return self
-
-    def describe(self) -> str:
-        """A safe, human-readable name of the reference (never the value)."""
-        if self.env is not None:
-            return f"env:{self.env}"
-        if self.file is not None:
-            return f"file:{self.file}"
-        if self.secretsmanager is not None:
-            return f"secretsmanager:{self.secretsmanager}" + (f"#{self.json_key}" if self.json_key else "")
-        return f"ssm:{self.ssm}"
-
-
-Resolve = Callable[[SecretRef], str]
-
-_IDENT_OK = re.compile(r"^[^\x00]{1,63}$")
-
-
-def _db_name(value: str) -> str:
-    if not _IDENT_OK.match(value) or value.startswith("-"):
-        raise ValueError("database name must be 1-63 characters, without NUL, not starting with '-'")
-    return value
-
-
-class DatabaseConfig(_EngineModel):
-    """One database on a server: where it is, who connects, and the password by reference.
-
-    The arm of each server engine; each sets its own ``engine`` tag and default port and user.
-    """
-
-    engine: str
-    host: str = "127.0.0.1"
-    port: Annotated[int, _PORT]
-    user: str
-    database: str
-    password: SecretRef | None = None
-
-    _check_db = field_validator("database")(_db_name)
-
-    @field_validator("password", mode="before")
-    @classmethod
-    def _password_by_reference(cls, value: Any) -> Any:
-        if isinstance(value, str | int | float):
-            raise ValueError(f"an inline password is refused: the config file would hold the secret. {BY_REFERENCE}")
-        return value
 
 
 class PostgresConfig(DatabaseConfig):
     engine: Literal["postgresql"]
-    port: Annotated[int, _PORT] = 5432
+    port: Annotated[int, PORT] = 5432
     user: str = "postgres"
     maintenance_database: str = Field(
         default="postgres", description="database used to create a clone destination and to check the server"
@@ -157,18 +74,18 @@ class PostgresConfig(DatabaseConfig):
         description="parallel pg_restore jobs for a clone or drill (default: the host's cores); in-place is one",
     )
 
-    _check_maintenance_db = field_validator("maintenance_database")(_db_name)
+    _check_maintenance_db = field_validator("maintenance_database")(db_name)
 
 
 class MariaDBConfig(DatabaseConfig):
     engine: Literal["mariadb"]
-    port: Annotated[int, _PORT] = 3306
+    port: Annotated[int, PORT] = 3306
     user: str = "root"
     dump_binary: str | None = Field(default=None, description="default: mariadb-dump, else mysqldump")
     client_binary: str | None = Field(default=None, description="default: mariadb, else mysql")
 
 
-class SQLiteConfig(_EngineModel):
+class SQLiteConfig(EngineModel):
     engine: Literal["sqlite"]
     path: Path
     temp_dir: Path | None = Field(
@@ -183,7 +100,7 @@ class SQLiteConfig(_EngineModel):
         return value
 
 
-class FilesConfig(_EngineModel):
+class FilesConfig(EngineModel):
     engine: Literal["files"]
     paths: list[Path] = Field(min_length=1)
     excludes: list[str] = Field(default_factory=list, description="GNU tar --exclude patterns, e.g. '*.tmp'")
@@ -217,7 +134,7 @@ class FilesConfig(_EngineModel):
         return value
 
 
-class CommandConfig(_EngineModel):
+class CommandConfig(EngineModel):
     """Any dump command writing to stdout plus its restore command reading stdin.
 
     This is how MongoDB is supported (``dump_command: [mongodump, --archive, "--config={file:mongo}"]``
@@ -227,7 +144,7 @@ class CommandConfig(_EngineModel):
     counts only when it exits 0 after the end of the stream.
     """
 
-    class SecretFile(_Model):
+    class SecretFile(Model):
         """A file written for one child only: ``content`` with ``{secret}`` replaced by the resolved
         ``secret`` as is, or ``{secret_json}`` by it as a JSON string (which YAML reads as well, so any
         character of a password is safe in a YAML or JSON config file)."""
@@ -285,7 +202,7 @@ class CommandConfig(_EngineModel):
     @staticmethod
     def argv_fix() -> str:
         return (
-            f"{_ARGV_FIX}; or have the agent write it into a private file for the command (secret_files, then"
+            f"{ARGV_FIX}; or have the agent write it into a private file for the command (secret_files, then"
             " '--config={file:NAME}' in argv: how mongodump/mongorestore take a password)"
         )
 
@@ -309,7 +226,7 @@ class CommandConfig(_EngineModel):
     @field_validator("verify_command", mode="before")
     @classmethod
     def _verify_argv_without_inline_secret(cls, value: Any) -> Any:
-        for where, text in _strings(value, "verify_command"):
+        for where, text in strings(value, "verify_command"):
             found = inline_credential(text)
             if found:
                 raise ValueError(f"{where} holds {found} in the clear; the config file must not. {cls.argv_fix()}")
@@ -359,7 +276,7 @@ class CommandConfig(_EngineModel):
 
 
 EngineConfig = Annotated[
-    PostgresConfig | MariaDBConfig | SQLiteConfig | FilesConfig | CommandConfig,
+    PostgresConfig | PostgresPhysicalConfig | MariaDBConfig | SQLiteConfig | FilesConfig | CommandConfig,
     Field(discriminator="engine"),
 ]
 
