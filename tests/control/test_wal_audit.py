@@ -197,3 +197,18 @@ def test_a_good_base_backup_starts_the_archive_and_its_watch(aws, auditor):
     archive = aws.ledger.wal.archive("orders-pitr")
     assert (archive.start_file, archive.expected_since) == (seg(5), good.finished_at)
     assert archive.watch_deadline == good.finished_at + timedelta(minutes=5)
+
+
+def test_wal_metrics_count_each_file_once(aws, auditor, lambda_context, capsys):
+    put_wal_object(aws, seg(1))
+    event = wal_event(wal_archived(aws, seg(1)))
+
+    deliver(lambda_context, event)
+    first = capsys.readouterr().out
+    deliver(lambda_context, event)
+    second = capsys.readouterr().out
+
+    emf = [json.loads(line) for line in first.splitlines() if line.startswith('{"_aws"')]
+    assert emf[-1]["WalFilesArchived"] == [1.0]
+    assert emf[-1]["WalBytesStored"] == [float(wal_archived(aws, seg(1)).bytes_stored)]
+    assert "WalFilesArchived" not in second

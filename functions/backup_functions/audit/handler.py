@@ -25,6 +25,8 @@ from backup_functions.observability import (
     BACKUPS_UNVERIFIED,
     BYTES_STORED,
     REJECTED_EVENTS,
+    WAL_BYTES_STORED,
+    WAL_FILES_ARCHIVED,
     MetricUnit,
     count,
     logger,
@@ -58,6 +60,10 @@ configure = runtime.configure
 
 def _record_metrics(outcome: logic.Outcome) -> None:
     if not outcome.first_time:
+        return
+    if outcome.event == "WalArchived":
+        count(WAL_FILES_ARCHIVED)
+        count(WAL_BYTES_STORED, outcome.bytes_stored, MetricUnit.Bytes)
         return
     if outcome.state == SUCCEEDED:
         count(BACKUPS_SUCCEEDED)
