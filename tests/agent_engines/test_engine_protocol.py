@@ -13,6 +13,7 @@ from backup_agent.engines import (
     FilesConfig,
     MariaDBConfig,
     PostgresConfig,
+    PostgresPhysicalConfig,
     SQLiteConfig,
     build_engine,
 )
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.unit
 CONFIGS: dict[str, EngineConfig] = {
     "sqlite": SQLiteConfig(engine="sqlite", path=Path("/srv/app.db")),
     "postgresql": PostgresConfig(engine="postgresql", database="app"),
+    "postgresql-physical": PostgresPhysicalConfig(engine="postgresql-physical", data_directory=Path("/srv/pg-clone")),
     "mariadb": MariaDBConfig(engine="mariadb", database="app"),
     "files": FilesConfig(engine="files", paths=[Path("/srv/uploads")], restore_dir=Path("/srv/restored")),
     "command": CommandConfig(engine="command", dump_command=["cat", "/srv/dump"], restore_command=["cat"]),

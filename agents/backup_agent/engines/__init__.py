@@ -15,6 +15,7 @@ from backup_agent.engines.config import (
     FilesConfig,
     MariaDBConfig,
     PostgresConfig,
+    PostgresPhysicalConfig,
     Resolve,
     SecretRef,
     SQLiteConfig,
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidDumpError",
     "MariaDBConfig",
     "PostgresConfig",
+    "PostgresPhysicalConfig",
     "Resolve",
     "RestoreReport",
     "SQLiteConfig",
@@ -44,6 +46,10 @@ def build_engine(target_name: str, config: EngineConfig, resolve: Resolve, *, gr
         from backup_agent.engines.postgresql import PostgresEngine
 
         return PostgresEngine(target_name, config, resolve, grace=grace)
+    if isinstance(config, PostgresPhysicalConfig):
+        from backup_agent.engines.postgresql_physical import PostgresPhysicalEngine
+
+        return PostgresPhysicalEngine(target_name, config, resolve, grace=grace)
     if isinstance(config, MariaDBConfig):
         from backup_agent.engines.mariadb import MariaDBEngine
 

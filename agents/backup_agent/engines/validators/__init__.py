@@ -26,16 +26,21 @@ What each one checks:
   record), member data and padding, each sparse file's map against its member (GNU PAX 1.0 and old
   GNU formats), and the end-of-archive marker (two zero blocks) followed only by zeros.
 - ``NonEmptyValidator``: at least one byte, optionally a magic prefix (command engine).
+- ``BaseBackupValidator`` (``pg_basebackup -Ft -D -``): every file's size and SHA-256 against the
+  server's ``backup_manifest`` (read line by line, its own checksum verified), nothing missing or extra,
+  only files and directories, the end-of-archive marker; yields the backup's WAL facts.
 """
 
 from __future__ import annotations
 
 from backup_agent.engines.validators.deferred import Deferred
 from backup_agent.engines.validators.head_and_tail import MariaDBSqlValidator, NonEmptyValidator, SQLiteValidator
+from backup_agent.engines.validators.pg_basebackup import BaseBackupValidator
 from backup_agent.engines.validators.pg_custom import PgCustomValidator
 from backup_agent.engines.validators.tar import TarValidator
 
 __all__ = [
+    "BaseBackupValidator",
     "Deferred",
     "MariaDBSqlValidator",
     "NonEmptyValidator",
