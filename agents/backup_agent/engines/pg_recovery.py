@@ -25,13 +25,6 @@ and the configuration reloaded.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import shutil
-import subprocess
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +34,7 @@ from backup_agent.engines import pg_extract
 from backup_agent.engines.base import EngineError, Recovery, RestoreReport
 from backup_agent.engines.pg_extract import ServerUser
 from backup_agent.engines.pg_physical_config import PostgresPhysicalConfig
+from backup_agent.engines.pg_server import Server, find_bin_dir
 from backup_agent.engines.postgresql import major_version
 
 BEGIN, END = "# backup-agent restore: begin", "# backup-agent restore: end"
@@ -54,12 +48,9 @@ RECOVERY_ONLY = (
     "recovery_target_action",
     "logging_collector",
 )
-LOG_FILE = "backup-agent-restore.log"
 _HBA_DURING_RECOVERY = (
     "# backup-agent: local socket only while the restore recovers and verifies\nlocal all all trust\n"
 )
-_FATAL = re.compile(r"^.*\b(FATAL|PANIC):\s+(.*)$", re.MULTILINE)
-_POLL_S = 0.2
 
 
 def _quote(value: str) -> str:
@@ -73,25 +64,6 @@ def target_text(target: datetime) -> str:
             "the recovery target time has no time zone. Fix: give it in UTC, e.g. 2026-12-03T09:41:07Z", stage="config"
         )
     return target.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-
-
-def find_bin_dir(config: PostgresPhysicalConfig, major: int | None) -> Path:
-    """Where the server binaries for PostgreSQL ``major`` are: ``bin_dir``, the Debian layout, pg_config, PATH."""
-    if config.bin_dir is not None:
-        return config.bin_dir
-    if major is not None and (Path(f"/usr/lib/postgresql/{major}/bin") / "pg_ctl").exists():
-        return Path(f"/usr/lib/postgresql/{major}/bin")
-    code, out, _err = proc.run_capture(["pg_config", "--bindir"], env=None, redact=proc.Redactor())
-    if code == 0 and (Path(out.strip()) / "pg_ctl").exists():
-        return Path(out.strip())
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
-    raise EngineError(
-        f"no PostgreSQL {major or ''} server binaries (pg_ctl, postgres) found. Fix: install postgresql-{major or 15}"
-        " or set bin_dir in the destination's config",
-        stage="config",
-    )
 
 
 def destination_problems(config: PostgresPhysicalConfig) -> list[str]:
@@ -114,88 +86,6 @@ def destination_problems(config: PostgresPhysicalConfig) -> list[str]:
             " there or choose a new data_directory"
         )
     return problems
-
-
-class Server:
-    """A restored cluster: started and stopped with pg_ctl as its OS user, queried over its private socket."""
-
-    def __init__(self, config: PostgresPhysicalConfig, directory: Path, bin_dir: Path, owner: ServerUser) -> None:
-        self.config = config
-        self.directory = directory
-        self.bin_dir = bin_dir
-        self.owner = owner
-        self.started = False
-
-    def pg_ctl(self, *args: str, timeout: float = 120) -> tuple[int, str]:
-        argv = self.owner.argv([str(self.bin_dir / "pg_ctl"), "-D", str(self.directory), *args])
-        code, out, err = proc.run_capture(argv, env=proc.child_env(), redact=proc.Redactor(), timeout=timeout)
-        return code, (out + err).strip()
-
-    def start(self) -> None:
-        code, output = self.pg_ctl("-l", str(self.directory / LOG_FILE), "-W", "start")
-        if code != 0:
-            raise EngineError(f"pg_ctl could not start the restored server: {output[-500:]}", stage="restore")
-        self.started = True
-
-    def stop(self, mode: str = "fast") -> bool:
-        """Stop the server if it runs; True when it was running."""
-        if not (self.directory / "postmaster.pid").exists():
-            return False
-        code, _output = self.pg_ctl("-m", mode, "-w", "stop")
-        return code == 0
-
-    def alive(self) -> bool:
-        try:
-            pid = int((self.directory / "postmaster.pid").read_text(encoding="ascii").split("\n", 1)[0])
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return False
-        return True
-
-    def sql(self, statement: str, *, timeout: float = 60) -> tuple[int, str, str]:
-        """(exit code, output, error) of ``statement`` over the private socket (trust while restoring)."""
-        argv = [str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-F", "\t"]
-        argv += ["-h", str(self.directory), "-p", str(self.config.port), "-U", self.config.user]
-        argv += ["-d", self.config.database, "-c", statement]
-        env = proc.child_env({"PGCONNECT_TIMEOUT": "5"}, drop=("PGPASSWORD", "PGPASSFILE", "PGSERVICE"))
-        code, out, err = proc.run_capture(argv, env=env, redact=proc.Redactor(), timeout=timeout)
-        return code, out.strip(), err.strip()
-
-    def query(self, statement: str) -> str:
-        code, out, err = self.sql(statement)
-        if code != 0:
-            raise EngineError(f"the restored server refused {statement!r}: {err[-500:]}", stage="verify")
-        return out
-
-    def log_text(self) -> str:
-        try:
-            return (self.directory / LOG_FILE).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def died(self, what: str) -> EngineError:
-        text = self.log_text()
-        fatal = _FATAL.findall(text)
-        line = fatal[-1][1].strip() if fatal else (text.strip().splitlines() or ["(its log is empty)"])[-1]
-        return EngineError(f"the restored server stopped {what}: {line}", stage="restore", stderr_tail=text[-4000:])
-
-    def wait(self, done: Callable[[], str | None], *, what: str, timeout: float) -> str:
-        """Poll ``done`` until it returns a state; EngineError when the server dies or time runs out."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = done()
-            if state is not None:
-                return state
-            if not self.alive():
-                time.sleep(_POLL_S)  # the postmaster may have written its last lines just now
-                raise self.died(what)
-            if time.monotonic() > deadline:
-                raise EngineError(
-                    f"the restored server did not finish {what} within {timeout:g}s. Fix: raise recovery_timeout_s"
-                    f" (the server's log: {self.directory / LOG_FILE})",
-                    stage="restore",
-                )
-            time.sleep(_POLL_S)
 
 
 def _recovery_state(server: Server) -> str | None:
@@ -286,6 +176,7 @@ def restore(config: PostgresPhysicalConfig, stream: BinaryIO, recovery: Recovery
     server: Server | None = None
     try:
         facts = pg_extract.unpack(stream, directory, owner)
+        _target_after_backup(recovery, facts)
         bin_dir = find_bin_dir(config, major_version(str(facts.get("pg_version"))))
         _same_major(bin_dir, str(facts.get("pg_version")))
         hba, notes = _configure(config, directory, recovery, owner)
@@ -298,10 +189,24 @@ def restore(config: PostgresPhysicalConfig, stream: BinaryIO, recovery: Recovery
             server.stop("immediate")
         pg_extract.empty(directory, created=created)
         if isinstance(exc, EngineError):
-            exc.args = (f"{exc.args[0]}; the data directory {directory} was emptied again",)
+            undone = "removed again (this restore created it)" if created else "emptied again"
+            exc.args = (f"{exc.args[0]}; the data directory {directory} was {undone}",)
         raise
     verification["notes"] = notes
     return RestoreReport(destination=f"postgresql://127.0.0.1:{config.port} ({directory})", verification=verification)
+
+
+def _target_after_backup(recovery: Recovery, facts: dict[str, object]) -> None:
+    """Refuse a target before the base backup began: the WAL replayed starts there, what came before is
+    already in the backup's files, so recovery could only stop later than asked."""
+    began = datetime.fromisoformat(str(facts["start_time"]))
+    if recovery.target_time is not None and recovery.target_time < began:
+        raise EngineError(
+            f"the recovery target {recovery.target_time.astimezone(UTC).isoformat()} is before the base backup began"
+            f" ({began.isoformat()}): recovery cannot stop before it. Fix: restore from an earlier base backup, one"
+            " that ended before that time",
+            stage="restore",
+        )
 
 
 def _same_major(bin_dir: Path, pg_version: str) -> None:
@@ -356,22 +261,3 @@ def _finish(server: Server, hba: str, config: PostgresPhysicalConfig, recovery: 
     write_block(server.directory, {k: v for k, v in settings.items() if k not in RECOVERY_ONLY}, server.owner)
     _write(server.directory / "pg_hba.conf", hba, server.owner)
     server.query("SELECT pg_reload_conf();")
-
-
-def stop_server(config: PostgresPhysicalConfig, directory: Path, *, mode: str) -> list[str]:
-    """Stop a restored server in ``directory`` if one runs there; what was done."""
-    if not (directory / "postmaster.pid").exists():
-        return []
-    owner = pg_extract.server_user(config.server_user)
-    server = Server(config, directory, find_bin_dir(config, _major_of(directory)), owner)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        if server.stop(mode):
-            return [f"stopped the restored server ({mode})"]
-    return []
-
-
-def _major_of(directory: Path) -> int | None:
-    try:
-        return major_version((directory / "PG_VERSION").read_text(encoding="ascii"))
-    except OSError:
-        return None

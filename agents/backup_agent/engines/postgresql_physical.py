@@ -25,7 +25,7 @@ import shutil
 from typing import BinaryIO
 
 from backup_agent import proc
-from backup_agent.engines import pg_recovery
+from backup_agent.engines import pg_recovery, pg_server
 from backup_agent.engines.base import EngineError, Recovery, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import PostgresPhysicalConfig, Resolve
 from backup_agent.engines.database import ClientSecrets, run_client
@@ -237,7 +237,7 @@ class PostgresPhysicalEngine:
             raise EngineError(
                 f"{self.target} has no data_directory: there is nothing restored to drop", stage="cleanup"
             )
-        done = pg_recovery.stop_server(self.config, directory, mode="immediate")
+        done = pg_server.stop_server(self.config, directory, mode="immediate")
         if directory.exists():
             shutil.rmtree(directory)
             done.append(f"removed {directory}")
