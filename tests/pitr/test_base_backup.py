@@ -11,6 +11,7 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,9 @@ def backup() -> Iterator[Backup]:
         pytest.skip(reason)
     archive = owned_dir("pitr-archive-")
     try:
-        with running_cluster(archive_command=f"cp %p {archive}/%f") as cluster:
+        # a server logging in another zone: backup_label's START TIME is then not UTC
+        settings = {"log_timezone": "'Europe/Berlin'"}
+        with running_cluster(archive_command=f"cp %p {archive}/%f", settings=settings) as cluster:
             cluster.sql("CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders VALUES (1, 'one')")
             engine = source_engine(cluster)
             data, validator = take_base_backup(engine)
@@ -107,7 +110,10 @@ def test_the_base_backup_validates_and_yields_its_wal_facts(backup: Backup) -> N
     assert facts["wal_segment_size"] == 16 * 1024 * 1024
     assert facts["pg_version"] == "15"
     assert str(facts["end_file"]) >= str(facts["start_file"])
-    assert str(facts["start_time"]).endswith("+00:00")
+    assert "CET" in label  # the time the label gives is in the server's log_timezone ...
+    started = datetime.fromisoformat(str(facts["start_time"]))  # ... the fact is in UTC all the same
+    assert started.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - started) < timedelta(minutes=2)
     assert facts["files"] == len([m for m in members(backup.data).values() if m.isfile()]) - 1  # not the manifest
     assert facts["bytes"] == len(backup.data)
 

@@ -102,6 +102,8 @@ def _writable(server: Server) -> str | None:
 
 def recovery_settings(config: PostgresPhysicalConfig, directory: Path, recovery: Recovery) -> dict[str, str]:
     """The lines a restore appends to postgresql.auto.conf, values quoted as the file wants them."""
+    if any(char in recovery.restore_command for char in "\n\r\0"):
+        raise EngineError("restore_command must be one line (no newline or NUL)", stage="config")
     return {
         "restore_command": _quote(recovery.restore_command),
         "recovery_target": "''",
