@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from backup_agent.engines import PostgresPhysicalConfig, build_engine
+from backup_agent.engines import PostgresPhysicalConfig, build_engine, pg_extract
 from backup_agent.engines.base import EngineError, RecoveringEngine, Recovery
+from backup_agent.engines.pg_server import Server
 from backup_agent.engines.postgresql_physical import PostgresPhysicalEngine
 from tests.pitr.cluster import Cluster, free_port, owned_dir, running_cluster, server_user, unavailable_reason
 from tests.pitr.test_base_backup import source_engine, take_base_backup
@@ -201,3 +202,20 @@ def test_drop_restored_stops_the_clone_and_removes_its_data_directory(
     assert not clone.data.exists()
     with pytest.raises(RuntimeError):
         clone.sql("SELECT 1")
+
+
+def test_a_restore_gives_the_clone_the_settings_its_source_recorded_for_hot_standby(history: History) -> None:
+    config = PostgresPhysicalConfig(engine="postgresql-physical", data_directory=history.source.data)
+    server = Server(config, history.source.data, history.source.bin_dir, pg_extract.server_user(server_user()))
+
+    recorded = server.recorded_settings()
+
+    assert recorded["max_connections"] == history.source.sql("SHOW max_connections")
+    assert recorded["max_wal_senders"] == "4"
+    assert set(recorded) == {
+        "max_connections",
+        "max_worker_processes",
+        "max_wal_senders",
+        "max_prepared_transactions",
+        "max_locks_per_transaction",
+    }

@@ -142,9 +142,7 @@ def _write(path: Path, text: str, owner: ServerUser) -> None:
     owner.own(path)
 
 
-def _configure(
-    config: PostgresPhysicalConfig, directory: Path, recovery: Recovery, owner: ServerUser
-) -> tuple[str, list[str]]:
+def _configure(directory: Path, settings: dict[str, str], owner: ServerUser) -> tuple[str, list[str]]:
     """recovery.signal, the restore's settings, local-only access; the source's pg_hba.conf to put back, and notes."""
     notes: list[str] = []
     for name in ("postgresql.conf", "pg_ident.conf"):
@@ -158,7 +156,7 @@ def _configure(
         original_hba = "local all all peer\n"
     _write(hba, _HBA_DURING_RECOVERY, owner)
     _write(directory / "recovery.signal", "", owner)
-    write_block(directory, recovery_settings(config, directory, recovery), owner)
+    write_block(directory, settings, owner)
     return original_hba, notes
 
 
@@ -181,11 +179,13 @@ def restore(config: PostgresPhysicalConfig, stream: BinaryIO, recovery: Recovery
         _target_after_backup(recovery, facts)
         bin_dir = find_bin_dir(config, major_version(str(facts.get("pg_version"))))
         _same_major(bin_dir, str(facts.get("pg_version")))
-        hba, notes = _configure(config, directory, recovery, owner)
         server = Server(config, directory, bin_dir, owner)
+        # a hot standby needs at least the source's max_connections & co: those pg_control recorded
+        settings = {**recovery_settings(config, directory, recovery), **server.recorded_settings()}
+        hba, notes = _configure(directory, settings, owner)
         server.start()
         verification = _recover_and_verify(server, recovery, facts)
-        _finish(server, hba, config, recovery)
+        _finish(server, hba, settings)
     except BaseException as exc:
         if server is not None and server.started:
             server.stop("immediate")
@@ -194,6 +194,8 @@ def restore(config: PostgresPhysicalConfig, stream: BinaryIO, recovery: Recovery
             undone = "removed again (this restore created it)" if created else "emptied again"
             exc.args = (f"{exc.args[0]}; the data directory {directory} was {undone}",)
         raise
+    if verification["reached_at"] is None:
+        notes.append("no transaction was replayed: the cluster is as the base backup left it at its end")
     verification["notes"] = notes
     return RestoreReport(destination=f"postgresql://127.0.0.1:{config.port} ({directory})", verification=verification)
 
@@ -254,12 +256,13 @@ def _recover_and_verify(server: Server, recovery: Recovery, facts: dict[str, obj
         "data_directory": str(server.directory),
         "pg_version": facts.get("pg_version"),
         "base_backup_end_lsn": facts.get("end_lsn"),
+        "files": facts.get("files"),
+        "bytes": facts.get("bytes"),  # the base backup as unpacked: the manifest's bytes
     }
 
 
-def _finish(server: Server, hba: str, config: PostgresPhysicalConfig, recovery: Recovery) -> None:
+def _finish(server: Server, hba: str, settings: dict[str, str]) -> None:
     """Put the source's pg_hba.conf back and drop the recovery-only settings; reload."""
-    settings = recovery_settings(config, server.directory, recovery)
     write_block(server.directory, {k: v for k, v in settings.items() if k not in RECOVERY_ONLY}, server.owner)
     _write(server.directory / "pg_hba.conf", hba, server.owner)
     server.query("SELECT pg_reload_conf();")

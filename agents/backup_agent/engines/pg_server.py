@@ -27,6 +27,9 @@ from backup_agent.engines.postgresql import major_version
 LOG_FILE = "backup-agent-restore.log"
 _FATAL = re.compile(r"^.*\b(FATAL|PANIC):\s+(.*)$", re.MULTILINE)
 _HINTS = {
+    "recovery aborted because of insufficient parameter settings": (
+        " (a setting is lower than the source's. Fix: set it in the destination's postgresql.conf as the source has it)"
+    ),
     "recovery ended before configured recovery target was reached": (
         " (the archived WAL ends before the target time. Fix: wait until the archive reaches it, see the lag in"
         " backupctl status, or choose an earlier time)"
@@ -39,7 +42,15 @@ _HINTS = {
         " (restore_command could not fetch the backup's first WAL file. Fix: make sure the archive holds it)"
     ),
 }
+_RECORDED = {  # pg_controldata's label -> the setting a hot standby needs at least as high as its source's
+    "max_connections setting": "max_connections",
+    "max_worker_processes setting": "max_worker_processes",
+    "max_wal_senders setting": "max_wal_senders",
+    "max_prepared_xacts setting": "max_prepared_transactions",
+    "max_locks_per_xact setting": "max_locks_per_transaction",
+}
 _POLL_S = 0.2
+_STUCK = "hot standby is not possible because of insufficient parameter settings"
 _PID_FILE_S = 30.0  # a started postmaster writes its pid file within this
 
 
@@ -115,6 +126,15 @@ class Server:
         code, _output = self.pg_ctl("-m", mode, "-w", "stop")
         return code == 0
 
+    def recorded_settings(self) -> dict[str, str]:
+        """The source's settings a hot standby must at least have, as its pg_control recorded them."""
+        argv = self.owner.argv([str(self.bin_dir / "pg_controldata"), "-D", str(self.directory)])
+        code, out, err = proc.run_capture(argv, env=proc.child_env({"LC_ALL": "C"}), redact=proc.Redactor())
+        if code != 0:
+            raise EngineError(f"pg_controldata cannot read the restored pg_control: {err[-500:]}", stage="restore")
+        found = {label: value.strip() for label, _colon, value in (line.partition(":") for line in out.splitlines())}
+        return {name: found[label] for label, name in _RECORDED.items() if found.get(label, "").isdigit()}
+
     def alive(self) -> bool:
         """The postmaster runs (or, just started, has not written its pid file yet)."""
         try:
@@ -169,6 +189,15 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             state = done()
+            if _STUCK in self.log_text():
+                raise EngineError(
+                    f"the restored server cannot recover: {_STUCK} (the source raised max_connections,"
+                    " max_worker_processes, max_wal_senders, max_prepared_transactions or max_locks_per_transaction"
+                    " after the base backup). Fix: restore from a later base backup, or set them in the"
+                    " destination's postgresql.conf as the source has them now",
+                    stage="restore",
+                    stderr_tail=self.log_text()[-4000:],
+                )
             if state is not None:
                 return state
             if not self.alive():
