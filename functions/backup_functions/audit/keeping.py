@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backup_contracts.events import BackupSucceeded
 from backup_contracts.fleet import Fleet, Target
@@ -37,6 +37,9 @@ from backup_functions.clock import Clock
 from backup_functions.ledger import Ledger
 from backup_functions.ledger.items import KeptBackup, TargetState
 from backup_functions.ports import ObjectStore, Retention
+
+if TYPE_CHECKING:
+    from backup_functions.audit.wal_keeping import WalRanges
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class Keeper:
     objects: ObjectStore
     clock: Clock
     ledger_ttl: timedelta
+    wal: WalRanges | None = None  # a PITR base backup's own WAL range follows its tag (audit/wal_keeping.py)
 
     # ------------------------------------------------------------------ Object Lock
     def lock(self, event: BackupSucceeded, target: Target, tier: str) -> dict[str, Any]:
@@ -149,6 +153,8 @@ class Keeper:
         if not self.objects.set_tag(backup.bucket, backup.key, backup.version_id, RETENTION_TAG, value):
             log.warning("s3://%s/%s is gone: nothing to tag %s", backup.bucket, backup.key, value)
         self.objects.set_tag(backup.bucket, manifest_key(backup.key), None, RETENTION_TAG, value)
+        if self.wal is not None:
+            self.wal.apply(self.fleet.target(target)[1], backup.run_id, value)
         if not member:
             expires = backup.started_at + self.ledger_ttl
             self.ledger.runs.unpin(target, backup.started_at, backup.run_id, expires_at=expires)

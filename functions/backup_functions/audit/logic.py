@@ -34,6 +34,7 @@ from backup_functions.audit.provenance import (
     unreachable_problems,
 )
 from backup_functions.audit.wal import WalAudit
+from backup_functions.audit.wal_keeping import WalRanges
 from backup_functions.clock import Clock
 from backup_functions.ledger import FAILED, SUCCEEDED, TERMINAL_STATES, UNVERIFIED, Ledger, RunRecord
 from backup_functions.offsite.check import VaultConfig
@@ -111,7 +112,8 @@ class Auditor:
         self.clock = clock
         self.provenance = Provenance(fleet, config.max_skew)
         self.incidents = AuditIncidents(fleet, ledger, notifier, pipeline=config.pipeline, clock=clock)
-        self.keeper = Keeper(fleet, ledger, objects, clock, config.ledger_ttl)
+        wal_ranges = WalRanges(fleet, ledger, objects, clock)
+        self.keeper = Keeper(fleet, ledger, objects, clock, config.ledger_ttl, wal=wal_ranges)
         self._targets = {target.name: target for _, target in fleet.targets()}
         self.vault = VaultConfig.from_fleet(fleet)  # None: no off-site copies to expect
         self.wal = WalAudit(
@@ -123,6 +125,7 @@ class Auditor:
             bucket=config.bucket,
             kms_key_arn=config.kms_key_arn,
             ledger_ttl=config.ledger_ttl,
+            ranges=wal_ranges,
         )
 
     def handle(self, event: Contract, *, sender: str | None) -> Outcome:
@@ -281,8 +284,8 @@ class Auditor:
                 sha256=event.sha256,
                 engine=event.engine,
             )
+            self.wal.base_backup(event, target)  # PITR: WAL expected from here on; its own range before its tag
             self.keeper.keep(target, event.started_at, event.run_id)
-            self.wal.base_backup(event, target)  # a PITR target's WAL is expected from its first good base backup
             if self.vault is not None:  # owed on every delivery: a redelivery completes a failed write
                 self.ledger.offsite.expect(self.vault.expected_copy(event), expires_at=self._expires(event.started_at))
             outcome.note = ", ".join(f"resolved {k}" for k in self.incidents.resolve_after(event)) or None

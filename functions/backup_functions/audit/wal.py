@@ -15,7 +15,8 @@ agent event. A refused file is, for the archive, a missing one: the watchdog's g
 
 A verified file gets its retention before it is recorded: the tag ``retention=<class>-wal`` (the bucket's
 lifecycle rule for the class expires it ``daily_days + 1`` days after it was written, so the point-in-time
-window reaches back to the oldest daily base backup) and, with Object Lock, the same span as its retention.
+window reaches back to the oldest daily base backup) and, with Object Lock, the same span as its retention —
+or, inside a retained weekly, monthly or kept base backup's own range, that backup's (``wal_keeping.py``).
 A redelivered event whose file is recorded already only brings the archive's summary up to date.
 """
 
@@ -28,24 +29,19 @@ from typing import Any
 
 from backup_contracts.events import AgentHeartbeat, BackupSucceeded
 from backup_contracts.fleet import Fleet, Target
-from backup_contracts.naming import RETENTION_TAG, retention_tag_value, wal_object_key
-from backup_contracts.wal import WAL_TIER, WalArchived, is_wal_file, wal_retention_days
-from backup_functions.audit.keeping import plan_lock
+from backup_contracts.naming import wal_object_key
+from backup_contracts.wal import WalArchived, is_wal_file
 from backup_functions.audit.provenance import Provenance, Refusal
+from backup_functions.audit.wal_keeping import WalRanges, manifest_range
 from backup_functions.clock import Clock
 from backup_functions.ledger import Ledger
-from backup_functions.ports import ObjectStore, Retention
+from backup_functions.ports import ObjectStore
 from backup_functions.verification import SHA256_METADATA_KEY, full_object_sha256, same_kms_key
 
 log = logging.getLogger(__name__)
 
 WAL_FILE_METADATA_KEY = "wal-file"
 START_FILE_FIELDS = ("start_file", "wal_start_file")  # where a base backup's manifest names its first segment
-
-
-def wal_days(fleet: Fleet, target: Target) -> int:
-    """How long an archived WAL file of ``target`` is kept: its class's daily days, and a day."""
-    return wal_retention_days(fleet.retention_classes[target.retention].daily_days)
 
 
 def object_problems(head: Mapping[str, Any], event: WalArchived, kms_key_arn: str) -> list[str]:
@@ -102,6 +98,7 @@ class WalAudit:
         bucket: str,
         kms_key_arn: str,
         ledger_ttl: timedelta,
+        ranges: WalRanges,
     ) -> None:
         self.fleet = fleet
         self.ledger = ledger
@@ -111,6 +108,7 @@ class WalAudit:
         self.bucket = bucket
         self.kms_key_arn = kms_key_arn
         self.ledger_ttl = ledger_ttl
+        self.ranges = ranges
 
     def owned_pitr_target(self, agent: str, name: str) -> Target:
         try:
@@ -149,22 +147,18 @@ class WalAudit:
         problems = object_problems(head, event, self.kms_key_arn)
         if problems:
             raise Refusal(f"the WAL object does not match the event: {'; '.join(problems)}")
-        self._keep(event, target, now)
+        chosen = self._keep(event, target, now)
         first = self.ledger.wal.record_file(event, recorded_at=now, wal_rpo=wal_rpo, expires_at=expires)
+        if (again := self.ranges.choice(target, event.file, event.archived_at)) != chosen:
+            self.ranges.tag_file(target, event.bucket, event.key, *again)  # a range changed meanwhile
         return first, None
 
-    def _keep(self, event: WalArchived, target: Target, now: datetime) -> None:
-        """Retention before the file counts: its tag, and with Object Lock its retention (never shortened)."""
-        days = wal_days(self.fleet, target)
-        lock = self.fleet.pipeline.object_lock
-        if lock.enabled:
-            found, current = self.objects.retention(event.bucket, event.key, None)
-            plan = plan_lock(current, Retention(lock.s3_mode, event.archived_at + timedelta(days=days)), now)
-            if found and plan is not None:
-                self.objects.set_retention(event.bucket, event.key, None, plan)
-        self.objects.set_tag(
-            event.bucket, event.key, None, RETENTION_TAG, retention_tag_value(target.retention, WAL_TIER)
-        )
+    def _keep(self, event: WalArchived, target: Target, now: datetime) -> tuple[str, datetime]:
+        """Retention before the file counts: its tag (the window's, or a retained base backup's whose range
+        holds it) and with Object Lock its retention (never shortened); what was chosen."""
+        tag, until = self.ranges.choice(target, event.file, event.archived_at)
+        self.ranges.tag_file(target, event.bucket, event.key, tag, until)
+        return tag, until
 
     def heartbeat(self, event: AgentHeartbeat) -> int:
         """Store the heartbeat's WAL statuses on the archives of the PITR targets the agent owns; how many."""
@@ -186,7 +180,9 @@ class WalAudit:
         """A good base backup of a PITR target: WAL is expected from its end, from its first segment on."""
         if not target.pitr or target.wal_rpo_delta is None:
             return
-        start = start_file_of(self.objects.manifest(event.bucket, event.key))
+        manifest = self.objects.manifest(event.bucket, event.key)
+        start = start_file_of(manifest)
         self.ledger.wal.base_backup(
             event.target, event.agent, start_file=start, good_at=event.finished_at, wal_rpo=target.wal_rpo_delta
         )
+        self.ranges.record(target, event.run_id, event.started_at, *manifest_range(manifest))

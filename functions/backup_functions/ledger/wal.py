@@ -23,17 +23,14 @@ between is repaired by the redelivery).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-
-from pydantic import model_validator
 
 from backup_contracts import ledger as keys
 from backup_contracts.wal import WalArchived, WalServerStatus, is_segment, parse_segment
 from backup_functions.ledger.client import WATCH_ATTRIBUTES, LedgerClient, LedgerError, Update, epoch_seconds, watch
-from backup_functions.ledger.items import WatchedItem, _named_by_key
-from backup_functions.ledger.wal_order import extends, newer, server_ahead, walk
+from backup_functions.ledger.wal_items import WalArchive, WalFile, WalGap, WalRange
+from backup_functions.ledger.wal_order import extends, newer, walk
 
 WAL_SK_PREFIX = "WAL#"
 ARCHIVE_SK = "WALARCHIVE"
@@ -46,111 +43,6 @@ _FILES_END = WAL_SK_PREFIX + "\uffff"
 
 def wal_sk(file: str) -> str:
     return f"{WAL_SK_PREFIX}{file}"
-
-
-@dataclass(frozen=True)
-class WalFile:
-    """One archived WAL file, verified by the audit."""
-
-    target: str
-    file: str
-    key: str
-    bucket: str
-    sha256: str
-    bytes_stored: int
-    bytes_in: int
-    compression: str
-    archived_at: datetime
-    recorded_at: datetime
-
-    @classmethod
-    def of(cls, item: dict[str, Any]) -> WalFile:
-        return cls(
-            target=str(item["target"]),
-            file=str(item["file"]),
-            key=str(item["key"]),
-            bucket=str(item["bucket"]),
-            sha256=str(item["sha256"]),
-            bytes_stored=int(item["bytes_stored"]),
-            bytes_in=int(item["bytes_in"]),
-            compression=str(item["compression"]),
-            archived_at=keys.parse_iso(str(item["archived_at"])),
-            recorded_at=keys.parse_iso(str(item["recorded_at"])),
-        )
-
-
-class WalArchive(WatchedItem):
-    """``TARGET#<t>/WALARCHIVE``: what the control plane knows of a target's WAL archive."""
-
-    target: str
-    agent: str | None = None
-    wal_rpo_s: int | None = None
-    start_file: str | None = None  # where the archive starts: a good base backup's first segment
-    newest_base_start: str | None = None  # the first segment of the newest good base backup known
-    expected_since: datetime | None = None  # the first good base backup: WAL is expected from then on
-    newest_file: str | None = None
-    newest_archived_at: datetime | None = None
-    contiguous_through: str | None = None
-    contiguous_at: datetime | None = None
-    first_missing: str | None = None
-    gap_since: datetime | None = None
-    gap_later_file: str | None = None
-    server_current_file: str | None = None
-    server_last_archived_file: str | None = None
-    server_last_archived_at: datetime | None = None
-    server_last_failed_file: str | None = None
-    server_last_failed_at: datetime | None = None
-    server_checked_at: datetime | None = None
-    behind_since: datetime | None = None  # a heartbeat first showed the server ahead of the watermark
-    revision: int = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _target_from_key(cls, data: Any) -> Any:
-        return _named_by_key(data, "target")
-
-    @property
-    def wal_rpo(self) -> timedelta | None:
-        return timedelta(seconds=self.wal_rpo_s) if self.wal_rpo_s else None
-
-    @property
-    def server_ahead(self) -> bool:
-        return server_ahead(self.server_current_file, self.contiguous_through or self.newest_file)
-
-    @property
-    def failing(self) -> bool:
-        """The server's last archive attempt failed after its last success."""
-        failed, done = self.server_last_failed_at, self.server_last_archived_at
-        return failed is not None and (done is None or failed > done)
-
-    @property
-    def lag_deadline(self) -> datetime | None:
-        """When archiving is late (the ``wal-lag`` watch), or None while it keeps up."""
-        rpo = self.wal_rpo
-        if rpo is None:
-            return None
-        if self.newest_archived_at is None:
-            return self.expected_since + rpo if self.expected_since else None
-        if not self.server_ahead:
-            return None
-        return max(self.newest_archived_at, self.behind_since or self.newest_archived_at) + rpo
-
-
-class WalGap(WatchedItem):
-    """``TARGET#<t>/WALGAP``: the archive's current (or last) gap; watched while it is open."""
-
-    target: str
-    agent: str | None = None
-    first_missing: str | None = None
-    since: datetime | None = None
-    later_file: str | None = None
-    contiguous_through: str | None = None
-    closed: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _target_from_key(cls, data: Any) -> Any:
-        return _named_by_key(data, "target")
 
 
 Change = Callable[[WalArchive | None], dict[str, Any] | None]
@@ -269,6 +161,26 @@ class WalArchives:
             elif start_file is not None and current is not None and current.start_file is None:
                 fields["start_file"] = start_file
             return fields if fields != _base(current, target, agent, wal_rpo) or restart else None
+
+        return self._revise(target, change)
+
+    def set_range(self, target: str, run_id: str, wal_range: WalRange | None, *, now: datetime) -> bool:
+        """Record (or, with None, forget) a base backup's own WAL range and its tag; ranges whose tier's days
+        have ended are forgotten at the same time. False when nothing changes."""
+
+        def change(current: WalArchive | None) -> dict[str, Any] | None:
+            if current is None and wal_range is None:
+                return None
+            ranges = dict(current.ranges) if current else {}
+            if wal_range is None:
+                ranges.pop(run_id, None)
+            else:
+                ranges[run_id] = wal_range
+            ranges = {k: r for k, r in ranges.items() if r.until is None or r.until > now}
+            if current is not None and ranges == current.ranges:
+                return None
+            fields = {"target": target, "ranges": {k: r.model_dump(exclude_none=True) for k, r in ranges.items()}}
+            return fields if ranges or current is not None else None
 
         return self._revise(target, change)
 
