@@ -13,7 +13,9 @@ from backup_contracts.fleet import Fleet
 from backup_contracts.naming import manifest_key
 
 from .conftest import START, Aws
+from .lifecycle import StoredVersion, next_midnight
 from .test_audit import deliver, retention_tag, run_events, store
+from .test_wal_retention import lifecycle_of
 from .wal_world import pitr_fleet, put_wal_object, seg, wal_archived, wal_event
 
 pytestmark = pytest.mark.integration
@@ -70,9 +72,9 @@ def test_wal_of_the_range_archived_after_its_base_backup_is_kept_too(aws, audito
 def test_a_monthly_base_backup_released_from_the_keep_set_keeps_its_wal_for_the_months_days(
     aws, auditor, lambda_context
 ):
-    wal = archive(aws, lambda_context, 5, 6)
     first = START + timedelta(hours=2)  # the month's first good backup: monthly
-    base_backup(aws, lambda_context, "r1", first, start=5, end=6)
+    wal = archive(aws, lambda_context, 5, 6, at=first + timedelta(minutes=1))  # its range, archived while it ran
+    backup_key = base_backup(aws, lambda_context, "r1", first, start=5, end=6)
     for day in (1, 2, 3):  # three newer good backups push r1 out of the keep-set (keep_last 3)
         number = 10 * day
         archive(aws, lambda_context, number, at=first + day * DAY)
@@ -80,6 +82,14 @@ def test_a_monthly_base_backup_released_from_the_keep_set_keeps_its_wal_for_the_
 
     assert retention_tag(aws, wal[5]) == "standard-monthly"
     assert lock_until(aws, wal[5]) >= first + timedelta(days=400)
+    # on the synthesized template's lifecycle rules: the range's WAL goes no earlier than its base backup
+    lifecycle = lifecycle_of(auditor.fleet)
+    tags = {"retention": "standard-monthly"}
+    backup_due = lifecycle.due(StoredVersion(backup_key, first + timedelta(minutes=3), tags))
+    wal_due = lifecycle.due(StoredVersion(wal[5], first + timedelta(minutes=1), tags))
+    assert backup_due == next_midnight(first + timedelta(days=400))
+    assert wal_due is not None
+    assert wal_due >= backup_due
 
 
 def test_a_daily_base_backup_released_gives_its_wal_back_to_the_window(aws, auditor, lambda_context):
