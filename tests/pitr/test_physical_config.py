@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from backup_agent.engines import EngineConfig, EngineError, PostgresPhysicalConfig, build_engine
-from backup_agent.engines.base import Recovery
+from backup_agent.engines import EngineConfig, EngineError, PostgresPhysicalConfig, build_engine, pg_extract
+from backup_agent.engines.base import InvalidDumpError, Recovery
 from backup_agent.engines.pg_recovery import recovery_settings, target_text
 from backup_agent.engines.postgresql_physical import PostgresPhysicalEngine, settings_problems
+from backup_agent.engines.validators.pg_basebackup import safe_member_path
 
 pytestmark = pytest.mark.unit
 
@@ -106,3 +107,20 @@ def test_a_clone_never_archives_and_a_restore_command_is_quoted() -> None:
     assert (settings["port"], settings["unix_socket_directories"]) == ("5439", "'/srv/c'")
     with pytest.raises(EngineError, match="one line"):
         recovery_settings(config, Path("/srv/c"), Recovery(restore_command="fetch\narchive_mode = on"))
+
+
+def test_an_agent_running_as_root_needs_a_server_user_for_the_restored_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+
+    with pytest.raises(EngineError, match="Fix: set server_user"):
+        pg_extract.server_user(None)
+    with pytest.raises(EngineError, match="is not an OS user of this host"):
+        pg_extract.server_user("no-such-user-here")
+
+
+def test_safe_paths_stay_inside_the_data_directory() -> None:
+    assert safe_member_path("./pg_wal/archive_status/") == "pg_wal/archive_status"
+    assert safe_member_path("base/1/2606") == "base/1/2606"
+    for unsafe in ("/etc/passwd", "../x", "base/../../x", "base//x", ""):
+        with pytest.raises(InvalidDumpError, match="unsafe path"):
+            safe_member_path(unsafe)

@@ -219,3 +219,29 @@ def test_a_restore_gives_the_clone_the_settings_its_source_recorded_for_hot_stan
         "max_prepared_transactions",
         "max_locks_per_transaction",
     }
+
+
+def test_a_corrupt_base_backup_is_refused_while_unpacking_and_leaves_nothing(
+    history: History, destination: PostgresPhysicalEngine
+) -> None:
+    damaged = bytearray(history.backup)
+    damaged[len(damaged) // 2] ^= 0xFF
+
+    with pytest.raises(EngineError, match="the base backup is not valid") as refused:
+        destination.restore_with_wal(io.BytesIO(bytes(damaged)), mode="clone", recovery=recovery(history, None))
+
+    assert "removed again" in str(refused.value)
+    assert not destination.config.data_directory.exists()  # type: ignore[union-attr]
+
+
+def test_check_of_a_destination_finds_its_binaries_and_an_empty_directory(destination: PostgresPhysicalEngine) -> None:
+    assert destination.check() == []
+
+    data = destination.config.data_directory
+    assert data is not None
+    data.mkdir()
+    (data / "old").write_text("left over")
+
+    [problem] = destination.check()
+    assert "is not empty" in problem
+    assert "Fix:" in problem
