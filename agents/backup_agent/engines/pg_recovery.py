@@ -191,13 +191,21 @@ def restore(config: PostgresPhysicalConfig, stream: BinaryIO, recovery: Recovery
             server.stop("immediate")
         pg_extract.empty(directory, created=created)
         if isinstance(exc, EngineError):
-            undone = "removed again (this restore created it)" if created else "emptied again"
-            exc.args = (f"{exc.args[0]}; the data directory {directory} was {undone}",)
+            exc.args = (f"{exc.args[0]}; {_left_behind(directory, created=created)}",)
         raise
     if verification["reached_at"] is None:
         notes.append("no transaction was replayed: the cluster is as the base backup left it at its end")
     verification["notes"] = notes
     return RestoreReport(destination=f"postgresql://127.0.0.1:{config.port} ({directory})", verification=verification)
+
+
+def _left_behind(directory: Path, *, created: bool) -> str:
+    """What a failed restore left in its data directory, in the words the restore executor reads."""
+    clean = not directory.exists() or (not created and not any(directory.iterdir()))
+    if clean:
+        undone = "removed again" if created else "emptied again"
+        return f"the data directory {directory} was {undone}: nothing was created"
+    return f"the data directory {directory} could not be emptied again: remove it before the next restore"
 
 
 def _target_after_backup(recovery: Recovery, facts: dict[str, object]) -> None:

@@ -224,8 +224,9 @@ class PostgresPhysicalEngine:
         and verify the new cluster (see ``pg_recovery.restore``)."""
         if mode == "in-place":
             raise EngineError(
-                f"an in-place restore of {self.target} would replace a running cluster's data directory. Fix:"
-                " restore to a clone destination and switch over; in-place physical restores are not supported yet",
+                f"an in-place restore of {self.target} is refused: it would replace a running cluster's data"
+                " directory. Fix: restore to a clone destination and switch over; in-place physical restores are"
+                " not supported yet",
                 stage="restore",
             )
         return pg_recovery.restore(self.config, stream, recovery, target=self.target)
