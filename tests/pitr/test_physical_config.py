@@ -71,6 +71,7 @@ def test_a_server_ready_for_point_in_time_recovery_has_no_problem() -> None:
         ("max_wal_senders", "0", "Fix: max_wal_senders = 3"),
         ("may_replicate", "false", "Fix: ALTER ROLE backup REPLICATION"),
         ("tablespaces", "1", "ALTER TABLE ... SET TABLESPACE pg_default"),
+        ("archive_library", "basic_archive", "Fix: archive_library = ''"),
     ],
 )
 def test_each_missing_setting_is_one_problem_naming_its_fix(setting: str, value: str, says: str) -> None:

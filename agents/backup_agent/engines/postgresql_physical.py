@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 
 _SETTINGS = """
 SELECT name, setting FROM pg_settings
-WHERE name IN ('wal_level', 'archive_mode', 'archive_command', 'archive_timeout', 'max_wal_senders',
-               'wal_segment_size')
+WHERE name IN ('wal_level', 'archive_mode', 'archive_command', 'archive_library', 'archive_timeout',
+               'max_wal_senders', 'wal_segment_size')
 UNION ALL SELECT 'may_replicate', (rolsuper OR rolreplication)::text FROM pg_roles WHERE rolname = current_user
 UNION ALL SELECT 'tablespaces', count(*)::text FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global');
 """
@@ -69,6 +69,11 @@ def settings_problems(settings: dict[str, str], user: str) -> list[str]:
             f"archive_command is {command!r}, not the agent's wal-push: WAL does not reach the backup archive."
             " Fix: archive_command = 'backup-agent --config /etc/backup-agent/agent.yaml wal-push --target"
             " <target> %p', then SELECT pg_reload_conf() (see docs/pitr.md)"
+        )
+    if settings.get("archive_library"):
+        problems.append(
+            f"archive_library is {settings['archive_library']!r}: PostgreSQL archives through it and ignores"
+            " archive_command. Fix: archive_library = '' in postgresql.conf, then SELECT pg_reload_conf()"
         )
     if int(settings.get("archive_timeout") or "0") <= 0:
         problems.append(
