@@ -100,6 +100,17 @@ def wal_object_key(agent: str, target: str, wal_file: str, compression: str = "z
     return f"{wal_prefix(agent, target)}{wal_file}.{compression}"
 
 
+# The restore coordinator's own objects (a point-in-time restore's WAL index): its only write in the bucket,
+# never readable by agents, expired after RESTORE_OBJECTS_DAYS by the bucket's lifecycle.
+RESTORE_PREFIX_ROOT = "restores"
+RESTORE_OBJECTS_DAYS = 3
+
+
+def wal_index_key(restore_id: str) -> str:
+    """The WAL index of one point-in-time restore (``restores/<restore_id>/wal-index.json``)."""
+    return f"{RESTORE_PREFIX_ROOT}/{restore_id}/wal-index.json"
+
+
 def manifest_key(object_key: str) -> str:
     return f"{object_key}.manifest.json"
 

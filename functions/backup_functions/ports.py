@@ -380,4 +380,7 @@ class Courier:
         url = self._objects.presign_get(presign["bucket"], presign["key"], presign.get("version_id"), expires)
         body = json.loads(payload["body"])
         body["source"]["presigned_url"] = url
+        index = presign.get("wal_index")  # a point-in-time restore's WAL index (restore/wal_index.py)
+        if index and body["source"].get("wal") is not None:
+            body["source"]["wal"]["index_url"] = self._objects.presign_get(index["bucket"], index["key"], None, expires)
         return json.dumps(body, separators=(",", ":"))

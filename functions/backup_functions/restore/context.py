@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from backup_contracts.fleet import Fleet
 from backup_contracts.naming import job_queue_name
@@ -18,6 +19,9 @@ from backup_functions.ledger import Ledger
 from backup_functions.ledger.items import WATCH_RESTORE
 from backup_functions.ledger.restores import RESTORE_END_GRACE
 from backup_functions.ports import EventPublisher, JobQueue, Notifier, ObjectStore
+
+if TYPE_CHECKING:
+    from backup_functions.restore.wal_index import IndexObjects
 
 __all__ = ["RESTORE_END_GRACE", "Context", "CoordinatorConfig", "Outcome", "TickReport", "end_watch"]
 
@@ -62,6 +66,7 @@ class Context:
     notifier: Notifier
     config: CoordinatorConfig
     clock: Clock
+    indexes: IndexObjects | None = None  # the coordinator's own objects (WAL indexes of PITR restores)
 
 
 @dataclass

@@ -9,7 +9,8 @@ failed call left owing:
 - validated: a ``Restore Validated`` event that says what a dry run would restore;
 - dispatched: the ``Job`` (kind restore or drill) is stored with its deadline and the watch on the
   agent's end, then sent to the destination agent's queue with a presigned GET URL for exactly that
-  object version (signed at each send, never stored).
+  object version (signed at each send, never stored); a PITR target's job also names its WAL index
+  (``wal_index``: written once before the job, its URL signed at each send too).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from backup_functions.ledger.outbox import Owner
 from backup_functions.ledger.restores import DISPATCHED, REJECTED, VALIDATED
 from backup_functions.restore import messages
 from backup_functions.restore.context import Context, Outcome, end_watch
-from backup_functions.restore.owing import Owing
+from backup_functions.restore.owing import PRESIGN_MARGIN, Owing
 from backup_functions.restore.planning import Plan
+from backup_functions.restore.wal_index import IndexWriter
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class Decisions:
     def __init__(self, context: Context) -> None:
         self.context = context
         self.owing = Owing(context)
+        self.indexes = IndexWriter(context)
 
     def reject(
         self,
@@ -177,6 +180,9 @@ class Decisions:
 
     def _job(self, restore_id: str, plan: Plan, now: datetime, deadline: datetime) -> Job:
         s = plan.source
+        wal = None
+        if s.get("wal"):  # a PITR target: the WAL index, written once, its URLs as long-lived as the base's
+            wal = self.indexes.write(restore_id, s["target"], s["wal"], plan.wal_files, deadline + PRESIGN_MARGIN)
         return Job(
             job_id=restore_id,
             kind="drill" if plan.kind == "drill" else "restore",
@@ -204,6 +210,7 @@ class Decisions:
                 compression=s.get("compression") or "zstd",
                 started_at=_as_datetime(s.get("started_at")),
                 manifest_facts=s.get("manifest_facts") or {},
+                wal=wal,
             ),
         )
 

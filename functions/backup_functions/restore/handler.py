@@ -39,6 +39,7 @@ from backup_functions.offsite.objects import with_vault
 from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
 from backup_functions.restore import logic
 from backup_functions.restore.api import ApprovalsApi, is_function_url_event
+from backup_functions.restore.wal_index import S3IndexObjects
 from backup_functions.runtime import Lazy, handle_sqs_batch, lambda_handler
 
 
@@ -50,11 +51,13 @@ class Runtime:
 def build_runtime(*, clock: Clock | None = None) -> Runtime:
     env = settings_module.settings()
     fleet = settings_module.fleet(env.fleet_file)
+    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
     coordinator = logic.Coordinator(
         fleet,
         Ledger(env.ledger_table, boto3.client("dynamodb")),
         # SSE-KMS objects need SigV4 signatures, also on presigned URLs
-        objects=with_vault(S3ObjectStore(boto3.client("s3", config=Config(signature_version="s3v4"))), fleet),
+        objects=with_vault(S3ObjectStore(s3), fleet),
+        indexes=S3IndexObjects(s3),
         jobs=SqsJobQueue(boto3.client("sqs")),
         events=EventBridgePublisher(boto3.client("events"), env.bus_name),
         notifier=SnsNotifier(boto3.client("sns"), env.alert_topic_arn, env.chat_topic_arn),

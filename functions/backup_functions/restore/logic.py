@@ -13,7 +13,7 @@ Inputs (each handled idempotently; see ``Coordinator.handle``):
   restore that would overwrite a protected target must come through the approvals URL (from the bus it
   is rejected, saying how to submit it) and waits for an approval, announced through SNS. Otherwise a
   ``Job(kind="restore")`` goes to the destination agent's queue with a presigned GET URL for exactly
-  that object version.
+  that object version; a PITR target's job also carries the WAL to replay (``pitr``, ``wal_index``).
 - approvals (``approvals``), only through the approvals URL (``approve``): an approver the fleet lists,
   not the requester, before the deadline; then the object is checked again and the job dispatched. A
   ``Restore Approved`` on the bus approves nothing and is answered so.
@@ -61,6 +61,7 @@ from backup_functions.restore.decisions import Decisions
 from backup_functions.restore.drills import Drills
 from backup_functions.restore.planning import Planner
 from backup_functions.restore.requests import Requests, restore_id_of
+from backup_functions.restore.wal_index import IndexObjects
 from backup_functions.restore.watches import Watches
 
 
@@ -78,8 +79,9 @@ class Coordinator:
         notifier: Notifier,
         config: CoordinatorConfig,
         clock: Clock,
+        indexes: IndexObjects | None = None,
     ) -> None:
-        self.context = Context(fleet, ledger, objects, jobs, events, notifier, config, clock)
+        self.context = Context(fleet, ledger, objects, jobs, events, notifier, config, clock, indexes)
         self._planner = Planner(self.context)
         self._decisions = Decisions(self.context)
         self._approvals = Approvals(self.context, self._planner, self._decisions)

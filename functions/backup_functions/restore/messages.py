@@ -58,6 +58,18 @@ REASON_HELP: dict[str, str] = {
     "not-awaiting-approval": "that restore is not waiting for an approval (unknown id or already decided)",
     "restore-id-reused": "this restore_id was already used for a different request; use a new id"
     " (the original request is unaffected)",
+    # point-in-time restores of PITR targets (docs/pitr.md)
+    "time-in-future": "the requested time has not happened yet; ask for a time in the past, or for latest",
+    "before-first-base-backup": "recovery can only stop after a base backup's end, and the time is before the"
+    " first one's; ask for a time at or after the earliest named above (`backupctl history TARGET`)",
+    "wal-not-archived-yet": "the WAL archive does not reach the requested time (or the base backup's end) yet;"
+    " `backupctl status` shows the archiving lag: wait for it and retry, or ask for an earlier time",
+    "wal-gap": "a WAL segment between the base backup and the requested time is missing from the archive, so"
+    " replay cannot pass it; a base backup taken after the gap restores to times after it (WAL ARCHIVE GAP)",
+    "wal-position-unknown": "the base backup's manifest names no first and last WAL segment; pick another"
+    " base backup (`backupctl history TARGET`)",
+    "physical-in-place-refused": "a physical restore in place would replace the running cluster's data"
+    " directory; restore a clone into a target of restore_to and switch over to it",
 }
 
 

@@ -23,6 +23,7 @@ from backup_functions.ledger.outbox import Owed, Owner
 from backup_functions.ports import Courier, alert_entry, event_entry
 from backup_functions.restore import messages
 from backup_functions.restore.context import Context
+from backup_functions.restore.wal_index import index_key
 
 PRESIGN_MARGIN = timedelta(minutes=15)  # the URL outlives the job deadline by this much
 
@@ -61,15 +62,18 @@ class Owing:
     def job(self, restore_id: str, job: Job, at: datetime, by: Owner = "handler") -> Owed:
         """The job as stored (without its presigned URL, which is signed at each send)."""
         assert job.source is not None  # noqa: S101 - restore jobs always carry their source
+        presign: dict[str, Any] = {
+            "bucket": job.source.bucket,
+            "key": job.source.key,
+            "version_id": job.source.version_id,
+            "valid_until": keys.iso(job.deadline + PRESIGN_MARGIN),
+        }
+        if job.source.wal is not None:  # the WAL index's URL, signed at each send like the backup's
+            presign["wal_index"] = {"bucket": self.context.config.bucket, "key": index_key(restore_id)}
         payload = {
             "queue_url": self.context.config.queue_url(job.agent),
             "body": job.model_dump_json(exclude_none=True),
-            "presign": {
-                "bucket": job.source.bucket,
-                "key": job.source.key,
-                "version_id": job.source.version_id,
-                "valid_until": keys.iso(job.deadline + PRESIGN_MARGIN),
-            },
+            "presign": presign,
         }
         return Owed(id=entry_id(restore_id, "dispatched", "job"), kind="job", owed_at=at, by=by, payload=payload)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from backup_contracts import ledger as keys
@@ -26,7 +26,10 @@ from backup_contracts.events import RestoreRequested
 from backup_contracts.fleet import Agent, Fleet, Target
 from backup_contracts.naming import restore_facts
 from backup_functions.ledger import RestoreItem, RunRecord
+from backup_functions.ledger.wal import WalFile
 from backup_functions.restore.context import Context
+from backup_functions.restore.pitr import END, IMMEDIATE, TIME, PitrPlanner
+from backup_functions.restore.rejection import Rejection
 from backup_functions.verification import ClaimedObject, compare_head
 
 SUGGESTIONS_MAX = 3
@@ -40,15 +43,6 @@ def _close_names(name: str, fleet: Fleet) -> str:
     return f"; did you mean {' or '.join(close)}?" if close else "; `backupctl status` lists its targets"
 
 
-class Rejection(Exception):
-    """A restore that may not go ahead: a reason code of ``messages.REASON_HELP`` and why, in words."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class Plan:
     """A validated restore: the backup to read and where it goes."""
@@ -58,8 +52,9 @@ class Plan:
     destination: Target
     destination_agent: Agent
     mode: str  # clone | in-place | drill
-    source: dict[str, Any]  # the run's object facts (see source_from_run)
+    source: dict[str, Any]  # the run's object facts (see source_from_run); a PITR target's: its ``wal`` too
     requires_approval: bool
+    wal_files: tuple[WalFile, ...] = field(default=())  # a PITR target's: the WAL its index lists (pitr.py)
 
 
 def source_from_run(run: RunRecord) -> dict[str, Any]:
@@ -107,6 +102,7 @@ class Planner:
 
     def __init__(self, context: Context) -> None:
         self.context = context
+        self.pitr = PitrPlanner(context)
 
     def plan(self, request: RestoreRequested, *, authenticated: bool) -> Plan:
         """Validate a request against the fleet, the ledger and S3; raise Rejection saying why.
@@ -145,7 +141,18 @@ class Planner:
                 " URL (--approvals-url or BACKUP_APPROVALS_URL; the stack output ApprovalsUrl), which AWS"
                 " authenticates, instead of putting the event on the bus",
             )
-        run = self._resolve(request)
+        if target.pitr and request.mode == "in-place":
+            raise Rejection(
+                "physical-in-place-refused",
+                f"{target.name} is a physical (PITR) target: an in-place restore would replace its running"
+                " cluster's data directory; restore a clone (mode clone, a destination in its restore_to) and"
+                " switch over to it",
+            )
+        run = (
+            self.pitr.base_for(target, request.backup.at)
+            if target.pitr and request.backup.at
+            else self._resolve(request)
+        )
         if run.engine and run.engine != destination.engine:
             raise Rejection(
                 "engine-mismatch",
@@ -153,6 +160,12 @@ class Planner:
                 f" {destination.engine}",
             )
         source = self.located(run, request.source)
+        files: list[WalFile] = []
+        if target.pitr:
+            selector = request.backup
+            how = TIME if selector.at else IMMEDIATE if selector.run_id else END
+            facts = source.get("manifest_facts") or {}
+            source["wal"], files = self.pitr.summary(target, run, facts, at=selector.at, how=how)
         return Plan(
             kind="restore",
             target=target,
@@ -161,6 +174,7 @@ class Planner:
             mode=request.mode,
             source=source,
             requires_approval=destination.protected,
+            wal_files=tuple(files),
         )
 
     def drill_plan(self, target: Target, destination_name: str) -> Plan:
@@ -173,6 +187,9 @@ class Planner:
             copy = " with a verified off-site copy" if wanted == OFFSITE else ""
             raise Rejection("no-backup", f"target {target.name} has no good backup{copy} to drill")
         source = self.located(run, wanted)
+        files: list[WalFile] = []
+        if target.pitr:  # the latest base backup and all the WAL after it, as a restore of latest
+            source["wal"], files = self.pitr.summary(target, run, source.get("manifest_facts") or {}, at=None, how=END)
         return Plan(
             kind="drill",
             target=target,
@@ -181,6 +198,7 @@ class Planner:
             mode="drill",
             source=source,
             requires_approval=False,
+            wal_files=tuple(files),
         )
 
     def approved_plan(self, item: RestoreItem) -> Plan:
@@ -191,6 +209,8 @@ class Planner:
         dest_agent, destination = self.target(str(item.destination), "unknown-destination")
         source = dict(item.source or {})
         source["manifest_facts"] = self.check_object(source)
+        # the WAL the approver saw (through the same last file), read again: it may have expired while waiting
+        files = self.pitr.listed(target.name, source["wal"]) if source.get("wal") else []
         return Plan(
             kind="restore",
             target=target,
@@ -199,6 +219,7 @@ class Planner:
             mode=str(item.mode),
             source=source,
             requires_approval=True,
+            wal_files=tuple(files),
         )
 
     def target(self, name: str, code: str) -> tuple[Agent, Target]:
