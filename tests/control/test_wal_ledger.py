@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from backup_contracts import ledger as keys
+from backup_contracts.wal import Segment
 from backup_functions.ledger.wal import GAP_SK, WATCH_WAL_GAP, WATCH_WAL_LAG
 from backup_functions.ledger.wal_order import server_ahead, walk
 
@@ -206,3 +207,16 @@ def test_a_status_while_only_a_history_file_is_archived_is_recorded(aws):
     )
 
     assert ledger.archive("orders-pitr").server_current_file == seg(9, timeline=2)
+
+
+def test_the_watermark_follows_the_servers_segment_size(aws):
+    ledger = aws.ledger.wal
+    size = 64 * 1024 * 1024  # initdb --wal-segsize=64: 64 segments per log, ...0000003F then ...0100000000
+    ledger.base_backup("orders-pitr", "db-1", start_file=None, good_at=START, wal_rpo=WAL_RPO, segment_size=size)
+    names = [Segment(1, n, size).name for n in (62, 63, 64, 65)]
+    record(aws, *names)
+
+    archive = ledger.archive("orders-pitr")
+
+    assert names[2] == "000000010000000100000000"
+    assert (archive.contiguous_through, archive.first_missing) == (names[-1], None)

@@ -32,7 +32,7 @@ from backup_contracts.fleet import Fleet, Target
 from backup_contracts.naming import wal_object_key
 from backup_contracts.wal import WalArchived, is_wal_file
 from backup_functions.audit.provenance import Provenance, Refusal
-from backup_functions.audit.wal_keeping import WalRanges, manifest_range
+from backup_functions.audit.wal_keeping import WalRanges, manifest_range, segment_size_of
 from backup_functions.clock import Clock
 from backup_functions.ledger import Ledger
 from backup_functions.ports import ObjectStore
@@ -183,6 +183,11 @@ class WalAudit:
         manifest = self.objects.manifest(event.bucket, event.key)
         start = start_file_of(manifest)
         self.ledger.wal.base_backup(
-            event.target, event.agent, start_file=start, good_at=event.finished_at, wal_rpo=target.wal_rpo_delta
+            event.target,
+            event.agent,
+            start_file=start,
+            good_at=event.finished_at,
+            wal_rpo=target.wal_rpo_delta,
+            segment_size=segment_size_of(manifest),
         )
         self.ranges.record(target, event.run_id, event.started_at, *manifest_range(manifest))

@@ -52,6 +52,16 @@ def manifest_range(manifest: Mapping[str, Any] | None) -> tuple[str | None, str 
     return None, None
 
 
+def segment_size_of(manifest: Mapping[str, Any] | None) -> int | None:
+    """The server's WAL segment size a base backup's manifest names (``wal_segment_size``: a power of two from
+    1 MiB to 1 GiB, as initdb allows), or None."""
+    for place in (manifest or {}, *((manifest or {}).get(name) for name in RANGE_FIELDS)):
+        value = place.get("wal_segment_size") if isinstance(place, Mapping) else None
+        if isinstance(value, int) and 1 << 20 <= value <= 1 << 30 and value & (value - 1) == 0:
+            return value
+    return None
+
+
 class WalRanges:
     def __init__(self, fleet: Fleet, ledger: Ledger, objects: ObjectStore, clock: Clock) -> None:
         self.fleet = fleet

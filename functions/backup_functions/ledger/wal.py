@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from backup_contracts import ledger as keys
-from backup_contracts.wal import WalArchived, WalServerStatus, is_segment, parse_segment
+from backup_contracts.wal import DEFAULT_SEGMENT_SIZE, WalArchived, WalServerStatus, is_segment, parse_segment
 from backup_functions.ledger.client import WATCH_ATTRIBUTES, LedgerClient, LedgerError, Update, epoch_seconds, watch
 from backup_functions.ledger.wal_items import WalArchive, WalFile, WalGap, WalRange
 from backup_functions.ledger.wal_order import extends, newer, walk
@@ -106,7 +106,7 @@ class WalArchives:
         def change(current: WalArchive | None) -> dict[str, Any] | None:
             fields = _base(current, target, archived.agent, wal_rpo)
             older = current is not None and current.newest_file is not None and current.newest_file >= name
-            if older and current and not extends(current.contiguous_through, current.start_file, name):
+            if older and current and not extends(current.contiguous_through, current.start_file, name, current.size):
                 return None  # an older file than the newest, which moves nothing (a redelivery, a .history)
             if current is None or newer(current.newest_file, name) == name:
                 fields |= {"newest_file": name, "newest_archived_at": at}
@@ -134,7 +134,14 @@ class WalArchives:
         return self._revise(status.target, change)
 
     def base_backup(
-        self, target: str, agent: str, *, start_file: str | None, good_at: datetime, wal_rpo: timedelta
+        self,
+        target: str,
+        agent: str,
+        *,
+        start_file: str | None,
+        good_at: datetime,
+        wal_rpo: timedelta,
+        segment_size: int | None = None,
     ) -> bool:
         """A good base backup of ``target``: WAL is expected from then on, and the archive starts at its first
         segment when none is known yet or when that segment lies after the archive's gap (the gap no longer
@@ -144,6 +151,8 @@ class WalArchives:
             fields = _base(current, target, agent, wal_rpo)
             if current is None or current.expected_since is None:
                 fields["expected_since"] = good_at
+            if segment_size and (current is None or current.segment_size != segment_size):
+                fields["segment_size"] = segment_size  # the server's (initdb --wal-segsize), from the manifest
             newest_start = newer(current.newest_base_start if current else None, start_file)
             if newest_start != (current.newest_base_start if current else None):
                 fields["newest_base_start"] = newest_start
@@ -206,8 +215,9 @@ class WalArchives:
     ) -> dict[str, Any]:
         through = current.contiguous_through if current else None
         start = current.start_file if current else None
-        if force or extends(through, start, name):
-            moved = walk(through, start, self._rows_after(target, through, start))
+        size = current.size if current else DEFAULT_SEGMENT_SIZE
+        if force or extends(through, start, name, size):
+            moved = walk(through, start, self._rows_after(target, through, start), size)
             fields: dict[str, Any] = {"contiguous_through": moved.through}
             if moved.through != through:
                 fields["contiguous_at"] = moved.through_at
@@ -222,8 +232,8 @@ class WalArchives:
         if current is None or current.first_missing is not None or at is None or not is_segment(name):
             return {}
         if through is not None:
-            missing = parse_segment(through).next().name
-            if parse_segment(name) <= parse_segment(through):
+            missing = parse_segment(through, size).next().name
+            if parse_segment(name, size) <= parse_segment(through, size):
                 return {}
         elif start is not None and name > start:
             missing = start

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backup_contracts import ledger as keys
+from backup_contracts.wal import DEFAULT_SEGMENT_SIZE
 from backup_functions.ledger.items import WatchedItem, _named_by_key
 from backup_functions.ledger.wal_order import server_ahead
 
@@ -84,6 +85,7 @@ class WalArchive(WatchedItem):
     server_checked_at: datetime | None = None
     behind_since: datetime | None = None  # a heartbeat first showed the server ahead of the watermark
     ranges: dict[str, WalRange] = Field(default_factory=dict)  # by run id: retained base backups' own WAL
+    segment_size: int | None = None  # the server's WAL segment size, from a base backup's manifest
     revision: int = 0
 
     @model_validator(mode="before")
@@ -97,7 +99,11 @@ class WalArchive(WatchedItem):
 
     @property
     def server_ahead(self) -> bool:
-        return server_ahead(self.server_current_file, self.contiguous_through or self.newest_file)
+        return server_ahead(self.server_current_file, self.contiguous_through or self.newest_file, self.size)
+
+    @property
+    def size(self) -> int:
+        return self.segment_size or DEFAULT_SEGMENT_SIZE
 
     @property
     def failing(self) -> bool:

@@ -8,8 +8,10 @@ segment of a newer timeline when it starts at or before the next one (a promotio
 in the segment where the old one was switched from). Any other later segment is a *gap*: the segment after
 the watermark is missing while a later one is recorded; point-in-time restores cannot replay past it.
 
-Files that are not full segments (``.history``, ``.partial``, ``.backup``) are recorded but never move the
-watermark. Segments before the archive's start are not needed by any base backup and are skipped.
+Segment numbers follow the server's WAL segment size (``wal_segment_size`` in a base backup's manifest;
+16 MiB unless ``initdb --wal-segsize`` said otherwise). Files that are not full segments (``.history``,
+``.partial``, ``.backup``) are recorded but never move the watermark. Segments before the archive's start
+are not needed by any base backup and are skipped.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from backup_contracts.wal import Segment, is_segment, parse_segment
+from backup_contracts.wal import DEFAULT_SEGMENT_SIZE, Segment, is_segment, parse_segment
 
 
 @dataclass(frozen=True)
@@ -37,37 +39,39 @@ def restarts(previous: Segment, segment: Segment) -> bool:
     return segment.timeline > previous.timeline and segment.number <= previous.number + 1
 
 
-def extends(through: str | None, start: str | None, name: str) -> bool:
+def extends(through: str | None, start: str | None, name: str, size: int = DEFAULT_SEGMENT_SIZE) -> bool:
     """Whether recording ``name`` can move the watermark (else it is a later segment, or not one at all)."""
     if not is_segment(name):
         return False
-    segment = parse_segment(name)
+    segment = parse_segment(name, size)
     if through is None:
         if start is None:
             return True
-        first = parse_segment(start)
+        first = parse_segment(start, size)
         return segment == first or (segment.timeline > first.timeline and segment.number <= first.number)
-    last = parse_segment(through)
+    last = parse_segment(through, size)
     return segment == last.next() or restarts(last, segment)
 
 
-def walk(through: str | None, start: str | None, rows: Iterable[tuple[str, datetime]]) -> Walk:
+def walk(
+    through: str | None, start: str | None, rows: Iterable[tuple[str, datetime]], size: int = DEFAULT_SEGMENT_SIZE
+) -> Walk:
     """Move the watermark over ``rows`` (file name, archived_at) in name order, from ``through`` (exclusive)
     or from the archive's ``start`` (inclusive) when there is no watermark yet."""
-    last = parse_segment(through) if through else None
+    last = parse_segment(through, size) if through else None
     last_at: datetime | None = None
-    first = parse_segment(start) if start else None
+    first = parse_segment(start, size) if start else None
     for name, archived_at in rows:
         if not is_segment(name):
             continue
-        segment = parse_segment(name)
+        segment = parse_segment(name, size)
         if last is None:
             if first is not None and segment < first and segment.timeline <= first.timeline:
                 continue  # older than any base backup needs
             if (
                 first is not None
                 and segment != first
-                and not restarts(Segment(first.timeline, first.number - 1), segment)
+                and not restarts(Segment(first.timeline, first.number - 1, size), segment)
             ):
                 return Walk(None, None, first.name, name, archived_at)
             last, last_at = segment, archived_at
@@ -80,11 +84,11 @@ def walk(through: str | None, start: str | None, rows: Iterable[tuple[str, datet
     return Walk(last.name if last else None, last_at)
 
 
-def server_ahead(current_file: str | None, through: str | None) -> bool:
+def server_ahead(current_file: str | None, through: str | None, size: int = DEFAULT_SEGMENT_SIZE) -> bool:
     """The server has completed a segment after the watermark (it writes a later one than the next)."""
     if current_file is None or through is None or not is_segment(current_file[:24]) or not is_segment(through[:24]):
         return False
-    current, last = parse_segment(current_file[:24]), parse_segment(through[:24])
+    current, last = parse_segment(current_file[:24], size), parse_segment(through[:24], size)
     return current.timeline >= last.timeline and current.number > last.number + 1
 
 
