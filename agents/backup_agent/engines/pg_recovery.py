@@ -9,12 +9,14 @@ destination's ``data_directory``:
    ``restore_command``, ``recovery_target_time`` (UTC, microseconds) with ``recovery_target_action =
    'pause'``, the destination's ``port`` and ``listen_addresses``, the Unix socket in the data directory
    itself (private: 0700), ``archive_mode = off`` (a clone must never push WAL into its source's archive),
-   ``hot_standby = on``, no synchronous standbys, no primary to follow;
+   ``hot_standby = on``, no synchronous standbys, no primary to follow, and the ``max_connections``-like
+   settings the backup's ``pg_control`` recorded (a hot standby needs at least its source's);
 3. while it recovers, ``pg_hba.conf`` lets only local socket connections in (trust: only the server's
    OS user and root can reach the 0700 directory); the source's own file comes back once verified;
-4. the server starts (``pg_ctl``, as ``server_user``) and is watched until recovery pauses at the target,
-   or ends, or the server dies: then the FATAL line of its log is the error (a target before the
-   backup's consistent point, an archive that ends before the target...);
+4. the server starts (``pg_server.Server``: ``pg_ctl`` as ``server_user``) and is watched until recovery
+   pauses at the target, or ends, or the server dies: then the FATAL line of its log is the error (a
+   target before the backup's consistent point, an archive that ends before the target...); a target
+   before the base backup began is refused before the server starts;
 5. ``reached_at`` is the commit time of the last transaction replayed; recovery is resumed, which ends
    it and promotes the server; the restore waits until it accepts writes, checks the system identifier
    against the backup's, and reports timeline, reached time, databases, port and data directory.
