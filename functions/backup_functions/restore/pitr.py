@@ -37,7 +37,7 @@ from backup_contracts.wal import (
     parse_segment,
 )
 from backup_functions.ledger import RunRecord
-from backup_functions.ledger.wal import WalFile
+from backup_functions.ledger.wal_items import WalFile
 from backup_functions.ledger.wal_order import restarts
 from backup_functions.restore.context import Context
 from backup_functions.restore.rejection import Rejection

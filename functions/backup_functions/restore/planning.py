@@ -26,7 +26,7 @@ from backup_contracts.events import RestoreRequested
 from backup_contracts.fleet import Agent, Fleet, Target
 from backup_contracts.naming import restore_facts
 from backup_functions.ledger import RestoreItem, RunRecord
-from backup_functions.ledger.wal import WalFile
+from backup_functions.ledger.wal_items import WalFile
 from backup_functions.restore.context import Context
 from backup_functions.restore.pitr import END, IMMEDIATE, TIME, PitrPlanner
 from backup_functions.restore.rejection import Rejection

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from backup_contracts.jobs import WalReplay
 from backup_contracts.naming import wal_index_key
 from backup_contracts.wal import WalIndex, WalIndexEntry
-from backup_functions.ledger.wal import WalFile
+from backup_functions.ledger.wal_items import WalFile
 from backup_functions.restore.context import Context
 
 if TYPE_CHECKING:
