@@ -10,7 +10,8 @@ Every right is an explicit statement with a Sid (the access matrix names them; c
 - the bus: ``events:PutEvents`` only for the functions that send events, each bound to its sources by
   ``events:source`` (a set operator: every entry of a batch must carry one of them);
 - SQS and SNS: send jobs, consume their event queue, publish alerts — with the key use each needs;
-- the off-site vault (``pipeline.offsite``): the watchdog and the restore coordinator read copies there.
+- the off-site vault (``pipeline.offsite``): the watchdog and the restore coordinator read copies there;
+- the restore coordinator's own objects under ``restores/`` (WAL indexes): its only write in the bucket.
 
 Change a function's code to call something new and its row of ``LEDGER_ACTIONS`` (or its grant here) is
 where the right goes; the access matrix (tests/infrastructure/test_access_matrix.py) proves each one.
@@ -30,7 +31,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 
 from backup_contracts import ledger
-from backup_contracts.naming import AGENT_PREFIX_ROOT, SOURCE_PIPELINE
+from backup_contracts.naming import AGENT_PREFIX_ROOT, RESTORE_PREFIX_ROOT, SOURCE_PIPELINE
 from stacks.vault_names import VaultNames
 
 # The DynamoDB actions each function's code calls on the ledger (functions/backup_functions/ledger/client.py
@@ -79,6 +80,7 @@ EVENT_SOURCES: Mapping[str, tuple[str, ...]] = {
 KMS_FOR_LEDGER = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")  # CMK-encrypted table
 KMS_FOR_SENDING = ("kms:Decrypt", "kms:GenerateDataKey")  # SQS/SNS SSE: the producer's data key
 KMS_FOR_READING = ("kms:Decrypt",)  # SQS consumer, S3 GetObject of an SSE-KMS object
+KMS_FOR_WRITING = ("kms:Decrypt", "kms:GenerateDataKey")  # S3 PutObject of an SSE-KMS object (its data key)
 VAULT_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")  # the off-site copies (read_vault_copies)
 
 QUEUE_CONSUME_ACTIONS = (
@@ -169,6 +171,17 @@ class FunctionAccess:
         """Object-level actions on the backups under agents/ (no bucket-level or list permission, no delete)."""
         self._allow("ReadBackupObjects", actions, [bucket.arn_for_objects(f"{AGENT_PREFIX_ROOT}/*")])
         self.use_key_through("s3", KMS_FOR_READING)  # reading an SSE-KMS object decrypts its data key
+
+    def write_restore_objects(self, bucket: s3.IBucket) -> None:
+        """The coordinator's own objects under restores/ (a point-in-time restore's WAL index): create them (the
+        bucket's default SSE-KMS key; S3 needs a data key for that) and read them back (a retried dispatch; the
+        index's presigned GET is the coordinator's GetObject). Nothing under agents/ is writable this way."""
+        self._allow(
+            "WriteOwnRestoreObjects",
+            ("s3:PutObject", "s3:GetObject"),
+            [bucket.arn_for_objects(f"{RESTORE_PREFIX_ROOT}/*")],
+        )
+        self.use_key_through("s3", KMS_FOR_WRITING)
 
     def read_vault_copies(self, vault: VaultNames) -> None:
         """The off-site vault's copies (another region, usually another account): HeadObject with or without

@@ -314,6 +314,15 @@ class Functions(Construct):
         self.access["restore"].send_jobs(s.agent_queues)
         # Signs short-lived GET URLs for exactly the object to restore: the signer holds read + kms:Decrypt.
         self._grant_backup_objects(function, "restore", RESTORE_OBJECT_ACTIONS)
+        # Writes (and reads back) a point-in-time restore's WAL index under its own restores/ prefix.
+        self.access["restore"].write_restore_objects(s.bucket)
+        acknowledge(
+            function.role,  # type: ignore[arg-type]
+            "AwsSolutions-IAM5",
+            "A point-in-time restore's WAL index is written at restores/<restore_id>/wal-index.json, one key per"
+            " restore: object-level PutObject/GetObject under the coordinator's own restores/ prefix only.",
+            applies_to=[f"Resource::<{self._logical_id(s.bucket)}.Arn>/{naming.RESTORE_PREFIX_ROOT}/*"],
+        )
         self.access["restore"].publish(*self._alert_topics())
         self._feed_from_bus(function, "restore", contract_events.RESTORE_PATTERN)
         # The coordinator's own tick: starts due restore drills, expires unanswered approvals, and fails

@@ -11,7 +11,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from backup_contracts.fleet import Fleet
-from backup_contracts.naming import RETENTION_TAG, retention_tag_value
+from backup_contracts.naming import RESTORE_OBJECTS_DAYS, RESTORE_PREFIX_ROOT, RETENTION_TAG, retention_tag_value
 from backup_contracts.wal import WAL_TIER, wal_retention_days
 from stacks.nag import acknowledge
 
@@ -122,7 +122,9 @@ class Storage(Construct):
 
         No rule matches ``retention=keep`` (the newest ``keep_last`` good backups of a target) or an untagged
         object, so neither is ever expired by age. With PITR targets, one more rule per retention class they use
-        expires their archived WAL (``retention=<class>-wal``) ``daily_days + 1`` days after it was written.
+        expires their archived WAL (``retention=<class>-wal``) ``daily_days + 1`` days after it was written. The
+        restore coordinator's objects under ``restores/`` (point-in-time restores' WAL indexes, whose URLs live
+        a job deadline) expire after ``RESTORE_OBJECTS_DAYS``, by prefix: no backup lives there.
         """
         rules = [
             s3.LifecycleRule(
@@ -146,6 +148,14 @@ class Storage(Construct):
             for class_name in wal_classes
             for value in [retention_tag_value(class_name, WAL_TIER)]
         ]
+        rules.append(  # the restore coordinator's own objects (WAL indexes): needed only while a restore runs
+            s3.LifecycleRule(
+                id="expire-restore-objects",
+                prefix=f"{RESTORE_PREFIX_ROOT}/",
+                expiration=Duration.days(RESTORE_OBJECTS_DAYS),
+                noncurrent_version_expiration=Duration.days(1),
+            )
+        )
         rules.append(
             s3.LifecycleRule(
                 id="abort-incomplete-multipart-uploads",

@@ -12,7 +12,14 @@ from aws_cdk import Stack
 from aws_cdk.assertions import Match, Template
 
 from backup_contracts.fleet import Fleet, parse_fleet
-from backup_contracts.naming import KEEP_TAG_VALUE, RETENTION_TAG, retention_tag_value
+from backup_contracts.naming import (
+    AGENT_PREFIX_ROOT,
+    KEEP_TAG_VALUE,
+    RESTORE_OBJECTS_DAYS,
+    RESTORE_PREFIX_ROOT,
+    RETENTION_TAG,
+    retention_tag_value,
+)
 from stacks.storage import Storage
 
 pytestmark = pytest.mark.infrastructure
@@ -206,6 +213,10 @@ def test_no_lifecycle_rule_expires_kept_or_untagged_backups(bare_stack: Stack, f
     storage, template = _storage(bare_stack, fleet)
     rules = _backup_bucket(bare_stack, storage, template)["Properties"]["LifecycleConfiguration"]["Rules"]
     expiring = [r for r in rules if {"ExpirationInDays", "ExpirationDate", "NoncurrentVersionExpiration"} & set(r)]
+    # the one expiry by prefix: the restore coordinator's own objects, where no backup lives (agents/ only)
+    by_prefix = [r for r in expiring if r.get("Prefix") == f"{RESTORE_PREFIX_ROOT}/"]
+    assert [r["Id"] for r in by_prefix] == ["expire-restore-objects"]
+    expiring = [r for r in expiring if r not in by_prefix]
     assert expiring
     for rule in expiring:
         # every expiry is scoped by exactly one retention tier tag, never the keep value, never a prefix
@@ -213,7 +224,24 @@ def test_no_lifecycle_rule_expires_kept_or_untagged_backups(bare_stack: Stack, f
         assert rule["TagFilters"][0]["Value"] != KEEP_TAG_VALUE
         assert "Prefix" not in rule
         assert "Filter" not in rule
-    unfiltered = [r for r in rules if "TagFilters" not in r]
+    unfiltered = [r for r in rules if "TagFilters" not in r and r not in by_prefix]
     assert [set(r) - {"Id", "Status"} for r in unfiltered] == [
         {"AbortIncompleteMultipartUpload", "ExpiredObjectDeleteMarker"}
     ]
+
+
+def test_the_restore_coordinators_objects_expire_after_a_few_days_and_nothing_under_agents_by_prefix(
+    bare_stack: Stack, fleet: Fleet
+) -> None:
+    storage, template = _storage(bare_stack, fleet)
+    rules = _backup_bucket(bare_stack, storage, template)["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if r["Id"] == "expire-restore-objects"]
+    assert rule == {
+        "Id": "expire-restore-objects",
+        "Status": "Enabled",
+        "Prefix": "restores/",
+        "ExpirationInDays": RESTORE_OBJECTS_DAYS,
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+    }
+    assert 1 <= RESTORE_OBJECTS_DAYS <= 7  # outlives a restore's job deadline, never a backup
+    assert not [r for r in rules if str(r.get("Prefix", "")).startswith(AGENT_PREFIX_ROOT)]

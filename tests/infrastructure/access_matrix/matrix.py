@@ -145,6 +145,7 @@ class Bindings:
             "own_backup": f"{bucket}/{own_backup}",
             "own_manifest": f"{bucket}/{naming.manifest_key(own_backup)}",
             "own_wal": f"{bucket}/{naming.wal_object_key(agent.name, agent.targets[0].name, WAL_FILE)}",
+            "restore_index": f"{bucket}/{naming.wal_index_key('r-0001')}",
             "other_agent_backup": f"{bucket}/{other_backup}",
             "outside_agents": f"{bucket}/elsewhere/{RUN_ID}.zst",
             "access_log": f"{arn(stack.storage.access_logs)}/backups/2026-01-02-03-04-05-0123456789ABCDEF",

@@ -57,6 +57,7 @@ LAMBDA, S3_LOGGING = "lambda.amazonaws.com", "logging.s3.amazonaws.com"
 OWN_BACKUP = "{own_backup}"  # a backup object of the agent's own target, under agents/<agent>/
 OWN_MANIFEST = "{own_manifest}"  # its manifest, written with a single PutObject
 OWN_WAL = "{own_wal}"  # an archived WAL file of the agent's own target (naming.wal_object_key)
+RESTORE_INDEX = "{restore_index}"  # a point-in-time restore's WAL index (naming.wal_index_key)
 OTHER_AGENT_BACKUP = "{other_agent_backup}"  # under agents/<agent>-2/: same name prefix, another folder
 OUTSIDE_AGENTS = "{outside_agents}"  # an object key outside agents/
 BUCKET, ACCESS_LOG = "{bucket}", "{access_log}"  # the backup bucket; an object of its access-log bucket
@@ -300,7 +301,19 @@ ROWS: tuple[Row, ...] = (
     Row("restore-batch-writes", RESTORE, "dynamodb:BatchWriteItem", TABLE, NONE, DENIED, "unconditional writes"),
     Row("restore-kms-reencrypt", RESTORE, "kms:ReEncryptFrom", KEY, VIA_S3, DENIED, "no ReEncrypt anywhere"),
     Row("restore-kms-direct", RESTORE, "kms:Decrypt", KEY, NONE, DENIED, "only through a service"),
-    Row("restore-kms-data-key-via-s3", RESTORE, "kms:GenerateDataKey", KEY, VIA_S3, DENIED, "it writes no object"),
+    Row("restore-kms-data-key-via-s3", RESTORE, "kms:GenerateDataKey", KEY, VIA_S3, ALLOWED, "WAL index's data key"),
+    # A point-in-time restore's WAL index (restores/<id>/wal-index.json): the coordinator's only write, which
+    # agents can neither read nor plant (they fetch it, and every WAL file, through URLs the coordinator signs).
+    Row("restore-writes-wal-index", RESTORE, "s3:PutObject", RESTORE_INDEX, PUT_NO_SSE, ALLOWED, "bucket default key"),
+    Row("restore-reads-back-wal-index", RESTORE, "s3:GetObject", RESTORE_INDEX, NONE, ALLOWED, "retry; its URL"),
+    Row("restore-presigns-wal", RESTORE, "s3:GetObject", OWN_WAL, NONE, ALLOWED, "each WAL file's URL"),
+    Row("restore-writes-wal", RESTORE, "s3:PutObject", OWN_WAL, PUT_NO_SSE, DENIED, "only agents archive WAL"),
+    Row("restore-writes-outside-restores", RESTORE, "s3:PutObject", OUTSIDE_AGENTS, PUT_NO_SSE, DENIED,
+        "restores/ only"),
+    Row("restore-deletes-wal-index", RESTORE, "s3:DeleteObject", RESTORE_INDEX, NONE, DENIED, "lifecycle expires it"),
+    Row("agent-reads-wal-index", AGENT, "s3:GetObject", RESTORE_INDEX, NONE, DENIED, "through its presigned URL"),
+    Row("agent-writes-wal-index", AGENT, "s3:PutObject", RESTORE_INDEX, PUT_NEW, DENIED, "no planted replay list"),
+    Row("agent-reads-own-wal", AGENT, "s3:GetObject", OWN_WAL, NONE, DENIED, "wal-fetch reads presigned URLs"),
     # Services: EventBridge into the event queues, alarms into the topic, S3 access logs.
     Row("events-to-audit-queue", EVENTS, "sqs:SendMessage", AUDIT_QUEUE, FROM_AUDIT_RULE, ALLOWED, "audit rule"),
     Row("events-to-restore-queue", EVENTS, "sqs:SendMessage", RESTORE_QUEUE, FROM_RESTORE_RULE, ALLOWED, "its rule"),
