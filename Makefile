@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test coverage lint typecheck synth nag pytest unit integration infrastructure e2e fuzz bench bench-agent bench-restore bench-control schemas clean install browser
+.PHONY: demo test coverage lint typecheck synth nag pytest unit integration infrastructure e2e fuzz bench bench-agent bench-restore bench-control bench-pitr schemas clean install browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,10 @@ bench-agent: $(VENV)/.installed
 ## Restore time, request -> verified: the agent against a local pg_restore / mariadb (docs/benchmarks.md).
 bench-restore: $(VENV)/.installed
 	$(PY) -m bench.restore
+
+## Point-in-time recovery: base backup, WAL push under pgbench load, recovery (docs/benchmarks.md).
+bench-pitr: $(VENV)/.installed
+	$(PY) -m bench.pitr
 
 bench-control: $(VENV)/.installed
 	$(PY) -m bench.control_plane
