@@ -35,6 +35,7 @@ from local_pipeline.resources import provision
 from .conftest import FLEET, REGION, T0, World, capture_pipeline_events
 
 PG_AGENT, PITR, CLONE, DRILL = "pg-host", "orders-pitr", "orders-pitr-clone", "orders-pitr-drill"
+STAGING = "orders-pitr-staging"  # protected: a restore into it waits for an approval
 WAL_RPO = timedelta(minutes=5)
 A_START = T0 - timedelta(hours=10)
 A_END = A_START + timedelta(minutes=5)
@@ -65,11 +66,12 @@ def pitr_fleet_document() -> dict[str, Any]:
                     "schedule": "rate(6 hours)",
                     "rpo": "7h",
                     "wal_rpo": "5m",
-                    "restore_to": [CLONE],
+                    "restore_to": [CLONE, STAGING],
                     "drill": {"schedule": "rate(7 days)", "destination": DRILL},
                 },
                 {"name": CLONE, **pg},
                 {"name": DRILL, **pg},
+                {"name": STAGING, "protected": True, **pg},
             ],
         }
     )

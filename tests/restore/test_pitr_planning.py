@@ -26,6 +26,7 @@ from .pitr_world import (
     LAST_SEGMENT,
     PG_AGENT,
     PITR,
+    STAGING,
     Base,
     PitrWorld,
     archived_at,
@@ -289,3 +290,39 @@ def test_a_drill_of_a_pitr_target_replays_the_latest_base_backup_to_the_end_of_t
     assert job.source.wal is not None
     assert job.source.wal.recovery_target == "end"
     assert names(index) == [seg(n) for n in range(0x57, LAST_SEGMENT + 1)]
+
+
+def test_latest_right_after_a_base_backup_whose_wal_is_not_archived_yet_replays_the_one_before(
+    pitr_world: PitrWorld,  # noqa: F811
+) -> None:
+    a = pitr_world.seed_base(A_END - timedelta(minutes=5), A_END, seg(0x10), seg(0x11))
+    pitr_world.seed_archive(last=0x56)
+    pitr_world.seed_base(B_START, B_END, seg(0x57), seg(0x58))  # just finished: 0x57 and 0x58 not archived
+    pitr_world.request(target=PITR, destination="orders-pitr-clone", mode="clone", backup={"latest": True})
+    job, index, _, _ = dispatched(pitr_world)
+    assert job.source is not None
+    assert job.source.run_id == a.run_id
+    assert names(index)[-1] == seg(0x56)
+
+
+# --------------------------------------------------------------------------- approvals
+def test_an_approved_pitr_restore_replays_exactly_the_wal_the_approver_saw(seeded: World) -> None:
+    world, _, b = seeded
+    reply = world.submit(restore_id="r-pitr-ok", target=PITR, destination=STAGING, backup={"latest": True})
+    assert reply.answer.action == "awaiting-approval", reply.answer
+    world.seed_wal(seg(LAST_SEGMENT + 1), archived_at(LAST_SEGMENT + 1))  # archived while it waits
+    assert world.approve("r-pitr-ok").answer.action == "dispatched"
+    job, index, _, _ = dispatched(world)
+    assert job.source is not None
+    assert job.source.run_id == b.run_id
+    assert names(index)[-1] == seg(LAST_SEGMENT)  # what was announced, not what arrived since
+
+
+def test_an_approval_after_the_wal_it_named_expired_is_refused(seeded: World) -> None:
+    world, _, _ = seeded
+    at = keys.iso(B_END + timedelta(minutes=6))
+    assert world.submit(restore_id="r-pitr-gone", target=PITR, destination=STAGING, backup={"at": at}).status == 200
+    world.ledger.client.delete(keys.target_pk(PITR), f"WAL#{seg(0x59)}")
+    reply = world.approve("r-pitr-gone")
+    assert (reply.answer.action, reply.answer.reason_code) == ("rejected", "wal-gap"), reply.answer
+    assert world.all_jobs() == []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from backup_contracts import ledger as keys
@@ -159,13 +160,12 @@ class Planner:
                 f"run {run.run_id} was made by engine {run.engine}, destination {destination.name} is"
                 f" {destination.engine}",
             )
-        source = self.located(run, request.source)
-        files: list[WalFile] = []
         if target.pitr:
             selector = request.backup
             how = TIME if selector.at else IMMEDIATE if selector.run_id else END
-            facts = source.get("manifest_facts") or {}
-            source["wal"], files = self.pitr.summary(target, run, facts, at=selector.at, how=how)
+            source, files = self._with_wal(target, run, request.source, at=selector.at, how=how)
+        else:
+            source, files = self.located(run, request.source), []
         return Plan(
             kind="restore",
             target=target,
@@ -186,10 +186,10 @@ class Planner:
         if run is None:
             copy = " with a verified off-site copy" if wanted == OFFSITE else ""
             raise Rejection("no-backup", f"target {target.name} has no good backup{copy} to drill")
-        source = self.located(run, wanted)
-        files: list[WalFile] = []
         if target.pitr:  # the latest base backup and all the WAL after it, as a restore of latest
-            source["wal"], files = self.pitr.summary(target, run, source.get("manifest_facts") or {}, at=None, how=END)
+            source, files = self._with_wal(target, run, wanted, at=None, how=END)
+        else:
+            source, files = self.located(run, wanted), []
         return Plan(
             kind="drill",
             target=target,
@@ -221,6 +221,33 @@ class Planner:
             requires_approval=True,
             wal_files=tuple(files),
         )
+
+    def _with_wal(
+        self, target: Target, run: RunRecord, wanted: str, *, at: datetime | None, how: str
+    ) -> tuple[dict[str, Any], list[WalFile]]:
+        """A PITR target's source (``located``) with the WAL to replay after it (``pitr``). To the end of the
+        archive, a base backup whose own WAL is not archived through its end yet (one that just finished)
+        gives way to the one before it, which replays to the same end."""
+        source = self.located(run, wanted)
+        try:
+            source["wal"], files = self.pitr.summary(target, run, source.get("manifest_facts") or {}, at=at, how=how)
+        except Rejection as rejection:
+            if how != END or rejection.code != "wal-not-archived-yet":
+                raise
+            before = run.started_at - timedelta(microseconds=1)
+            older = self.context.ledger.runs.latest_good(
+                target.name, at_or_before=before, with_offsite_copy=wanted == OFFSITE
+            )
+            if older is None:
+                raise
+            source = self.located(older, wanted)
+            try:
+                source["wal"], files = self.pitr.summary(
+                    target, older, source.get("manifest_facts") or {}, at=at, how=how
+                )
+            except Rejection:
+                raise rejection from None
+        return source, files
 
     def target(self, name: str, code: str) -> tuple[Agent, Target]:
         """The fleet's target ``name`` and its agent; a Rejection with ``code`` (``unknown-target`` or
