@@ -75,8 +75,9 @@ def _status(fleet: str, *args: str, capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.integration
 def test_archiving_lag_is_visible_in_backupctl_status(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     fleet, ledger = world.fleet, world.ledger
-    _archive(ledger, 1, NOW - timedelta(minutes=12))
-    server = WalServerStatus(target="orders-pitr", current_file=seg(4), checked_at=NOW - timedelta(minutes=11))
+    now = datetime.now(UTC)  # backupctl reads the real clock
+    _archive(ledger, 1, now - timedelta(minutes=12, seconds=1))
+    server = WalServerStatus(target="orders-pitr", current_file=seg(4), checked_at=now - timedelta(minutes=11))
     ledger.wal.record_server_status("db-host", server, wal_rpo=WAL_RPO)
 
     table = _status(fleet, capsys=capsys)
@@ -97,8 +98,9 @@ def test_archiving_lag_is_visible_in_backupctl_status(world: World, capsys: pyte
 @pytest.mark.integration
 def test_a_gap_shows_in_the_wal_column(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     ledger = world.ledger
-    _archive(ledger, 1, NOW - timedelta(minutes=3))
-    _archive(ledger, 3, NOW - timedelta(minutes=2))
+    now = datetime.now(UTC)
+    _archive(ledger, 1, now - timedelta(minutes=3))
+    _archive(ledger, 3, now - timedelta(minutes=2))
 
     out = _status(world.fleet, capsys=capsys)
 
