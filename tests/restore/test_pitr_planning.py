@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from botocore.exceptions import ClientError
 
 from backup_contracts import ledger as keys
 from backup_contracts.events import RestoreRequested
@@ -326,3 +328,34 @@ def test_an_approval_after_the_wal_it_named_expired_is_refused(seeded: World) ->
     reply = world.approve("r-pitr-gone")
     assert (reply.answer.action, reply.answer.reason_code) == ("rejected", "wal-gap"), reply.answer
     assert world.all_jobs() == []
+
+
+class FailingOnce:
+    """The index store whose first write fails as S3 can (then the real one)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, 0
+
+    def create(self, bucket: str, key: str, body: bytes) -> bool:
+        self.calls += 1
+        if self.calls == 1:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "try again"}}, "PutObject")
+        return bool(self.real.create(bucket, key, body))
+
+    def get(self, bucket: str, key: str) -> bytes | None:
+        return self.real.get(bucket, key)  # type: ignore[no-any-return]
+
+
+def test_a_failed_index_write_sends_nothing_and_the_redelivery_dispatches_once(seeded: World) -> None:
+    world, _, _ = seeded
+    context = world.coordinator.context
+    context.indexes = FailingOnce(context.indexes)
+    at = keys.iso(archived_at(0x30))
+    with pytest.raises(ClientError):
+        world.pitr_request(restore_id="r-pitr-fail", backup={"at": at})
+    assert world.all_jobs() == []
+    assert world.pitr_request(restore_id="r-pitr-fail", backup={"at": at}).action == "dispatched"
+    job, index, _, _ = dispatched(world)
+    assert job.source is not None
+    assert job.source.wal is not None
+    assert job.source.wal.last_file == names(index)[-1] == seg(0x31)
