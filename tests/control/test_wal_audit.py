@@ -212,3 +212,11 @@ def test_wal_metrics_count_each_file_once(aws, auditor, lambda_context, capsys):
     assert emf[-1]["WalFilesArchived"] == [1.0]
     assert emf[-1]["WalBytesStored"] == [float(wal_archived(aws, seg(1)).bytes_stored)]
     assert "WalFilesArchived" not in second
+
+
+def test_the_key_does_not_depend_on_the_compression_label(aws, auditor, lambda_context):
+    put_wal_object(aws, seg(1))  # agents/db-1/orders-pitr/wal/<file>.zst, as wal-push stores it
+
+    deliver(lambda_context, wal_event(wal_archived(aws, seg(1), compression="zstd-3")))
+
+    assert [f.compression for f in aws.ledger.wal.files("orders-pitr", seg(1))] == ["zstd-3"]

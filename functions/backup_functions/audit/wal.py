@@ -127,7 +127,7 @@ class WalAudit:
         self.provenance.check_sender(event.agent, sender)
         target = self.owned_pitr_target(event.agent, event.target)
         self.provenance.check_not_ahead(event.archived_at, "archived_at", now)
-        expected = wal_object_key(event.agent, event.target, event.file, event.compression)
+        expected = wal_object_key(event.agent, event.target, event.file)
         if event.bucket != self.bucket:
             raise Refusal(f"the WAL object is in bucket {event.bucket!r}, not the pipeline's bucket {self.bucket!r}")
         if event.key != expected:
