@@ -94,10 +94,10 @@ def wal_prefix(agent: str, target: str) -> str:
     return f"{agent_prefix(agent)}{target}/{WAL_DIR}/"
 
 
-def wal_object_key(agent: str, target: str, wal_file: str, compression: str = "zst") -> str:
+def wal_object_key(agent: str, target: str, wal_file: str, extension: str = "zst") -> str:
     """One archived WAL file (``…/wal/000000010000000000000003.zst``): a fixed key, so a second upload of
     the same file is a conditional write that cannot replace the first."""
-    return f"{wal_prefix(agent, target)}{wal_file}.{compression}"
+    return f"{wal_prefix(agent, target)}{wal_file}.{extension}"
 
 
 # The restore coordinator's own objects (a point-in-time restore's WAL index): its only write in the bucket,

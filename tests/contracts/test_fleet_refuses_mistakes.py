@@ -136,6 +136,7 @@ def test_a_physical_postgresql_target_archives_wal_with_a_default_wal_rpo_of_fiv
         )
     )
     target = load_fleet(path).target("orders")[1]
-    assert target.pitr and target.wal_rpo_delta == timedelta(minutes=5)
+    assert target.pitr
+    assert target.wal_rpo_delta == timedelta(minutes=5)
     path.write_text(path.read_text().replace("rpo: 26h", "rpo: 26h\n        wal_rpo: 2m"))
     assert load_fleet(path).target("orders")[1].wal_rpo_delta == timedelta(minutes=2)
