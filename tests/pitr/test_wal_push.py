@@ -169,20 +169,42 @@ def test_backup_agent_run_resends_owed_wal_events_when_it_starts(wal_world: WalW
     assert wal_world.owed() == []
 
 
-def test_files_marked_ready_are_pushed_ahead_and_their_own_calls_only_confirm(wal_world: WalWorld) -> None:
+def test_files_marked_ready_are_pushed_ahead_and_marked_done_and_a_call_for_one_only_confirms(
+    wal_world: WalWorld,
+) -> None:
     paths = fake_wal_dir(wal_world.root, 4)
+    status = paths[0].parent / "archive_status"
 
     first = wal_world.agent("wal-push", "--target", TARGET, str(paths[0]))
 
     assert first.returncode == 0, first.stderr
     assert wal_world.archived_names() == [p.name for p in paths]
     assert sorted(e["file"] for e in wal_world.wal_events()) == [p.name for p in paths]
-    for path in paths:
-        mark_done(path)  # PostgreSQL marks each file done once its own call returned 0
+    assert (
+        sorted(p.name for p in status.iterdir())
+        == [
+            f"{paths[0].name}.ready",  # PostgreSQL marks the file it asked for done itself
+            *(f"{p.name}.done" for p in paths[1:]),  # the ones pushed ahead: PostgreSQL skips them
+        ]
+    )
+    for path in paths[1:]:  # a call for one all the same (after a crash before the rename): it only confirms
         later = wal_world.agent("wal-push", "--target", TARGET, str(path))
         assert later.returncode == 0, later.stderr
+        assert "already archived" in later.stderr
         assert wal_world.versions(path.name) == 1
     assert len(wal_world.wal_events()) == 4  # each event was sent once
+
+
+def test_a_push_ahead_is_bounded_by_parallel(wal_world: WalWorld) -> None:
+    paths = fake_wal_dir(wal_world.root, 6)
+
+    done = wal_world.agent("wal-push", "--parallel", "3", "--target", TARGET, str(paths[0]))
+
+    assert done.returncode == 0, done.stderr
+    assert wal_world.archived_names() == [p.name for p in paths[:3]]
+    mark_done(paths[0])
+    assert wal_world.agent("wal-push", "--parallel", "1", "--target", TARGET, str(paths[3])).returncode == 0
+    assert wal_world.archived_names() == [p.name for p in paths[:4]]
 
 
 def test_a_target_that_is_not_physical_or_unknown_is_a_config_error_naming_the_fix(wal_world: WalWorld) -> None:

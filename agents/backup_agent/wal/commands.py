@@ -85,19 +85,21 @@ def cmd_wal_push(config: AgentConfig, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         journal = WalJournal(config.state_dir, target)
-        s3 = client(
-            "s3",
-            region=config.region,
-            config=client_config(
-                max_attempts=config.upload.max_attempts, pool=args.parallel + 2, s3=S3_UPLOAD_SETTINGS
-            ),
+        settings = client_config(max_attempts=config.upload.max_attempts, pool=args.parallel + 2, s3=S3_UPLOAD_SETTINGS)
+        pusher = WalPusher(
+            config,
+            target,
+            s3=lambda: client("s3", region=config.region, config=settings),
+            journal=journal,
+            parallel=args.parallel,
         )
-        report = WalPusher(config, target, s3=s3, journal=journal, parallel=args.parallel).push(Path(args.path))
+        report = pusher.push(Path(args.path))
     except (WalPushError, JournalError) as exc:
         log.error("WAL file %s NOT archived: %s", Path(args.path).name, exc, extra={"ctx_target": target})
         return EXIT_NOT_STORED
     _log_report(report)
-    send_owed(journal, _events_client(config), config.bus_name)
+    if journal.owed(1):  # the bus client only when an event is owed: a file found stored needs none
+        send_owed(journal, _events_client(config), config.bus_name)
     return EXIT_OK
 
 

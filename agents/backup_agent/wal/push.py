@@ -20,10 +20,16 @@ One window no local journal can close: a kill between a 412 answer and the ``ref
 retry take the other server's object for its own. Its ``WAL Archived`` event then carries this host's
 SHA-256, which the audit compares with the stored object's before the file counts.
 
-Speed: PostgreSQL runs ``archive_command`` once per file, one at a time. When it asks for file N the
-agent also pushes the next files the server has already marked ready (``archive_status/*.ready``),
-``parallel`` at once in all, so the calls for them find the journal saying ``stored`` and only re-hash
-the file. Memory stays ~ ``parallel`` x (one compressed segment + 1 MiB).
+Speed: PostgreSQL runs ``archive_command`` once per file, one at a time, so a process start (~0.25 s
+here, mostly imports) bounds a file-at-a-time archiver (~3.5 files/s). When it asks for a file not
+stored yet, the agent also pushes the next files the server has already marked ready
+(``archive_status/*.ready``), ``parallel`` at once in all, and marks each done (``.ready`` → ``.done``)
+once it is stored, so PostgreSQL skips it: one process start archives ``parallel`` files
+(``_mark_done``). Should PostgreSQL ask for one all the same (a crash before the rename), the call finds
+the journal saying ``stored``, only re-hashes the file and exits 0 without a client, an upload or an
+event (sent once, by the call that stored it). Memory stays ~ ``parallel`` x (one compressed segment +
+1 MiB). Measured (tests/pitr, a 464 MiB burst into moto on 2 cores): 2.2 segments/s one at a time,
+6.5 with ``parallel`` 4, 8.4 with 8; ``cp`` keeps up with the writer at ~14.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -111,17 +119,19 @@ def wal_compressor(config: AgentConfig) -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(compression_params=made)
 
 
-def prepare(path: Path, compressor: zstandard.ZstdCompressor) -> Prepared:
+def prepare(path: Path, compressor: zstandard.ZstdCompressor | None) -> Prepared:
+    """Read, hash and (given a compressor) compress one WAL file; without one only its raw SHA-256 counts."""
     raw = hashlib.sha256()
     pieces: list[bytes] = []
     size = 0
-    stream = compressor.compressobj()
+    stream = compressor.compressobj() if compressor is not None else None
     try:
         with path.open("rb") as file:
             while chunk := file.read(CHUNK):
                 raw.update(chunk)
                 size += len(chunk)
-                pieces.append(stream.compress(chunk))
+                if stream is not None:
+                    pieces.append(stream.compress(chunk))
     except FileNotFoundError as exc:
         raise WalPushError(
             f"{path}: no such WAL file. Fix: archive_command must pass %p (the path PostgreSQL gives, relative"
@@ -131,7 +141,8 @@ def prepare(path: Path, compressor: zstandard.ZstdCompressor) -> Prepared:
         raise WalPushError(
             f"cannot read the WAL file {path}: {exc.strerror}. Fix: run wal-push as the server's OS user"
         ) from exc
-    pieces.append(stream.flush())
+    if stream is not None:
+        pieces.append(stream.flush())
     body = b"".join(pieces)
     return Prepared(path.name, raw.hexdigest(), size, body, hashlib.sha256(body).hexdigest())
 
@@ -144,7 +155,7 @@ class WalPusher:
         config: AgentConfig,
         target: str,
         *,
-        s3: S3Client,
+        s3: Callable[[], S3Client],
         journal: WalJournal,
         parallel: int = DEFAULT_PARALLEL,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -157,12 +168,22 @@ class WalPusher:
         self.config = config
         self.bucket: str = config.bucket
         self.target = target
-        self.s3 = s3
+        self._s3_factory = s3
+        self._s3: S3Client | None = None
+        self._s3_lock = threading.Lock()
         self.journal = journal
         self.parallel = max(1, min(parallel, PARALLEL_MAX))
         self.clock = clock
         self.compressor_of: Callable[[], zstandard.ZstdCompressor] = lambda: wal_compressor(config)
         self.compression = config.compression.describe()
+
+    @property
+    def s3(self) -> S3Client:
+        """The S3 client, created at the first upload: a call that finds its file stored needs none."""
+        with self._s3_lock:
+            if self._s3 is None:
+                self._s3 = self._s3_factory()
+            return self._s3
 
     # ------------------------------------------------------------------ many files
     def push(self, path: Path) -> PushReport:
@@ -178,14 +199,20 @@ class WalPusher:
                 f"{path}: no such WAL file. Fix: archive_command must pass %p (the path PostgreSQL gives, relative"
                 " to the data directory), e.g. `backup-agent wal-push --target T %p`"
             )
+        entry = self.journal.get(name)
+        if entry is not None and entry.state == "stored":  # pushed ahead by an earlier call: confirm, add nothing
+            return PushReport(self._push_one(path))
         ahead = self.ready_ahead(path) if self.parallel > 1 else []
+        self._maybe_prune(name)
         if not ahead:
             return PushReport(self._push_one(path))
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="wal-push") as pool:
             futures = [pool.submit(self._push_other, p) for p in ahead]
             asked = self._push_one(path)
             report = PushReport(asked, [future.result() for future in futures])
-        self._maybe_prune(name)
+        for pushed in report.ahead:
+            if pushed.event is not None:
+                _mark_done(path.parent / STATUS_DIR, pushed.name)
         return report
 
     def ready_ahead(self, path: Path) -> list[Path]:
@@ -223,9 +250,10 @@ class WalPusher:
     # ------------------------------------------------------------------ one file
     def _push_one(self, path: Path) -> Pushed:
         t0 = time.monotonic()
-        prepared = prepare(path, self.compressor_of())
+        previous = self.journal.get(path.name)
+        stored_before = previous is not None and previous.state == "stored"
+        prepared = prepare(path, None if stored_before else self.compressor_of())  # stored: the hash decides
         key = wal_object_key(self.config.agent, self.target, prepared.name)
-        previous = self.journal.get(prepared.name)
         if previous is not None and previous.state == "stored":
             if previous.raw_sha256 == prepared.raw_sha256:
                 return Pushed(prepared.name, self._event(previous, previous.recorded_at), already=True)
@@ -331,6 +359,19 @@ class WalPusher:
             " archive_command at its own target (a restored copy: archive_mode = off), or give this server a"
             " new target name and take a base backup of it"
         )
+
+
+def _mark_done(status: Path, name: str) -> None:
+    """Tell PostgreSQL a file pushed ahead is archived (``.ready`` → ``.done``, as its archiver does after a
+    successful archive_command; WAL-G's concurrent wal-push does the same). Its archiver re-checks each
+    ``.ready`` before archiving it, so it skips the file instead of starting a process that would only
+    confirm it. Only once the journal says stored: a crash before the rename costs one confirming call."""
+    try:
+        os.replace(status / f"{name}.ready", status / f"{name}.done")
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.info("cannot mark %s done (PostgreSQL asks for it once more, and it is confirmed): %s", name, exc)
 
 
 def _parse_time(text: str) -> datetime | None:
