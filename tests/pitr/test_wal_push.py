@@ -184,7 +184,8 @@ def test_files_marked_ready_are_pushed_ahead_and_marked_done_and_a_call_for_one_
         sorted(p.name for p in status.iterdir())
         == [
             f"{paths[0].name}.ready",  # PostgreSQL marks the file it asked for done itself
-            *(f"{p.name}.done" for p in paths[1:]),  # the ones pushed ahead: PostgreSQL skips them
+            *(f"{p.name}.done" for p in paths[1:-1]),  # pushed ahead: PostgreSQL skips them
+            f"{paths[-1].name}.ready",  # the newest: its own call confirms it (and pg_stat_archiver names it)
         ]
     )
     for path in paths[1:]:  # a call for one all the same (after a crash before the rename): it only confirms

@@ -23,13 +23,15 @@ SHA-256, which the audit compares with the stored object's before the file count
 Speed: PostgreSQL runs ``archive_command`` once per file, one at a time, so a process start (~0.25 s
 here, mostly imports) bounds a file-at-a-time archiver (~3.5 files/s). When it asks for a file not
 stored yet, the agent also pushes the next files the server has already marked ready
-(``archive_status/*.ready``), ``parallel`` at once in all, and marks each done (``.ready`` → ``.done``)
-once it is stored, so PostgreSQL skips it: one process start archives ``parallel`` files
-(``_mark_done``). Should PostgreSQL ask for one all the same (a crash before the rename), the call finds
-the journal saying ``stored``, only re-hashes the file and exits 0 without a client, an upload or an
-event (sent once, by the call that stored it). Memory stays ~ ``parallel`` x (one compressed segment +
-1 MiB). Measured (tests/pitr, a 464 MiB burst into moto on 2 cores): 2.2 segments/s one at a time,
-6.5 with ``parallel`` 4, 8.4 with 8; ``cp`` keeps up with the writer at ~14.
+(``archive_status/*.ready``), ``parallel`` at once in all, and marks each but the newest done
+(``.ready`` → ``.done``) once it is stored, so PostgreSQL skips it (``_mark_done``). The call for the
+newest (and for any other after a crash before the rename) finds the journal saying ``stored``, only
+re-hashes the file and exits 0 without a client, an upload or an event (sent once, by the call that
+stored it); ``pg_stat_archiver.last_archived_wal`` then names the newest archived file, as it should.
+
+Memory stays ~ ``parallel`` x (one compressed segment + 1 MiB). Measured (a 464 MiB burst into moto on
+2 cores): 2.2 segments/s one at a time, 4.6 with ``parallel`` 4, 6.5 with 8 (8.4 when the newest is
+marked done too, at the cost of a pg_stat_archiver that lags); ``cp`` keeps up with the writer at ~14.
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ class WalPusher:
             futures = [pool.submit(self._push_other, p) for p in ahead]
             asked = self._push_one(path)
             report = PushReport(asked, [future.result() for future in futures])
-        for pushed in report.ahead:
+        for pushed in report.ahead[:-1]:  # the newest is left to its own call: pg_stat_archiver then names it
             if pushed.event is not None:
                 _mark_done(path.parent / STATUS_DIR, pushed.name)
         return report
