@@ -6,11 +6,14 @@ what it found into the ``verification`` of the ``Restore Succeeded`` event.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+
+from backup_contracts.jobs import WalReplay
 
 
 def verify_report(
-    verification: dict[str, object], expected: dict[str, Any], *, mode: str
+    verification: dict[str, object], expected: dict[str, Any], *, mode: str, wal: WalReplay | None = None
 ) -> tuple[dict[str, Any], list[str]]:
     """Check an engine's restore report and compare it with the manifest's facts.
 
@@ -20,6 +23,8 @@ def verify_report(
     in the manifest); byte counts (SQLite: the restored file) must equal the manifest's; where the
     archive counts its rows (PostgreSQL), every restored table must hold its rows, and the archive
     the rows the backup recorded; a database this restore created must have the source's properties.
+    A point-in-time restore (``wal``) must report where recovery stopped, not after its target time,
+    on the system of its base backup (``_check_recovery``).
     """
     checks: dict[str, Any] = {}
     problems: list[str] = []
@@ -55,6 +60,8 @@ def verify_report(
         checks["total_rows"] = verification["total_rows"]
     _check_rows(verification, expected, checks, problems)
     _check_database_properties(verification, checks, problems)
+    if wal is not None:
+        _check_recovery(verification, expected, wal, checks, problems)
     checks["mode"] = mode
     return checks, problems
 
@@ -94,6 +101,43 @@ def _check_database_properties(verification: dict[str, object], checks: dict[str
             checks["database_properties"] = f"kept the existing destination's: {'; '.join(map(str, differ))}"
     elif isinstance(verification.get("database_properties"), str):
         checks["database_properties"] = verification["database_properties"]
+
+
+def _check_recovery(
+    verification: dict[str, object],
+    expected: dict[str, Any],
+    wal: WalReplay,
+    checks: dict[str, Any],
+    problems: list[str],
+) -> None:
+    """``reached_at`` (the last replayed commit) at or before the target time; the restored cluster's
+    ``system_identifier`` the base backup's (a restore of another cluster's files would differ)."""
+    reached = _moment(verification.get("reached_at"))
+    if wal.recovery_target_time is not None:
+        if reached is None:
+            problems.append("the restore did not report the time recovery reached (reached_at)")
+        elif reached > wal.recovery_target_time:
+            problems.append(
+                f"recovery reached {reached.isoformat()}, after the target {wal.recovery_target_time.isoformat()}"
+            )
+        else:
+            checks["recovery_target_time"] = wal.recovery_target_time.isoformat()
+    if reached is not None:
+        checks["reached_at"] = reached.isoformat()
+    recorded, restored = expected.get("system_identifier"), verification.get("system_identifier")
+    if recorded is not None and str(restored) != str(recorded):
+        problems.append(f"the restored cluster's system identifier is {restored}, the base backup's {recorded}")
+    elif recorded is not None:
+        checks["system_identifier"] = str(recorded)
+
+
+def _moment(value: object) -> datetime | None:
+    """A reported time (a datetime or ISO 8601 text; without a zone it is UTC), or None."""
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 ROWS_IN_EVENT_MAX = 50

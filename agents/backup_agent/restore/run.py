@@ -22,7 +22,7 @@ import zstandard
 from backup_agent import drill
 from backup_agent.compression import DecompressedReader
 from backup_agent.config import AgentConfig
-from backup_agent.engines.base import Engine, EngineError, RestoreMode, RestoreReport
+from backup_agent.engines.base import Engine, EngineError, RecoveringEngine, Recovery, RestoreMode, RestoreReport
 from backup_agent.engines.database import DatabaseEngine, VerifiedArchive
 from backup_agent.events import EventSink
 from backup_agent.pipeline import BackupRun, RunOutcome
@@ -36,6 +36,7 @@ from backup_agent.restore.source import (
     open_url,
     spool_file,
 )
+from backup_agent.restore.wal_replay import check_wal, wal_recovery
 from backup_contracts.events import STDERR_TAIL_MAX, RestoreFailed, RestoreStarted, RestoreSucceeded
 from backup_contracts.jobs import Job
 from backup_contracts.redaction import redact
@@ -95,6 +96,7 @@ class RestoreRun:
         self.marker = Path(config.state_dir) / "restores" / f"{self.job.job_id}.writing"
         self.previously_touched = False
         self.safety_run_id: str | None = None
+        self.recovery: Recovery | None = None  # a PITR restore's WAL replay (restore.wal_replay)
 
     # ------------------------------------------------------------------ events
     def _base(self) -> dict[str, Any]:
@@ -185,7 +187,7 @@ class RestoreRun:
 
     def _run_stages(self, outcome: RestoreOutcome) -> None:
         engine = self._check()
-        with self._spool(engine) as spool:
+        with self._spool(engine) as spool, wal_recovery(self.job, engine, opener=self.opener) as self.recovery:
             archive = self._download(spool, engine)
             self._cancelled("download")
             outcome.report = self._restore_into_destination(engine, spool, outcome, archive)
@@ -233,9 +235,11 @@ class RestoreRun:
                 "config", f"the job's deadline {job.deadline.isoformat()} has passed; request it again"
             )
         try:
-            return self.engine_factory(self.destination)
+            engine = self.engine_factory(self.destination)
         except Exception as exc:
             raise RestoreFailure("config", f"cannot set up the engine for {self.destination!r}: {exc}") from exc
+        check_wal(job, engine)
+        return engine
 
     # ------------------------------------------------------------------ 2./3. download + verify
     @contextlib.contextmanager
@@ -332,6 +336,8 @@ class RestoreRun:
             raise RestoreFailure("restore", f"cannot read the backup: {exc}") from exc
         self._mark_touching()
         try:
+            if self.recovery is not None and isinstance(engine, RecoveringEngine):
+                return engine.restore_with_wal(stream, mode=mode, recovery=self.recovery)
             if isinstance(engine, DatabaseEngine):
                 properties = source.manifest_facts.get("database_properties")
                 extra: dict[str, Any] = {"properties": properties if isinstance(properties, dict) else None}
@@ -354,7 +360,8 @@ class RestoreRun:
     # ------------------------------------------------------------------ 6. verify
     def _verify(self, report: RestoreReport) -> dict[str, Any]:
         assert self.job.source is not None  # noqa: S101
-        checks, problems = verify_report(report.verification, self.job.source.manifest_facts, mode=self.mode)
+        source = self.job.source
+        checks, problems = verify_report(report.verification, source.manifest_facts, mode=self.mode, wal=source.wal)
         if problems:
             raise RestoreFailure("verify-restore", "; ".join(problems), touched=True)
         return checks
