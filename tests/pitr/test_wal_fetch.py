@@ -1,7 +1,7 @@
 """``backup-agent wal-fetch`` as PostgreSQL's restore_command runs it: no agent config, no AWS credentials,
 only the restore's WAL index and its presigned URLs. A listed file comes back byte for byte (the next ones
 prefetched); an unlisted one is "not there" (exit 1); a changed, truncated or unreachable one is never
-handed over (exit 126: PostgreSQL aborts the recovery instead of ending it early)."""
+handed over (exit 200: PostgreSQL aborts the recovery instead of ending it early)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_a_changed_or_truncated_object_is_never_handed_to_postgres(
 
     done = wal_fetch(wal_world, index, name, dest)
 
-    assert done.returncode == 126, done.stderr
+    assert done.returncode == 200, done.stderr
     assert name in done.stderr
     assert said in done.stderr
     assert "refusing to hand it to PostgreSQL" in done.stderr
@@ -111,7 +111,7 @@ def test_a_file_whose_prefetch_failed_is_refused_when_asked_for_and_the_others_s
     assert not (index.parent / "cache" / paths[2].name).exists()
     assert wal_fetch(wal_world, index, paths[1].name, dest).returncode == 0
     refused = wal_fetch(wal_world, index, paths[2].name, dest)
-    assert refused.returncode == 126
+    assert refused.returncode == 200
     assert dest.read_bytes() == paths[1].read_bytes()  # the last good file stays; nothing bad replaced it
 
 
@@ -126,7 +126,7 @@ def test_a_url_that_fails_aborts_the_recovery_without_logging_its_signature(
 
     done = wal_fetch(wal_world, index, paths[0].name, tmp_path / "RECOVERYXLOG")
 
-    assert done.returncode == 126
+    assert done.returncode == 200
     assert "HTTP 404" in done.stderr or "HTTP 403" in done.stderr
     assert "Signature" not in done.stderr
     assert "X-Amz-" not in done.stderr
@@ -136,6 +136,6 @@ def test_a_url_that_fails_aborts_the_recovery_without_logging_its_signature(
 def test_an_unreadable_index_aborts_the_recovery_naming_the_fix(wal_world: WalWorld, tmp_path: Path) -> None:
     done = wal_fetch(wal_world, tmp_path / "missing.json", "000000010000000000000001", tmp_path / "RECOVERYXLOG")
 
-    assert done.returncode == 126
+    assert done.returncode == 200
     assert "cannot read the WAL index" in done.stderr
     assert "Fix:" in done.stderr

@@ -96,8 +96,10 @@ class WalWorld:
             "targets": self.targets,
             **extra,
         }
-        self.config_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        self.config_path.chmod(0o644)
+        tmp = self.config_path.with_name(".agent.yaml.tmp")  # a wal-push reading it meanwhile sees old or new
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        tmp.chmod(0o644)
+        tmp.replace(self.config_path)
         return self.config_path
 
     # ------------------------------------------------------------------ the agent as a process

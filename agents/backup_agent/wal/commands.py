@@ -7,7 +7,7 @@ bus refuses, the archive still succeeded: the event stays owed in the journal an
 next ``wal-push`` and when ``backup-agent run`` starts (``resend_owed_wal``).
 
 ``backup-agent wal-fetch --index INDEX NAME DEST`` (``restore_command``, needs no agent config): exit
-0 with DEST written, 1 when the index does not list NAME, 126 when it lists it but the file cannot be
+0 with DEST written, 1 when the index does not list NAME, 200 when it lists it but the file cannot be
 fetched or fails its checks (PostgreSQL then aborts the recovery instead of ending it early).
 """
 
@@ -39,7 +39,7 @@ log = logging.getLogger("backup_agent.wal")
 
 PHYSICAL_ENGINE = "postgresql-physical"
 EXIT_OK, EXIT_NOT_STORED, EXIT_CONFIG = 0, 1, 2
-EXIT_NOT_IN_INDEX, EXIT_ABORT_RECOVERY = 1, 126
+EXIT_NOT_IN_INDEX, EXIT_ABORT_RECOVERY = 1, 200  # > 128: PostgreSQL aborts recovery (126, 127 read as shell errors)
 OWED_PER_CALL = 100  # events re-sent by one wal-push at most (10 PutEvents calls)
 BATCH = 10
 

@@ -10,8 +10,9 @@ the restore job pointed at (downloaded and checked against the job's SHA-256 by 
   check the stored bytes' size and SHA-256, decompress, check a segment's size, and write ``%p``
   atomically (a temporary file in the same directory, then a rename): exit 0;
 - in the index but not fetchable or not right (expired URL, changed or truncated object, bad
-  compression): exit 126, which makes PostgreSQL abort the recovery (any exit above 125 does) rather
-  than take the file for the end of the archive and start early with less data. Never a bad file.
+  compression): exit 200, which makes PostgreSQL abort the recovery (any exit above 125 does) rather
+  than take the file for the end of the archive and start early with less data. Never a bad file. (Not
+  126 or 127: the server's log would call those "command not executable" and "command not found".)
 
 Speed: recovery asks for one file at a time. When a file is not in the cache yet, it is fetched with
 the next ``prefetch`` files of the index, ``parallel`` downloads at once, into ``cache/`` beside the
