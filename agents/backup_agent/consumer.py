@@ -42,6 +42,7 @@ from backup_agent.events import EventSink
 from backup_agent.pipeline import BackupRun
 from backup_agent.state import CompletedJobs
 from backup_agent.version import VERSION as __version__
+from backup_agent.wal.status import wal_statuses
 from backup_contracts.events import AgentHeartbeat, BackupSucceeded, Contract, RestoreFailed
 from backup_contracts.jobs import Job
 from backup_contracts.validation import describe_validation_error
@@ -341,6 +342,7 @@ class Consumer:
                     version=__version__,
                     targets=sorted(self.config.targets),
                     sent_at=self.clock(),
+                    wal=wal_statuses(self.config, self.engine_factory, self.clock),
                 )
             )
         except Exception:
