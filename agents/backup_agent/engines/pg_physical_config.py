@@ -50,8 +50,13 @@ class PostgresPhysicalConfig(DatabaseConfig):
     recovery_timeout_s: float = Field(
         default=6 * 3600, gt=0, le=7 * 86_400, description="WAL replay taking longer than this fails the restore"
     )
+    agent_python: Path | None = Field(
+        default=None,
+        description="the Python the restored server runs `-m backup_agent.cli wal-fetch` with (its restore_command);"
+        " default: the agent's own interpreter. Set it when server_user cannot run that one",
+    )
 
-    @field_validator("bin_dir", "data_directory")
+    @field_validator("bin_dir", "data_directory", "agent_python")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         if value is not None and (not value.is_absolute() or value == Path("/") or ".." in value.parts):

@@ -90,18 +90,25 @@ def wal_recovery(job: Job, engine: Engine, *, opener: Opener) -> Iterator[Recove
             entry = pwd.getpwnam(user)
             for owned in (directory, path):
                 os.chown(owned, entry.pw_uid, entry.pw_gid)
-        yield recovery_for(wal, path)
+        yield recovery_for(wal, path, python=agent_python(engine))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def recovery_for(wal: WalReplay, index_path: Path) -> Recovery:
-    argv = [sys.executable, "-P", "-m", "backup_agent.cli", "wal-fetch", "--index", str(index_path)]
+def recovery_for(wal: WalReplay, index_path: Path, *, python: str | None = None) -> Recovery:
+    """The restore_command runs ``python`` (default: this agent's own interpreter) on the written index."""
+    argv = [python or sys.executable, "-P", "-m", "backup_agent.cli", "wal-fetch", "--index", str(index_path)]
     command = shlex.join(argv).replace("%", "%%") + " %f %p"  # PostgreSQL expands %f/%p; %% is a literal %
     fields: dict[str, Any] = {"restore_command": command, "target_time": wal.recovery_target_time}
     if "target" in {f.name for f in dataclasses.fields(Recovery)}:
         fields["target"] = wal.recovery_target
     return Recovery(**fields)
+
+
+def agent_python(engine: Engine) -> str | None:
+    """The interpreter the destination's server user runs wal-fetch with (``agent_python``), if it says."""
+    python = getattr(getattr(engine, "config", None), "agent_python", None)
+    return str(python) if python is not None else None
 
 
 def server_user(engine: Engine) -> str | None:
