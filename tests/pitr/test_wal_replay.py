@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +24,7 @@ from backup_agent.config import AgentConfig, parse_config
 from backup_agent.engines.base import RecoveringEngine, Recovery, RestoreMode, RestoreReport, Versions
 from backup_agent.events import RecordingSink
 from backup_agent.restore import RestoreRun
+from backup_agent.restore.wal_replay import recovery_for
 from backup_contracts.events import RestoreFailed, RestoreSucceeded
 from backup_contracts.jobs import Job, RestoreSource, WalReplay
 from backup_contracts.wal import WalIndex, WalIndexEntry
@@ -68,13 +71,24 @@ class PhysicalFake:
 
     def restore_with_wal(self, stream: BinaryIO, *, mode: RestoreMode, recovery: Recovery) -> RestoreReport:
         self.recoveries.append(recovery)
-        argv = shlex.split(recovery.restore_command.replace(" %f %p", ""))
-        self.seen_index.append(Path(argv[argv.index("--index") + 1]).read_bytes())
+        self.seen_index.append(index_path_of(recovery.restore_command).read_bytes())
         self.restored.append(stream.read())
         return RestoreReport(
             "postgresql://127.0.0.1:5439",
             {"reached_at": self.reached_at, "system_identifier": self.system_identifier, "timeline": 2},
         )
+
+
+def wal_fetch_argv(restore_command: str) -> list[str]:
+    """The wal-fetch part of the restore_command (the shell moves an already prefetched file itself)."""
+    match = re.search(r"; else (.*) %f %p; fi$", restore_command)
+    assert match, restore_command
+    return shlex.split(match.group(1))
+
+
+def index_path_of(restore_command: str) -> Path:
+    argv = wal_fetch_argv(restore_command)
+    return Path(argv[argv.index("--index") + 1])
 
 
 def index_bytes(target: str = "orders-pitr", files: int = 2) -> bytes:
@@ -193,10 +207,10 @@ def test_a_point_in_time_restore_hands_the_engine_a_restore_command_over_the_che
     assert recovery.target_time == TARGET_TIME
     assert engine.seen_index == [world.index]
     assert engine.restored == [b"base backup tar stream" * 100]
-    argv = shlex.split(recovery.restore_command.removesuffix(" %f %p"))
+    argv = wal_fetch_argv(recovery.restore_command)
     assert argv[:5] == [sys.executable, "-P", "-m", "backup_agent.cli", "wal-fetch"]
-    assert recovery.restore_command.endswith(" %f %p")
-    index_path = Path(argv[argv.index("--index") + 1])
+    index_path = index_path_of(recovery.restore_command)
+    assert recovery.restore_command.startswith(f'f={index_path.parent / "cache"}/%f; if [ -f "$f" ]; then mv')
     assert not index_path.parent.exists()  # the index and its prefetch cache are gone once the restore is over
     checks = event.verification["checks"]
     assert checks["reached_at"] == "2026-12-03T09:41:06.500000+00:00"
@@ -209,8 +223,7 @@ def test_the_index_is_private_to_the_restore(world: World) -> None:
 
     class Peeking(PhysicalFake):
         def restore_with_wal(self, stream: BinaryIO, *, mode: RestoreMode, recovery: Recovery) -> RestoreReport:
-            argv = shlex.split(recovery.restore_command.removesuffix(" %f %p"))
-            path = Path(argv[argv.index("--index") + 1])
+            path = index_path_of(recovery.restore_command)
             modes.extend([path.parent.stat().st_mode & 0o777, path.stat().st_mode & 0o777])
             return super().restore_with_wal(stream, mode=mode, recovery=recovery)
 
@@ -306,3 +319,35 @@ def test_a_replay_to_the_end_sets_no_target_time(world: World) -> None:
     assert isinstance(event, RestoreSucceeded), event
     assert engine.recoveries[0].target_time is None
     assert "recovery_target_time" not in event.verification["checks"]
+
+
+def as_postgres_runs_it(restore_command: str, name: str) -> str:
+    """The restore_command as PostgreSQL hands it to the shell for ``name``."""
+    expanded = restore_command.replace("%f", name).replace("%p", "pg_wal/RECOVERYXLOG")
+    return expanded.replace("%%", "%")
+
+
+def test_a_prefetched_file_is_moved_into_place_by_the_shell_and_anything_else_goes_to_wal_fetch(
+    tmp_path: Path,
+) -> None:
+    wal = WalReplay(recovery_target="end", index_sha256="0" * 64, index_bytes=1, files=2, last_file="x")
+    index = tmp_path / "restore 100%" / "wal-index.json"  # a space and a % survive both quotings
+    recovery = recovery_for(wal, index, python=str(tmp_path / "no-python-here"))
+    cache = index.parent / "cache"
+    cache.mkdir(parents=True)
+    (cache / "000000010000000000000001").write_bytes(b"checked segment")
+    data = tmp_path / "data"
+    (data / "pg_wal").mkdir(parents=True)
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        command = as_postgres_runs_it(recovery.restore_command, name)
+        return subprocess.run(["/bin/sh", "-c", command], cwd=data, capture_output=True, text=True, check=False)
+
+    cached = run("000000010000000000000001")
+    assert cached.returncode == 0, cached.stderr
+    assert (data / "pg_wal" / "RECOVERYXLOG").read_bytes() == b"checked segment"
+    assert list(cache.iterdir()) == []
+    assert sorted(p.name for p in (data / "pg_wal").iterdir()) == ["RECOVERYXLOG"]
+    other = run("000000010000000000000002")
+    assert other.returncode == 127  # it went to wal-fetch (here an interpreter that does not exist)
+    assert "no-python-here" in other.stderr

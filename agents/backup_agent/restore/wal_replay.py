@@ -13,7 +13,8 @@ SHA-256. ``wal_recovery``:
 3. yields the ``Recovery`` for ``RecoveringEngine.restore_with_wal``: ``restore_command`` runs this
    agent's own interpreter, ``<python> -P -m backup_agent.cli wal-fetch --index <dir>/wal-index.json %f
    %p`` (every part shell-quoted; ``-P``: nothing in the data directory can shadow the agent's modules),
-   and ``target_time`` for a time target;
+   except for a file wal-fetch already prefetched and checked, which the shell moves into place
+   (``recovery_for``), and ``target_time`` for a time target;
 4. removes the directory (index and prefetch cache) when the restore is over, whatever happened.
 
 ``check_wal`` is the config stage: a physical destination needs ``source.wal``, and ``source.wal`` needs
@@ -40,7 +41,7 @@ from pydantic import ValidationError
 from backup_agent.engines.base import Engine, RecoveringEngine, Recovery
 from backup_agent.restore.failure import RestoreFailure
 from backup_agent.restore.source import Opener
-from backup_agent.wal.fetch import DownloadError, fetch_bytes, safe_url
+from backup_agent.wal.fetch import CACHE_DIR, DownloadError, fetch_bytes, safe_url
 from backup_contracts.jobs import Job, WalReplay
 from backup_contracts.wal import WalIndex
 
@@ -96,13 +97,26 @@ def wal_recovery(job: Job, engine: Engine, *, opener: Opener) -> Iterator[Recove
 
 
 def recovery_for(wal: WalReplay, index_path: Path, *, python: str | None = None) -> Recovery:
-    """The restore_command runs ``python`` (default: this agent's own interpreter) on the written index."""
+    """The restore_command runs ``python`` (default: this agent's own interpreter) on the written index.
+
+    A file wal-fetch already prefetched (checked, in the cache beside the index) is moved into place by
+    the shell itself: no interpreter starts for it, so a process start (~0.2 s) is paid once per batch
+    of files, not per file. Every other name goes to wal-fetch, which fetches, checks and refills."""
     argv = [python or sys.executable, "-P", "-m", "backup_agent.cli", "wal-fetch", "--index", str(index_path)]
-    command = shlex.join(argv).replace("%", "%%") + " %f %p"  # PostgreSQL expands %f/%p; %% is a literal %
+    cached = _literal(shlex.quote(str(index_path.parent / CACHE_DIR)))
+    command = (
+        f'f={cached}/%f; if [ -f "$f" ]; then mv -f "$f" %p.fetch && mv -f %p.fetch %p;'
+        f" else {_literal(shlex.join(argv))} %f %p; fi"
+    )
     fields: dict[str, Any] = {"restore_command": command, "target_time": wal.recovery_target_time}
     if "target" in {f.name for f in dataclasses.fields(Recovery)}:
         fields["target"] = wal.recovery_target
     return Recovery(**fields)
+
+
+def _literal(text: str) -> str:
+    """``text`` as PostgreSQL passes it to the shell: it expands %f and %p, and %% is a literal %."""
+    return text.replace("%", "%%")
 
 
 def agent_python(engine: Engine) -> str | None:

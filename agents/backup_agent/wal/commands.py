@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from backup_agent.aws import S3_UPLOAD_SETTINGS, client, client_config
 from backup_agent.config import AgentConfig
-from backup_agent.wal.fetch import WalFetcher, WalFetchError
+from backup_agent.wal.fetch import PREFETCH, WalFetcher, WalFetchError
 from backup_agent.wal.journal import JournalError, WalJournal
 from backup_agent.wal.push import DEFAULT_PARALLEL, PARALLEL_MAX, PushReport, WalPusher, WalPushError
 from backup_contracts.eventbus import PutEventsError, put_events
@@ -62,6 +62,13 @@ def add_parsers(sub: Any) -> None:
         "wal-fetch", help="fetch one archived WAL file for a restore (restore_command: ... wal-fetch --index I %%f %%p)"
     )
     fetch.add_argument("--index", required=True, metavar="INDEX", help="the restore's WAL index (written by the agent)")
+    fetch.add_argument(
+        "--prefetch",
+        type=int,
+        default=PREFETCH,
+        metavar="N",
+        help=f"files after NAME fetched with it into the cache beside the index (0-64; default {PREFETCH})",
+    )
     fetch.add_argument("name", metavar="NAME", help="the WAL file name (%%f)")
     fetch.add_argument("dest", metavar="DEST", help="where to write it (%%p)")
 
@@ -202,7 +209,9 @@ def resend_owed_wal(config: AgentConfig, events: EventBridgeClient) -> None:
 
 def cmd_wal_fetch(args: argparse.Namespace) -> int:
     try:
-        fetched = WalFetcher(Path(args.index)).fetch(args.name, Path(args.dest))
+        fetched = WalFetcher(Path(args.index), prefetch=max(0, min(args.prefetch, 64))).fetch(
+            args.name, Path(args.dest)
+        )
     except WalFetchError as exc:
         log.error(
             "wal-fetch %s refused: %s. Recovery is aborted rather than ended early. Fix: run the restore again"
