@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import signal
 import socket
 
@@ -225,3 +226,19 @@ def test_a_target_that_is_not_physical_or_unknown_is_a_config_error_naming_the_f
     assert "no such WAL file" in missing.stderr
     assert wal_world.archived_names() == []
     assert wal_world.wal_events() == []
+
+
+def test_a_large_segment_spills_to_disk_and_is_stored_whole(wal_world: WalWorld) -> None:
+    """initdb --wal-segsize 64: an incompressible 64 MiB segment is compressed into an unnamed temporary
+    file, not memory, and stored byte for byte."""
+    wal = wal_world.root / "pg_wal"
+    (wal / "archive_status").mkdir(parents=True)
+    path = wal / "000000010000000000000004"
+    path.write_bytes(os.urandom(64 << 20))
+
+    done = wal_world.agent("wal-push", "--target", TARGET, str(path))
+
+    assert done.returncode == 0, done.stderr
+    assert sha(wal_world.raw(path.name)) == sha(path.read_bytes())
+    journal_dir = wal_world.state_dir / "wal" / TARGET
+    assert sorted(p.name for p in journal_dir.iterdir()) == ["journal", "owed", "owed.lock"]
