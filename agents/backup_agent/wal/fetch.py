@@ -16,7 +16,8 @@ the restore job pointed at (downloaded and checked against the job's SHA-256 by 
 
 Speed: recovery asks for one file at a time. When a file is not in the cache yet, it is fetched with
 the next ``prefetch`` files of the index, ``parallel`` downloads at once, into ``cache/`` beside the
-index (each checked before it is kept), so the next calls are served from disk — by the restore's
+index (each checked before it is kept, decompressed a chunk at a time), so the next calls are served
+from disk — by the restore's
 ``restore_command`` itself, which moves a cached file into place without starting an interpreter
 (``backup_agent.restore.wal_replay.recovery_for``). Disk: at most ``prefetch`` + 1 decompressed files;
 memory: ``parallel`` compressed files. Measured (32 segments from moto, one call at a time as recovery
@@ -31,6 +32,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 PREFETCH = 7
 PARALLEL = 4
 CACHE_DIR = "cache"
+CHUNK = 1 << 20
 SEGMENT_MIN, SEGMENT_MAX = 1 << 20, 1 << 30  # initdb --wal-segsize: a power of two, 1 MiB to 1 GiB
 
 
@@ -99,8 +102,8 @@ def load_index(path: Path) -> WalIndex:
         raise WalFetchError(f"{path} is not a WAL index: {exc.error_count()} problem(s): {exc}") from exc
 
 
-def checked_wal(entry: WalIndexEntry, body: bytes) -> bytes:
-    """The file's raw bytes, once the stored bytes are exactly what the archive recorded."""
+def check_stored(entry: WalIndexEntry, body: bytes) -> None:
+    """Refuse the stored bytes unless they are exactly what the archive recorded."""
     if len(body) != entry.bytes_stored:
         raise WalFetchError(
             f"{entry.name}: the archived object has {len(body)}{'+' if len(body) > entry.bytes_stored else ''}"
@@ -112,33 +115,35 @@ def checked_wal(entry: WalIndexEntry, body: bytes) -> bytes:
             f"{entry.name}: the archived object's SHA-256 is {digest}, the archive recorded {entry.sha256}: the"
             " object was changed or corrupted; refusing to hand it to PostgreSQL"
         )
-    if entry.compression.lower().startswith("zstd"):
-        try:
-            raw = zstandard.ZstdDecompressor().decompressobj().decompress(body)
-        except zstandard.ZstdError as exc:
-            raise WalFetchError(f"{entry.name}: the archived object does not decompress: {exc}") from exc
-    elif entry.compression.lower() in ("", "none", "identity"):
-        raw = body
-    else:
+
+
+def write_checked(entry: WalIndexEntry, body: bytes, path: Path) -> None:
+    """Check the stored bytes, decompress them into a temporary file beside ``path`` (one chunk in memory
+    at a time), check a segment's size, and rename it to ``path``; nothing is left behind otherwise."""
+    check_stored(entry, body)
+    compression = entry.compression.lower()
+    if not compression.startswith("zstd") and compression not in ("", "none", "identity"):
         raise WalFetchError(f"{entry.name}: unsupported compression {entry.compression!r}")
-    size = len(raw)
-    if is_segment(entry.name) and not (SEGMENT_MIN <= size <= SEGMENT_MAX and size & (size - 1) == 0):
-        raise WalFetchError(f"{entry.name}: {size} bytes is no WAL segment size (a power of two, 1 MiB to 1 GiB)")
-    return raw
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.fetch.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.fetch.tmp")
     try:
         with tmp.open("wb") as file:
-            file.write(data)
+            if compression.startswith("zstd"):
+                with zstandard.ZstdDecompressor().stream_writer(file, closefd=False) as writer:
+                    for start in range(0, len(body), CHUNK):
+                        writer.write(body[start : start + CHUNK])
+            else:
+                file.write(body)
+            size = file.tell()
             file.flush()
             os.fsync(file.fileno())
+        if is_segment(entry.name) and not (SEGMENT_MIN <= size <= SEGMENT_MAX and size & (size - 1) == 0):
+            raise WalFetchError(f"{entry.name}: {size} bytes is no WAL segment size (a power of two, 1 MiB to 1 GiB)")
         os.replace(tmp, path)
-    except BaseException:
+    except zstandard.ZstdError as exc:
+        raise WalFetchError(f"{entry.name}: the archived object does not decompress: {exc}") from exc
+    finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
 
 
 class WalFetcher:
@@ -182,7 +187,7 @@ class WalFetcher:
 
     def _to_cache(self, entry: WalIndexEntry) -> None:
         body = fetch_bytes(str(entry.url), entry.bytes_stored, opener=self.opener)
-        write_atomically(self.cache / entry.name, checked_wal(entry, body))
+        write_checked(entry, body, self.cache / entry.name)
 
     def _hand_over(self, cached: Path, dest: Path) -> None:
         """Move the checked file to ``dest`` atomically (a copy in dest's directory when across filesystems)."""
