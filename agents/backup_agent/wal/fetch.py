@@ -14,14 +14,14 @@ the restore job pointed at (downloaded and checked against the job's SHA-256 by 
   than take the file for the end of the archive and start early with less data. Never a bad file. (Not
   126 or 127: the server's log would call those "command not executable" and "command not found".)
 
-Speed: recovery asks for one file at a time. When a file is not in the cache yet, it is fetched with
-the next ``prefetch`` files of the index, ``parallel`` downloads at once, into ``cache/`` beside the
-index (each checked before it is kept, decompressed a chunk at a time), so the next calls are served
-from disk — by the restore's ``restore_command`` itself, which moves a cached file into place without
-starting an interpreter (``backup_agent.restore.wal_replay.recovery_for``). Disk: at most ``prefetch`` + 1 decompressed files;
-memory: ``parallel`` compressed files. Measured (32 segments from moto, one call at a time as recovery
-makes them): 3.5 segments/s through ``backup-agent wal-fetch`` alone, 15.6 through the restore_command
-with the default prefetch of 7, 20 with 15.
+Speed: recovery asks for one file at a time. When a file is not in the cache yet, it is fetched with the
+next ``prefetch`` files of the index, ``parallel`` downloads at once, into ``cache/`` beside the index
+(each checked before it is kept, decompressed a chunk at a time), so the next calls are served from disk
+— by the restore's ``restore_command`` itself, which moves a cached file into place without starting an
+interpreter (``backup_agent.restore.wal_replay.recovery_for``). Disk: at most ``prefetch`` + 1
+decompressed files; memory: ``parallel`` compressed files. Measured (32 segments from moto, one call at
+a time as recovery makes them): 3.5 segments/s through ``backup-agent wal-fetch`` alone, 15.6 through
+the restore_command with the default prefetch of 7, 20 with 15.
 """
 
 from __future__ import annotations
