@@ -12,9 +12,10 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -32,6 +33,7 @@ from backup_functions.ledger.client import Update
 from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
 from backup_functions.restore.api import ApprovalsApi, Reply
 from backup_functions.restore.logic import Coordinator, CoordinatorConfig, Outcome
+from backup_functions.restore.wal_index import S3IndexObjects
 from local_pipeline.approvals_url import function_url_event
 from local_pipeline.clock import SimulatedClock
 from local_pipeline.resources import LocalResources, provision
@@ -337,11 +339,14 @@ def capture_pipeline_events(session: boto3.Session, bus_name: str) -> str:
     return capture_url
 
 
-@pytest.fixture
-def world(aws_credentials: dict[str, str]) -> Iterator[World]:
+WorldType = TypeVar("WorldType", bound=World)
+
+
+@contextmanager
+def restore_world(fleet: Fleet, kind: type[WorldType]) -> Iterator[WorldType]:
+    """The coordinator on moto resources provisioned for ``fleet`` and a simulated clock."""
     with mock_aws():
         session = boto3.Session(region_name=REGION)
-        fleet = restore_fleet()
         resources = provision(fleet, session)
         sqs, events = session.client("sqs"), session.client("events")
         capture_url = capture_pipeline_events(session, resources.bus_name)
@@ -352,6 +357,7 @@ def world(aws_credentials: dict[str, str]) -> Iterator[World]:
             fleet,
             ledger,
             objects=S3ObjectStore(s3),
+            indexes=S3IndexObjects(s3),
             jobs=SqsJobQueue(sqs),
             events=EventBridgePublisher(events, resources.bus_name),
             notifier=SnsNotifier(session.client("sns"), resources.alert_topic_arn),
@@ -363,7 +369,13 @@ def world(aws_credentials: dict[str, str]) -> Iterator[World]:
             ),
             clock=clock,
         )
-        yield World(fleet, resources, session, clock, coordinator, ledger, capture_url, s3, sqs)
+        yield kind(fleet, resources, session, clock, coordinator, ledger, capture_url, s3, sqs)
+
+
+@pytest.fixture
+def world(aws_credentials: dict[str, str]) -> Iterator[World]:
+    with restore_world(restore_fleet(), World) as made:
+        yield made
 
 
 # agent-side fixtures (moto server, real databases) live in agent_world.py

@@ -16,23 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from moto import mock_aws
 
 from backup_contracts.events import BackupSucceeded
 from backup_contracts.fleet import parse_fleet
 from backup_contracts.naming import backup_object_key, manifest_key, wal_object_key
 from backup_contracts.wal import Segment, WalArchived
-from backup_functions.ledger import Ledger
-from backup_functions.ports import EventBridgePublisher, S3ObjectStore, SnsNotifier, SqsJobQueue
-from backup_functions.restore.logic import Coordinator, CoordinatorConfig
-from backup_functions.restore.wal_index import S3IndexObjects
-from local_pipeline.clock import SimulatedClock
-from local_pipeline.resources import provision
 
-from .conftest import FLEET, REGION, T0, World, capture_pipeline_events
+from .conftest import FLEET, T0, World, restore_world
 
 PG_AGENT, PITR, CLONE, DRILL = "pg-host", "orders-pitr", "orders-pitr-clone", "orders-pitr-drill"
 STAGING = "orders-pitr-staging"  # protected: a restore into it waits for an approval
@@ -169,29 +160,5 @@ class PitrWorld(World):
 
 @pytest.fixture
 def pitr_world(aws_credentials: dict[str, str]) -> Iterator[PitrWorld]:
-    with mock_aws():
-        session = boto3.Session(region_name=REGION)
-        fleet = parse_fleet(pitr_fleet_document())
-        resources = provision(fleet, session)
-        sqs, events = session.client("sqs"), session.client("events")
-        capture_url = capture_pipeline_events(session, resources.bus_name)
-        clock = SimulatedClock(T0)
-        ledger = Ledger(resources.ledger_table, session.client("dynamodb"))
-        s3 = session.client("s3", config=Config(signature_version="s3v4"))
-        coordinator = Coordinator(
-            fleet,
-            ledger,
-            objects=S3ObjectStore(s3),
-            indexes=S3IndexObjects(s3),
-            jobs=SqsJobQueue(sqs),
-            events=EventBridgePublisher(events, resources.bus_name),
-            notifier=SnsNotifier(session.client("sns"), resources.alert_topic_arn),
-            config=CoordinatorConfig.from_fleet(
-                fleet,
-                bus_name=resources.bus_name,
-                bucket=resources.bucket,
-                queue_url_prefix=resources.job_queue_url_prefix,
-            ),
-            clock=clock,
-        )
-        yield PitrWorld(fleet, resources, session, clock, coordinator, ledger, capture_url, s3, sqs)
+    with restore_world(parse_fleet(pitr_fleet_document()), PitrWorld) as made:
+        yield made

@@ -73,28 +73,6 @@ def find_bin_dir(config: PostgresPhysicalConfig, major: int | None) -> Path:
     )
 
 
-def destination_problems(config: PostgresPhysicalConfig) -> list[str]:
-    """What keeps a clone/drill destination from receiving a restore, each with its fix."""
-    problems: list[str] = []
-    try:
-        pg_extract.server_user(config.server_user)
-        bin_dir = find_bin_dir(config, None)
-    except EngineError as exc:
-        return [str(exc)]
-    problems += [
-        f"{bin_dir / tool} not found. Fix: install the PostgreSQL server or set bin_dir"
-        for tool in ("pg_ctl", "postgres", "psql")
-        if not (bin_dir / tool).exists()
-    ]
-    directory = config.data_directory
-    if directory is not None and directory.is_dir() and any(directory.iterdir()):
-        problems.append(
-            f"data_directory {directory} is not empty: a restore would be refused. Fix: remove the old cluster"
-            " there or choose a new data_directory"
-        )
-    return problems
-
-
 class Server:
     """A restored cluster: started and stopped with pg_ctl as its OS user, queried over its private socket."""
 
