@@ -143,6 +143,16 @@ def test_without_a_target_every_archived_wal_is_replayed(history: History, desti
     assert datetime.fromisoformat(str(report.verification["reached_at"])) == history.commits[3]
 
 
+def test_an_immediate_target_stops_at_the_base_backups_consistent_end_though_later_wal_is_there(
+    history: History, destination: PostgresPhysicalEngine
+) -> None:
+    stop = Recovery(restore_command=f"cp {history.archive}/%f %p", target="immediate")
+    report = destination.restore_with_wal(io.BytesIO(history.backup), mode="clone", recovery=stop)
+
+    assert restored(destination).sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders") == "0"
+    assert report.verification["recovery"] == "paused at the target, then promoted"
+
+
 def test_a_target_before_the_base_backup_is_refused_and_leaves_nothing(
     history: History, destination: PostgresPhysicalEngine
 ) -> None:

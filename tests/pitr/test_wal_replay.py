@@ -43,6 +43,7 @@ class PhysicalFake:
     """A RecoveringEngine that records what it was given and reports what the test says."""
 
     reached_at: str | None = "2026-12-03T09:41:06.500000+00:00"
+    reports_reached: bool = True
     system_identifier: str = SYSTEM_ID
     name: str = "postgresql-physical"
     format: str = "pg_basebackup-tar"
@@ -73,10 +74,10 @@ class PhysicalFake:
         self.recoveries.append(recovery)
         self.seen_index.append(index_path_of(recovery.restore_command).read_bytes())
         self.restored.append(stream.read())
-        return RestoreReport(
-            "postgresql://127.0.0.1:5439",
-            {"reached_at": self.reached_at, "system_identifier": self.system_identifier, "timeline": 2},
-        )
+        verification: dict[str, Any] = {"system_identifier": self.system_identifier, "timeline": 2}
+        if self.reports_reached:
+            verification["reached_at"] = self.reached_at
+        return RestoreReport("postgresql://127.0.0.1:5439", verification)
 
 
 def wal_fetch_argv(restore_command: str) -> list[str]:
@@ -297,10 +298,17 @@ def test_a_recovery_that_went_past_the_target_fails_verification(world: World) -
 
 
 def test_a_restore_that_does_not_say_where_recovery_stopped_fails_verification(world: World) -> None:
-    event = world.run(world.job(), PhysicalFake(reached_at=None))
+    event = world.run(world.job(), PhysicalFake(reports_reached=False))
 
     assert isinstance(event, RestoreFailed)
     assert "did not report the time recovery reached" in event.error
+
+
+def test_a_restore_that_replayed_no_commit_after_the_base_backup_is_verified_saying_so(world: World) -> None:
+    event = world.run(world.job(), PhysicalFake(reached_at=None))
+
+    assert isinstance(event, RestoreSucceeded), getattr(event, "error", "")
+    assert event.verification["checks"]["reached_at"] == "no transaction replayed after the base backup"
 
 
 def test_another_clusters_system_identifier_fails_verification(world: World) -> None:

@@ -106,10 +106,19 @@ class Engine(Protocol):
 @dataclass(frozen=True)
 class Recovery:
     """How a physical restore replays archived WAL: the server's ``restore_command`` (it fetches ``%f``
-    into ``%p``) and where recovery stops (None: at the end of the archived WAL)."""
+    into ``%p``) and where recovery stops: ``time`` — before the first commit after ``target_time``;
+    ``end`` — at the end of the WAL restore_command yields; ``immediate`` — as soon as the base backup is
+    consistent (PostgreSQL's ``recovery_target = 'immediate'``). A ``target_time`` alone means ``time``."""
 
     restore_command: str
     target_time: datetime | None = None
+    target: Literal["time", "end", "immediate"] | None = None
+
+    @property
+    def stop(self) -> Literal["time", "end", "immediate"]:
+        if self.target is not None:
+            return self.target
+        return "time" if self.target_time is not None else "end"
 
 
 @runtime_checkable

@@ -106,13 +106,17 @@ def recovery_settings(config: PostgresPhysicalConfig, directory: Path, recovery:
     """The lines a restore appends to postgresql.auto.conf, values quoted as the file wants them."""
     if any(char in recovery.restore_command for char in "\n\r\0"):
         raise EngineError("restore_command must be one line (no newline or NUL)", stage="config")
+    # Each recovery_target* assignment refuses a different target already set, even when clearing it, so
+    # the one target this restore sets comes last, after the others are cleared.
+    targets = {f"recovery_target{kind}": "''" for kind in ("", "_name", "_xid", "_lsn", "_time")}
+    if recovery.stop == "immediate":
+        targets.pop("recovery_target")
+        targets["recovery_target"] = "'immediate'"
+    elif recovery.stop == "time" and recovery.target_time is not None:
+        targets["recovery_target_time"] = _quote(target_text(recovery.target_time))
     return {
         "restore_command": _quote(recovery.restore_command),
-        "recovery_target": "''",
-        "recovery_target_name": "''",
-        "recovery_target_xid": "''",
-        "recovery_target_lsn": "''",
-        "recovery_target_time": _quote(target_text(recovery.target_time)) if recovery.target_time else "''",
+        **targets,
         "recovery_target_action": "'pause'",
         "logging_collector": "off",  # FATAL lines go to our log file, where the restore reads them
         "port": str(config.port),

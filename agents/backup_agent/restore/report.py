@@ -114,8 +114,11 @@ def _check_recovery(
     ``system_identifier`` the base backup's (a restore of another cluster's files would differ)."""
     reached = _moment(verification.get("reached_at"))
     if wal.recovery_target_time is not None:
-        if reached is None:
+        if "reached_at" not in verification:
             problems.append("the restore did not report the time recovery reached (reached_at)")
+        elif reached is None:  # reported as none: no commit was replayed after the base backup's end
+            checks["recovery_target_time"] = wal.recovery_target_time.isoformat()
+            checks["reached_at"] = "no transaction replayed after the base backup"
         elif reached > wal.recovery_target_time:
             problems.append(
                 f"recovery reached {reached.isoformat()}, after the target {wal.recovery_target_time.isoformat()}"

@@ -24,7 +24,6 @@ a destination that replays WAL.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 import pwd
@@ -34,7 +33,6 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -108,10 +106,7 @@ def recovery_for(wal: WalReplay, index_path: Path, *, python: str | None = None)
         f'f={cached}/%f; if [ -f "$f" ]; then mv -f "$f" %p.fetch && mv -f %p.fetch %p;'
         f" else {_literal(shlex.join(argv))} %f %p; fi"
     )
-    fields: dict[str, Any] = {"restore_command": command, "target_time": wal.recovery_target_time}
-    if "target" in {f.name for f in dataclasses.fields(Recovery)}:
-        fields["target"] = wal.recovery_target
-    return Recovery(**fields)
+    return Recovery(restore_command=command, target_time=wal.recovery_target_time, target=wal.recovery_target)
 
 
 def _literal(text: str) -> str:
