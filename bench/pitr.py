@@ -75,7 +75,7 @@ def agent_config(workdir: Path, moto: MotoProcess, cluster: Cluster) -> Path:
 def wal_push_command(config: Path, env: dict[str, str]) -> str:
     """The archive_command the docs give, with the bench's AWS environment (it runs as the server user)."""
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()) if k.startswith("AWS_"))
-    agent = shlex.quote(str(server_python(config.parent))) + " -m backup_agent.cli"
+    agent = shlex.quote(str(server_python(config.parent))) + " -m backup_agent.entry"
     return f"env {exports} {agent} --config {shlex.quote(str(config))} wal-push --target {TARGET} %p"
 
 

@@ -72,7 +72,7 @@ def recovery_round(
         index_path = scratch / "wal-index.json"
         index_path.write_text(index.model_dump_json(), encoding="utf-8")
         fetch = (
-            f"{shlex.quote(str(server_python(scratch)))} -m backup_agent.cli wal-fetch"
+            f"{shlex.quote(str(server_python(scratch)))} -m backup_agent.entry wal-fetch"
             f" --index {shlex.quote(str(index_path))} %f %p"
         )
         commands = {"agent": fetch, "baseline": f"cp {shlex.quote(str(plain))}/%f %p"}

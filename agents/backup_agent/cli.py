@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from backup_agent import proc
 from backup_agent.admission import JobRefusedError, admin_job, check_job
 from backup_agent.aws import S3_UPLOAD_SETTINGS, client, client_config
-from backup_agent.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
+from backup_agent.cli_options import agent_parser
+from backup_agent.config import AgentConfig, ConfigError, load_config
 from backup_agent.consumer import Consumer
 from backup_agent.engines import build_engine
 from backup_agent.engines.base import Engine
@@ -311,20 +312,7 @@ def cmd_check(config: AgentConfig, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="backup-agent",
-        description="backup-pipeline host agent: streams database dumps into KMS-encrypted S3.",
-        epilog="Exit codes: 0 ok, 1 backup failed, 2 config error, 3 check found problems, 4 AWS unreachable,"
-        " 5 backup stored but not yet reported (re-sent at the next start).",
-    )
-    parser.add_argument("--version", action="version", version=f"backup-agent {__version__}")
-    parser.add_argument(
-        "--config", metavar="PATH", help=f"agent config file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH})"
-    )
-    logs = parser.add_mutually_exclusive_group()
-    logs.add_argument("--json-logs", action="store_true", default=None, help="JSON log lines (default when not a TTY)")
-    logs.add_argument("--text-logs", action="store_false", dest="json_logs", help="human-readable log lines")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = agent_parser()
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="consume backup jobs from this agent's queue")
     run.add_argument(

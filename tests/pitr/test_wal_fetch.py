@@ -31,7 +31,7 @@ def archived(wal_world: WalWorld) -> tuple[list[Path], Path]:
 def wal_fetch(world: WalWorld, index: Path, name: str, dest: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in world.env().items() if not k.startswith("AWS_")}  # presigned URLs only
     return subprocess.run(
-        [PYTHON, "-m", "backup_agent.cli", "--text-logs", "wal-fetch", "--index", str(index), name, str(dest)],
+        [PYTHON, "-m", "backup_agent.entry", "--text-logs", "wal-fetch", "--index", str(index), name, str(dest)],
         env=env,
         capture_output=True,
         text=True,

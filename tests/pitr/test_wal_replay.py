@@ -209,7 +209,7 @@ def test_a_point_in_time_restore_hands_the_engine_a_restore_command_over_the_che
     assert engine.seen_index == [world.index]
     assert engine.restored == [b"base backup tar stream" * 100]
     argv = wal_fetch_argv(recovery.restore_command)
-    assert argv[:5] == [sys.executable, "-P", "-m", "backup_agent.cli", "wal-fetch"]
+    assert argv[:5] == [sys.executable, "-P", "-m", "backup_agent.entry", "wal-fetch"]
     index_path = index_path_of(recovery.restore_command)
     assert recovery.restore_command.startswith(f'f={index_path.parent / "cache"}/%f; if [ -f "$f" ]; then mv')
     assert not index_path.parent.exists()  # the index and its prefetch cache are gone once the restore is over

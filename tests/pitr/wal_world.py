@@ -116,7 +116,7 @@ class WalWorld:
         return env
 
     def argv(self, *args: str, python: str = PYTHON) -> list[str]:
-        return [python, "-m", "backup_agent.cli", "--config", str(self.config_path), "--text-logs", *args]
+        return [python, "-m", "backup_agent.entry", "--config", str(self.config_path), "--text-logs", *args]
 
     def agent(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

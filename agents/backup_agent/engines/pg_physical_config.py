@@ -52,7 +52,7 @@ class PostgresPhysicalConfig(DatabaseConfig):
     )
     agent_python: Path | None = Field(
         default=None,
-        description="the Python the restored server runs `-m backup_agent.cli wal-fetch` with (its restore_command);"
+        description="the Python the restored server runs `-m backup_agent.entry wal-fetch` with (its restore_command);"
         " default: the agent's own interpreter. Set it when server_user cannot run that one",
     )
 

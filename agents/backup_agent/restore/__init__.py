@@ -32,10 +32,10 @@ half-restored) event.
 
 from __future__ import annotations
 
+from backup_agent.presigned import open_url
 from backup_agent.restore.failure import RestoreFailure, RestoreRefusedError
 from backup_agent.restore.report import compact_verification, verify_report
 from backup_agent.restore.run import RestoreOutcome, RestoreRun
-from backup_agent.restore.source import open_url
 
 __all__ = [
     "RestoreFailure",

@@ -26,16 +26,10 @@ from backup_agent.engines.base import Engine, EngineError, RecoveringEngine, Rec
 from backup_agent.engines.database import DatabaseEngine, VerifiedArchive
 from backup_agent.events import EventSink
 from backup_agent.pipeline import BackupRun, RunOutcome
+from backup_agent.presigned import Opener, open_url
 from backup_agent.restore.failure import INTERRUPTED, RestoreFailure, RestoreRefusedError, Stage
 from backup_agent.restore.report import compact_verification, jsonable, verify_report
-from backup_agent.restore.source import (
-    Opener,
-    RawArchive,
-    default_spool_dir,
-    download_verified,
-    open_url,
-    spool_file,
-)
+from backup_agent.restore.source import RawArchive, default_spool_dir, download_verified, spool_file
 from backup_agent.restore.wal_replay import check_wal, wal_recovery
 from backup_contracts.events import STDERR_TAIL_MAX, RestoreFailed, RestoreStarted, RestoreSucceeded
 from backup_contracts.jobs import Job

@@ -36,24 +36,14 @@ import zstandard
 from backup_agent.engines.base import InvalidDumpError, StreamValidator
 from backup_agent.engines.database import VerifiedArchive
 from backup_agent.engines.validators import PgCustomValidator
+from backup_agent.presigned import DOWNLOAD_ATTEMPTS, DOWNLOAD_TIMEOUT_S, Opener
 from backup_agent.restore.failure import INTERRUPTED, RestoreFailure
 from backup_contracts.jobs import RestoreSource
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-DOWNLOAD_ATTEMPTS = 3
-DOWNLOAD_TIMEOUT_S = 60.0
 SPOOL_HEADROOM = 64 * 1024 * 1024  # free disk kept beyond the object's size
-Opener = Callable[[str, float], BinaryIO]
-
-
-def open_url(url: str, timeout: float) -> BinaryIO:
-    """GET a presigned URL (http(s) only; no credentials of ours are involved)."""
-    if not url.lower().startswith(("https://", "http://")):
-        raise ValueError(f"refusing to open a non-http(s) URL scheme: {url.split(':', 1)[0]}")
-    request = urllib.request.Request(url, method="GET")  # noqa: S310 - scheme checked above
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310
 
 
 def default_spool_dir(state_dir: Path) -> Path:

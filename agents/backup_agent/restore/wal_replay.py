@@ -11,7 +11,7 @@ SHA-256. ``wal_recovery``:
    (``server_user`` of the destination; the directory is in the system's temporary directory, which
    that user can reach, unlike the agent's state_dir);
 3. yields the ``Recovery`` for ``RecoveringEngine.restore_with_wal``: ``restore_command`` runs this
-   agent's own interpreter, ``<python> -P -m backup_agent.cli wal-fetch --index <dir>/wal-index.json %f
+   agent's own interpreter, ``<python> -P -m backup_agent.entry wal-fetch --index <dir>/wal-index.json %f
    %p`` (every part shell-quoted; ``-P``: nothing in the data directory can shadow the agent's modules),
    except for a file wal-fetch already prefetched and checked, which the shell moves into place
    (``recovery_for``), and ``target_time`` for a time target;
@@ -37,8 +37,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from backup_agent.engines.base import Engine, RecoveringEngine, Recovery
+from backup_agent.presigned import Opener
 from backup_agent.restore.failure import RestoreFailure
-from backup_agent.restore.source import Opener
 from backup_agent.wal.fetch import CACHE_DIR, DownloadError, fetch_bytes, safe_url
 from backup_contracts.jobs import Job, WalReplay
 from backup_contracts.wal import WalIndex
@@ -100,7 +100,7 @@ def recovery_for(wal: WalReplay, index_path: Path, *, python: str | None = None)
     A file wal-fetch already prefetched (checked, in the cache beside the index) is moved into place by
     the shell itself: no interpreter starts for it, so a process start (~0.2 s) is paid once per batch
     of files, not per file. Every other name goes to wal-fetch, which fetches, checks and refills."""
-    argv = [python or sys.executable, "-P", "-m", "backup_agent.cli", "wal-fetch", "--index", str(index_path)]
+    argv = [python or sys.executable, "-P", "-m", "backup_agent.entry", "wal-fetch", "--index", str(index_path)]
     cached = _literal(shlex.quote(str(index_path.parent / CACHE_DIR)))
     command = (
         f'f={cached}/%f; if [ -f "$f" ]; then mv -f "$f" %p.fetch && mv -f %p.fetch %p;'

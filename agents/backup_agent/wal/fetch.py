@@ -40,7 +40,7 @@ from pathlib import Path
 import zstandard
 from pydantic import ValidationError
 
-from backup_agent.restore.source import DOWNLOAD_ATTEMPTS, DOWNLOAD_TIMEOUT_S, Opener, open_url
+from backup_agent.presigned import DOWNLOAD_ATTEMPTS, DOWNLOAD_TIMEOUT_S, Opener, open_url
 from backup_contracts.wal import WalIndex, WalIndexEntry, is_segment, is_wal_file
 
 log = logging.getLogger(__name__)

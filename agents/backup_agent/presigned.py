@@ -1,0 +1,23 @@
+"""GETs through presigned URLs: how a restore reads a backup, and how ``wal-fetch`` reads archived WAL.
+
+Kept apart from the restore executor (and light to import) so that ``wal-fetch``, which PostgreSQL
+starts once per WAL file, loads nothing it does not use.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Callable
+from typing import BinaryIO
+
+DOWNLOAD_ATTEMPTS = 3
+DOWNLOAD_TIMEOUT_S = 60.0
+Opener = Callable[[str, float], BinaryIO]
+
+
+def open_url(url: str, timeout: float) -> BinaryIO:
+    """GET a presigned URL (http(s) only; no credentials of ours are involved)."""
+    if not url.lower().startswith(("https://", "http://")):
+        raise ValueError(f"refusing to open a non-http(s) URL scheme: {url.split(':', 1)[0]}")
+    request = urllib.request.Request(url, method="GET")  # noqa: S310 - scheme checked above
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310
