@@ -213,12 +213,13 @@ def cmd_wal_fetch(args: argparse.Namespace) -> int:
             args.name, Path(args.dest)
         )
     except WalFetchError as exc:
-        log.error(
-            "wal-fetch %s refused: %s. Recovery is aborted rather than ended early. Fix: run the restore again"
-            " (it presigns fresh URLs); if the archive's object changed, the audit's ledger shows which",
-            args.name,
-            exc,
+        fix = (
+            ""
+            if "Fix:" in str(exc)
+            else " Fix: run the restore again (it presigns fresh URLs); if the archive's object changed, the"
+            " audit's ledger shows which"
         )
+        log.error("wal-fetch %s refused: %s. Recovery is aborted rather than ended early.%s", args.name, exc, fix)
         return EXIT_ABORT_RECOVERY
     except OSError as exc:
         log.error("wal-fetch %s: cannot write %s: %s", args.name, args.dest, exc)
