@@ -157,7 +157,9 @@ def wal_push_round(args: argparse.Namespace, moto: MotoProcess, workdir: Path, r
         moto.reset()
         archive = owned_dir("pitr-bench-archive-")
         cluster = new_cluster(archive_command="true", archive_timeout="60", prefix="pitr-bench-")
-        config = agent_config(workdir / pipeline, moto, cluster) if pipeline == "agent" else None
+        # a fresh state dir per cluster: a new cluster reuses the old one's WAL file names with other bytes,
+        # which wal-push's journal (rightly) refuses
+        config = agent_config(workdir / f"{pipeline}-{rnd}", moto, cluster) if pipeline == "agent" else None
         command = (
             wal_push_command(config, aws_env(moto.url))
             if config is not None
