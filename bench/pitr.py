@@ -154,7 +154,8 @@ def wal_push_round(args: argparse.Namespace, moto: MotoProcess, workdir: Path, r
     kept: Any = None
     order = ["baseline", "agent"] if rnd % 2 == 0 else ["agent", "baseline"]
     for pipeline in order:
-        moto.reset()
+        if pipeline == "agent":  # (only the agent uses moto; its WAL stays there for the recovery part)
+            moto.reset()
         archive = owned_dir("pitr-bench-archive-")
         cluster = new_cluster(archive_command="true", archive_timeout="60", prefix="pitr-bench-")
         # a fresh state dir per cluster: a new cluster reuses the old one's WAL file names with other bytes,

@@ -1,6 +1,7 @@
 """The recovery part of ``bench.pitr``: replay the WAL a pgbench load wrote onto the base backup taken
-before it, once through ``backup-agent wal-fetch`` (a WalIndex of presigned URLs into moto, each file
-checked against its SHA-256 and decompressed) and once through ``cp DIR/%f %p`` from a local copy of
+before it, once through the restore_command a restore gives the server (``backup-agent wal-fetch`` on a
+WalIndex of presigned URLs into moto, each file checked against its SHA-256 and decompressed, the next
+ones prefetched) and once through ``cp DIR/%f %p`` from a local copy of
 the same files (made untimed). Both restore through the same engine call (``restore_with_wal``: unpack,
 start, replay to the end of the WAL, promote, verify), so the difference is the fetching."""
 
@@ -20,8 +21,10 @@ import zstandard
 from backup_agent.engines import build_engine
 from backup_agent.engines.base import Recovery
 from backup_agent.engines.pg_physical_config import PostgresPhysicalConfig
+from backup_agent.restore.wal_replay import recovery_for
+from backup_contracts.jobs import WalReplay
 from backup_contracts.naming import wal_prefix
-from backup_contracts.wal import WalIndex, WalIndexEntry, is_wal_file
+from backup_contracts.wal import WalIndex, WalIndexEntry, is_segment, is_wal_file
 from bench.harness import AGENT, BUCKET, MiB, MotoProcess
 from tests.pitr.cluster import Cluster, free_port, owned_dir
 from tests.pitr.wal_world import server_python
@@ -67,14 +70,21 @@ def recovery_round(
     cluster, _config, _archive = kept
     cluster.stop("immediate")
     scratch = owned_dir("pitr-bench-recovery-")
+    plain = scratch / "plain"
     try:
         index, plain = _archived(moto)
         index_path = scratch / "wal-index.json"
         index_path.write_text(index.model_dump_json(), encoding="utf-8")
-        fetch = (
-            f"{shlex.quote(str(server_python(scratch)))} -m backup_agent.entry wal-fetch"
-            f" --index {shlex.quote(str(index_path))} %f %p"
+        body = index_path.read_bytes()
+        replay = WalReplay(
+            recovery_target="end",
+            index_sha256=hashlib.sha256(body).hexdigest(),
+            index_bytes=len(body),
+            files=len(index.files),
+            last_file=max(e.name for e in index.files),
         )
+        # exactly the restore_command a restore gives the server (prefetched files moved in by the shell)
+        fetch = recovery_for(replay, index_path, python=str(server_python(scratch))).restore_command
         commands = {"agent": fetch, "baseline": f"cp {shlex.quote(str(plain))}/%f %p"}
         wal_mib = sum(e.bytes_stored for e in index.files) / MiB  # stored; replayed is len(files) segments
         runs = []
@@ -100,7 +110,7 @@ def recovery_round(
             except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the bench goes on
                 ok, report, error = False, None, str(exc)
             seconds = time.perf_counter() - t0
-            files = len(index.files)
+            files = sum(1 for e in index.files if is_segment(e.name))  # 16 MiB segments, not .backup/.history
             runs.append(
                 Run(
                     "recovery",
@@ -109,7 +119,7 @@ def recovery_round(
                     seconds,
                     ok,
                     {
-                        "wal_files": files,
+                        "wal_segments": files,
                         "wal_mib": round(files * 16, 1),
                         "wal_mib_stored": round(wal_mib, 1),
                         "wal_mib_per_s": round(files * 16 / seconds, 1),
