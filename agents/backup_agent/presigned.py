@@ -6,6 +6,7 @@ starts once per WAL file, loads nothing it does not use.
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import BinaryIO
@@ -21,3 +22,16 @@ def open_url(url: str, timeout: float) -> BinaryIO:
         raise ValueError(f"refusing to open a non-http(s) URL scheme: {url.split(':', 1)[0]}")
     request = urllib.request.Request(url, method="GET")  # noqa: S310 - scheme checked above
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310
+
+
+def safe_url(url: str) -> str:
+    """The URL without its query string (the signature is a bearer credential: never log it)."""
+    return url.split("?", 1)[0]
+
+
+def describe_error(exc: BaseException) -> str:
+    """An HTTP or network error as a person reads it (what a 403 or 404 of a presigned URL means)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        hint = {403: " (URL expired or signature invalid)", 404: " (object or version gone)"}.get(exc.code, "")
+        return f"HTTP {exc.code}{hint}"
+    return f"{type(exc).__name__}: {exc}"

@@ -36,7 +36,7 @@ import zstandard
 from backup_agent.engines.base import InvalidDumpError, StreamValidator
 from backup_agent.engines.database import VerifiedArchive
 from backup_agent.engines.validators import PgCustomValidator
-from backup_agent.presigned import DOWNLOAD_ATTEMPTS, DOWNLOAD_TIMEOUT_S, Opener
+from backup_agent.presigned import DOWNLOAD_ATTEMPTS, DOWNLOAD_TIMEOUT_S, Opener, describe_error, safe_url
 from backup_agent.restore.failure import INTERRUPTED, RestoreFailure
 from backup_contracts.jobs import RestoreSource
 
@@ -174,12 +174,12 @@ def download_verified(
         except RestoreFailure:
             raise
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            last_error = _describe_http_error(exc)
+            last_error = describe_error(exc)
             retryable = not isinstance(exc, urllib.error.HTTPError) or exc.code >= 500 or exc.code == 429
             log.warning(
                 "download attempt %d of %s failed: %s",
                 attempt,
-                _safe_url(url),
+                safe_url(url),
                 last_error,
                 extra={"ctx_restore": restore_id},
             )
@@ -189,7 +189,7 @@ def download_verified(
             continue
         _verify_object(source, size, digest)
         return
-    raise RestoreFailure("download", f"cannot download the backup object {_safe_url(url)}: {last_error}")
+    raise RestoreFailure("download", f"cannot download the backup object {safe_url(url)}: {last_error}")
 
 
 def _fetch(
@@ -274,15 +274,3 @@ def _verify_object(source: RestoreSource, size: int, digest: str) -> None:
             f"the object's SHA-256 is {digest}, the backup run recorded {source.sha256}:"
             " the object was changed or corrupted; refusing to restore it (destination untouched)",
         )
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its query string (the signature is a bearer credential: never log it)."""
-    return url.split("?", 1)[0]
-
-
-def _describe_http_error(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        hint = {403: " (URL expired or signature invalid)", 404: " (object or version gone)"}.get(exc.code, "")
-        return f"HTTP {exc.code}{hint}"
-    return f"{type(exc).__name__}: {exc}"

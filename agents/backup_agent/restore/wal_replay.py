@@ -37,9 +37,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from backup_agent.engines.base import Engine, RecoveringEngine, Recovery
-from backup_agent.presigned import Opener
+from backup_agent.presigned import Opener, safe_url
 from backup_agent.restore.failure import RestoreFailure
-from backup_agent.wal.fetch import CACHE_DIR, DownloadError, fetch_bytes, safe_url
+from backup_agent.wal.fetch import CACHE_DIR, DownloadError, fetch_bytes
 from backup_contracts.jobs import Job, WalReplay
 from backup_contracts.wal import WalIndex
 

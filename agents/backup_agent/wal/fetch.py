@@ -40,7 +40,7 @@ from pathlib import Path
 import zstandard
 from pydantic import ValidationError
 
-from backup_agent.presigned import DOWNLOAD_ATTEMPTS, DOWNLOAD_TIMEOUT_S, Opener, open_url
+from backup_agent.presigned import DOWNLOAD_ATTEMPTS, DOWNLOAD_TIMEOUT_S, Opener, describe_error, open_url, safe_url
 from backup_contracts.wal import WalIndex, WalIndexEntry, is_segment, is_wal_file
 
 log = logging.getLogger(__name__)
@@ -75,18 +75,6 @@ def fetch_bytes(url: str, limit: int, *, opener: Opener = open_url, attempts: in
             if attempt < attempts:
                 time.sleep(min(2.0 * attempt, 5.0))
     raise DownloadError(f"cannot download {safe_url(url)}: {last}")
-
-
-def safe_url(url: str) -> str:
-    """The URL without its query string (the signature is a bearer credential: never log it)."""
-    return url.split("?", 1)[0]
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        hint = {403: " (URL expired or signature invalid)", 404: " (object gone)"}.get(exc.code, "")
-        return f"HTTP {exc.code}{hint}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def load_index(path: Path) -> WalIndex:
