@@ -6,8 +6,12 @@ real agent, which clones the cluster to exactly that second and reports it verif
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,6 +208,20 @@ def test_a_restore_requested_for_a_second_between_two_commits_clones_exactly_the
     assert clone.sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders") == "0,1,2"
     reached = datetime.fromisoformat(str((restore.verification or {}).get("reached_at")))
     assert t2 - timedelta(milliseconds=5) <= reached <= target_time
+
+    # what the on-call engineer sees: the archive's newest file, from the real agent's heartbeat and events
+    shown = subprocess.run(
+        [sys.executable, "-m", "backupctl.cli", "--fleet", str(world.root / "fleet.yaml"), "--json", "status"],
+        env={**os.environ, **pipeline.endpoint.environment(), "AWS_DEFAULT_REGION": pipeline.resources.region},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    row = next(r for r in json.loads(shown.stdout) if r["target"] == SOURCE)
+    assert row["wal"]["newest_file"] == cluster.sql("SELECT last_archived_wal FROM pg_stat_archiver"), row
+    assert row["wal"]["cell"].startswith("ok"), row["wal"]
+    assert row["wal"]["server_current_file"] == cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")
 
     # the weekly drill of the PITR target: latest base backup + all archived WAL on its scratch target
     report = pipeline.tick_restore_drills(datetime.now(UTC)) or {}
