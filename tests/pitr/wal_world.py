@@ -45,12 +45,19 @@ def server_python(directory: Path) -> Path:
     packages (a host installs the agent where the server user can run it; docs/pitr.md)."""
     if server_user() is None:
         return Path(PYTHON)
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not system.exists():
+        raise RuntimeError(
+            f"the server user cannot run this venv's interpreter and there is no {system} to run the agent's"
+            f" packages with. Fix: install python{sys.version_info.major}.{sys.version_info.minor} from the"
+            " distribution, or run the tests as a user PostgreSQL may run as"
+        )
     site = Path(sys.prefix) / "lib" / "python3.11" / "site-packages"  # the venv the tests run in
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(":") if p]
     paths += [str(REPO / "agents"), str(REPO / "contracts"), str(site)]
     wrapper = directory / "agent-python"
     wrapper.write_text(
-        f'#!/bin/sh\nPYTHONPATH={shlex.quote(":".join(paths))}\nexport PYTHONPATH\nexec /usr/bin/python3.11 "$@"\n',
+        f'#!/bin/sh\nPYTHONPATH={shlex.quote(":".join(paths))}\nexport PYTHONPATH\nexec {system} "$@"\n',
         encoding="utf-8",
     )
     wrapper.chmod(0o755)
