@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.agent_engines.real_databases import POSTGRESQL_INSTALLED, unreachable
 from tests.pitr.cluster import unavailable_reason
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cluster_support() -> None:
-    """Skip, saying why, where throwaway clusters cannot run (no PostgreSQL server binaries)."""
+    """Throwaway clusters need PostgreSQL's server binaries: their tests skip, saying why, where PostgreSQL
+    is not installed, and fail where it is (CI), as every real-database test does (real_databases.py)."""
     reason = unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        unreachable("PostgreSQL", f"throwaway clusters cannot run: {reason}", installed=POSTGRESQL_INSTALLED.is_dir())

@@ -54,11 +54,7 @@ class Backup:
 
 
 @pytest.fixture(scope="module")
-def backup() -> Iterator[Backup]:
-    from tests.pitr.cluster import unavailable_reason
-
-    if reason := unavailable_reason():
-        pytest.skip(reason)
+def backup(cluster_support: None) -> Iterator[Backup]:
     archive = owned_dir("pitr-archive-")
     try:
         # a server logging in another zone: backup_label's START TIME is then not UTC

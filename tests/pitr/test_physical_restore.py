@@ -18,7 +18,7 @@ from backup_agent.engines import PostgresPhysicalConfig, build_engine, pg_extrac
 from backup_agent.engines.base import EngineError, RecoveringEngine, Recovery
 from backup_agent.engines.pg_server import Server
 from backup_agent.engines.postgresql_physical import PostgresPhysicalEngine
-from tests.pitr.cluster import Cluster, free_port, owned_dir, running_cluster, server_user, unavailable_reason
+from tests.pitr.cluster import Cluster, free_port, owned_dir, running_cluster, server_user
 from tests.pitr.test_base_backup import source_engine, take_base_backup
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -48,9 +48,7 @@ def archive_everything(cluster: Cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-def history() -> Iterator[History]:
-    if reason := unavailable_reason():
-        pytest.skip(reason)
+def history(cluster_support: None) -> Iterator[History]:
     archive = owned_dir("pitr-archive-")
     try:
         with running_cluster(
@@ -69,7 +67,7 @@ def history() -> Iterator[History]:
 
 
 @pytest.fixture
-def destination() -> Iterator[PostgresPhysicalEngine]:
+def destination(cluster_support: None) -> Iterator[PostgresPhysicalEngine]:
     """A clone destination: a data directory that does not exist yet, on a free port."""
     root = owned_dir("pitr-restore-")
     config = PostgresPhysicalConfig(
