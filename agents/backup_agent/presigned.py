@@ -13,7 +13,18 @@ from typing import BinaryIO
 
 DOWNLOAD_ATTEMPTS = 3
 DOWNLOAD_TIMEOUT_S = 60.0
+DOWNLOAD_ERRORS = (urllib.error.URLError, OSError, TimeoutError)
 Opener = Callable[[str, float], BinaryIO]
+
+
+def retryable(exc: BaseException) -> bool:
+    """A GET worth another attempt: a network error, a 5xx or a 429 (an expired URL or a 404 is not)."""
+    return not isinstance(exc, urllib.error.HTTPError) or exc.code >= 500 or exc.code == 429
+
+
+def retry_delay_s(attempt: int) -> float:
+    """How long to wait after failed attempt ``attempt`` (1, 2, ...): 2 s, 4 s, then 5 s."""
+    return min(2.0 * attempt, 5.0)
 
 
 def open_url(url: str, timeout: float) -> BinaryIO:

@@ -25,8 +25,6 @@ import shutil
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,7 +34,16 @@ import zstandard
 from backup_agent.engines.base import InvalidDumpError, StreamValidator
 from backup_agent.engines.database import VerifiedArchive
 from backup_agent.engines.validators import PgCustomValidator
-from backup_agent.presigned import DOWNLOAD_ATTEMPTS, DOWNLOAD_TIMEOUT_S, Opener, describe_error, safe_url
+from backup_agent.presigned import (
+    DOWNLOAD_ATTEMPTS,
+    DOWNLOAD_ERRORS,
+    DOWNLOAD_TIMEOUT_S,
+    Opener,
+    describe_error,
+    retry_delay_s,
+    retryable,
+    safe_url,
+)
 from backup_agent.restore.failure import INTERRUPTED, RestoreFailure
 from backup_contracts.jobs import RestoreSource
 
@@ -173,9 +180,8 @@ def download_verified(
             digest, size = _fetch(url, spool, opener=opener, cancel=cancel, limit=source.bytes_stored, raw=raw)
         except RestoreFailure:
             raise
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except DOWNLOAD_ERRORS as exc:
             last_error = describe_error(exc)
-            retryable = not isinstance(exc, urllib.error.HTTPError) or exc.code >= 500 or exc.code == 429
             log.warning(
                 "download attempt %d of %s failed: %s",
                 attempt,
@@ -183,9 +189,9 @@ def download_verified(
                 last_error,
                 extra={"ctx_restore": restore_id},
             )
-            if not retryable:
+            if not retryable(exc):
                 break
-            time.sleep(min(2.0 * attempt, 5.0))
+            time.sleep(retry_delay_s(attempt))
             continue
         _verify_object(source, size, digest)
         return

@@ -33,14 +33,23 @@ import os
 import shutil
 import threading
 import time
-import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import zstandard
 from pydantic import ValidationError
 
-from backup_agent.presigned import DOWNLOAD_ATTEMPTS, DOWNLOAD_TIMEOUT_S, Opener, describe_error, open_url, safe_url
+from backup_agent.presigned import (
+    DOWNLOAD_ATTEMPTS,
+    DOWNLOAD_ERRORS,
+    DOWNLOAD_TIMEOUT_S,
+    Opener,
+    describe_error,
+    open_url,
+    retry_delay_s,
+    retryable,
+    safe_url,
+)
 from backup_contracts.wal import WalIndex, WalIndexEntry, is_segment, is_wal_file
 
 log = logging.getLogger(__name__)
@@ -67,13 +76,13 @@ def fetch_bytes(url: str, limit: int, *, opener: Opener = open_url, attempts: in
         try:
             with opener(url, DOWNLOAD_TIMEOUT_S) as response:
                 return response.read(limit + 1)
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except DOWNLOAD_ERRORS as exc:
             last = describe_error(exc)
-            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
+            if not retryable(exc):
                 break
             log.warning("GET %s failed (attempt %d of %d): %s", safe_url(url), attempt, attempts, last)
             if attempt < attempts:
-                time.sleep(min(2.0 * attempt, 5.0))
+                time.sleep(retry_delay_s(attempt))
     raise DownloadError(f"cannot download {safe_url(url)}: {last}")
 
 
