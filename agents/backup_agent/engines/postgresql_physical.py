@@ -146,6 +146,11 @@ class PostgresPhysicalEngine:
         argv = [self.tool("psql"), "-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-F", "\t"]
         return run_client([*argv, "-d", self.conninfo(), "-f", "-"], self._secrets(), sql, tool="psql", stage=stage)
 
+    def query(self, sql: str) -> str:
+        """One query on the source server through this engine's own connection (its conninfo, the password
+        by PGPASSFILE); tab-separated rows. The agent's heartbeat asks where the server's WAL stands."""
+        return self._psql(sql, stage="check")
+
     def server_settings(self, *, stage: str = "check") -> dict[str, str]:
         rows = (line.partition("\t") for line in self._psql(_SETTINGS, stage=stage).splitlines())
         return {name: value for name, tab, value in rows if tab}

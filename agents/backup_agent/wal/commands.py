@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from backup_agent.aws import S3_UPLOAD_SETTINGS, client, client_config
 from backup_agent.config import AgentConfig
+from backup_agent.engines.pg_physical_config import PostgresPhysicalConfig
 from backup_agent.wal.fetch import PREFETCH, WalFetcher, WalFetchError
 from backup_agent.wal.journal import JournalError, WalJournal
 from backup_agent.wal.push import DEFAULT_PARALLEL, PARALLEL_MAX, PushReport, WalPusher, WalPushError
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("backup_agent.wal")
 
-PHYSICAL_ENGINE = "postgresql-physical"
 EXIT_OK, EXIT_NOT_STORED, EXIT_CONFIG = 0, 1, 2
 EXIT_NOT_IN_INDEX, EXIT_ABORT_RECOVERY = 1, 200  # > 128: PostgreSQL aborts recovery (126, 127 read as shell errors)
 OWED_PER_CALL = 100  # events re-sent by one wal-push at most (10 PutEvents calls)
@@ -115,11 +115,11 @@ def _target_problem(config: AgentConfig, target: str) -> str | None:
             f"target {target!r} is not in this host's config (known: {known}). Fix: pass the PITR target's name"
             " to --target"
         )
-    engine = getattr(config.targets[target], "engine", None)
-    if engine != PHYSICAL_ENGINE:
+    chosen = config.targets[target]
+    if not isinstance(chosen, PostgresPhysicalConfig):
         return (
-            f"target {target!r} is a {engine} target; WAL is archived for {PHYSICAL_ENGINE} targets only. Fix: pass"
-            f" the {PHYSICAL_ENGINE} target of this server to --target"
+            f"target {target!r} is a {chosen.engine} target; WAL is archived for postgresql-physical targets only."
+            " Fix: pass the postgresql-physical target of this server to --target"
         )
     return None
 

@@ -1,7 +1,7 @@
 """Where each PITR server's WAL stands, for the agent's heartbeat (``AgentHeartbeat.wal``).
 
 For every ``postgresql-physical`` target this host backs up (a source: no ``data_directory``), one query
-through the engine's own psql connection (its conninfo and password by reference):
+through the engine's own connection (``PostgresPhysicalEngine.query``) (its conninfo and password by reference):
 ``pg_walfile_name(pg_current_wal_lsn())`` — the segment the server writes now — and ``pg_stat_archiver``'s
 last archived and last failed file and times. The audit records them on the target's archive summary, and
 the watchdog compares them with the archive: completed WAL that is not archived, or a failing
@@ -21,11 +21,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from backup_agent.config import AgentConfig
+from backup_agent.engines.pg_physical_config import PostgresPhysicalConfig
+from backup_agent.engines.postgresql_physical import PostgresPhysicalEngine
 from backup_contracts.wal import WalServerStatus
 
 log = logging.getLogger(__name__)
 
-PHYSICAL_ENGINE = "postgresql-physical"
 STATUS_SQL = """
 SELECT pg_walfile_name(pg_current_wal_lsn()),
        coalesce(last_archived_wal, ''),
@@ -41,7 +42,7 @@ def pitr_sources(config: AgentConfig) -> list[str]:
     return sorted(
         name
         for name, target in config.targets.items()
-        if getattr(target, "engine", None) == PHYSICAL_ENGINE and getattr(target, "data_directory", None) is None
+        if isinstance(target, PostgresPhysicalConfig) and target.data_directory is None
     )
 
 
@@ -71,10 +72,10 @@ def wal_statuses(
     found: list[WalServerStatus] = []
     for target in targets:
         try:
-            query = getattr(engine_factory(target), "_psql", None)  # the engine's psql, with its password
-            if query is None:
+            engine = engine_factory(target)
+            if not isinstance(engine, PostgresPhysicalEngine):
                 continue
-            found.append(parse_status(target, str(query(STATUS_SQL, stage="check")), clock()))
+            found.append(parse_status(target, engine.query(STATUS_SQL), clock()))
         except (ValidationError, ValueError) as exc:
             log.warning("the WAL status of %s is not readable (left out of the heartbeat): %s", target, exc)
         except Exception as exc:  # noqa: BLE001 - a server that cannot be asked never stops the heartbeat
