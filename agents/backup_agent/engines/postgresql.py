@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 from backup_agent import proc
 from backup_agent.engines import pg_properties
 from backup_agent.engines.base import EngineError, RestoreMode, RestoreReport, Versions
-from backup_agent.engines.config import PostgresConfig
+from backup_agent.engines.config import PostgresConfig, PostgresPhysicalConfig
 from backup_agent.engines.database import ClientSecrets, DatabaseEngine, VerifiedArchive, run_client
 from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators import PgCustomValidator
@@ -73,6 +73,28 @@ def conninfo_quote(value: str) -> str:
     return f"'{conninfo_escape(value)}'"
 
 
+def pg_conninfo(config: PostgresConfig | PostgresPhysicalConfig, database: str | None = None) -> str:
+    """One quoted conninfo string for psql, pg_dump, pg_restore and pg_basebackup (no option injection)."""
+    parts = {
+        "host": config.host,
+        "port": str(config.port),
+        "user": config.user,
+        "dbname": database or config.database,
+        "connect_timeout": "10",
+        "application_name": "backup-agent",
+    }
+    if config.sslmode:
+        parts["sslmode"] = config.sslmode
+    return " ".join(f"{key}={conninfo_quote(value)}" for key, value in parts.items())
+
+
+def pgpass_secrets(password: str, files: proc.SecretFiles, redact: proc.Redactor) -> ClientSecrets:
+    """``password`` in a PGPASSFILE for one client run; an inherited PGPASSWORD is dropped so the file rules."""
+    passfile = files.write("pgpass", f"*:*:*:*:{pgpass_escape(password)}\n")
+    env = proc.child_env({"PGPASSFILE": passfile}, drop=("PGPASSWORD",), secrets=[password])
+    return ClientSecrets(env, redact, files)
+
+
 def major_version(text: str | None) -> int | None:
     """15 from '15.20 (Debian ...)' or 'pg_dump (PostgreSQL) 15.20'; 9 for '9.6.24'."""
     if not text:
@@ -91,23 +113,10 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
     # ---------------------------------------------------------------- connection plumbing
 
     def conninfo(self, database: str | None = None) -> str:
-        c = self.config
-        parts = {
-            "host": c.host,
-            "port": str(c.port),
-            "user": c.user,
-            "dbname": database or c.database,
-            "connect_timeout": "10",
-            "application_name": "backup-agent",
-        }
-        if c.sslmode:
-            parts["sslmode"] = c.sslmode
-        return " ".join(f"{key}={conninfo_quote(value)}" for key, value in parts.items())
+        return pg_conninfo(self.config, database)
 
     def _password_for_client(self, password: str, files: proc.SecretFiles, redact: proc.Redactor) -> ClientSecrets:
-        passfile = files.write("pgpass", f"*:*:*:*:{pgpass_escape(password)}\n")
-        env = proc.child_env({"PGPASSFILE": passfile}, drop=("PGPASSWORD",), secrets=[password])
-        return ClientSecrets(env, redact, files)
+        return pgpass_secrets(password, files, redact)
 
     def dump_argv(self) -> list[str]:
         return [self.config.pg_dump, "--format=custom", "--compress=0", "--no-password", "--dbname", self.conninfo()]

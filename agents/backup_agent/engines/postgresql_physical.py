@@ -29,10 +29,9 @@ from backup_agent.engines import pg_recovery, pg_server
 from backup_agent.engines.base import EngineError, Recovery, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import PostgresPhysicalConfig, Resolve
 from backup_agent.engines.database import ClientSecrets, run_client
-from backup_agent.engines.postgresql import conninfo_quote, major_version
+from backup_agent.engines.postgresql import major_version, pg_conninfo, pgpass_secrets
 from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators.pg_basebackup import BaseBackupValidator
-from backup_contracts.redaction import pgpass_escape
 
 log = logging.getLogger(__name__)
 
@@ -112,29 +111,16 @@ class PostgresPhysicalEngine:
     # ---------------------------------------------------------------- connection plumbing
 
     def conninfo(self) -> str:
-        c = self.config
-        parts = {
-            "host": c.host,
-            "port": str(c.port),
-            "user": c.user,
-            "dbname": c.database,
-            "connect_timeout": "10",
-            "application_name": "backup-agent",
-        }
-        if c.sslmode:
-            parts["sslmode"] = c.sslmode
-        return " ".join(f"{key}={conninfo_quote(value)}" for key, value in parts.items())
+        return pg_conninfo(self.config)
 
     def _secrets(self) -> ClientSecrets:
         """The password (when configured) in a PGPASSFILE for one client run, resolved each time."""
-        files, redact = proc.SecretFiles(), proc.Redactor()
         if self.config.password is None:
-            return ClientSecrets(proc.child_env(drop=("PGPASSWORD",)), redact, files)
+            return ClientSecrets(proc.child_env(drop=("PGPASSWORD",)), proc.Redactor(), proc.SecretFiles())
         password = self._resolve(self.config.password)
+        redact = proc.Redactor()
         redact.add(password)
-        passfile = files.write("pgpass", f"*:*:*:*:{pgpass_escape(password)}\n")
-        env = proc.child_env({"PGPASSFILE": passfile}, drop=("PGPASSWORD",), secrets=[password])
-        return ClientSecrets(env, redact, files)
+        return pgpass_secrets(password, proc.SecretFiles(), redact)
 
     def tool(self, name: str) -> str:
         """A client tool: from ``bin_dir`` when configured, else on PATH."""
