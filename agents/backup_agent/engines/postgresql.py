@@ -95,6 +95,17 @@ def pgpass_secrets(password: str, files: proc.SecretFiles, redact: proc.Redactor
     return ClientSecrets(env, redact, files)
 
 
+def client_too_old(tool: str, tool_version: str | None, server_version: str | None, *, setting: str) -> str | None:
+    """The warning when a client tool is older than its server (pg_dump and pg_basebackup refuse newer ones)."""
+    client_major, server_major = major_version(tool_version), major_version(server_version)
+    if client_major is None or server_major is None or client_major >= server_major:
+        return None
+    return (
+        f"{tool} {client_major} is older than the server ({server_major}) and refuses it."
+        f" Fix: install postgresql-client-{server_major} and set {setting} in the target config"
+    )
+
+
 def major_version(text: str | None) -> int | None:
     """15 from '15.20 (Debian ...)' or 'pg_dump (PostgreSQL) 15.20'; 9 for '9.6.24'."""
     if not text:
@@ -152,12 +163,8 @@ class PostgresEngine(DatabaseEngine[PostgresConfig]):
             server = self._psql("SHOW server_version;", database=maintenance, stage="check").strip() or None
         except EngineError as exc:
             warnings.append(f"cannot read the server version: {exc}")
-        client_major, server_major = major_version(tool), major_version(server)
-        if client_major is not None and server_major is not None and client_major < server_major:
-            warnings.append(
-                f"pg_dump {client_major} is older than the server ({server_major}); pg_dump refuses newer servers."
-                f" Fix: install postgresql-client-{server_major} and set pg_dump/pg_restore in the target config"
-            )
+        if too_old := client_too_old("pg_dump", tool, server, setting="pg_dump/pg_restore"):
+            warnings.append(too_old)
         for warning in warnings:
             log.warning("%s: %s", self.target, warning)
         return Versions(tool_version=tool, server_version=server, warnings=tuple(warnings))

@@ -29,7 +29,7 @@ from backup_agent.engines import pg_recovery, pg_server
 from backup_agent.engines.base import EngineError, Recovery, RestoreMode, RestoreReport, Versions
 from backup_agent.engines.config import PostgresPhysicalConfig, Resolve
 from backup_agent.engines.database import ClientSecrets, run_client
-from backup_agent.engines.postgresql import major_version, pg_conninfo, pgpass_secrets
+from backup_agent.engines.postgresql import client_too_old, pg_conninfo, pgpass_secrets
 from backup_agent.engines.running import ProcessDump
 from backup_agent.engines.validators.pg_basebackup import BaseBackupValidator
 
@@ -166,12 +166,8 @@ class PostgresPhysicalEngine:
                 server = self._psql("SHOW server_version;", stage="check").strip() or None
             except EngineError as exc:
                 warnings.append(f"cannot read the server version: {exc}")
-        client_major, server_major = major_version(tool), major_version(server)
-        if client_major is not None and server_major is not None and client_major < server_major:
-            warnings.append(
-                f"pg_basebackup {client_major} is older than the server ({server_major}) and refuses it."
-                f" Fix: install postgresql-client-{server_major} and set pg_basebackup in the target config"
-            )
+        if too_old := client_too_old("pg_basebackup", tool, server, setting="pg_basebackup"):
+            warnings.append(too_old)
         for warning in warnings:
             log.warning("%s: %s", self.target, warning)
         return Versions(tool_version=tool, server_version=server, warnings=tuple(warnings))
