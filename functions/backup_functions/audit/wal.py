@@ -30,9 +30,9 @@ from typing import Any
 from backup_contracts.events import AgentHeartbeat, BackupSucceeded
 from backup_contracts.fleet import Fleet, Target
 from backup_contracts.naming import wal_object_key
-from backup_contracts.wal import WalArchived, is_wal_file
+from backup_contracts.wal import WalArchived
 from backup_functions.audit.provenance import Provenance, Refusal
-from backup_functions.audit.wal_keeping import WalRanges, manifest_range, segment_size_of
+from backup_functions.audit.wal_keeping import WalRanges, manifest_range, segment_size_of, start_file_of
 from backup_functions.clock import Clock
 from backup_functions.ledger import Ledger
 from backup_functions.ports import ObjectStore
@@ -41,7 +41,6 @@ from backup_functions.verification import SHA256_METADATA_KEY, full_object_sha25
 log = logging.getLogger(__name__)
 
 WAL_FILE_METADATA_KEY = "wal-file"
-START_FILE_FIELDS = ("start_file", "wal_start_file")  # where a base backup's manifest names its first segment
 
 
 def object_problems(head: Mapping[str, Any], event: WalArchived, kms_key_arn: str) -> list[str]:
@@ -67,21 +66,6 @@ def object_problems(head: Mapping[str, Any], event: WalArchived, kms_key_arn: st
     elif not same_kms_key(key, kms_key_arn):
         problems.append(f"the object is encrypted with KMS key {key}, not the pipeline's key")
     return problems
-
-
-def start_file_of(manifest: Mapping[str, Any] | None) -> str | None:
-    """A base backup's first WAL segment, as its sidecar manifest names it (``start_file`` or ``wal_start_file``,
-    at the top or in one of its sections); None when it names none (the archive then starts at its first file)."""
-    if not manifest:
-        return None
-    places = ("wal", "facts", "validator", "database_properties")  # the agent's manifest sections
-    for place in (manifest, *(manifest.get(name) for name in places)):
-        if isinstance(place, Mapping):
-            for name in START_FILE_FIELDS:
-                value = place.get(name)
-                if isinstance(value, str) and is_wal_file(value):
-                    return value[:24]
-    return None
 
 
 class WalAudit:

@@ -21,13 +21,13 @@ range's files were listed (and ``apply``, which wrote after, tagged it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from backup_contracts.fleet import Fleet, Target
 from backup_contracts.naming import KEEP_TAG_VALUE, RETENTION_TAG, retention_tag_value
-from backup_contracts.wal import WAL_TIER, is_segment, wal_retention_days
+from backup_contracts.wal import WAL_TIER, is_segment, is_wal_file, wal_retention_days
 from backup_functions.audit.keeping import plan_lock
 from backup_functions.clock import Clock
 from backup_functions.ledger import Ledger
@@ -36,27 +36,49 @@ from backup_functions.ports import ObjectStore, Retention
 
 log = logging.getLogger(__name__)
 
-RANGE_FIELDS = ("validator", "facts", "wal")  # the manifest sections that may name a base backup's WAL range
+MANIFEST_SECTIONS = ("validator", "facts", "wal")  # the manifest sections that may name a base backup's WAL
+START_FILE_FIELDS = ("start_file", "wal_start_file")
+END_FILE_FIELDS = ("end_file", "wal_end_file")
+
+
+def manifest_places(manifest: Mapping[str, Any] | None) -> Iterator[Mapping[str, Any]]:
+    """Where a base backup's manifest may name its WAL facts: the top level, then each of its sections."""
+    if not manifest:
+        return
+    for place in (manifest, *(manifest.get(name) for name in MANIFEST_SECTIONS)):
+        if isinstance(place, Mapping):
+            yield place
+
+
+def _first(place: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    return next((place.get(name) for name in names if place.get(name)), None)
+
+
+def start_file_of(manifest: Mapping[str, Any] | None) -> str | None:
+    """A base backup's first WAL segment, as its sidecar manifest names it (``start_file`` or ``wal_start_file``);
+    None when it names none (the archive then starts at its first file)."""
+    for place in manifest_places(manifest):
+        for name in START_FILE_FIELDS:
+            value = place.get(name)
+            if isinstance(value, str) and is_wal_file(value):
+                return value[:24]
+    return None
 
 
 def manifest_range(manifest: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
     """(first segment, last segment) a base backup's manifest names (``start_file`` / ``end_file``)."""
-    if not manifest:
-        return None, None
-    for place in (manifest, *(manifest.get(name) for name in RANGE_FIELDS)):
-        if isinstance(place, Mapping):
-            start = place.get("start_file") or place.get("wal_start_file")
-            end = place.get("end_file") or place.get("wal_end_file")
-            if isinstance(start, str) and is_segment(start[:24]):
-                return start[:24], end[:24] if isinstance(end, str) and is_segment(end[:24]) else None
+    for place in manifest_places(manifest):
+        start, end = _first(place, START_FILE_FIELDS), _first(place, END_FILE_FIELDS)
+        if isinstance(start, str) and is_segment(start[:24]):
+            return start[:24], end[:24] if isinstance(end, str) and is_segment(end[:24]) else None
     return None, None
 
 
 def segment_size_of(manifest: Mapping[str, Any] | None) -> int | None:
     """The server's WAL segment size a base backup's manifest names (``wal_segment_size``: a power of two from
     1 MiB to 1 GiB, as initdb allows), or None."""
-    for place in (manifest or {}, *((manifest or {}).get(name) for name in RANGE_FIELDS)):
-        value = place.get("wal_segment_size") if isinstance(place, Mapping) else None
+    for place in manifest_places(manifest):
+        value = place.get("wal_segment_size")
         if isinstance(value, int) and 1 << 20 <= value <= 1 << 30 and value & (value - 1) == 0:
             return value
     return None
