@@ -17,13 +17,13 @@ from typing import Any
 from backup_contracts import ledger as keys
 from backup_contracts.events import Contract
 from backup_contracts.jobs import Job
+from backup_contracts.naming import wal_index_key
 from backup_functions.alerts import Alert
 from backup_functions.ledger import RestoreItem
 from backup_functions.ledger.outbox import Owed, Owner
 from backup_functions.ports import Courier, alert_entry, event_entry
 from backup_functions.restore import messages
 from backup_functions.restore.context import Context
-from backup_functions.restore.wal_index import index_key
 
 PRESIGN_MARGIN = timedelta(minutes=15)  # the URL outlives the job deadline by this much
 
@@ -69,7 +69,7 @@ class Owing:
             "valid_until": keys.iso(job.deadline + PRESIGN_MARGIN),
         }
         if job.source.wal is not None:  # the WAL index's URL, signed at each send like the backup's
-            presign["wal_index"] = {"bucket": self.context.config.bucket, "key": index_key(restore_id)}
+            presign["wal_index"] = {"bucket": self.context.config.bucket, "key": wal_index_key(restore_id)}
         payload = {
             "queue_url": self.context.config.queue_url(job.agent),
             "body": job.model_dump_json(exclude_none=True),

@@ -1,7 +1,7 @@
 """The WAL index of a point-in-time restore: written once to the bucket, fetched by the agent through a URL.
 
 A restore may replay thousands of WAL files, each with its own presigned GET URL: far too many for an SQS
-message (256 KiB). So the coordinator writes them as one ``WalIndex`` object at ``index_key(restore_id)``
+message (256 KiB). So the coordinator writes them as one ``WalIndex`` object at ``naming.wal_index_key(restore_id)``
 (``restores/<restore_id>/wal-index.json``, under the coordinator's own prefix: SSE-KMS with the pipeline
 key as the bucket's default, expired by the lifecycle after ``naming.RESTORE_OBJECTS_DAYS``) and the job carries
 only a ``WalReplay``: how many files, the last one, the index's size and SHA-256; its URL is signed at each
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 INDEX_MAX_BYTES = 512 * 1024 * 1024
-
-
-def index_key(restore_id: str) -> str:
-    return wal_index_key(restore_id)
 
 
 class IndexObjects(Protocol):
@@ -105,7 +101,7 @@ class IndexWriter:
         objects = self.context.indexes
         if objects is None:
             raise IndexWriteError("the coordinator has no store for WAL indexes (context.indexes)")
-        bucket, key = self.context.config.bucket, index_key(restore_id)
+        bucket, key = self.context.config.bucket, wal_index_key(restore_id)
         index = self._index(target, wal, files, valid_until)
         body = index.model_dump_json(exclude_none=True).encode()
         if not objects.create(bucket, key, body):
