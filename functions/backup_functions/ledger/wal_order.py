@@ -39,6 +39,11 @@ def restarts(previous: Segment, segment: Segment) -> bool:
     return segment.timeline > previous.timeline and segment.number <= previous.number + 1
 
 
+def continues(last: Segment, segment: Segment) -> bool:
+    """``segment`` is the one replay needs after ``last``: the next on its timeline, or a newer timeline's start."""
+    return segment == last.next() or restarts(last, segment)
+
+
 def extends(through: str | None, start: str | None, name: str, size: int = DEFAULT_SEGMENT_SIZE) -> bool:
     """Whether recording ``name`` can move the watermark (else it is a later segment, or not one at all)."""
     if not is_segment(name):
@@ -49,8 +54,7 @@ def extends(through: str | None, start: str | None, name: str, size: int = DEFAU
             return True
         first = parse_segment(start, size)
         return segment == first or (segment.timeline > first.timeline and segment.number <= first.number)
-    last = parse_segment(through, size)
-    return segment == last.next() or restarts(last, segment)
+    return continues(parse_segment(through, size), segment)
 
 
 def walk(
@@ -77,7 +81,7 @@ def walk(
             last, last_at = segment, archived_at
         elif segment <= last:
             continue
-        elif segment == last.next() or restarts(last, segment):
+        elif continues(last, segment):
             last, last_at = segment, archived_at
         else:
             return Walk(last.name, last_at, last.next().name, name, archived_at)

@@ -38,7 +38,7 @@ from backup_contracts.wal import (
 )
 from backup_functions.ledger import RunRecord
 from backup_functions.ledger.wal_items import WalFile
-from backup_functions.ledger.wal_order import restarts
+from backup_functions.ledger.wal_order import continues
 from backup_functions.restore.context import Context
 from backup_functions.restore.rejection import Rejection
 
@@ -75,7 +75,7 @@ def walk(files: Iterable[WalFile], start_file: str, stop: Stop | None, size: int
             continue  # .partial and .backup files are never replayed
         segment = parse_segment(row.file, size)
         expected = start if out.last is None else out.last.next()
-        follows = segment == expected or (out.last is not None and restarts(out.last, segment))
+        follows = segment == start if out.last is None else continues(out.last, segment)
         if not follows:
             if out.last is not None and segment <= out.last:
                 continue
