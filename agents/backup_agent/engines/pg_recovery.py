@@ -7,8 +7,9 @@ destination's ``data_directory``:
    failure at any later step stops the server and removes what was unpacked;
 2. ``recovery.signal``, and a block appended to ``postgresql.auto.conf`` (later lines win):
    ``restore_command``, the stop (``recovery_target_time`` in UTC with microseconds, ``recovery_target =
-   'immediate'``, or none: the end of the WAL) with ``recovery_target_action = 'pause'``, the destination's ``port`` and ``listen_addresses``, the Unix socket in the data directory
-   itself (private: 0700), ``archive_mode = off`` (a clone must never push WAL into its source's archive),
+   'immediate'``, or none: the end of the WAL) with ``recovery_target_action = 'pause'``, the
+   destination's ``port`` and ``listen_addresses``, the Unix socket in the data directory itself
+   (private: 0700), ``archive_mode = off`` (a clone must never push WAL into its source's archive),
    ``hot_standby = on``, no synchronous standbys, no primary to follow, and the ``max_connections``-like
    settings the backup's ``pg_control`` recorded (a hot standby needs at least its source's);
 3. while it recovers, ``pg_hba.conf`` lets only local socket connections in (trust: only the server's
